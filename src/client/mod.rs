@@ -1,0 +1,169 @@
+//! The client API a consumer under test is written against.
+//!
+//! The traits follow rdkafka's method names and types, so one generic function runs on the
+//! simulator in tests ([`SimConsumer`](crate::SimConsumer), [`SimProducer`](crate::SimProducer))
+//! and on rdkafka's [`StreamConsumer`](rdkafka::consumer::StreamConsumer) and
+//! [`FutureProducer`](rdkafka::producer::FutureProducer) in production. Messages implement
+//! [`rdkafka::message::Message`]; errors are [`rdkafka::error::KafkaError`].
+//!
+//! Rebalance callbacks are written once as a [`RebalanceHandler`]; in production wrap it in a
+//! [`RebalanceContext`] when creating the rdkafka consumer, in tests hand it to
+//! [`InstanceContext::create_consumer_with_handler`](crate::InstanceContext::create_consumer_with_handler).
+
+mod rdkafka_impl;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{CommitMode, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Message, ToBytes};
+use rdkafka::producer::{FutureRecord, future_producer::OwnedDeliveryResult};
+use rdkafka::util::Timeout;
+
+pub use rdkafka_impl::RebalanceContext;
+
+/// The synchronous consumer operations: everything but receiving messages. This is what a
+/// rebalance callback gets, like rdkafka hands `pre_rebalance` a `&BaseConsumer`.
+///
+/// Each method behaves as its namesake on [`rdkafka::consumer::Consumer`].
+pub trait ConsumerHandle {
+    /// Subscribes to `topics` (replacing any previous subscription); the group assigns
+    /// partitions on the following polls.
+    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()>;
+    /// Leaves the group and drops the subscription.
+    fn unsubscribe(&self);
+    /// The partitions currently assigned to this consumer.
+    fn assignment(&self) -> KafkaResult<TopicPartitionList>;
+    /// Commits explicit offsets (the next offset to consume, per partition).
+    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()>;
+    /// Commits the stored offsets of the assigned partitions (`Err(NoOffset)` when there is
+    /// nothing new to commit).
+    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()>;
+    /// Stores `offset + 1` for the next commit, as librdkafka's `rd_kafka_offset_store`.
+    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()>;
+    /// Stores the given offsets as they are; requires `enable.auto.offset.store=false`.
+    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()>;
+    /// The position (next offset to hand to the application) of each assigned partition.
+    fn position(&self) -> KafkaResult<TopicPartitionList>;
+    /// The group's committed offsets for the assigned partitions.
+    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList>;
+}
+
+/// A group consumer: rdkafka's `StreamConsumer` API.
+pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
+    /// The message type `recv` yields: `BorrowedMessage` for rdkafka, `OwnedMessage` for the
+    /// simulator.
+    type Message<'a>: Message + Send + Sync
+    where
+        Self: 'a;
+
+    /// Waits for the next message (polling the group: rebalances and their callbacks happen
+    /// inside this call).
+    fn recv(&self) -> impl Future<Output = KafkaResult<Self::Message<'_>>> + Send;
+
+    /// Commits `message.offset() + 1` for the message's partition.
+    fn commit_message(&self, message: &Self::Message<'_>, mode: CommitMode) -> KafkaResult<()>;
+
+    /// Stores `message.offset() + 1` for the next commit.
+    fn store_offset_from_message(&self, message: &Self::Message<'_>) -> KafkaResult<()>;
+}
+
+/// A producer: rdkafka's `FutureProducer` API.
+pub trait KafkaProducer: Send + Sync {
+    /// Sends a record and waits for its delivery report.
+    fn send<K, P, T>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: T,
+    ) -> impl Future<Output = OwnedDeliveryResult> + Send
+    where
+        K: ToBytes + ?Sized + Sync,
+        P: ToBytes + ?Sized + Sync,
+        T: Into<Timeout> + Send;
+}
+
+/// Rebalance and commit callbacks, as rdkafka's `ConsumerContext` offers them.
+///
+/// Callbacks run inside `recv`, on the consumer's task, as librdkafka serves them from poll.
+/// With the eager protocol a rebalance revokes every partition (`pre_rebalance` with
+/// [`Rebalance::Revoke`], the place to commit what was processed), then assigns the new set.
+pub trait RebalanceHandler: Send + Sync + 'static {
+    /// Before the assignment changes.
+    fn pre_rebalance(&self, consumer: &dyn ConsumerHandle, rebalance: &Rebalance<'_>) {
+        let _ = (consumer, rebalance);
+    }
+
+    /// After the assignment changed.
+    fn post_rebalance(&self, consumer: &dyn ConsumerHandle, rebalance: &Rebalance<'_>) {
+        let _ = (consumer, rebalance);
+    }
+
+    /// After an asynchronous or automatic commit completed.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let _ = (result, offsets);
+    }
+}
+
+impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
+    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        (**self).subscribe(topics)
+    }
+    fn unsubscribe(&self) {
+        (**self).unsubscribe()
+    }
+    fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+        (**self).assignment()
+    }
+    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+        (**self).commit(offsets, mode)
+    }
+    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+        (**self).commit_consumer_state(mode)
+    }
+    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        (**self).store_offset(topic, partition, offset)
+    }
+    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).store_offsets(offsets)
+    }
+    fn position(&self) -> KafkaResult<TopicPartitionList> {
+        (**self).position()
+    }
+    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+        (**self).committed(timeout)
+    }
+}
+
+impl<T: KafkaConsumer> KafkaConsumer for Arc<T> {
+    type Message<'a>
+        = T::Message<'a>
+    where
+        Self: 'a;
+
+    fn recv(&self) -> impl Future<Output = KafkaResult<Self::Message<'_>>> + Send {
+        (**self).recv()
+    }
+    fn commit_message(&self, message: &Self::Message<'_>, mode: CommitMode) -> KafkaResult<()> {
+        (**self).commit_message(message, mode)
+    }
+    fn store_offset_from_message(&self, message: &Self::Message<'_>) -> KafkaResult<()> {
+        (**self).store_offset_from_message(message)
+    }
+}
+
+impl<T: KafkaProducer> KafkaProducer for Arc<T> {
+    fn send<K, P, Tm>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: Tm,
+    ) -> impl Future<Output = OwnedDeliveryResult> + Send
+    where
+        K: ToBytes + ?Sized + Sync,
+        P: ToBytes + ?Sized + Sync,
+        Tm: Into<Timeout> + Send,
+    {
+        (**self).send(record, queue_timeout)
+    }
+}

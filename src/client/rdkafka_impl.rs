@@ -1,0 +1,139 @@
+//! The client traits for rdkafka's own types: the production side of the same consumer code.
+
+use std::future::Future;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, ToBytes};
+use rdkafka::producer::{FutureProducer, FutureRecord, future_producer::OwnedDeliveryResult};
+use rdkafka::util::Timeout;
+
+use super::{ConsumerHandle, KafkaConsumer, KafkaProducer, RebalanceHandler};
+
+/// An rdkafka consumer context that forwards rebalance and commit callbacks to a
+/// [`RebalanceHandler`], so the same handler serves production and tests.
+///
+/// ```no_run
+/// use effectively_once::{ConsumerHandle, RebalanceContext, RebalanceHandler};
+/// use rdkafka::consumer::{CommitMode, Rebalance, StreamConsumer};
+/// use rdkafka::ClientConfig;
+///
+/// struct CommitOnRevoke;
+/// impl RebalanceHandler for CommitOnRevoke {
+///     fn pre_rebalance(&self, consumer: &dyn ConsumerHandle, rebalance: &Rebalance<'_>) {
+///         if let Rebalance::Revoke(_) = rebalance {
+///             let _ = consumer.commit_consumer_state(CommitMode::Sync);
+///         }
+///     }
+/// }
+///
+/// let consumer: StreamConsumer<RebalanceContext<CommitOnRevoke>> = ClientConfig::new()
+///     .set("bootstrap.servers", "localhost:9092")
+///     .set("group.id", "notification-service")
+///     .create_with_context(RebalanceContext::new(CommitOnRevoke))?;
+/// # Ok::<(), rdkafka::error::KafkaError>(())
+/// ```
+pub struct RebalanceContext<H> {
+    handler: H,
+}
+
+impl<H: RebalanceHandler> RebalanceContext<H> {
+    /// Wraps a handler.
+    pub fn new(handler: H) -> Self {
+        RebalanceContext { handler }
+    }
+
+    /// The wrapped handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+}
+
+impl<H: RebalanceHandler> ClientContext for RebalanceContext<H> {}
+
+impl<H: RebalanceHandler> ConsumerContext for RebalanceContext<H> {
+    fn pre_rebalance(&self, base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.handler.pre_rebalance(base_consumer, rebalance);
+    }
+
+    fn post_rebalance(&self, base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.handler.post_rebalance(base_consumer, rebalance);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.handler.commit_callback(result, offsets);
+    }
+}
+
+/// `ConsumerHandle` for a type that implements rdkafka's `Consumer<C>`.
+macro_rules! consumer_handle_via_rdkafka {
+    ($ty:ident) => {
+        impl<C: ConsumerContext + 'static> ConsumerHandle for $ty<C> {
+            fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+                Consumer::subscribe(self, topics)
+            }
+            fn unsubscribe(&self) {
+                Consumer::unsubscribe(self)
+            }
+            fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+                Consumer::assignment(self)
+            }
+            fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+                Consumer::commit(self, offsets, mode)
+            }
+            fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+                Consumer::commit_consumer_state(self, mode)
+            }
+            fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+                Consumer::store_offset(self, topic, partition, offset)
+            }
+            fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::store_offsets(self, offsets)
+            }
+            fn position(&self) -> KafkaResult<TopicPartitionList> {
+                Consumer::position(self)
+            }
+            fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+                Consumer::committed(self, timeout)
+            }
+        }
+    };
+}
+
+consumer_handle_via_rdkafka!(BaseConsumer);
+consumer_handle_via_rdkafka!(StreamConsumer);
+
+impl<C: ConsumerContext + 'static> KafkaConsumer for StreamConsumer<C> {
+    type Message<'a> = BorrowedMessage<'a>;
+
+    fn recv(&self) -> impl Future<Output = KafkaResult<BorrowedMessage<'_>>> + Send {
+        StreamConsumer::recv(self)
+    }
+
+    fn commit_message(&self, message: &BorrowedMessage<'_>, mode: CommitMode) -> KafkaResult<()> {
+        Consumer::commit_message(self, message, mode)
+    }
+
+    fn store_offset_from_message(&self, message: &BorrowedMessage<'_>) -> KafkaResult<()> {
+        Consumer::store_offset_from_message(self, message)
+    }
+}
+
+impl<C: ClientContext + 'static> KafkaProducer for FutureProducer<C> {
+    fn send<K, P, T>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: T,
+    ) -> impl Future<Output = OwnedDeliveryResult> + Send
+    where
+        K: ToBytes + ?Sized + Sync,
+        P: ToBytes + ?Sized + Sync,
+        T: Into<Timeout> + Send,
+    {
+        FutureProducer::send(self, record, queue_timeout)
+    }
+}

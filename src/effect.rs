@@ -1,0 +1,162 @@
+//! Effect sinks: the recorded, interceptable stand-ins for the outside world a consumer acts on
+//! (an email service, a payment API).
+
+use std::sync::Arc;
+
+use crate::fault::Operation;
+use crate::history::{EffectOutcome, HistoryEvent, Incarnation};
+use crate::sim::{Shared, unwind_crash};
+
+/// A failed effect-sink call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EffectError {
+    /// The effect did not happen.
+    #[error("{sink} failed for event {event_id:?}: the effect did not happen")]
+    Failed {
+        /// The sink's name.
+        sink: String,
+        /// The event the effect was for.
+        event_id: String,
+    },
+    /// The call timed out: the effect may have happened (it did, in the simulator).
+    #[error("{sink} timed out for event {event_id:?}: the effect may have happened")]
+    TimedOut {
+        /// The sink's name.
+        sink: String,
+        /// The event the effect was for.
+        event_id: String,
+    },
+}
+
+/// A side effect's destination in a simulation: every call is recorded in the history and is
+/// an interception point ([`Operation::Effect`](crate::Operation::Effect)).
+///
+/// Implement your own effect trait (`EmailSender`, `PaymentGateway`) for `EffectSink` in tests
+/// and for the real client in production. Sinks of the same name share their idempotency keys
+/// across instances and restarts, as a payment provider does.
+#[derive(Clone)]
+pub struct EffectSink {
+    shared: Arc<Shared>,
+    incarnation: Incarnation,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for EffectSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EffectSink")
+            .field("name", &self.name)
+            .field("incarnation", &self.incarnation)
+            .finish()
+    }
+}
+
+impl EffectSink {
+    pub(crate) fn new(shared: Arc<Shared>, incarnation: Incarnation, name: &str) -> Self {
+        EffectSink {
+            shared,
+            incarnation,
+            name: name.into(),
+        }
+    }
+
+    /// The sink's name, as the history shows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Performs the effect for `event_id`. Each call that succeeds (or times out after the
+    /// work was done) is one more effect in the outside world.
+    pub async fn perform(&self, event_id: &str) -> Result<(), EffectError> {
+        self.call(event_id, None).await
+    }
+
+    /// Performs the effect unless `idempotency_key` was used before on a sink of this name, in
+    /// which case nothing new happens and the call succeeds, as payment APIs behave.
+    pub async fn perform_idempotent(
+        &self,
+        event_id: &str,
+        idempotency_key: &str,
+    ) -> Result<(), EffectError> {
+        self.call(event_id, Some(idempotency_key)).await
+    }
+
+    async fn call(&self, event_id: &str, key: Option<&str>) -> Result<(), EffectError> {
+        let prepared = {
+            let mut world = self.shared.lock();
+            if !world.alive(self.incarnation) {
+                None
+            } else {
+                let anchor = world.current_record(self.incarnation);
+                let injection = world.intercept(Operation::Effect, self.incarnation, anchor);
+                if injection.crash_before {
+                    world.crash(
+                        self.incarnation,
+                        format!("fault: crash before effect {}({event_id})", self.name),
+                    );
+                    None
+                } else {
+                    if let Some(freeze) = injection.freeze {
+                        world.freeze(self.incarnation, freeze);
+                    }
+                    let wait = injection.stall.unwrap_or_default()
+                        + injection.freeze.unwrap_or_default()
+                        + world.latency();
+                    Some((injection, wait))
+                }
+            }
+        };
+        self.shared.publish();
+        let Some((injection, wait)) = prepared else {
+            unwind_crash()
+        };
+        tokio::time::sleep(wait).await;
+        let result = {
+            let mut world = self.shared.lock();
+            if !world.alive(self.incarnation) {
+                None
+            } else {
+                let outcome = if injection.fail {
+                    EffectOutcome::Failed
+                } else if key.is_some_and(|k| {
+                    !world
+                        .idempotency_keys
+                        .insert((self.name.to_string(), k.to_string()))
+                }) {
+                    EffectOutcome::Deduplicated
+                } else if injection.ambiguous {
+                    EffectOutcome::PerformedReportedFailed
+                } else {
+                    EffectOutcome::Performed
+                };
+                world.record(
+                    Some(self.incarnation),
+                    HistoryEvent::Effect {
+                        sink: self.name.to_string(),
+                        event_id: event_id.to_string(),
+                        idempotency_key: key.map(str::to_string),
+                        outcome,
+                    },
+                );
+                if injection.crash_after {
+                    world.crash(
+                        self.incarnation,
+                        format!("fault: crash after effect {}({event_id})", self.name),
+                    );
+                    None
+                } else {
+                    Some(outcome)
+                }
+            }
+        };
+        self.shared.publish();
+        let sink = self.name.to_string();
+        let event_id = event_id.to_string();
+        match result {
+            None => unwind_crash(),
+            Some(EffectOutcome::Failed) => Err(EffectError::Failed { sink, event_id }),
+            Some(_) if injection.ambiguous => Err(EffectError::TimedOut { sink, event_id }),
+            Some(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! The history of a run: every delivery, side effect, commit, crash, restart and rebalance, in
+//! the order it happened, stamped with virtual time.
+//!
+//! The history is an append-only list of plain values. Invariants and reports read it and never
+//! reach back into the simulator, so the same checkers work on any backend. Its [`Display`]
+//! rendering is the run's timeline; the same seed renders the same bytes.
+//!
+//! [`Display`]: std::fmt::Display
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::fault::{Fault, Operation};
+use crate::record::{RecordPosition, TopicPartition};
+
+/// One consumer instance of the simulated deployment (a process slot that restarts after a
+/// crash), printed as `i0`, `i1`, ...
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceId(pub u32);
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "i{}", self.0)
+    }
+}
+
+/// One life of an instance, from start to crash or exit, printed as `i0#1`, `i0#2`, ...
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Incarnation {
+    /// The instance slot.
+    pub instance: InstanceId,
+    /// 1 for the first start, incremented on every restart.
+    pub number: u32,
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.instance, self.number)
+    }
+}
+
+/// How an effect-sink call turned out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EffectOutcome {
+    /// The effect happened and the caller was told so.
+    Performed,
+    /// The effect did not happen and the caller got an error.
+    Failed,
+    /// The effect happened but the caller got an error (a timeout after the work was done).
+    PerformedReportedFailed,
+    /// The idempotency key had been seen before: nothing new happened, the caller was told
+    /// it succeeded.
+    Deduplicated,
+}
+
+impl EffectOutcome {
+    /// Whether the outside world changed (the email went out, the card was charged).
+    pub fn took_effect(self) -> bool {
+        matches!(
+            self,
+            EffectOutcome::Performed | EffectOutcome::PerformedReportedFailed
+        )
+    }
+}
+
+impl fmt::Display for EffectOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EffectOutcome::Performed => "performed",
+            EffectOutcome::Failed => "failed",
+            EffectOutcome::PerformedReportedFailed => "performed but reported failed",
+            EffectOutcome::Deduplicated => "deduplicated by idempotency key",
+        })
+    }
+}
+
+/// What made a consumer commit offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CommitKind {
+    /// `commit`, `commit_message` or `commit_consumer_state` with `CommitMode::Sync`.
+    Sync,
+    /// The same calls with `CommitMode::Async`, applied when the request reached the broker.
+    Async,
+    /// librdkafka's periodic auto-commit (`auto.commit.interval.ms`).
+    Auto,
+    /// The auto-commit librdkafka performs when partitions are revoked.
+    Revoke,
+    /// The auto-commit librdkafka performs when a consumer is closed (dropped).
+    Close,
+}
+
+impl fmt::Display for CommitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CommitKind::Sync => "sync",
+            CommitKind::Async => "async",
+            CommitKind::Auto => "auto",
+            CommitKind::Revoke => "on revoke",
+            CommitKind::Close => "on close",
+        })
+    }
+}
+
+/// Why a member left its consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberRemoval {
+    /// The consumer closed and sent LeaveGroup.
+    Left,
+    /// No heartbeat for `session.timeout.ms` (a crash or a frozen process).
+    SessionTimeout,
+    /// The application did not poll within `max.poll.interval.ms`; librdkafka left the group.
+    MaxPollIntervalExceeded,
+}
+
+impl fmt::Display for MemberRemoval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberRemoval::Left => "left the group",
+            MemberRemoval::SessionTimeout => "session timed out",
+            MemberRemoval::MaxPollIntervalExceeded => "exceeded max.poll.interval.ms",
+        })
+    }
+}
+
+/// How far a group's committed offset trails the end of a partition when a run stops.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lag {
+    /// The consumer group.
+    pub group: String,
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The group's committed offset, if any.
+    pub committed: Option<i64>,
+    /// The partition's end offset (high watermark).
+    pub end: i64,
+}
+
+impl fmt::Display for Lag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.committed {
+            Some(c) => write!(
+                f,
+                "{} {}: committed {c}, end {} (behind by {})",
+                self.group,
+                self.partition,
+                self.end,
+                self.end - c
+            ),
+            None => write!(
+                f,
+                "{} {}: nothing committed, end {}",
+                self.group, self.partition, self.end
+            ),
+        }
+    }
+}
+
+/// One thing that happened during a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistoryEvent {
+    /// The instance's factory was called: a process started.
+    InstanceStarted,
+    /// The instance crashed: its in-memory state is gone and it sends nothing more.
+    InstanceCrashed {
+        /// What crashed it (the injected fault and where).
+        cause: String,
+    },
+    /// The consumer itself panicked (a bug in the code under test, not an injected crash).
+    InstancePanicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The consumer's future returned.
+    InstanceExited {
+        /// The error it returned, if it returned one.
+        error: Option<String>,
+    },
+    /// The instance crashed or failed too often and is not restarted again.
+    RestartsExhausted {
+        /// How many restarts it had.
+        restarts: u32,
+    },
+    /// A record was appended to a partition.
+    RecordProduced {
+        /// Where it landed.
+        position: RecordPosition,
+        /// Its key, lossily decoded as UTF-8.
+        key: Option<String>,
+        /// True when this append is librdkafka's internal retry of a send whose acknowledgement
+        /// was lost.
+        retry: bool,
+    },
+    /// The broker dropped a retried batch it had already appended (idempotent producer).
+    DuplicateDropped {
+        /// The copy that was kept.
+        original: RecordPosition,
+        /// The idempotent producer's id.
+        producer_id: i64,
+        /// The batch's sequence number.
+        sequence: i32,
+    },
+    /// A produce request returned an error to the application.
+    ProduceFailed {
+        /// The target partition.
+        partition: TopicPartition,
+        /// The error the application saw.
+        error: String,
+        /// Whether the record was appended anyway (an ambiguous failure).
+        appended: bool,
+    },
+    /// A consumer joined a group (JoinGroup as a new member).
+    MemberJoined {
+        /// The group.
+        group: String,
+        /// The member id the coordinator gave it.
+        member: String,
+    },
+    /// A member left the group or was removed by the coordinator.
+    MemberRemoved {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+        /// Why.
+        reason: MemberRemoval,
+    },
+    /// The coordinator started a rebalance: members must rejoin.
+    RebalanceStarted {
+        /// The group.
+        group: String,
+        /// The generation being replaced.
+        generation: i32,
+    },
+    /// A rebalance finished: a new generation with a new assignment.
+    GenerationStarted {
+        /// The group.
+        group: String,
+        /// The new generation id.
+        generation: i32,
+        /// The assignor the group chose (`range`, `roundrobin`).
+        protocol: String,
+        /// Each member's partitions.
+        assignment: Vec<(String, Vec<TopicPartition>)>,
+    },
+    /// A consumer gave up partitions (its pre/post-rebalance callbacks ran around this).
+    PartitionsRevoked {
+        /// The group.
+        group: String,
+        /// The revoked partitions.
+        partitions: Vec<TopicPartition>,
+        /// True when the assignment was lost (the member had already been removed).
+        lost: bool,
+    },
+    /// A consumer took on partitions, starting at these positions.
+    PartitionsAssigned {
+        /// The group.
+        group: String,
+        /// The generation.
+        generation: i32,
+        /// Each partition and the offset consumption starts from.
+        partitions: Vec<(TopicPartition, i64)>,
+    },
+    /// `recv` handed a record to the application.
+    Delivered {
+        /// The record.
+        position: RecordPosition,
+        /// Its key, lossily decoded as UTF-8.
+        key: Option<String>,
+    },
+    /// An offset was stored for the next commit (explicitly, or by `enable.auto.offset.store`).
+    OffsetStored {
+        /// The partition.
+        partition: TopicPartition,
+        /// The offset stored (the next offset to consume).
+        offset: i64,
+    },
+    /// The coordinator accepted an offset commit.
+    OffsetsCommitted {
+        /// The group.
+        group: String,
+        /// The generation the commit was made in.
+        generation: i32,
+        /// The committed offsets.
+        offsets: Vec<(TopicPartition, i64)>,
+        /// What triggered the commit.
+        kind: CommitKind,
+    },
+    /// An offset commit was rejected or failed.
+    CommitRejected {
+        /// The group.
+        group: String,
+        /// The offsets that were not committed.
+        offsets: Vec<(TopicPartition, i64)>,
+        /// What triggered the commit.
+        kind: CommitKind,
+        /// The error.
+        error: String,
+    },
+    /// An effect sink was called.
+    Effect {
+        /// The sink's name (`email`, `payment`).
+        sink: String,
+        /// The event the effect is for.
+        event_id: String,
+        /// The idempotency key the caller passed, if any.
+        idempotency_key: Option<String>,
+        /// What happened.
+        outcome: EffectOutcome,
+    },
+    /// A durable-store transaction committed.
+    StoreCommitted,
+    /// A durable-store transaction commit failed.
+    StoreCommitFailed {
+        /// Whether the transaction was in fact committed (an ambiguous failure).
+        committed: bool,
+    },
+    /// A fault from the schedule fired.
+    FaultInjected {
+        /// The operation it fired on.
+        operation: Operation,
+        /// The fault.
+        fault: Fault,
+        /// The record the operation concerned, if any.
+        record: Option<RecordPosition>,
+    },
+    /// The run stopped because nothing was left to do: every group had committed the end of
+    /// every partition it consumes and nothing happened for the settle period.
+    Quiesced,
+    /// Every instance stopped for good, so nothing more can happen.
+    AllInstancesStopped {
+        /// Each group's lag when the last instance stopped.
+        lag: Vec<Lag>,
+    },
+    /// The run hit its virtual-time limit before it quiesced.
+    TimeLimitReached {
+        /// Each group's lag at that moment.
+        lag: Vec<Lag>,
+    },
+}
+
+fn write_offsets(f: &mut fmt::Formatter<'_>, offsets: &[(TopicPartition, i64)]) -> fmt::Result {
+    for (i, (tp, offset)) in offsets.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{tp}={offset}")?;
+    }
+    Ok(())
+}
+
+fn write_partitions(f: &mut fmt::Formatter<'_>, partitions: &[TopicPartition]) -> fmt::Result {
+    if partitions.is_empty() {
+        return f.write_str("none");
+    }
+    for (i, tp) in partitions.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{tp}")?;
+    }
+    Ok(())
+}
+
+fn write_lag(f: &mut fmt::Formatter<'_>, lag: &[Lag]) -> fmt::Result {
+    let behind: Vec<&Lag> = lag.iter().filter(|l| l.committed != Some(l.end)).collect();
+    if behind.is_empty() {
+        return f.write_str("every partition committed to its end");
+    }
+    for (i, l) in behind.iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        write!(f, "{l}")?;
+    }
+    Ok(())
+}
+
+fn write_key(f: &mut fmt::Formatter<'_>, key: &Option<String>) -> fmt::Result {
+    match key {
+        Some(k) => write!(f, " key={k:?}"),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for HistoryEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use HistoryEvent::*;
+        match self {
+            InstanceStarted => f.write_str("started"),
+            InstanceCrashed { cause } => write!(f, "CRASHED ({cause})"),
+            InstancePanicked { message } => write!(f, "PANICKED: {message}"),
+            InstanceExited { error: None } => f.write_str("exited"),
+            InstanceExited { error: Some(e) } => write!(f, "exited with error: {e}"),
+            RestartsExhausted { restarts } => {
+                write!(f, "not restarted again after {restarts} restarts")
+            }
+            RecordProduced {
+                position,
+                key,
+                retry,
+            } => {
+                write!(f, "produced {position}")?;
+                write_key(f, key)?;
+                if *retry {
+                    f.write_str(" (retry after a lost ack)")?;
+                }
+                Ok(())
+            }
+            DuplicateDropped {
+                original,
+                producer_id,
+                sequence,
+            } => write!(
+                f,
+                "broker dropped duplicate batch (producer {producer_id}, sequence {sequence}); kept {original}"
+            ),
+            ProduceFailed {
+                partition,
+                error,
+                appended,
+            } => write!(
+                f,
+                "produce to {partition} failed: {error}{}",
+                if *appended {
+                    " (but the record was appended)"
+                } else {
+                    ""
+                }
+            ),
+            MemberJoined { group, member } => write!(f, "joined group {group:?} as {member}"),
+            MemberRemoved {
+                group,
+                member,
+                reason,
+            } => write!(f, "member {member} of group {group:?} {reason}"),
+            RebalanceStarted { group, generation } => {
+                write!(
+                    f,
+                    "group {group:?} rebalancing (generation {generation} ends)"
+                )
+            }
+            GenerationStarted {
+                group,
+                generation,
+                protocol,
+                assignment,
+            } => {
+                write!(f, "group {group:?} generation {generation} ({protocol}):")?;
+                for (member, partitions) in assignment {
+                    write!(f, " {member} <- ")?;
+                    write_partitions(f, partitions)?;
+                    f.write_str(";")?;
+                }
+                Ok(())
+            }
+            PartitionsRevoked {
+                group,
+                partitions,
+                lost,
+            } => {
+                write!(f, "{} ", if *lost { "lost" } else { "revoked" })?;
+                write_partitions(f, partitions)?;
+                write!(f, " (group {group:?})")
+            }
+            PartitionsAssigned {
+                group,
+                generation,
+                partitions,
+            } => {
+                f.write_str("assigned ")?;
+                if partitions.is_empty() {
+                    f.write_str("none")?;
+                }
+                for (i, (tp, start)) in partitions.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{tp} from {start}")?;
+                }
+                write!(f, " (group {group:?} generation {generation})")
+            }
+            Delivered { position, key } => {
+                write!(f, "recv {position}")?;
+                write_key(f, key)
+            }
+            OffsetStored { partition, offset } => write!(f, "stored offset {partition}={offset}"),
+            OffsetsCommitted {
+                group,
+                generation,
+                offsets,
+                kind,
+            } => {
+                write!(f, "commit ({kind}) ")?;
+                write_offsets(f, offsets)?;
+                write!(f, " ok (group {group:?} generation {generation})")
+            }
+            CommitRejected {
+                group,
+                offsets,
+                kind,
+                error,
+            } => {
+                write!(f, "commit ({kind}) ")?;
+                write_offsets(f, offsets)?;
+                write!(f, " REJECTED: {error} (group {group:?})")
+            }
+            Effect {
+                sink,
+                event_id,
+                idempotency_key,
+                outcome,
+            } => {
+                write!(f, "effect {sink}({event_id})")?;
+                if let Some(key) = idempotency_key {
+                    write!(f, " idempotency key {key:?}")?;
+                }
+                write!(f, ": {outcome}")
+            }
+            StoreCommitted => f.write_str("store transaction committed"),
+            StoreCommitFailed { committed: false } => {
+                f.write_str("store transaction commit failed (rolled back)")
+            }
+            StoreCommitFailed { committed: true } => {
+                f.write_str("store transaction commit reported failed (but committed)")
+            }
+            FaultInjected {
+                operation,
+                fault,
+                record,
+            } => {
+                write!(f, "FAULT on {operation}")?;
+                if let Some(r) = record {
+                    write!(f, " of {r}")?;
+                }
+                write!(f, ": {fault}")
+            }
+            Quiesced => f.write_str("quiesced"),
+            AllInstancesStopped { lag } => {
+                f.write_str("every instance stopped: ")?;
+                write_lag(f, lag)
+            }
+            TimeLimitReached { lag } => {
+                f.write_str("virtual-time limit reached: ")?;
+                write_lag(f, lag)
+            }
+        }
+    }
+}
+
+/// One history entry: when, who, what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Virtual time since the run started.
+    pub at: Duration,
+    /// The instance incarnation it happened in; `None` for the cluster itself (the harness's
+    /// input producer, the group coordinator's timers).
+    pub incarnation: Option<Incarnation>,
+    /// What happened.
+    pub event: HistoryEvent,
+}
+
+impl fmt::Display for HistoryEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.at.as_micros();
+        let lane = match self.incarnation {
+            Some(inc) => inc.to_string(),
+            None => "cluster".to_string(),
+        };
+        write!(
+            f,
+            "{:>6}.{:06}s  {lane:<7}  {}",
+            micros / 1_000_000,
+            micros % 1_000_000,
+            self.event
+        )
+    }
+}
+
+/// Everything that happened in one run, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    entries: Vec<HistoryEntry>,
+}
+
+impl History {
+    pub(crate) fn push(&mut self, entry: HistoryEntry) {
+        tracing::debug!(target: "effectively_once::history", "{entry}");
+        self.entries.push(entry);
+    }
+
+    /// The entries, in order.
+    pub fn entries(&self) -> &[HistoryEntry] {
+        &self.entries
+    }
+
+    /// The events, in order, without time or lane.
+    pub fn events(&self) -> impl Iterator<Item = &HistoryEvent> {
+        self.entries.iter().map(|e| &e.event)
+    }
+
+    /// How many times each event id's effect on `sink` took effect (performed, including
+    /// "performed but reported failed"; deduplicated and failed calls do not count).
+    pub fn effect_counts(&self, sink: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for event in self.events() {
+            if let HistoryEvent::Effect {
+                sink: s,
+                event_id,
+                outcome,
+                ..
+            } = event
+            {
+                if s == sink && outcome.took_effect() {
+                    *counts.entry(event_id.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// How the run ended: the last entry when it is an end marker (`Quiesced`,
+    /// `AllInstancesStopped`, `TimeLimitReached`).
+    pub fn end(&self) -> Option<&HistoryEvent> {
+        self.entries.last().map(|e| &e.event).filter(|e| {
+            matches!(
+                e,
+                HistoryEvent::Quiesced
+                    | HistoryEvent::AllInstancesStopped { .. }
+                    | HistoryEvent::TimeLimitReached { .. }
+            )
+        })
+    }
+
+    /// True when the run stopped because everything was processed and committed.
+    pub fn quiesced(&self) -> bool {
+        matches!(self.end(), Some(HistoryEvent::Quiesced))
+    }
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for entry in &self.entries {
+            writeln!(f, "{entry}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! The group coordinator: members, generations, the eager rebalance protocol, committed offsets.
+//!
+//! Modelled on Kafka's classic group protocol with librdkafka clients:
+//! - a join, a leave, a session timeout or a `max.poll.interval.ms` breach starts a rebalance
+//!   (`PreparingRebalance`); every member must rejoin, which a librdkafka consumer does on its
+//!   next poll after revoking its partitions;
+//! - when every member has rejoined the coordinator bumps the generation and hands out a new
+//!   assignment (JoinGroup and SyncGroup are collapsed into one step);
+//! - an offset commit must carry a known member id and the current generation: otherwise
+//!   `UNKNOWN_MEMBER_ID` or `ILLEGAL_GENERATION`, as Kafka answers. During `PreparingRebalance`
+//!   the old generation is still current, so commits from a revoke callback are accepted.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::time::Instant;
+
+use super::assignor::{self, AssignmentStrategy};
+use crate::history::{HistoryEvent, Incarnation, MemberRemoval};
+use crate::record::TopicPartition;
+
+/// History events a coordinator step produced, with the lane they belong to.
+pub(crate) type Events = Vec<(Option<Incarnation>, HistoryEvent)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupState {
+    Empty,
+    PreparingRebalance,
+    Stable,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Member {
+    pub incarnation: Incarnation,
+    pub subscription: Vec<String>,
+    pub strategies: Vec<AssignmentStrategy>,
+    pub session_timeout: Duration,
+    /// When the coordinator removes the member: set while its heartbeats are stopped (the
+    /// process crashed or is frozen); `None` while it heartbeats.
+    pub session_deadline: Option<Instant>,
+    /// Whether it has (re)joined the rebalance in progress.
+    pub joined: bool,
+    /// Its partitions in the current generation.
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub id: String,
+    pub generation: i32,
+    pub state: GroupState,
+    pub protocol: Option<AssignmentStrategy>,
+    pub members: BTreeMap<String, Member>,
+    pub committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl Group {
+    pub(crate) fn new(id: &str) -> Self {
+        Group {
+            id: id.to_string(),
+            generation: 0,
+            state: GroupState::Empty,
+            protocol: None,
+            members: BTreeMap::new(),
+            committed: BTreeMap::new(),
+        }
+    }
+
+    /// A new member joins. Fails with `INCONSISTENT_GROUP_PROTOCOL` when it shares no
+    /// assignment strategy with the current members.
+    pub(crate) fn join(
+        &mut self,
+        member_id: &str,
+        member: Member,
+        out: &mut Events,
+    ) -> Result<(), RDKafkaErrorCode> {
+        if self
+            .members
+            .values()
+            .any(|m| !m.strategies.iter().any(|s| member.strategies.contains(s)))
+        {
+            return Err(RDKafkaErrorCode::InconsistentGroupProtocol);
+        }
+        let incarnation = member.incarnation;
+        self.begin_rebalance(out);
+        self.members.insert(
+            member_id.to_string(),
+            Member {
+                joined: true,
+                ..member
+            },
+        );
+        out.push((
+            Some(incarnation),
+            HistoryEvent::MemberJoined {
+                group: self.id.clone(),
+                member: member_id.to_string(),
+            },
+        ));
+        Ok(())
+    }
+
+    /// An existing member rejoins the rebalance in progress.
+    pub(crate) fn rejoin(&mut self, member_id: &str) {
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.joined = true;
+        }
+    }
+
+    /// A member's subscription changed: it rejoins with the new metadata.
+    pub(crate) fn resubscribe(&mut self, member_id: &str, topics: Vec<String>, out: &mut Events) {
+        if self.members.contains_key(member_id) {
+            self.begin_rebalance(out);
+            let m = self.members.get_mut(member_id).expect("checked above");
+            m.subscription = topics;
+            m.joined = true;
+        }
+    }
+
+    /// Removes a member (LeaveGroup, session timeout, max.poll.interval breach).
+    pub(crate) fn remove(
+        &mut self,
+        member_id: &str,
+        reason: MemberRemoval,
+        out: &mut Events,
+    ) -> bool {
+        let Some(member) = self.members.remove(member_id) else {
+            return false;
+        };
+        out.push((
+            Some(member.incarnation),
+            HistoryEvent::MemberRemoved {
+                group: self.id.clone(),
+                member: member_id.to_string(),
+                reason,
+            },
+        ));
+        self.begin_rebalance(out);
+        true
+    }
+
+    fn begin_rebalance(&mut self, out: &mut Events) {
+        if self.state == GroupState::PreparingRebalance {
+            return;
+        }
+        self.state = GroupState::PreparingRebalance;
+        for m in self.members.values_mut() {
+            m.joined = false;
+        }
+        out.push((
+            None,
+            HistoryEvent::RebalanceStarted {
+                group: self.id.clone(),
+                generation: self.generation,
+            },
+        ));
+    }
+
+    /// Completes the rebalance in progress once every member has rejoined. Returns whether a
+    /// new generation started.
+    pub(crate) fn try_complete(
+        &mut self,
+        partitions_of: impl Fn(&str) -> Option<i32>,
+        out: &mut Events,
+    ) -> bool {
+        if self.state != GroupState::PreparingRebalance || !self.members.values().all(|m| m.joined)
+        {
+            return false;
+        }
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            out.push((
+                None,
+                HistoryEvent::GenerationStarted {
+                    group: self.id.clone(),
+                    generation: self.generation,
+                    protocol: "none (group is empty)".into(),
+                    assignment: Vec::new(),
+                },
+            ));
+            return true;
+        }
+        let preferences: Vec<&[AssignmentStrategy]> = self
+            .members
+            .values()
+            .map(|m| m.strategies.as_slice())
+            .collect();
+        // Joins are refused when they share no strategy, so a protocol always exists.
+        let protocol = assignor::select_protocol(&preferences).unwrap_or(AssignmentStrategy::Range);
+        let subscriptions: BTreeMap<String, Vec<String>> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.subscription.clone()))
+            .collect();
+        let assignment = assignor::assign(protocol, &subscriptions, partitions_of);
+        for (id, partitions) in &assignment {
+            if let Some(m) = self.members.get_mut(id) {
+                m.assignment = partitions.clone();
+            }
+        }
+        self.protocol = Some(protocol);
+        self.state = GroupState::Stable;
+        out.push((
+            None,
+            HistoryEvent::GenerationStarted {
+                group: self.id.clone(),
+                generation: self.generation,
+                protocol: protocol.name().to_string(),
+                assignment: assignment.into_iter().collect(),
+            },
+        ));
+        true
+    }
+
+    /// Whether the coordinator accepts an offset commit from `member` in `generation`
+    /// (Kafka's `handleCommitOffsets` checks, in its order).
+    pub(crate) fn check_commit(
+        &self,
+        member: Option<&str>,
+        generation: i32,
+    ) -> Result<(), RDKafkaErrorCode> {
+        match member {
+            // A commit outside any generation is accepted only by an empty group.
+            None if generation < 0 && self.state == GroupState::Empty => Ok(()),
+            None => Err(RDKafkaErrorCode::UnknownMemberId),
+            Some(id) if !self.members.contains_key(id) => Err(RDKafkaErrorCode::UnknownMemberId),
+            Some(_) if generation != self.generation => Err(RDKafkaErrorCode::IllegalGeneration),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::InstanceId;
+
+    fn member(strategies: Vec<AssignmentStrategy>) -> Member {
+        Member {
+            incarnation: Incarnation {
+                instance: InstanceId(0),
+                number: 1,
+            },
+            subscription: vec!["t".into()],
+            strategies,
+            session_timeout: Duration::from_secs(10),
+            session_deadline: None,
+            joined: false,
+            assignment: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn generation_advances_only_when_every_member_rejoined() {
+        let mut g = Group::new("g");
+        let mut out = Events::new();
+        g.join("a", member(vec![AssignmentStrategy::Range]), &mut out)
+            .unwrap();
+        assert!(g.try_complete(|_| Some(4), &mut out));
+        assert_eq!((g.generation, g.state), (1, GroupState::Stable));
+        assert_eq!(g.members["a"].assignment.len(), 4);
+
+        g.join("b", member(vec![AssignmentStrategy::Range]), &mut out)
+            .unwrap();
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert!(!g.try_complete(|_| Some(4), &mut out), "a has not rejoined");
+        assert_eq!(
+            g.check_commit(Some("a"), 1),
+            Ok(()),
+            "old generation still current"
+        );
+        g.rejoin("a");
+        assert!(g.try_complete(|_| Some(4), &mut out));
+        assert_eq!(g.generation, 2);
+        assert_eq!(
+            g.check_commit(Some("a"), 1),
+            Err(RDKafkaErrorCode::IllegalGeneration)
+        );
+        assert_eq!(
+            g.check_commit(Some("zz"), 2),
+            Err(RDKafkaErrorCode::UnknownMemberId)
+        );
+        assert_eq!(
+            g.check_commit(None, -1),
+            Err(RDKafkaErrorCode::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn joins_without_a_common_strategy_are_refused() {
+        let mut g = Group::new("g");
+        let mut out = Events::new();
+        g.join("a", member(vec![AssignmentStrategy::Range]), &mut out)
+            .unwrap();
+        assert_eq!(
+            g.join("b", member(vec![AssignmentStrategy::RoundRobin]), &mut out),
+            Err(RDKafkaErrorCode::InconsistentGroupProtocol)
+        );
+    }
+}

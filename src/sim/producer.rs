@@ -1,0 +1,388 @@
+//! The simulated producer: acks, librdkafka's internal retries, the idempotent producer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
+use rdkafka::producer::FutureRecord;
+use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+
+use super::config::{Acks, ProducerSettings};
+use super::log::{Append, RecordKind, StoredRecord};
+use super::{ClientId, Shared, World, crashed, dead_error, unwind_crash};
+use crate::client::KafkaProducer;
+use crate::fault::{Injection, Operation};
+use crate::history::{HistoryEvent, Incarnation};
+use crate::record::TopicPartition;
+
+/// One producer client's state.
+#[derive(Debug)]
+pub(crate) struct ProducerState {
+    pub incarnation: Incarnation,
+    pub settings: ProducerSettings,
+    /// (producer id, epoch) when `enable.idempotence=true`.
+    pub identity: Option<(i64, i16)>,
+    /// Next sequence number per partition (idempotent producer).
+    pub sequences: BTreeMap<TopicPartition, i32>,
+}
+
+/// A record on its way out, detached from the caller's borrows.
+#[derive(Clone, Debug)]
+struct Outgoing {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Outgoing {
+    fn from_record<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        record: FutureRecord<'_, K, P>,
+    ) -> Self {
+        let headers = record
+            .headers
+            .as_ref()
+            .map(|h| {
+                (0..h.count())
+                    .map(|i| {
+                        let header = h.get(i);
+                        (header.key.to_string(), header.value.map(<[u8]>::to_vec))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Outgoing {
+            topic: record.topic.to_string(),
+            partition: record.partition,
+            key: record.key.map(|k| k.to_bytes().to_vec()),
+            payload: record.payload.map(|p| p.to_bytes().to_vec()),
+            timestamp: record.timestamp,
+            headers,
+        }
+    }
+
+    /// The message handed back with a delivery error, as rdkafka does.
+    fn into_message(self, partition: i32, timestamp: i64) -> OwnedMessage {
+        let headers = (!self.headers.is_empty()).then(|| {
+            self.headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| {
+                    h.insert(Header {
+                        key: key.as_str(),
+                        value: value.as_deref(),
+                    })
+                })
+        });
+        OwnedMessage::new(
+            self.payload,
+            self.key,
+            self.topic,
+            Timestamp::CreateTime(timestamp),
+            partition,
+            -1,
+            headers,
+        )
+    }
+}
+
+/// What the first, synchronous part of a send decided.
+struct Prepared {
+    partition: i32,
+    timestamp: i64,
+    injection: Injection,
+    wait: Duration,
+    retry_backoff: Duration,
+    acks: Acks,
+}
+
+impl World {
+    fn prepare_send(
+        &mut self,
+        client: ClientId,
+        record: &Outgoing,
+    ) -> Result<Result<Prepared, KafkaError>, ()> {
+        let Some(p) = self.producers.get(&client) else {
+            return Err(());
+        };
+        let incarnation = p.incarnation;
+        if !self.alive(incarnation) {
+            return Err(());
+        }
+        let (partitioner, retry_backoff, acks) = (
+            p.settings.partitioner,
+            p.settings.retry_backoff,
+            p.settings.acks,
+        );
+        let Some(partitions) = self.partitions_of(&record.topic) else {
+            return Ok(Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            )));
+        };
+        let partition = match record.partition {
+            Some(p) if (0..partitions).contains(&p) => p,
+            Some(_) => {
+                return Ok(Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::UnknownPartition,
+                )));
+            }
+            None => partitioner.partition(record.key.as_deref(), partitions, &mut self.rng),
+        };
+        let anchor = self.current_record(incarnation);
+        let injection = self.intercept(Operation::Send, incarnation, anchor);
+        if injection.crash_before {
+            self.crash(
+                incarnation,
+                format!("fault: crash before send to {}[{partition}]", record.topic),
+            );
+            return Err(());
+        }
+        if let Some(freeze) = injection.freeze {
+            self.freeze(incarnation, freeze);
+        }
+        let wait = injection.stall.unwrap_or_default()
+            + injection.freeze.unwrap_or_default()
+            + self.latency();
+        let timestamp = record
+            .timestamp
+            .unwrap_or_else(|| self.elapsed().as_millis() as i64);
+        Ok(Ok(Prepared {
+            partition,
+            timestamp,
+            injection,
+            wait,
+            retry_backoff,
+            acks,
+        }))
+    }
+
+    /// Appends one copy of the record; `retry` marks librdkafka's internal retry.
+    fn append_sent(
+        &mut self,
+        client: ClientId,
+        record: &Outgoing,
+        prepared: &Prepared,
+        retry: bool,
+    ) -> Option<i64> {
+        let p = self.producers.get_mut(&client)?;
+        let incarnation = p.incarnation;
+        let tp = TopicPartition::new(record.topic.clone(), prepared.partition);
+        let sequence = p.identity.map(|(pid, epoch)| {
+            let next = p.sequences.entry(tp.clone()).or_insert(0);
+            // A retry resends the same batch, with the same sequence number.
+            if retry {
+                (pid, epoch, *next - 1)
+            } else {
+                *next += 1;
+                (pid, epoch, *next - 1)
+            }
+        });
+        let stored = StoredRecord {
+            kind: RecordKind::Data,
+            key: record.key.clone(),
+            payload: record.payload.clone(),
+            headers: record.headers.clone(),
+            timestamp: prepared.timestamp,
+        };
+        let log = &mut self.topics.get_mut(&tp.topic)?.partitions[tp.partition as usize];
+        let appended = match sequence {
+            Some((pid, epoch, seq)) => log.append_idempotent(pid, epoch, seq, stored),
+            None => Append::Appended(log.append(stored)),
+        };
+        let event = match (appended, sequence) {
+            (Append::Appended(offset), _) => HistoryEvent::RecordProduced {
+                position: tp.at(offset),
+                key: record
+                    .key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                retry,
+            },
+            (Append::Duplicate(offset), Some((producer_id, _, sequence))) => {
+                HistoryEvent::DuplicateDropped {
+                    original: tp.at(offset),
+                    producer_id,
+                    sequence,
+                }
+            }
+            (Append::Duplicate(_), None) => unreachable!("only idempotent appends deduplicate"),
+        };
+        self.record(Some(incarnation), event);
+        Some(match appended {
+            Append::Appended(o) | Append::Duplicate(o) => o,
+        })
+    }
+}
+
+/// A producer of the simulated cluster, created by
+/// [`InstanceContext::create_producer`](crate::InstanceContext::create_producer).
+///
+/// `acks=0` reports no offsets; a lost acknowledgement ([`Fault::LoseAck`](crate::Fault::LoseAck))
+/// makes librdkafka retry: without `enable.idempotence` the retry appends a duplicate, with it
+/// the broker drops the duplicate by (producer id, epoch, sequence).
+pub struct SimProducer {
+    shared: Arc<Shared>,
+    client: ClientId,
+    incarnation: Incarnation,
+}
+
+impl std::fmt::Debug for SimProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimProducer")
+            .field("incarnation", &self.incarnation)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimProducer {
+    pub(crate) fn create(
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> rdkafka::error::KafkaResult<Self> {
+        let settings = ProducerSettings::from_config(config)?;
+        let client = {
+            let mut world = shared.lock();
+            if !world.alive(incarnation) {
+                drop(world);
+                return Err(crashed(dead_error()));
+            }
+            let identity = settings
+                .enable_idempotence
+                .then(|| (world.next_producer_id(), 0));
+            let client = world.next_client_id();
+            world.producers.insert(
+                client,
+                ProducerState {
+                    incarnation,
+                    settings,
+                    identity,
+                    sequences: BTreeMap::new(),
+                },
+            );
+            client
+        };
+        Ok(SimProducer {
+            shared,
+            client,
+            incarnation,
+        })
+    }
+
+    fn check_alive(&self) {
+        if !self.shared.lock().alive(self.incarnation) {
+            unwind_crash();
+        }
+    }
+
+    async fn send_outgoing(&self, record: Outgoing) -> OwnedDeliveryResult {
+        let prepared = self.shared.lock().prepare_send(self.client, &record);
+        self.shared.publish();
+        let prepared = match prepared {
+            Err(()) => unwind_crash(),
+            Ok(Err(e)) => {
+                let partition = record.partition.unwrap_or(-1);
+                return Err((e, record.into_message(partition, 0)));
+            }
+            Ok(Ok(p)) => p,
+        };
+        tokio::time::sleep(prepared.wait).await;
+        self.check_alive();
+        let injection = prepared.injection;
+        let tp = TopicPartition::new(record.topic.clone(), prepared.partition);
+        let mut offset = None;
+        if !injection.fail {
+            offset = self
+                .shared
+                .lock()
+                .append_sent(self.client, &record, &prepared, false);
+            self.shared.publish();
+        }
+        if injection.lose_ack && !injection.fail && prepared.acks != Acks::None {
+            // The broker appended the batch but the acknowledgement never arrived: librdkafka
+            // retries after `retry.backoff.ms`.
+            tokio::time::sleep(prepared.retry_backoff).await;
+            self.check_alive();
+            offset = self
+                .shared
+                .lock()
+                .append_sent(self.client, &record, &prepared, true);
+            self.shared.publish();
+        }
+        let failure = match prepared.acks {
+            // Nobody waits for an answer: a lost record goes unnoticed.
+            Acks::None => None,
+            _ if injection.fail || injection.ambiguous => Some(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )),
+            _ => None,
+        };
+        if let Some(error) = &failure {
+            let mut world = self.shared.lock();
+            world.record(
+                Some(self.incarnation),
+                HistoryEvent::ProduceFailed {
+                    partition: tp.clone(),
+                    error: error.to_string(),
+                    appended: offset.is_some(),
+                },
+            );
+            drop(world);
+            self.shared.publish();
+        }
+        if injection.crash_after {
+            self.shared
+                .lock()
+                .crash(self.incarnation, format!("fault: crash after send to {tp}"));
+            self.shared.publish();
+            unwind_crash();
+        }
+        match failure {
+            Some(error) => Err((
+                error,
+                record.into_message(prepared.partition, prepared.timestamp),
+            )),
+            None => Ok(Delivery {
+                partition: prepared.partition,
+                offset: match prepared.acks {
+                    Acks::None => -1,
+                    _ => offset.unwrap_or(-1),
+                },
+                timestamp: Timestamp::CreateTime(prepared.timestamp),
+            }),
+        }
+    }
+}
+
+impl KafkaProducer for SimProducer {
+    fn send<K, P, T>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        _queue_timeout: T,
+    ) -> impl Future<Output = OwnedDeliveryResult> + Send
+    where
+        K: ToBytes + ?Sized + Sync,
+        P: ToBytes + ?Sized + Sync,
+        T: Into<Timeout> + Send,
+    {
+        let outgoing = Outgoing::from_record(record);
+        self.send_outgoing(outgoing)
+    }
+}
+
+impl Drop for SimProducer {
+    fn drop(&mut self) {
+        let mut world = self.shared.lock();
+        if world.alive(self.incarnation) {
+            world.producers.remove(&self.client);
+        }
+    }
+}

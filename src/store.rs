@@ -1,0 +1,156 @@
+//! Durable consumer state: a SQLite database that survives the instance's crashes.
+//!
+//! In a simulation each scenario gets one in-memory database that every instance opens with
+//! [`InstanceContext::durable_store`](crate::InstanceContext::durable_store). A crash closes the
+//! instance's connection (an open transaction rolls back, as when a process dies); committed
+//! data stays for the restarted instance. Transaction commits are interception points
+//! ([`Operation::StoreCommit`](crate::Operation::StoreCommit)): a commit can fail, be applied but
+//! reported failed, or the instance can crash right before or after it.
+//!
+//! In production wrap your own connection with [`DurableStore::new`]: nothing is intercepted.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, Transaction, ffi};
+
+use crate::fault::Operation;
+use crate::history::{HistoryEvent, Incarnation};
+use crate::sim::{Shared, unwind_crash};
+
+/// A SQLite connection whose write transactions go through [`transaction`](Self::transaction).
+pub struct DurableStore {
+    conn: Connection,
+    intercept: Option<(Arc<Shared>, Incarnation)>,
+}
+
+impl std::fmt::Debug for DurableStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableStore")
+            .field("intercepted", &self.intercept.as_ref().map(|(_, inc)| *inc))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error an injected commit failure returns: what a failing disk looks like to rusqlite.
+fn injected_failure(committed: bool) -> rusqlite::Error {
+    let message = if committed {
+        "effectively-once: injected failure after the commit was applied"
+    } else {
+        "effectively-once: injected commit failure (rolled back)"
+    };
+    rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_IOERR), Some(message.into()))
+}
+
+/// Opens a connection to a scenario database (an in-memory `memdb` shared in the process).
+pub(crate) fn open_scenario_db(uri: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // One thread runs the whole simulation: waiting for a lock could never succeed.
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    Ok(conn)
+}
+
+impl DurableStore {
+    /// Wraps a connection without interception (production use).
+    pub fn new(conn: Connection) -> Self {
+        DurableStore {
+            conn,
+            intercept: None,
+        }
+    }
+
+    pub(crate) fn intercepted(
+        conn: Connection,
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+    ) -> Self {
+        DurableStore {
+            conn,
+            intercept: Some((shared, incarnation)),
+        }
+    }
+
+    /// Runs `f` in a transaction and commits it. An error from `f` rolls the transaction back.
+    ///
+    /// In a simulation the commit is an interception point: a `Fail` fault rolls back and
+    /// returns an I/O error, `Ambiguous` commits and returns the same error, `CrashBefore` /
+    /// `CrashAfter` crash the instance around the commit.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        if let Some((shared, incarnation)) = &self.intercept {
+            if !shared.lock().alive(*incarnation) {
+                unwind_crash();
+            }
+        }
+        let tx = self.conn.transaction()?;
+        let value = f(&tx)?;
+        let Some((shared, incarnation)) = self.intercept.clone() else {
+            tx.commit()?;
+            return Ok(value);
+        };
+        let injection = {
+            let mut world = shared.lock();
+            let anchor = world.current_record(incarnation);
+            let injection = world.intercept(Operation::StoreCommit, incarnation, anchor);
+            if injection.crash_before {
+                world.crash(incarnation, "fault: crash before store commit".into());
+            }
+            injection
+        };
+        shared.publish();
+        if injection.crash_before {
+            drop(tx); // rolls back, as the dying process's connection would
+            unwind_crash();
+        }
+        let record = |event: HistoryEvent| {
+            shared.lock().record(Some(incarnation), event);
+            shared.publish();
+        };
+        if injection.fail {
+            tx.rollback()?;
+            record(HistoryEvent::StoreCommitFailed { committed: false });
+            return Err(injected_failure(false));
+        }
+        tx.commit()?;
+        if injection.ambiguous {
+            record(HistoryEvent::StoreCommitFailed { committed: true });
+        } else {
+            record(HistoryEvent::StoreCommitted);
+        }
+        if injection.crash_after {
+            shared
+                .lock()
+                .crash(incarnation, "fault: crash after store commit".into());
+            shared.publish();
+            unwind_crash();
+        }
+        if injection.ambiguous {
+            return Err(injected_failure(true));
+        }
+        Ok(value)
+    }
+
+    /// Runs read-only queries. Writes inside `f` fail (`PRAGMA query_only`): every write goes
+    /// through [`transaction`](Self::transaction), where commits are intercepted.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        if let Some((shared, incarnation)) = &self.intercept {
+            if !shared.lock().alive(*incarnation) {
+                unwind_crash();
+            }
+        }
+        self.conn.pragma_update(None, "query_only", true)?;
+        let result = f(&self.conn);
+        self.conn.pragma_update(None, "query_only", false)?;
+        result
+    }
+}
