@@ -1,4 +1,198 @@
 //! Prove a Kafka consumer's delivery semantics.
+//!
+//! At-least-once delivery plus an idempotent consumer is the standard Kafka design, and its bugs
+//! live only in failure windows: a crash after the email was sent but before the offset commit
+//! sends it twice; a commit before processing followed by a crash loses the event; an auto-commit
+//! that fires while a message is still being processed loses it too. `effectively-once` runs
+//! your consumer, the same generic function that runs on rdkafka in production, against a
+//! deterministic simulated Kafka, crashes it in exactly those windows and records every side
+//! effect, so the windows become an ordinary test that runs in milliseconds and never flakes.
+//!
+//! # Write the consumer once
+//!
+//! Write the consumer against [`KafkaConsumer`] (rdkafka's `StreamConsumer` API: `recv`,
+//! `commit_message`, `store_offset_from_message`, ...) and put its side effect behind a trait of
+//! your own:
+//!
+//! ```
+//! use effectively_once::{EffectSink, KafkaConsumer};
+//! use rdkafka::ClientConfig;
+//! use rdkafka::consumer::CommitMode;
+//! use rdkafka::message::Message;
+//!
+//! type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//!
+//! /// The side effect. Production implements it with an email API client.
+//! pub trait Mailer {
+//!     fn send(&self, event_id: &str) -> impl Future<Output = Result<(), BoxError>> + Send;
+//! }
+//!
+//! /// Tests implement it with the kit's recording effect sink.
+//! impl Mailer for EffectSink {
+//!     async fn send(&self, event_id: &str) -> Result<(), BoxError> {
+//!         Ok(self.perform(event_id).await?)
+//!     }
+//! }
+//!
+//! /// Process first, commit after: at-least-once.
+//! pub async fn notification_service<C: KafkaConsumer, M: Mailer>(
+//!     consumer: &C,
+//!     mailer: &M,
+//! ) -> Result<(), BoxError> {
+//!     consumer.subscribe(&["task-events"])?;
+//!     loop {
+//!         let message = consumer.recv().await?;
+//!         let event_id = std::str::from_utf8(message.payload().unwrap_or_default())?;
+//!         mailer.send(event_id).await?;
+//!         consumer.commit_message(&message, CommitMode::Sync)?;
+//!     }
+//! }
+//!
+//! pub fn config() -> ClientConfig {
+//!     let mut config = ClientConfig::new();
+//!     config
+//!         .set("group.id", "notification-service")
+//!         .set("enable.auto.commit", "false")
+//!         .set("auto.offset.reset", "earliest")
+//!         .set("session.timeout.ms", "6000");
+//!     config
+//! }
+//! ```
+//!
+//! In production it runs on rdkafka:
+//!
+//! ```no_run
+//! # use effectively_once::KafkaConsumer;
+//! # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//! # trait Mailer { fn send(&self, e: &str) -> impl Future<Output = Result<(), BoxError>> + Send; }
+//! # async fn notification_service<C: KafkaConsumer, M: Mailer>(c: &C, m: &M) -> Result<(), BoxError> { Ok(()) }
+//! # fn config() -> rdkafka::ClientConfig { rdkafka::ClientConfig::new() }
+//! # struct SmtpMailer;
+//! # impl Mailer for SmtpMailer { async fn send(&self, _: &str) -> Result<(), BoxError> { Ok(()) } }
+//! use rdkafka::consumer::StreamConsumer;
+//!
+//! # async fn production() -> Result<(), BoxError> {
+//! let consumer: StreamConsumer = config().set("bootstrap.servers", "kafka:9092").create()?;
+//! notification_service(&consumer, &SmtpMailer).await
+//! # }
+//! ```
+//!
+//! # Crash it where it hurts
+//!
+//! In a test the same function runs on the simulator. A [`FaultSchedule`] says where to inject
+//! what: here, crash the instance after the email for the record at offset 1 was sent, right
+//! before its offset is committed:
+//!
+//! ```
+//! # use effectively_once::{EffectSink, KafkaConsumer};
+//! # use rdkafka::ClientConfig;
+//! # use rdkafka::consumer::CommitMode;
+//! # use rdkafka::message::Message;
+//! # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//! # trait Mailer { fn send(&self, event_id: &str) -> impl Future<Output = Result<(), BoxError>> + Send; }
+//! # impl Mailer for EffectSink {
+//! #     async fn send(&self, event_id: &str) -> Result<(), BoxError> { Ok(self.perform(event_id).await?) }
+//! # }
+//! # async fn notification_service<C: KafkaConsumer, M: Mailer>(consumer: &C, mailer: &M) -> Result<(), BoxError> {
+//! #     consumer.subscribe(&["task-events"])?;
+//! #     loop {
+//! #         let message = consumer.recv().await?;
+//! #         let event_id = std::str::from_utf8(message.payload().unwrap_or_default())?;
+//! #         mailer.send(event_id).await?;
+//! #         consumer.commit_message(&message, CommitMode::Sync)?;
+//! #     }
+//! # }
+//! # fn config() -> ClientConfig {
+//! #     let mut config = ClientConfig::new();
+//! #     config.set("group.id", "notification-service").set("enable.auto.commit", "false")
+//! #         .set("auto.offset.reset", "earliest").set("session.timeout.ms", "6000");
+//! #     config
+//! # }
+//! use effectively_once::{Anchor, Fault, FaultSchedule, InputRecord, Operation, Simulation};
+//!
+//! # /*
+//! #[test]
+//! # */
+//! fn notification_service_survives_a_crash_before_the_commit() -> Result<(), Box<dyn std::error::Error>> {
+//!     let crash_before_commit = Anchor::on(Operation::CommitMessage).record(0, 1);
+//!     let mut sim = Simulation::builder();
+//!     sim.topic("task-events", 1)
+//!         .faults(FaultSchedule::new().with(crash_before_commit, Fault::CrashBefore));
+//!     for id in ["evt-0", "evt-1", "evt-2"] {
+//!         sim.produce(InputRecord::new("task-events").key(id).payload(id));
+//!     }
+//!     let outcome = sim.build()?.run(|ctx| async move {
+//!         let consumer = ctx.create_consumer(&config())?;
+//!         notification_service(&consumer, &ctx.effect_sink("email")).await
+//!     })?;
+//!
+//!     let emails = outcome.history().effect_counts("email");
+//!     assert_eq!(emails["evt-1"], 2, "the crash window sends evt-1 twice");
+//!     assert!(outcome.history().to_string().contains("i0#1     CRASHED (fault: crash before commit_message)"));
+//!     Ok(())
+//! }
+//! # notification_service_survives_a_crash_before_the_commit().unwrap();
+//! ```
+//!
+//! # Read the timeline
+//!
+//! [`History`]'s `Display` is the run's timeline, one line per event, with the virtual time and
+//! the instance incarnation it happened in (`i0#1` is instance 0's first life, `i0#2` its
+//! restart). The run above prints:
+//!
+//! ```text
+//!      0.011000s  i0#1     recv task-events[0]@1 key="evt-1"
+//!      0.015000s  i0#1     effect email(evt-1): performed
+//!      0.015000s  i0#1     FAULT on commit_message of task-events[0]@1: crash before
+//!      0.015000s  i0#1     CRASHED (fault: crash before commit_message)
+//!      1.015000s  i0#2     started
+//!      1.015000s  cluster  group "notification-service" rebalancing (generation 1 ends)
+//!      1.015000s  i0#2     joined group "notification-service" as rdkafka-2
+//!      6.015000s  i0#1     member rdkafka-1 of group "notification-service" session timed out
+//!      6.015000s  cluster  group "notification-service" generation 2 (range): rdkafka-2 <- task-events[0];
+//!      6.015000s  i0#2     assigned task-events[0] from 1 (group "notification-service" generation 2)
+//!      6.020000s  i0#2     recv task-events[0]@1 key="evt-1"
+//!      6.023000s  i0#2     effect email(evt-1): performed
+//! ```
+//!
+//! The crashed instance sent no LeaveGroup, so its restart waits for the coordinator to notice
+//! the silence (`session.timeout.ms`, 6 s of virtual time, no real waiting) before the partition
+//! is reassigned from the last committed offset, and the email goes out again.
+//!
+//! # What the simulator models
+//!
+//! - Topics with dense offsets; keyed records land where librdkafka's partitioners put them
+//!   (`consistent_random` by default, `murmur2_random`, ...).
+//! - Consumer groups with the classic eager protocol: members, generations, the `range` and
+//!   `roundrobin` assignors, rebalances on join, leave, session timeout and
+//!   `max.poll.interval.ms` breach; commits from a stale generation fail with
+//!   `ILLEGAL_GENERATION` / `UNKNOWN_MEMBER_ID`, as Kafka answers them.
+//! - librdkafka's offset handling: `enable.auto.offset.store`, `enable.auto.commit` with
+//!   `auto.commit.interval.ms`, commit on revoke and on close, `commit_message` committing
+//!   offset + 1, `auto.offset.reset`.
+//! - Producers: acks, librdkafka's retry after a lost acknowledgement (a duplicate without
+//!   `enable.idempotence`, dropped by the broker with it).
+//! - Faults at every client call, effect-sink call and durable-store commit ([`Operation`]):
+//!   crash before or after, definite failure, ambiguous failure, lost ack, stall, freeze.
+//! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
+//! - Virtual time: a paused tokio clock drives every timeout.
+//!
+//! # Limitations
+//!
+//! - Not modelled yet: transactions (control records already occupy offsets), the cooperative
+//!   rebalance protocol, static membership (`group.instance.id`), regex subscriptions,
+//!   `assign`/`seek`/`pause`, replication (so `acks=1` and `acks=all` behave alike), retention.
+//!   Configurations that rely on them are refused with a clear error rather than ignored.
+//! - Heartbeats are continuous: a crashed or frozen member is removed exactly
+//!   `session.timeout.ms` after its last sign of life. JoinGroup and SyncGroup are one step.
+//! - Instances run on one current-thread tokio runtime with paused time. `tokio::spawn`,
+//!   `tokio::time`, channels and `select!` work; a `select!` without `biased;` picks among ready
+//!   branches with tokio's own unseeded randomness and so can make a run non-deterministic.
+//!   Tasks an instance spawned stop at their next call into the kit once it crashed. Code that
+//!   spins without awaiting freezes the whole simulation. Synchronous calls (commits, stores)
+//!   take no virtual time.
+//! - `Simulation::run` builds its own runtime: call it from a plain `#[test]`, not from
+//!   `#[tokio::test]`.
 #![deny(missing_docs)]
 
 mod client;

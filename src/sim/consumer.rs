@@ -676,7 +676,9 @@ impl SimConsumer {
         })
     }
 
-    /// Runs `f` on the world; unwinds if the instance is dead.
+    /// Runs `f` on the world and this consumer's state; unwinds if the instance is dead.
+    /// (The state is lent out of the world for the call and put back unless `f` crashed the
+    /// instance, whose clients are gone.)
     fn with_live<T>(&self, f: impl FnOnce(&mut World, &mut ConsumerState) -> T) -> KafkaResult<T> {
         let mut world = self.shared.lock();
         if !world.alive(self.incarnation) || !world.consumers.contains_key(&self.client) {
@@ -685,8 +687,9 @@ impl SimConsumer {
         }
         let mut state = world.consumers.remove(&self.client).expect("checked");
         let result = f(&mut world, &mut state);
-        world.consumers.insert(self.client, state);
-        world.touch();
+        if world.alive(self.incarnation) {
+            world.consumers.insert(self.client, state);
+        }
         drop(world);
         self.shared.publish();
         Ok(result)
@@ -860,6 +863,7 @@ impl ConsumerHandle for SimConsumer {
                 c.errors.push_back(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition));
             }
             c.subscription = topics.clone();
+            world.touch();
             if let Some(member) = &c.member {
                 let mut out = Events::new();
                 world.group_mut(&c.settings.group_id).resubscribe(member, topics, &mut out);
@@ -901,6 +905,7 @@ impl ConsumerHandle for SimConsumer {
             c.positions.clear();
             c.stored.clear();
             c.subscription.clear();
+            world.touch();
             if let Some(member) = c.member.take() {
                 world.remove_member(&c.settings.group_id, &member, MemberRemoval::Left);
             }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use effectively_once::{InputRecord, Outcome, SimulationBuilder, Simulation};
+use effectively_once::{InputRecord, Outcome, Simulation, SimulationBuilder};
 use rdkafka::ClientConfig;
 
 /// The topic most tests consume.
@@ -19,7 +19,11 @@ pub fn builder(partitions: i32, per_partition: usize) -> SimulationBuilder {
     b.topic(TOPIC, partitions);
     for p in 0..partitions {
         for n in 0..per_partition {
-            b.produce(InputRecord::new(TOPIC).partition(p).payload(format!("p{p}-{n}")));
+            b.produce(
+                InputRecord::new(TOPIC)
+                    .partition(p)
+                    .payload(format!("p{p}-{n}")),
+            );
         }
     }
     b

@@ -1,20 +1,14 @@
 //! The seeds' three consumer loops driven through hand-chosen crash windows by the
-//! interception mechanism; each recorded outcome is the one the seeds predict. Plus the
-//! determinism of multi-instance runs.
-
-#[path = "../../fixtures/mod.rs"]
-mod fixtures;
-
-mod determinism;
+//! interception mechanism; each recorded outcome is the one the seeds predict.
 
 use std::time::Duration;
 
+use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
+use crate::fixtures::{auto_commit, commit_after, commit_before};
 use effectively_once::{
     Anchor, CommitKind, Fault, FaultSchedule, HistoryEvent, InstanceContext, Operation, Outcome,
     Simulation,
 };
-use fixtures::notification::{self, BoxError, EMAIL, TOPIC};
-use fixtures::{auto_commit, commit_after, commit_before};
 
 const EVENTS: usize = 5;
 
@@ -178,4 +172,16 @@ fn auto_commit_redelivers_everything_since_the_last_commit_when_the_crash_came_f
     for n in 2..EVENTS {
         assert_eq!(emails.get(&format!("evt-{n}")), Some(&1));
     }
+}
+
+#[test]
+#[tracing_test::traced_test]
+fn the_timeline_is_emitted_as_tracing_events() {
+    let faults = FaultSchedule::new().with(
+        Anchor::on(Operation::CommitMessage).record(0, 2),
+        Fault::CrashBefore,
+    );
+    simulate(Loop::CommitAfter, faults);
+    assert!(logs_contain("CRASHED (fault: crash before commit_message)"));
+    assert!(logs_contain("i0#2     recv task-events[0]@2"));
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The one test command. Prepares what a fresh machine needs, then runs the checks CI runs:
+# formatting, clippy (warnings are errors), every test target, the doctests, and the README's
+# main job (`cargo run --example notification_service`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== ci/test.sh: %s ==\n' "$*"; }
+
+say "prerequisites"
+# The bundled librdkafka and SQLite builds need a C toolchain, make and perl (librdkafka's
+# configure); zlib is built from source too (rdkafka's `libz-static`), so no -dev package is needed.
+missing=()
+for tool in cc make perl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing build tools (missing: ${missing[*]})"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq build-essential perl
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+cargo --version
+rustc --version
+
+say "cargo fmt --check"
+cargo fmt --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+say "cargo test --all-targets"
+cargo test --all-targets
+
+say "cargo test --doc"
+cargo test --doc
+
+say "cargo run --example notification_service"
+cargo run --quiet --example notification_service > target/notification_service.out
+tail -n 12 target/notification_service.out
+
+say "ok"
