@@ -364,7 +364,10 @@ fn write_partitions(f: &mut fmt::Formatter<'_>, partitions: &[TopicPartition]) -
 }
 
 fn write_lag(f: &mut fmt::Formatter<'_>, lag: &[Lag]) -> fmt::Result {
-    let behind: Vec<&Lag> = lag.iter().filter(|l| l.committed != Some(l.end)).collect();
+    let behind: Vec<&Lag> = lag
+        .iter()
+        .filter(|l| l.committed.unwrap_or(0) < l.end)
+        .collect();
     if behind.is_empty() {
         return f.write_str("every partition committed to its end");
     }

@@ -63,6 +63,10 @@ pub(crate) struct ProducerSettings {
     pub acks: Acks,
     pub partitioner: Partitioner,
     pub retry_backoff: Duration,
+    /// How long librdkafka waits for a produce response before it retries.
+    pub request_timeout: Duration,
+    /// How long librdkafka keeps trying to deliver a message (0: forever).
+    pub message_timeout: Duration,
 }
 
 fn unsupported(key: &str, value: &str, why: &str) -> KafkaError {
@@ -75,6 +79,19 @@ fn invalid(key: &str, value: &str, expected: &str) -> KafkaError {
     KafkaError::ClientCreation(format!(
         "effectively-once simulator: invalid value {value:?} for `{key}`: expected {expected}"
     ))
+}
+
+/// Refuses what librdkafka's `rd_kafka_conf_set` refuses (an unknown property, such as a typo, or
+/// a value of the wrong type or out of range) with the very error rdkafka reports,
+/// `KafkaError::ClientConfig`. Properties are checked one at a time in name order, so the error
+/// for a configuration with several mistakes is deterministic.
+fn validate_with_librdkafka(config: &ClientConfig) -> Result<(), KafkaError> {
+    for (key, value) in config.config_map() {
+        let mut single = ClientConfig::new();
+        single.set(key, value);
+        single.create_native_config()?;
+    }
+    Ok(())
 }
 
 /// The first of `keys` that is set (librdkafka aliases).
@@ -119,6 +136,7 @@ fn millis_setting(
 
 impl ConsumerSettings {
     pub(crate) fn from_config(config: &ClientConfig) -> Result<Self, KafkaError> {
+        validate_with_librdkafka(config)?;
         let group_id = match get(config, &["group.id"]) {
             Some((_, g)) if !g.is_empty() => g.to_string(),
             _ => {
@@ -225,6 +243,7 @@ impl ConsumerSettings {
 
 impl ProducerSettings {
     pub(crate) fn from_config(config: &ClientConfig) -> Result<Self, KafkaError> {
+        validate_with_librdkafka(config)?;
         if let Some((key, value)) = get(config, &["transactional.id"]) {
             return Err(unsupported(
                 key,
@@ -252,19 +271,37 @@ impl ProducerSettings {
         }
         let partitioner = match get(config, &["partitioner"]) {
             None => Partitioner::ConsistentRandom,
-            Some((key, value)) => Partitioner::parse(value).ok_or_else(|| {
-                invalid(
-                    key,
-                    value,
-                    "consistent_random, consistent, murmur2_random, murmur2 or random",
-                )
-            })?,
+            Some((key, value)) => match Partitioner::parse(value) {
+                Some(p) => p,
+                None if value.starts_with("fnv1a") => {
+                    return Err(unsupported(
+                        key,
+                        value,
+                        "the fnv1a partitioners are not modelled; use consistent_random \
+                         (librdkafka's default), consistent, murmur2_random, murmur2 or random",
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "consistent_random, consistent, murmur2_random, murmur2 or random",
+                    ));
+                }
+            },
         };
         Ok(ProducerSettings {
             enable_idempotence,
             acks,
             partitioner,
             retry_backoff: millis_setting(config, &["retry.backoff.ms"], 100, 1..=300_000)?,
+            request_timeout: millis_setting(config, &["request.timeout.ms"], 30_000, 1..=900_000)?,
+            message_timeout: millis_setting(
+                config,
+                &["message.timeout.ms", "delivery.timeout.ms"],
+                300_000,
+                0..=2_147_483_647,
+            )?,
         })
     }
 }
@@ -304,10 +341,24 @@ mod tests {
                 .to_string()
         };
         assert!(err(&[]).contains("`group.id` must be set"));
-        assert!(
-            err(&[("group.id", "g"), ("enable.auto.commit", "yes please")])
-                .contains("expected true or false")
-        );
+        // Values and names librdkafka itself refuses get librdkafka's own error.
+        assert!(matches!(
+            ConsumerSettings::from_config(&config(&[
+                ("group.id", "g"),
+                ("enable.auto.commit", "yes please")
+            ])),
+            Err(KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                ..
+            ))
+        ));
+        assert!(matches!(
+            ProducerSettings::from_config(&config(&[("enable.idempotenc", "true")])),
+            Err(KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+                ..
+            ))
+        ));
         assert!(
             err(&[("group.id", "g"), ("group.instance.id", "a")])
                 .contains("static group membership")
@@ -337,6 +388,7 @@ mod tests {
                 .contains("`acks` must be set to `all`")
         );
         assert!(perr(&[("transactional.id", "t")]).contains("transactional"));
-        assert!(perr(&[("partitioner", "fnv1a")]).contains("consistent_random"));
+        assert!(perr(&[("partitioner", "fnv1a")]).contains("not modelled"));
+        assert!(perr(&[("partitioner", "fnv2")]).contains("partitioner"));
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct ConsumerState {
     pub positions: BTreeMap<TopicPartition, i64>,
     /// Offsets stored for the next commit.
     pub stored: BTreeMap<TopicPartition, i64>,
+    /// Where consumption of each assigned partition started (committed offset or reset).
+    pub starts: BTreeMap<TopicPartition, i64>,
     /// How many `recv` calls are in progress.
     pub polling: u32,
     pub last_poll: Instant,
@@ -70,6 +72,7 @@ impl ConsumerState {
             assignment: Vec::new(),
             positions: BTreeMap::new(),
             stored: BTreeMap::new(),
+            starts: BTreeMap::new(),
             polling: 0,
             last_poll: now,
             errors: VecDeque::new(),
@@ -87,7 +90,8 @@ impl ConsumerState {
             .then(|| self.last_poll + self.settings.max_poll_interval)
     }
 
-    /// Waiting in `recv` with nothing to deliver and nothing pending.
+    /// Waiting in `recv` with nothing to deliver, nothing pending and nothing consumed that is
+    /// not committed yet.
     pub(crate) fn idle(&self, world: &World) -> bool {
         if self.polling == 0
             || self.poll_exceeded
@@ -96,9 +100,10 @@ impl ConsumerState {
         {
             return false;
         }
+        let group = world.groups.get(&self.settings.group_id);
         if !self.subscription.is_empty() {
             let settled = self.member.as_ref().is_some_and(|m| {
-                world.groups.get(&self.settings.group_id).is_some_and(|g| {
+                group.is_some_and(|g| {
                     g.state == GroupState::Stable
                         && g.generation == self.generation
                         && g.members.contains_key(m)
@@ -109,8 +114,16 @@ impl ConsumerState {
             }
         }
         self.assignment.iter().all(|tp| {
-            let position = self.positions.get(tp).copied().unwrap_or(i64::MAX);
-            world.end_offset(tp).is_none_or(|end| position >= end)
+            let Some(&position) = self.positions.get(tp) else {
+                return true; // no position: consumption stopped on an auto.offset.reset error
+            };
+            let caught_up = world.end_offset(tp).is_none_or(|end| position >= end);
+            let done = group
+                .and_then(|g| g.committed.get(tp))
+                .or(self.starts.get(tp))
+                .copied()
+                .unwrap_or(0);
+            caught_up && done >= position
         })
     }
 }
@@ -481,6 +494,7 @@ impl World {
         let c = self.consumers.get_mut(&client).ok_or(Crashed)?;
         let partitions = std::mem::take(&mut c.assignment);
         c.positions.clear();
+        c.starts.clear();
         c.stored.clear();
         c.eof_reported.clear();
         let (incarnation, group, member) =
@@ -548,6 +562,7 @@ impl World {
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
         c.assignment = assignment;
+        c.starts = positions.clone();
         c.positions = positions;
         c.stored.clear();
         c.errors.extend(errors);
@@ -903,6 +918,7 @@ impl ConsumerHandle for SimConsumer {
                 );
             }
             c.positions.clear();
+            c.starts.clear();
             c.stored.clear();
             c.subscription.clear();
             world.touch();
@@ -965,15 +981,28 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        // As rd_kafka_offsets_store: each partition is stored on its own; the call fails only
+        // when none could be stored, with the last error.
+        let mut last_error = None;
+        let mut stored = 0;
         for elem in offsets.elements() {
             let Offset::Offset(o) = elem.offset() else {
                 return Err(KafkaError::StoreOffset(RDKafkaErrorCode::InvalidArgument));
             };
             let tp = TopicPartition::new(elem.topic(), elem.partition());
             let anchor = tp.at(o - 1);
-            self.store(tp, o, anchor, true)?;
+            match self.store(tp, o, anchor, true) {
+                Ok(()) => stored += 1,
+                Err(e @ KafkaError::StoreOffset(RDKafkaErrorCode::InvalidArgument)) => {
+                    return Err(e);
+                }
+                Err(e) => last_error = Some(e),
+            }
         }
-        Ok(())
+        match last_error {
+            Some(e) if stored == 0 => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn position(&self) -> KafkaResult<TopicPartitionList> {

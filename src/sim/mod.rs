@@ -691,18 +691,51 @@ impl World {
         lag
     }
 
-    /// True when nothing is left to do: every group committed the end of every partition,
-    /// every running consumer is idle in `recv` with nothing to fetch, no rebalance, commit or
-    /// thaw is pending.
+    /// True when nothing is left to do: every running instance waits in `recv` on consumers
+    /// that have nothing to fetch and nothing uncommitted; no rebalance, commit or thaw is
+    /// pending; partitions that no live consumer owns are committed to their end.
     pub(crate) fn idle(&self) -> bool {
-        self.async_commits.is_empty()
-            && self.instances.values().all(|i| i.frozen_until.is_none())
-            && self
+        if !self.async_commits.is_empty()
+            || self.instances.values().any(|i| i.frozen_until.is_some())
+            || self
                 .groups
                 .values()
-                .all(|g| g.state != GroupState::PreparingRebalance)
-            && self.lag().iter().all(|l| l.committed == Some(l.end))
-            && self.consumers.values().all(|c| c.idle(self))
+                .any(|g| g.state == GroupState::PreparingRebalance)
+        {
+            return false;
+        }
+        let parked = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.status == InstanceStatus::Running)
+            .all(|(id, i)| {
+                let incarnation = Incarnation {
+                    instance: *id,
+                    number: i.incarnation,
+                };
+                let mut consumers = self
+                    .consumers
+                    .values()
+                    .filter(|c| c.incarnation == incarnation)
+                    .peekable();
+                consumers.peek().is_some() && consumers.all(|c| c.idle(self))
+            });
+        if !parked {
+            return false;
+        }
+        let owned: BTreeSet<(&String, &TopicPartition)> = self
+            .consumers
+            .values()
+            .flat_map(|c| {
+                c.assignment
+                    .iter()
+                    .map(move |tp| (&c.settings.group_id, tp))
+            })
+            .collect();
+        self.lag()
+            .iter()
+            .filter(|l| !owned.contains(&(&l.group, &l.partition)))
+            .all(|l| l.committed.unwrap_or(0) >= l.end)
     }
 }
 

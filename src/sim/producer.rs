@@ -21,6 +21,9 @@ use crate::fault::{Injection, Operation};
 use crate::history::{HistoryEvent, Incarnation};
 use crate::record::TopicPartition;
 
+/// `RD_KAFKA_OFFSET_INVALID`.
+const OFFSET_INVALID: i64 = -1001;
+
 /// One producer client's state.
 #[derive(Debug)]
 pub(crate) struct ProducerState {
@@ -99,7 +102,10 @@ struct Prepared {
     timestamp: i64,
     injection: Injection,
     wait: Duration,
-    retry_backoff: Duration,
+    /// After a lost acknowledgement: `Some(wait)` before librdkafka's retry (the request
+    /// timeout, then the retry backoff), `None` when the message times out first.
+    retry_after: Option<Duration>,
+    message_timeout: Duration,
     acks: Acks,
 }
 
@@ -116,11 +122,15 @@ impl World {
         if !self.alive(incarnation) {
             return Err(());
         }
-        let (partitioner, retry_backoff, acks) = (
-            p.settings.partitioner,
-            p.settings.retry_backoff,
-            p.settings.acks,
+        let settings = &p.settings;
+        let (partitioner, acks, message_timeout) = (
+            settings.partitioner,
+            settings.acks,
+            settings.message_timeout,
         );
+        let retry_wait = settings.request_timeout + settings.retry_backoff;
+        let retry_after =
+            (message_timeout.is_zero() || retry_wait < message_timeout).then_some(retry_wait);
         let Some(partitions) = self.partitions_of(&record.topic) else {
             return Ok(Err(KafkaError::MessageProduction(
                 RDKafkaErrorCode::UnknownTopicOrPartition,
@@ -158,7 +168,8 @@ impl World {
             timestamp,
             injection,
             wait,
-            retry_backoff,
+            retry_after,
+            message_timeout,
             acks,
         }))
     }
@@ -306,23 +317,34 @@ impl SimProducer {
                 .append_sent(self.client, &record, &prepared, false);
             self.shared.publish();
         }
+        let mut timed_out = false;
         if injection.lose_ack && !injection.fail && prepared.acks != Acks::None {
-            // The broker appended the batch but the acknowledgement never arrived: librdkafka
-            // retries after `retry.backoff.ms`.
-            tokio::time::sleep(prepared.retry_backoff).await;
-            self.check_alive();
-            offset = self
-                .shared
-                .lock()
-                .append_sent(self.client, &record, &prepared, true);
-            self.shared.publish();
+            // The broker appended the batch but the response never arrived: librdkafka waits
+            // out `request.timeout.ms`, then retries after `retry.backoff.ms`, unless
+            // `message.timeout.ms` expires first.
+            match prepared.retry_after {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    self.check_alive();
+                    offset = self
+                        .shared
+                        .lock()
+                        .append_sent(self.client, &record, &prepared, true);
+                    self.shared.publish();
+                }
+                None => {
+                    tokio::time::sleep(prepared.message_timeout).await;
+                    self.check_alive();
+                    timed_out = true;
+                }
+            }
         }
         let failure = match prepared.acks {
             // Nobody waits for an answer: a lost record goes unnoticed.
             Acks::None => None,
-            _ if injection.fail || injection.ambiguous => Some(KafkaError::MessageProduction(
-                RDKafkaErrorCode::MessageTimedOut,
-            )),
+            _ if injection.fail || injection.ambiguous || timed_out => Some(
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            ),
             _ => None,
         };
         if let Some(error) = &failure {
@@ -353,8 +375,9 @@ impl SimProducer {
             None => Ok(Delivery {
                 partition: prepared.partition,
                 offset: match prepared.acks {
-                    Acks::None => -1,
-                    _ => offset.unwrap_or(-1),
+                    // librdkafka reports RD_KAFKA_OFFSET_INVALID without acknowledgements.
+                    Acks::None => OFFSET_INVALID,
+                    _ => offset.unwrap_or(OFFSET_INVALID),
                 },
                 timestamp: Timestamp::CreateTime(prepared.timestamp),
             }),
