@@ -5,7 +5,9 @@
 //! of it over three partitions and crashes one of them in the window between the email and the
 //! commit. It prints the timeline and how many emails each event produced: the crash sends one
 //! email twice. Then it runs the other two seed loops through their own crash windows, where
-//! they lose events instead.
+//! they lose events instead. Finally it hands both versions of the service to the verifier:
+//! the naive one fails with its minimal crash sequence and timeline printed; the fixed one (the
+//! event id as the email API's idempotency key) passes every generated case.
 //!
 //! Run it with `cargo run --example notification_service`.
 
@@ -15,10 +17,11 @@ mod fixtures;
 use std::time::Duration;
 
 use effectively_once::{
-    Anchor, Fault, FaultSchedule, InstanceContext, Operation, Outcome, Simulation,
+    Anchor, CheckError, Fault, FaultSchedule, InstanceContext, Operation, Outcome, Simulation,
+    Verifier, check_effectively_once,
 };
 use fixtures::notification::{self, BoxError, EMAIL, TOPIC};
-use fixtures::{auto_commit, commit_after, commit_before};
+use fixtures::{auto_commit, commit_after, commit_before, idempotency_key};
 
 const EVENTS: usize = 12;
 
@@ -70,7 +73,7 @@ async fn auto_commit_service(ctx: InstanceContext) -> Result<(), BoxError> {
     auto_commit::run(&consumer, &ctx.effect_sink(EMAIL)).await
 }
 
-fn main() -> Result<(), effectively_once::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The at-least-once notification service: crash after the email for the record at offset 1
     // of partition 0, before its offset is committed.
     let window = Anchor::on(Operation::CommitMessage).record(0, 1);
@@ -126,7 +129,41 @@ fn main() -> Result<(), effectively_once::Error> {
         }
     }
     println!("\nSame seed, same timeline: run it again and compare.");
+
+    // The verifier: generated event streams and fault schedules instead of a hand-picked one.
+    let mut verifier = Verifier::default();
+    verifier
+        .topic(TOPIC)
+        .encode(notification::encode)
+        .effect_sink(EMAIL)
+        .persist_failures(false);
+    println!("\n== the verifier on the naive service (commit after processing, no dedup) ==\n");
+    match check_effectively_once(&verifier, notification_service) {
+        Ok(passed) => println!("unexpectedly passed: {passed}"),
+        Err(CheckError::Violated(counterexample)) => {
+            print!("{counterexample}");
+            println!(
+                "\nIn plain words: the naive service is NOT effectively-once; the smallest failing \
+                 case is {} event and {} fault.",
+                counterexample.scenario.events.len(),
+                counterexample.scenario.faults.len()
+            );
+        }
+        Err(e) => return Err(Box::new(e)),
+    }
+    println!("\n== the verifier on the fixed service (the event id as the idempotency key) ==\n");
+    let passed = check_effectively_once(&verifier, fixed_service)?;
+    println!("{passed}");
+    println!(
+        "In plain words: the fixed service sent every email exactly once in all {} cases.",
+        passed.cases
+    );
     Ok(())
+}
+
+async fn fixed_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&idempotency_key::config())?;
+    idempotency_key::run(&consumer, &ctx.effect_sink(EMAIL)).await
 }
 
 fn auto_commit_faults() -> FaultSchedule {

@@ -126,9 +126,23 @@ impl fmt::Display for Fault {
             Fault::Fail => f.write_str("fail"),
             Fault::Ambiguous => f.write_str("applied but reported failed"),
             Fault::LoseAck => f.write_str("lose the ack"),
-            Fault::Stall(d) => write!(f, "stall {}ms", d.as_millis()),
-            Fault::Freeze(d) => write!(f, "freeze the process {}ms", d.as_millis()),
+            Fault::Stall(d) => write!(f, "stall {}", human_duration(*d)),
+            Fault::Freeze(d) => write!(f, "freeze the process {}", human_duration(*d)),
         }
+    }
+}
+
+/// `25h`, `60s`, `1500ms`: the largest whole unit.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms % 60_000 == 0 && ms < 3_600_000 {
+        format!("{}min", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::client::RebalanceHandler;
 use crate::effect::EffectSink;
 use crate::error::Error;
-use crate::fault::{FaultPlan, FaultRule, FaultSchedule};
+use crate::fault::{FaultPlan, FaultRule, FaultSchedule, Operation};
 use crate::history::{History, HistoryEvent, Incarnation, InstanceId};
 use crate::record::TopicPartition;
 use crate::sim::log::RecordKind;
@@ -243,6 +243,7 @@ pub struct Outcome {
     history: History,
     cluster: ClusterSnapshot,
     unfired: Vec<FaultRule>,
+    operations: BTreeMap<Operation, u64>,
     store: Connection,
 }
 
@@ -272,6 +273,12 @@ impl Outcome {
         &self.unfired
     }
 
+    /// How many times the instances reached each interception point (each [`Operation`]),
+    /// faults or not: which operations the consumer performs.
+    pub fn operations(&self) -> &BTreeMap<Operation, u64> {
+        &self.operations
+    }
+
     /// Reads the scenario's durable database as the run left it.
     pub fn read_store<T>(
         &self,
@@ -287,6 +294,7 @@ struct Config {
     seed: u64,
     topics: Vec<(String, i32)>,
     instances: u32,
+    start_at: BTreeMap<u32, Duration>,
     faults: FaultSchedule,
     input: Vec<(Duration, InputRecord)>,
     latency: (Duration, Duration),
@@ -311,6 +319,7 @@ impl Default for SimulationBuilder {
                 seed: 0,
                 topics: Vec::new(),
                 instances: 1,
+                start_at: BTreeMap::new(),
                 faults: FaultSchedule::new(),
                 input: Vec::new(),
                 latency: (Duration::from_millis(1), Duration::from_millis(5)),
@@ -341,6 +350,13 @@ impl SimulationBuilder {
     /// How many consumer instances run (default 1).
     pub fn instances(&mut self, instances: u32) -> &mut Self {
         self.config.instances = instances;
+        self
+    }
+
+    /// Starts instance `instance` (counting from 0) at virtual time `at` instead of at the
+    /// start: a member that joins the group later and triggers a rebalance.
+    pub fn start_at(&mut self, instance: u32, at: Duration) -> &mut Self {
+        self.config.start_at.insert(instance, at);
         self
     }
 
@@ -408,6 +424,12 @@ impl SimulationBuilder {
         let invalid = |msg: String| Err(Error::InvalidSetting(msg));
         if c.instances == 0 {
             return invalid("at least one instance must run".into());
+        }
+        if let Some(instance) = c.start_at.keys().find(|i| **i >= c.instances) {
+            return invalid(format!(
+                "start_at names instance {instance}, but only {} instances run",
+                c.instances
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (name, partitions) in &c.topics {
@@ -524,6 +546,7 @@ impl Simulation {
             history: world.history.clone(),
             cluster: ClusterSnapshot::of(&world),
             unfired: world.faults.unfired(),
+            operations: world.operations.clone(),
             store,
         })
     }
@@ -563,7 +586,9 @@ where
                     InstanceState {
                         incarnation: 0,
                         status: InstanceStatus::NotStarted,
-                        died_at: Some(origin),
+                        died_at: Some(
+                            origin + self.config.start_at.get(&id).copied().unwrap_or_default(),
+                        ),
                         frozen_until: None,
                         current_record: None,
                         root: None,
@@ -789,7 +814,7 @@ fn instance_ended<T: InstanceExit>(
     shared.publish();
 }
 
-fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

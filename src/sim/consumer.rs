@@ -196,7 +196,7 @@ fn tpl_with_offsets(
 
 impl World {
     /// Stored offsets newer than the group's committed offsets, for the assigned partitions.
-    fn uncommitted_stored(&self, client: ClientId) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn uncommitted_stored(&self, client: ClientId) -> Vec<(TopicPartition, i64)> {
         let Some(c) = self.consumers.get(&client) else {
             return Vec::new();
         };
@@ -247,6 +247,8 @@ impl World {
         }
         let c = self.consumers.get_mut(&client).expect("checked");
         if let Some((result, offsets)) = c.commit_callbacks.pop_front() {
+            // Serving the last callback can make the consumer idle: let the driver look again.
+            self.touch();
             return PollStep::CommitCallback(result, offsets);
         }
         if !c.subscription.is_empty() {

@@ -10,7 +10,7 @@
 //!   `UNKNOWN_MEMBER_ID` or `ILLEGAL_GENERATION`, as Kafka answers. During `PreparingRebalance`
 //!   the old generation is still current, so commits from a revoke callback are accepted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::types::RDKafkaErrorCode;
@@ -53,6 +53,9 @@ pub(crate) struct Group {
     pub protocol: Option<AssignmentStrategy>,
     pub members: BTreeMap<String, Member>,
     pub committed: BTreeMap<TopicPartition, i64>,
+    /// Every topic a member ever subscribed to: the group's input, even once every member is
+    /// gone.
+    pub consumed_topics: BTreeSet<String>,
 }
 
 impl Group {
@@ -64,6 +67,7 @@ impl Group {
             protocol: None,
             members: BTreeMap::new(),
             committed: BTreeMap::new(),
+            consumed_topics: BTreeSet::new(),
         }
     }
 
@@ -83,6 +87,8 @@ impl Group {
             return Err(RDKafkaErrorCode::InconsistentGroupProtocol);
         }
         let incarnation = member.incarnation;
+        self.consumed_topics
+            .extend(member.subscription.iter().cloned());
         self.begin_rebalance(out);
         self.members.insert(
             member_id.to_string(),
@@ -112,6 +118,7 @@ impl Group {
     pub(crate) fn resubscribe(&mut self, member_id: &str, topics: Vec<String>, out: &mut Events) {
         if self.members.contains_key(member_id) {
             self.begin_rebalance(out);
+            self.consumed_topics.extend(topics.iter().cloned());
             let m = self.members.get_mut(member_id).expect("checked above");
             m.subscription = topics;
             m.joined = true;

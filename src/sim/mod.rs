@@ -106,6 +106,8 @@ pub(crate) struct World {
     pub producers: BTreeMap<ClientId, ProducerState>,
     pub instances: BTreeMap<InstanceId, InstanceState>,
     pub faults: FaultPlan,
+    /// How many times each interception point was reached.
+    pub operations: BTreeMap<Operation, u64>,
     pub history: History,
     pub last_activity: Instant,
     pub idempotency_keys: BTreeSet<(String, String)>,
@@ -140,6 +142,7 @@ impl World {
             producers: BTreeMap::new(),
             instances: BTreeMap::new(),
             faults,
+            operations: BTreeMap::new(),
             history: History::default(),
             last_activity: now,
             idempotency_keys: BTreeSet::new(),
@@ -331,6 +334,7 @@ impl World {
         incarnation: Incarnation,
         record: Option<RecordPosition>,
     ) -> Injection {
+        *self.operations.entry(operation).or_default() += 1;
         let fired = self
             .faults
             .intercept(operation, incarnation.instance, record.as_ref());
@@ -588,23 +592,25 @@ impl World {
                 self.remove_member(&group, &member, MemberRemoval::MaxPollIntervalExceeded);
             }
         }
-        // Periodic auto-commit.
+        // Periodic auto-commit, on a grid of `auto.commit.interval.ms` from the consumer's
+        // creation. The driver only wakes for ticks with something to commit (see
+        // `next_timer`), so a tick is real only when `now` falls exactly on the grid.
         let due: Vec<ClientId> = self
             .consumers
             .iter()
             .filter(|(_, c)| c.next_auto_commit.is_some_and(|t| t <= now))
+            // A frozen process runs no timers.
+            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
             .map(|(id, _)| *id)
             .collect();
         for id in due {
             let c = self.consumers.get_mut(&id).expect("listed");
-            let interval = c.settings.auto_commit_interval;
-            let mut next = c.next_auto_commit.expect("due");
-            while next <= now {
-                next += interval;
-            }
-            c.next_auto_commit = Some(next);
-            let incarnation = c.incarnation;
-            if self.frozen_until(incarnation).is_none() {
+            let interval = c.settings.auto_commit_interval.as_nanos();
+            let next = c.next_auto_commit.expect("due");
+            let elapsed = (now - next).as_nanos();
+            let ticks = elapsed / interval + 1;
+            c.next_auto_commit = Some(next + Duration::from_nanos((ticks * interval) as u64));
+            if elapsed % interval == 0 {
                 // A crash here is recorded by the commit itself; the timer has nothing to add.
                 let _ = self.auto_commit(id, CommitKind::Auto);
             }
@@ -650,7 +656,23 @@ impl World {
             .values()
             .filter(|c| self.frozen_until(c.incarnation).is_none())
             .filter_map(ConsumerState::max_poll_deadline);
-        let autos = self.consumers.values().filter_map(|c| c.next_auto_commit);
+        // The next grid tick of each auto-committing consumer with something to commit.
+        let now = Instant::now();
+        let autos = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
+            .filter(|(id, _)| !self.uncommitted_stored(**id).is_empty())
+            .filter_map(|(_, c)| {
+                let next = c.next_auto_commit?;
+                if next >= now {
+                    return Some(next);
+                }
+                let interval = c.settings.auto_commit_interval.as_nanos();
+                let elapsed = (now - next).as_nanos();
+                let ticks = elapsed.div_ceil(interval);
+                Some(next + Duration::from_nanos((ticks * interval) as u64))
+            });
         let asyncs = self.async_commits.iter().map(|p| p.due);
         thaws
             .chain(sessions)
@@ -663,15 +685,12 @@ impl World {
     // ----- quiescence -----
 
     /// Each group's committed offset against the end of every partition of the topics it
-    /// consumes (its members' subscriptions and the topics it has committed offsets for).
+    /// consumes (every topic a member subscribed to, and the topics it has committed offsets
+    /// for).
     pub(crate) fn lag(&self) -> Vec<Lag> {
         let mut lag = Vec::new();
         for (id, group) in &self.groups {
-            let mut topics: BTreeSet<&String> = group
-                .members
-                .values()
-                .flat_map(|m| &m.subscription)
-                .collect();
+            let mut topics: BTreeSet<&String> = group.consumed_topics.iter().collect();
             topics.extend(group.committed.keys().map(|tp| &tp.topic));
             for topic in topics {
                 let Some(t) = self.topics.get(topic) else {

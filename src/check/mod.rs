@@ -1,0 +1,381 @@
+//! Checking a consumer: generate scenarios, run each on the simulator, judge the history,
+//! shrink the first failure and report it.
+//!
+//! [`check`] is the function; [`Verifier`] its settings; the `assert_*!` macros panic with the
+//! [`Counterexample`] it returns.
+
+mod report;
+mod runner;
+
+pub use report::{Counterexample, Passed};
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::harness::{InstanceContext, InstanceExit, SimulationBuilder};
+use crate::invariant::{Invariant, Liveness, Semantics};
+use crate::scenario::Event;
+use crate::scenario::strategy::{FaultKind, ScenarioSpace};
+
+/// The environment variable that overrides the default seed (0).
+pub const SEED_ENV: &str = "EFFECTIVELY_ONCE_SEED";
+/// The environment variable that overrides the per-case wall-clock limit, in seconds.
+pub const CASE_TIMEOUT_ENV: &str = "EFFECTIVELY_ONCE_CASE_TIMEOUT";
+
+type Encoder = Arc<dyn Fn(&Event) -> Vec<u8> + Send + Sync>;
+type Tweak = Arc<dyn Fn(&mut SimulationBuilder) + Send + Sync>;
+
+/// The settings of a check. Setters take `&mut self` and return `&mut Self`; pass the
+/// verifier by value or reference to the `assert_*!` macros or to [`check`].
+///
+/// ```
+/// use effectively_once::{FaultKind, Verifier};
+///
+/// let mut verifier = Verifier::default();
+/// verifier
+///     .cases(64)
+///     .events(1..=6)
+///     .instances(1..=2)
+///     .faults(&[FaultKind::Crash, FaultKind::AmbiguousCommit])
+///     .topic("task-events")
+///     .effect_sink("email");
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    pub(crate) cases: u32,
+    pub(crate) seed: u64,
+    pub(crate) space: ScenarioSpace,
+    pub(crate) topic: String,
+    pub(crate) encode: Encoder,
+    pub(crate) sinks: Vec<String>,
+    pub(crate) extra: Vec<Arc<dyn Invariant>>,
+    pub(crate) liveness: Liveness,
+    pub(crate) case_timeout: Duration,
+    pub(crate) persist: bool,
+    pub(crate) source_file: Option<&'static str>,
+    pub(crate) max_shrink_iters: u32,
+    pub(crate) tweak: Option<Tweak>,
+    pub(crate) config_error: Option<String>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("cases", &self.cases)
+            .field("seed", &self.seed)
+            .field("space", &self.space)
+            .field("topic", &self.topic)
+            .field("sinks", &self.sinks)
+            .field("extra", &self.extra)
+            .field("liveness", &self.liveness)
+            .field("case_timeout", &self.case_timeout)
+            .field("persist", &self.persist)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_u64(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(value) => value.trim().parse::<u64>().map(Some).map_err(|_| {
+            format!("invalid value {value:?} for `{name}`: expected an unsigned integer")
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("`{name}` is not valid UTF-8")),
+    }
+}
+
+impl Default for Verifier {
+    /// proptest's case count (256, or `PROPTEST_CASES`), seed 0 (or `EFFECTIVELY_ONCE_SEED`),
+    /// the default [`ScenarioSpace`] ([`FaultKind::DEFAULT`]), topic `events`, JSON payloads
+    /// ([`Event::to_json`]), effects counted on every sink the consumer calls, liveness within
+    /// 10 minutes of virtual time, 20 s of wall time per case (or
+    /// `EFFECTIVELY_ONCE_CASE_TIMEOUT`), failures saved under `proptest-regressions/`.
+    fn default() -> Self {
+        let mut config_error = None;
+        let seed = env_u64(SEED_ENV).unwrap_or_else(|e| {
+            config_error = Some(e);
+            None
+        });
+        let timeout = env_u64(CASE_TIMEOUT_ENV).unwrap_or_else(|e| {
+            config_error.get_or_insert(e);
+            None
+        });
+        Verifier {
+            cases: proptest::test_runner::Config::default().cases,
+            seed: seed.unwrap_or(0),
+            space: ScenarioSpace::default(),
+            topic: "events".into(),
+            encode: Arc::new(Event::to_json),
+            sinks: Vec::new(),
+            extra: Vec::new(),
+            liveness: Liveness::default(),
+            case_timeout: Duration::from_secs(timeout.unwrap_or(20)),
+            persist: true,
+            source_file: None,
+            max_shrink_iters: 4096,
+            tweak: None,
+            config_error,
+        }
+    }
+}
+
+impl Verifier {
+    /// How many passing cases make a pass (default: proptest's, honouring `PROPTEST_CASES`).
+    pub fn cases(&mut self, cases: u32) -> &mut Self {
+        self.cases = cases;
+        self
+    }
+
+    /// The seed the cases are generated from (default 0, or `EFFECTIVELY_ONCE_SEED`). The same
+    /// seed gives the same cases, the same verdict and the same report, byte for byte.
+    pub fn seed(&mut self, seed: u64) -> &mut Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The whole scenario space at once (see [`ScenarioSpace`]).
+    pub fn space(&mut self, space: ScenarioSpace) -> &mut Self {
+        self.space = space;
+        self
+    }
+
+    /// How many events a case publishes (default 1..=8).
+    pub fn events(&mut self, count: std::ops::RangeInclusive<usize>) -> &mut Self {
+        self.space.events(count);
+        self
+    }
+
+    /// How many consumer instances run (default 1..=3).
+    pub fn instances(&mut self, count: std::ops::RangeInclusive<u32>) -> &mut Self {
+        self.space.instances(count);
+        self
+    }
+
+    /// How many partitions the input topic has (default 1..=3).
+    pub fn partitions(&mut self, count: std::ops::RangeInclusive<i32>) -> &mut Self {
+        self.space.partitions(count);
+        self
+    }
+
+    /// Which kinds of faults cases contain (default [`FaultKind::DEFAULT`]).
+    pub fn faults(&mut self, kinds: &[FaultKind]) -> &mut Self {
+        self.space.faults(kinds);
+        self
+    }
+
+    /// How many injected faults a case has at most (default 3).
+    pub fn max_faults(&mut self, max: usize) -> &mut Self {
+        self.space.fault_count(0..=max);
+        self
+    }
+
+    /// The input topic the consumer subscribes to (default `events`).
+    pub fn topic(&mut self, topic: impl Into<String>) -> &mut Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// How an event becomes a record payload (default [`Event::to_json`]). The record key is
+    /// always the event's key.
+    pub fn encode(
+        &mut self,
+        encode: impl Fn(&Event) -> Vec<u8> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.encode = Arc::new(encode);
+        self
+    }
+
+    /// Counts effects on this sink (repeat for several). By default every sink the consumer
+    /// called counts, and a consumer that called none lost every event.
+    pub fn effect_sink(&mut self, sink: impl Into<String>) -> &mut Self {
+        self.sinks.push(sink.into());
+        self
+    }
+
+    /// Checks this invariant too (for example [`PerKeyOrder`](crate::PerKeyOrder)).
+    pub fn invariant(&mut self, invariant: impl Invariant + 'static) -> &mut Self {
+        self.extra.push(Arc::new(invariant));
+        self
+    }
+
+    /// How long after the last fault the group may take to reach the end of its input, in
+    /// virtual time (default 10 minutes). Each case's simulation stops at twice this bound
+    /// after its pauses and late joins.
+    pub fn liveness_bound(&mut self, bound: Duration) -> &mut Self {
+        self.liveness = Liveness { bound };
+        self
+    }
+
+    /// Wall-clock time one case may take before the consumer counts as hung (default 20 s, or
+    /// `EFFECTIVELY_ONCE_CASE_TIMEOUT` seconds). Only code that blocks the thread without
+    /// awaiting (a busy loop, `std::thread::sleep`) can take wall time in a simulation.
+    pub fn case_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.case_timeout = timeout;
+        self
+    }
+
+    /// Whether failing cases are saved under `proptest-regressions/` next to the test's source
+    /// file and replayed first next time (default true; needs the source file, which the
+    /// macros pass).
+    pub fn persist_failures(&mut self, persist: bool) -> &mut Self {
+        self.persist = persist;
+        self
+    }
+
+    /// The test's source file (`file!()`), for saving failures. The macros set it.
+    pub fn source_file(&mut self, file: &'static str) -> &mut Self {
+        self.source_file = Some(file);
+        self
+    }
+
+    /// How many shrinking steps to try at most (default 4096).
+    pub fn max_shrink_iters(&mut self, iters: u32) -> &mut Self {
+        self.max_shrink_iters = iters;
+        self
+    }
+
+    /// Adjusts every case's simulation (restart delay, latency, broker session bounds...).
+    pub fn simulation(
+        &mut self,
+        tweak: impl Fn(&mut SimulationBuilder) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.tweak = Some(Arc::new(tweak));
+        self
+    }
+
+    /// The invariants a check of `semantics` applies.
+    pub(crate) fn invariants(&self, semantics: Semantics) -> Vec<Arc<dyn Invariant>> {
+        let mut all: Vec<Arc<dyn Invariant>> =
+            semantics.invariants().into_iter().map(Arc::from).collect();
+        all[0] = Arc::new(self.liveness);
+        all.extend(self.extra.iter().cloned());
+        all
+    }
+
+    fn validate(&self) -> Result<(), CheckError> {
+        if let Some(e) = &self.config_error {
+            return Err(CheckError::InvalidConfig(e.clone()));
+        }
+        if self.cases == 0 {
+            return Err(CheckError::InvalidConfig("cases must be at least 1".into()));
+        }
+        if self.topic.is_empty() {
+            return Err(CheckError::InvalidConfig("the topic name is empty".into()));
+        }
+        if self.case_timeout.is_zero() {
+            return Err(CheckError::InvalidConfig(
+                "the case timeout must be positive".into(),
+            ));
+        }
+        self.space.validate().map_err(CheckError::InvalidConfig)
+    }
+}
+
+/// Why a check did not pass.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The consumer broke an invariant; the counterexample is minimal.
+    #[error("{0}")]
+    Violated(Box<Counterexample>),
+    /// The verifier's settings make no sense.
+    #[error("effectively-once: invalid verifier setting: {0}")]
+    InvalidConfig(String),
+    /// A simulation could not be set up or run.
+    #[error("effectively-once: the simulation failed: {0}")]
+    Simulation(#[from] Error),
+    /// The check stopped for a reason of its own (proptest aborted, the worker died).
+    #[error("effectively-once: the check was aborted: {0}")]
+    Aborted(String),
+}
+
+impl CheckError {
+    /// The counterexample, when the consumer broke an invariant.
+    pub fn counterexample(&self) -> Option<&Counterexample> {
+        match self {
+            CheckError::Violated(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Checks that `factory`'s consumer has the delivery `semantics`, over `verifier.cases`
+/// generated scenarios; on a violation, shrinks it and returns the minimal counterexample.
+///
+/// `factory` starts one instance of the consumer from its [`InstanceContext`], as in
+/// [`Simulation::run`](crate::Simulation::run); it runs on a worker thread, so it must be
+/// `Send + Sync + 'static` (the futures it returns need not be `Send`).
+pub fn check<F, Fut>(
+    semantics: Semantics,
+    verifier: &Verifier,
+    factory: F,
+) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    verifier.validate()?;
+    runner::run(semantics, verifier.clone(), Arc::new(factory))
+}
+
+/// [`check`] with [`Semantics::EffectivelyOnce`].
+pub fn check_effectively_once<F, Fut>(verifier: &Verifier, factory: F) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    check(Semantics::EffectivelyOnce, verifier, factory)
+}
+
+/// [`check`] with [`Semantics::AtLeastOnce`].
+pub fn check_at_least_once<F, Fut>(verifier: &Verifier, factory: F) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    check(Semantics::AtLeastOnce, verifier, factory)
+}
+
+/// [`check`] with [`Semantics::AtMostOnce`].
+pub fn check_at_most_once<F, Fut>(verifier: &Verifier, factory: F) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    check(Semantics::AtMostOnce, verifier, factory)
+}
+
+pub use runner::{CaseRun, run_scenario};
+
+#[doc(hidden)]
+pub mod _macro_support {
+    use super::*;
+
+    /// What the `assert_*!` macros call: checks and panics with the report.
+    #[track_caller]
+    pub fn assert_semantics<F, Fut>(
+        semantics: Semantics,
+        verifier: &Verifier,
+        factory: F,
+        file: &'static str,
+    ) where
+        F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: InstanceExit,
+    {
+        let mut verifier = verifier.clone();
+        if verifier.source_file.is_none() {
+            verifier.source_file(file);
+        }
+        if let Err(e) = check(semantics, &verifier, factory) {
+            panic!("{e}");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Verdicts: a pass with its statistics, or a minimal counterexample with its timeline.
+
+use std::fmt;
+
+use super::Verifier;
+use super::runner::CaseRun;
+use crate::history::{History, HistoryEntry, HistoryEvent, Incarnation, InstanceId};
+use crate::invariant::{Semantics, Violation};
+use crate::scenario::Scenario;
+
+/// A passed check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Passed {
+    /// The semantics checked.
+    pub semantics: Semantics,
+    /// How many generated cases ran and passed.
+    pub cases: u32,
+    /// The seed they were generated from.
+    pub seed: u64,
+    /// How many injected faults fired over all cases.
+    pub faults_fired: u64,
+    /// How many instance crashes happened over all cases.
+    pub crashes: u64,
+}
+
+impl fmt::Display for Passed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "effectively-once: {} held in {} cases (seed {}; {} faults fired, {} crashes)",
+            self.semantics, self.cases, self.seed, self.faults_fired, self.crashes
+        )
+    }
+}
+
+/// A minimal failing scenario and everything needed to understand and replay it. Its
+/// [`Display`](fmt::Display) is the report the assertions panic with; the same seed gives the
+/// same bytes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Counterexample {
+    /// The semantics checked.
+    pub semantics: Semantics,
+    /// The broken invariants of the minimal scenario, most telling first.
+    pub violations: Vec<Violation>,
+    /// The minimal scenario.
+    pub scenario: Scenario,
+    /// The first failing scenario, before shrinking.
+    pub shrunk_from: Scenario,
+    /// How many shrinking runs it took.
+    pub shrink_steps: u32,
+    /// How many cases passed before the first failure.
+    pub passed_before: u32,
+    /// The minimal scenario's history; `None` when the consumer hung the thread.
+    pub history: Option<History>,
+    /// The `tracing` output of the minimal scenario's run.
+    pub logs: String,
+    /// The seed the cases were generated from.
+    pub seed: u64,
+    /// The input topic.
+    pub topic: String,
+    /// Where proptest saved the failing case, if it did.
+    pub saved_in: Option<String>,
+    /// True when the consumer blocked the thread for longer than the case timeout.
+    pub hung: bool,
+}
+
+fn saved_in(verifier: &Verifier) -> Option<String> {
+    verifier
+        .source_file
+        .filter(|_| verifier.persist)
+        .map(|file| format!("proptest's regression file for {file}"))
+}
+
+impl Counterexample {
+    pub(crate) fn new(
+        semantics: Semantics,
+        verifier: &Verifier,
+        run: CaseRun,
+        first: &Scenario,
+        passed_before: u32,
+        shrink_steps: u32,
+        logs: String,
+    ) -> Self {
+        Counterexample {
+            semantics,
+            violations: run.violations,
+            scenario: run.scenario,
+            shrunk_from: first.clone(),
+            shrink_steps,
+            passed_before,
+            history: Some(run.outcome.history().clone()),
+            logs,
+            seed: verifier.seed,
+            topic: verifier.topic.clone(),
+            saved_in: saved_in(verifier),
+            hung: false,
+        }
+    }
+
+    pub(crate) fn hung(
+        semantics: Semantics,
+        verifier: &Verifier,
+        scenario: Option<Scenario>,
+    ) -> Self {
+        let scenario = scenario.unwrap_or_else(|| Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: Vec::new(),
+            events: Vec::new(),
+            faults: Vec::new(),
+        });
+        Counterexample {
+            semantics,
+            violations: vec![Violation {
+                invariant: "liveness".into(),
+                summary: format!(
+                    "the consumer blocked its thread for more than {}s of wall-clock time \
+                     (a busy loop or a blocking call that never awaits); the simulation cannot \
+                     preempt it, so this case was not shrunk",
+                    verifier.case_timeout.as_secs_f64()
+                ),
+                event_ids: Vec::new(),
+                details: Vec::new(),
+            }],
+            shrunk_from: scenario.clone(),
+            scenario,
+            shrink_steps: 0,
+            passed_before: 0,
+            history: None,
+            logs: String::new(),
+            seed: verifier.seed,
+            topic: verifier.topic.clone(),
+            saved_in: None,
+            hung: true,
+        }
+    }
+
+    /// The first (most telling) broken invariant.
+    pub fn violation(&self) -> &Violation {
+        &self.violations[0]
+    }
+}
+
+/// The events a timeline shows.
+fn shown(entry: &HistoryEntry) -> bool {
+    use HistoryEvent::*;
+    match &entry.event {
+        RecordProduced { .. } => entry.incarnation.is_some(),
+        OffsetStored { .. } => false,
+        _ => true,
+    }
+}
+
+/// The history with one lane per instance: each event is printed in its instance's column
+/// (the cluster's own events in the first).
+pub(crate) fn lanes(history: &History, instances: u32) -> String {
+    const WIDTH: usize = 22;
+    let lane = |inc: Option<Incarnation>| inc.map_or(0, |i| i.instance.0 as usize + 1);
+    let mut out = String::new();
+    out.push_str(&format!("{:>14}  {:<WIDTH$}", "time", "cluster"));
+    for i in 0..instances {
+        out.push_str(&format!("{:<WIDTH$}", InstanceId(i).to_string()));
+    }
+    let header = out.trim_end().to_string();
+    out = header + "\n";
+    for entry in history.entries().iter().filter(|e| shown(e)) {
+        let micros = entry.at.as_micros();
+        let mut line = format!("{:>6}.{:06}s  ", micros / 1_000_000, micros % 1_000_000);
+        line.push_str(&" ".repeat(WIDTH * lane(entry.incarnation)));
+        if let Some(inc) = entry.incarnation {
+            line.push_str(&format!("#{} ", inc.number));
+        }
+        line.push_str(&entry.event.to_string());
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+impl fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.violation();
+        writeln!(
+            f,
+            "effectively-once: {} violated: {}",
+            v.invariant, v.summary
+        )?;
+        for line in &v.details {
+            writeln!(f, "  {line}")?;
+        }
+        for other in &self.violations[1..] {
+            writeln!(f, "also {} violated: {}", other.invariant, other.summary)?;
+            for line in &other.details {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        writeln!(f)?;
+        if self.hung {
+            writeln!(f, "scenario that hung:")?;
+        } else {
+            writeln!(
+                f,
+                "minimal scenario (shrunk from {} events and {} faults in {} steps; {} passing \
+                 case{} before it):",
+                self.shrunk_from.events.len(),
+                self.shrunk_from.faults.len(),
+                self.shrink_steps,
+                self.passed_before,
+                if self.passed_before == 1 { "" } else { "s" }
+            )?;
+        }
+        for line in self.scenario.to_string().lines() {
+            writeln!(f, "  {line}")?;
+        }
+        if let Some(history) = &self.history {
+            writeln!(f)?;
+            writeln!(f, "timeline (virtual time; #n is the incarnation):")?;
+            for line in lanes(history, self.scenario.instances).lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        if !self.logs.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "logs of the minimal run:")?;
+            let lines: Vec<&str> = self.logs.lines().collect();
+            const MAX: usize = 200;
+            if lines.len() > MAX {
+                writeln!(f, "  ... {} earlier lines omitted", lines.len() - MAX)?;
+            }
+            for line in &lines[lines.len().saturating_sub(MAX)..] {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        writeln!(f)?;
+        write!(
+            f,
+            "replay: the check is deterministic: seed {} (set {}=<n> to explore others) gives \
+             this report again",
+            self.seed,
+            super::SEED_ENV
+        )?;
+        match &self.saved_in {
+            Some(file) => writeln!(f, "; the case is saved in {file} and replays first")?,
+            None => writeln!(f)?,
+        }
+        Ok(())
+    }
+}

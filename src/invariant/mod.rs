@@ -1,0 +1,229 @@
+//! Invariants: pure checks over a run's history and ledger.
+//!
+//! Each invariant looks at a [`RunRecord`] (what was published, what happened, which effects
+//! took place) and returns a [`Violation`] or nothing. They never reach back into the backend,
+//! so the same checkers judge simulated and real-broker runs. Compose them freely; the
+//! assertions use [`Semantics::invariants`].
+
+mod at_least_once;
+mod at_most_once;
+mod effectively_once;
+mod liveness;
+mod no_phantom_effect;
+mod per_key_order;
+
+pub use at_least_once::AtLeastOnce;
+pub use at_most_once::AtMostOnce;
+pub use effectively_once::EffectivelyOnce;
+pub use liveness::Liveness;
+pub use no_phantom_effect::NoPhantomEffect;
+pub use per_key_order::PerKeyOrder;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::history::History;
+use crate::ledger::Ledger;
+use crate::scenario::PublishedEvent;
+
+/// What an invariant judges: the published events, the run's history and its effect ledger.
+#[derive(Clone, Copy, Debug)]
+pub struct RunRecord<'a> {
+    /// The events as published, poison records included.
+    pub published: &'a [PublishedEvent],
+    /// Everything that happened.
+    pub history: &'a History,
+    /// Every effect attempt.
+    pub ledger: &'a Ledger,
+    /// The effect sinks whose effects count: each event is expected to take effect on each.
+    pub sinks: &'a [String],
+}
+
+impl RunRecord<'_> {
+    /// The events that expect effects (poison records expect none), in publishing order.
+    pub fn expecting_effects(&self) -> impl Iterator<Item = &PublishedEvent> {
+        self.published.iter().filter(|e| !e.poison)
+    }
+
+    /// For each sink, how many times each expecting event took effect (0 included).
+    pub fn effect_counts(&self) -> Vec<(String, BTreeMap<String, usize>)> {
+        self.sinks
+            .iter()
+            .map(|sink| {
+                let effective = self.ledger.effective_counts(sink);
+                let counts = self
+                    .expecting_effects()
+                    .map(|e| {
+                        let n = effective.get(&e.event_id).copied().unwrap_or(0);
+                        (e.event_id.clone(), n)
+                    })
+                    .collect();
+                (sink.clone(), counts)
+            })
+            .collect()
+    }
+
+    /// One line per event whose count on a sink fails `ok`, and the event ids.
+    pub(crate) fn count_violations(
+        &self,
+        ok: impl Fn(usize) -> bool,
+    ) -> (Vec<String>, Vec<String>, usize, usize) {
+        let mut details = Vec::new();
+        let mut ids = Vec::new();
+        let (mut lost, mut duplicated) = (0, 0);
+        for (sink, counts) in self.effect_counts() {
+            let attempts = self.ledger.attempt_counts(&sink);
+            for (event_id, n) in counts {
+                if ok(n) {
+                    continue;
+                }
+                if n == 0 {
+                    lost += 1;
+                } else {
+                    duplicated += 1;
+                }
+                let tried = attempts.get(&event_id).copied().unwrap_or(0);
+                details.push(format!(
+                    "{event_id}: {sink} took effect {n} time{} ({tried} attempt{}){}",
+                    if n == 1 { "" } else { "s" },
+                    if tried == 1 { "" } else { "s" },
+                    match n {
+                        0 => "  LOST",
+                        1 => "",
+                        _ => "  DUPLICATED",
+                    }
+                ));
+                if !ids.contains(&event_id) {
+                    ids.push(event_id);
+                }
+            }
+        }
+        (details, ids, lost, duplicated)
+    }
+}
+
+/// A broken invariant: what, about which events, and the evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant's name (`effectively-once`, `liveness`, ...).
+    pub invariant: String,
+    /// One sentence.
+    pub summary: String,
+    /// The offending event ids.
+    pub event_ids: Vec<String>,
+    /// Evidence, one line each.
+    pub details: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} violated: {}", self.invariant, self.summary)?;
+        for line in &self.details {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A property every run must have.
+pub trait Invariant: Send + Sync + fmt::Debug {
+    /// The invariant's name, as reports print it.
+    fn name(&self) -> &str;
+
+    /// Checks one run.
+    fn check(&self, run: &RunRecord<'_>) -> Option<Violation>;
+}
+
+/// The delivery semantics a consumer claims, each with its set of invariants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Semantics {
+    /// Each event's effect happens exactly once: nothing lost, nothing duplicated.
+    EffectivelyOnce,
+    /// Each event's effect happens at least once: nothing lost; duplicates allowed.
+    AtLeastOnce,
+    /// Each event's effect happens at most once: nothing duplicated; losses allowed.
+    AtMostOnce,
+}
+
+impl Semantics {
+    /// The invariants checked for this semantic: the delivery property itself, no phantom
+    /// effect, and liveness (the group gets to the end of the input; checked first, so a
+    /// wedged consumer is reported as such rather than as a loss).
+    pub fn invariants(self) -> Vec<Box<dyn Invariant>> {
+        let delivery: Box<dyn Invariant> = match self {
+            Semantics::EffectivelyOnce => Box::new(EffectivelyOnce),
+            Semantics::AtLeastOnce => Box::new(AtLeastOnce),
+            Semantics::AtMostOnce => Box::new(AtMostOnce),
+        };
+        vec![
+            Box::new(Liveness::default()),
+            delivery,
+            Box::new(NoPhantomEffect),
+        ]
+    }
+}
+
+impl fmt::Display for Semantics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Semantics::EffectivelyOnce => "effectively-once",
+            Semantics::AtLeastOnce => "at-least-once",
+            Semantics::AtMostOnce => "at-most-once",
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use crate::history::{
+        EffectOutcome, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId,
+    };
+    use crate::record::RecordPosition;
+    use crate::scenario::PublishedEvent;
+
+    pub fn published(ids: &[(&str, &str)]) -> Vec<PublishedEvent> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, (id, key))| PublishedEvent {
+                event_id: id.to_string(),
+                key: key.to_string(),
+                positions: vec![RecordPosition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: i as i64,
+                }],
+                poison: false,
+            })
+            .collect()
+    }
+
+    pub fn history(effects: &[(u64, &str, EffectOutcome)], end: HistoryEvent) -> History {
+        let inc = Incarnation {
+            instance: InstanceId(0),
+            number: 1,
+        };
+        let mut h = History::default();
+        for (ms, id, outcome) in effects {
+            h.push(HistoryEntry {
+                at: Duration::from_millis(*ms),
+                incarnation: Some(inc),
+                event: HistoryEvent::Effect {
+                    sink: "email".into(),
+                    event_id: id.to_string(),
+                    idempotency_key: None,
+                    outcome: *outcome,
+                },
+            });
+        }
+        let last = effects.last().map_or(0, |e| e.0);
+        h.push(HistoryEntry {
+            at: Duration::from_millis(last + 10_000),
+            incarnation: None,
+            event: end,
+        });
+        h
+    }
+}

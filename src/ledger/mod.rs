@@ -1,0 +1,199 @@
+//! The side-effect ledger: every effect attempt, who made it, when, and how it turned out.
+//!
+//! On the simulator the ledger is read off the history ([`Ledger::from_history`]); on real
+//! brokers, where consumers may run in other processes, effect sinks append to a SQLite file
+//! ([`SqliteLedger`]). Either way the invariants count *effective* effects (the outside world
+//! changed) separately from attempts (calls made).
+
+mod sqlite;
+
+pub use sqlite::SqliteLedger;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::history::{EffectOutcome, History, HistoryEvent, Incarnation};
+
+/// One effect attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectRecord {
+    /// Virtual time since the run started (wall time since the ledger opened on real brokers).
+    pub at: Duration,
+    /// The instance incarnation that made the call.
+    pub incarnation: Incarnation,
+    /// The consumer-group generation the instance's latest assignment belonged to, if it had
+    /// one.
+    pub generation: Option<i32>,
+    /// The effect sink (`email`, `payment`): the kind of effect.
+    pub sink: String,
+    /// The event the effect is for.
+    pub event_id: String,
+    /// The idempotency key the caller passed, if any.
+    pub idempotency_key: Option<String>,
+    /// How it turned out.
+    pub outcome: EffectOutcome,
+}
+
+impl fmt::Display for EffectRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.at.as_micros();
+        write!(
+            f,
+            "{:>6}.{:06}s  {:<7}  {}({})",
+            micros / 1_000_000,
+            micros % 1_000_000,
+            self.incarnation.to_string(),
+            self.sink,
+            self.event_id
+        )?;
+        if let Some(g) = self.generation {
+            write!(f, " in generation {g}")?;
+        }
+        if let Some(k) = &self.idempotency_key {
+            write!(f, " idempotency key {k:?}")?;
+        }
+        write!(f, ": {}", self.outcome)
+    }
+}
+
+/// Every effect attempt of a run, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    records: Vec<EffectRecord>,
+}
+
+impl Ledger {
+    /// A ledger holding `records`, kept in the given order.
+    pub fn new(records: Vec<EffectRecord>) -> Self {
+        Ledger { records }
+    }
+
+    /// The effect attempts of a simulated run, with each instance's group generation.
+    pub fn from_history(history: &History) -> Self {
+        let mut generation: BTreeMap<Incarnation, i32> = BTreeMap::new();
+        let mut records = Vec::new();
+        for entry in history.entries() {
+            let Some(incarnation) = entry.incarnation else {
+                continue;
+            };
+            match &entry.event {
+                HistoryEvent::PartitionsAssigned { generation: g, .. } => {
+                    generation.insert(incarnation, *g);
+                }
+                HistoryEvent::Effect {
+                    sink,
+                    event_id,
+                    idempotency_key,
+                    outcome,
+                } => records.push(EffectRecord {
+                    at: entry.at,
+                    incarnation,
+                    generation: generation.get(&incarnation).copied(),
+                    sink: sink.clone(),
+                    event_id: event_id.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    outcome: *outcome,
+                }),
+                _ => {}
+            }
+        }
+        Ledger { records }
+    }
+
+    /// Every attempt, in order.
+    pub fn records(&self) -> &[EffectRecord] {
+        &self.records
+    }
+
+    /// The sinks that were called, in name order.
+    pub fn sinks(&self) -> Vec<String> {
+        let mut sinks: Vec<String> = self.records.iter().map(|r| r.sink.clone()).collect();
+        sinks.sort();
+        sinks.dedup();
+        sinks
+    }
+
+    /// How many times each event's effect on `sink` took effect (performed, including
+    /// "performed but reported failed"; deduplicated and failed attempts do not count).
+    pub fn effective_counts(&self, sink: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self.for_sink(sink) {
+            if r.outcome.took_effect() {
+                *counts.entry(r.event_id.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many attempts each event's effect on `sink` had, whatever their outcome.
+    pub fn attempt_counts(&self, sink: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self.for_sink(sink) {
+            *counts.entry(r.event_id.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The attempts on `sink`, in order.
+    pub fn for_sink<'a>(&'a self, sink: &'a str) -> impl Iterator<Item = &'a EffectRecord> {
+        self.records.iter().filter(move |r| r.sink == sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{HistoryEntry, InstanceId};
+
+    #[test]
+    fn the_ledger_reads_effects_with_the_generation_of_the_latest_assignment() {
+        let inc = Incarnation {
+            instance: InstanceId(0),
+            number: 1,
+        };
+        let mut history = History::default();
+        let effect = |id: &str, outcome| HistoryEvent::Effect {
+            sink: "email".into(),
+            event_id: id.into(),
+            idempotency_key: None,
+            outcome,
+        };
+        for (event, incarnation) in [
+            (effect("a", EffectOutcome::Performed), Some(inc)),
+            (
+                HistoryEvent::PartitionsAssigned {
+                    group: "g".into(),
+                    generation: 3,
+                    partitions: vec![],
+                },
+                Some(inc),
+            ),
+            (
+                effect("a", EffectOutcome::PerformedReportedFailed),
+                Some(inc),
+            ),
+            (effect("b", EffectOutcome::Failed), Some(inc)),
+            (effect("b", EffectOutcome::Deduplicated), Some(inc)),
+        ] {
+            history.push(HistoryEntry {
+                at: Duration::ZERO,
+                incarnation,
+                event,
+            });
+        }
+        let ledger = Ledger::from_history(&history);
+        assert_eq!(ledger.records().len(), 4);
+        assert_eq!(ledger.records()[0].generation, None);
+        assert_eq!(ledger.records()[1].generation, Some(3));
+        assert_eq!(
+            ledger
+                .effective_counts("email")
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![("a".to_string(), 2)]
+        );
+        assert_eq!(ledger.attempt_counts("email")["b"], 2);
+        assert_eq!(ledger.sinks(), vec!["email".to_string()]);
+    }
+}

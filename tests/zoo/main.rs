@@ -1,0 +1,6 @@
+//! The bug zoo: each reference consumer from the seeds gets its exact verdict.
+
+#[path = "../../fixtures/mod.rs"]
+mod fixtures;
+
+mod verdicts;

@@ -1,0 +1,232 @@
+//! Each fixture's exact verdict under the default verifier (default fault kinds, seed 0), with
+//! its report compared byte for byte against `tests/zoo/snapshots/` (run with
+//! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change).
+
+use std::time::Duration;
+
+use effectively_once::{
+    CheckError, Counterexample, FaultKind, InstanceContext, Passed, Verifier, check_at_least_once,
+    check_at_most_once, check_effectively_once,
+};
+
+use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
+use crate::fixtures::poison_hangs::{self, Retry};
+use crate::fixtures::{
+    auto_commit, commit_after, commit_before, dedup_after_effect, idempotency_key, poison_panics,
+};
+
+/// The default verifier, pointed at the notification service's topic, payload and sink; it
+/// does not save failures (these tests expect them).
+fn verifier() -> Verifier {
+    let mut v = Verifier::default();
+    v.topic(TOPIC)
+        .encode(notification::encode)
+        .effect_sink(EMAIL)
+        .persist_failures(false);
+    v
+}
+
+fn counterexample(result: Result<Passed, CheckError>) -> Box<Counterexample> {
+    match result {
+        Err(CheckError::Violated(c)) => c,
+        other => panic!("expected a counterexample, got {other:?}"),
+    }
+}
+
+/// Compares the report with its snapshot.
+fn snapshot(name: &str, report: &str) {
+    let path = format!(
+        "{}/tests/zoo/snapshots/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(format!(
+            "{}/tests/zoo/snapshots",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        std::fs::write(&path, report).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}; run with UPDATE_SNAPSHOTS=1 to create it"));
+    assert!(
+        expected == report,
+        "the report differs from {path} (UPDATE_SNAPSHOTS=1 rewrites it):\n{report}"
+    );
+}
+
+/// The minimal scenario is one event and one fault, and the violation names that event.
+fn assert_single_window(c: &Counterexample, invariant: &str, marker: &str) {
+    assert_eq!(c.violation().invariant, invariant, "{c}");
+    assert_eq!(
+        (c.scenario.events.len(), c.scenario.faults.len()),
+        (1, 1),
+        "minimal: {c}"
+    );
+    assert_eq!(c.violation().event_ids, ["evt-0"], "{c}");
+    assert!(c.violation().details[0].ends_with(marker), "{c}");
+}
+
+async fn commit_after_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&commit_after::config())?;
+    commit_after::run(&consumer, &ctx.effect_sink(EMAIL)).await
+}
+
+async fn commit_before_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&commit_before::config())?;
+    commit_before::run(&consumer, &ctx.effect_sink(EMAIL)).await
+}
+
+async fn auto_commit_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&auto_commit::config())?;
+    auto_commit::run(&consumer, &ctx.effect_sink(EMAIL)).await
+}
+
+async fn dedup_after_effect_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&dedup_after_effect::config())?;
+    let mut store = ctx.durable_store()?;
+    dedup_after_effect::open(&mut store)?;
+    dedup_after_effect::run(&consumer, &ctx.effect_sink(EMAIL), &mut store).await
+}
+
+async fn idempotency_key_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&idempotency_key::config())?;
+    idempotency_key::run(&consumer, &ctx.effect_sink(EMAIL)).await
+}
+
+async fn poison_panics_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&poison_panics::config())?;
+    poison_panics::run(&consumer, &ctx.effect_sink(EMAIL)).await
+}
+
+async fn poison_awaits_forever_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&poison_hangs::config())?;
+    poison_hangs::run(&consumer, &ctx.effect_sink(EMAIL), Retry::Await).await
+}
+
+async fn poison_spins_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&poison_hangs::config())?;
+    poison_hangs::run(&consumer, &ctx.effect_sink(EMAIL), Retry::Spin).await
+}
+
+#[test]
+fn auto_commit_is_not_at_least_once_a_crash_after_the_auto_commit_loses_the_event() {
+    let c = counterexample(check_at_least_once(&verifier(), auto_commit_service));
+    assert_single_window(&c, "at-least-once", "LOST");
+    snapshot("auto_commit", &c.to_string());
+}
+
+#[test]
+fn commit_before_processing_is_not_at_least_once_it_loses_the_event() {
+    let c = counterexample(check_at_least_once(&verifier(), commit_before_service));
+    assert_single_window(&c, "at-least-once", "LOST");
+    snapshot("commit_before", &c.to_string());
+}
+
+#[test]
+fn commit_before_processing_is_at_most_once() {
+    check_at_most_once(&verifier(), commit_before_service).expect("never duplicates");
+}
+
+#[test]
+fn commit_after_processing_is_at_least_once() {
+    check_at_least_once(&verifier(), commit_after_service).expect("never loses");
+}
+
+#[test]
+fn commit_after_processing_without_dedup_is_not_effectively_once_it_duplicates() {
+    let c = counterexample(check_effectively_once(&verifier(), commit_after_service));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("commit_after", &c.to_string());
+}
+
+#[test]
+fn a_dedup_mark_written_after_the_effect_duplicates_when_a_crash_falls_between_them() {
+    let c = counterexample(check_effectively_once(
+        &verifier(),
+        dedup_after_effect_service,
+    ));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("dedup_after_effect", &c.to_string());
+}
+
+#[test]
+fn the_event_id_as_idempotency_key_is_effectively_once() {
+    let passed = check_effectively_once(&verifier(), idempotency_key_service).expect("passes");
+    assert_eq!(passed.cases, 256, "proptest's default case count");
+    assert!(passed.faults_fired > passed.cases as u64 / 2, "{passed}");
+}
+
+#[test]
+fn a_consumer_that_panics_on_a_poison_record_gets_a_liveness_verdict() {
+    let c = counterexample(check_effectively_once(&verifier(), poison_panics_service));
+    assert_eq!(c.violation().invariant, "liveness", "{c}");
+    assert_eq!(c.scenario.events.len(), 1, "{c}");
+    assert!(c.scenario.events[0].poison, "{c}");
+    assert!(
+        c.violation().details.iter().any(|d| d.contains("panicked")),
+        "{c}"
+    );
+    snapshot("poison_panics", &c.to_string());
+}
+
+#[test]
+fn a_consumer_that_awaits_forever_on_a_poison_record_gets_a_liveness_verdict() {
+    // Each wedged case sleeps through its whole virtual time in 1 s steps, which costs wall
+    // time: a short liveness bound (the run stops at twice the bound) and no long pauses keep
+    // it fast.
+    let mut v = verifier();
+    v.liveness_bound(Duration::from_secs(60))
+        .faults(&[FaultKind::Crash, FaultKind::PoisonRecord]);
+    let c = counterexample(check_effectively_once(&v, poison_awaits_forever_service));
+    assert_eq!(c.violation().invariant, "liveness", "{c}");
+    assert_eq!(
+        c.violation().summary,
+        "the group never caught up with its input (wedged or hung)"
+    );
+    assert!(c.scenario.events.iter().any(|e| e.poison), "{c}");
+}
+
+#[test]
+fn a_consumer_that_blocks_its_thread_gets_a_hang_verdict_not_a_hung_test() {
+    let mut v = verifier();
+    v.case_timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let c = counterexample(check_effectively_once(&v, poison_spins_service));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(c.hung, "{c}");
+    assert_eq!(c.violation().invariant, "liveness");
+    assert!(c.scenario.events.iter().any(|e| e.poison), "{c}");
+    assert!(c.to_string().contains("blocked its thread"), "{c}");
+}
+
+#[test]
+fn the_same_seed_gives_a_byte_identical_report_and_another_seed_can_differ() {
+    let first = counterexample(check_effectively_once(&verifier(), commit_after_service));
+    let again = counterexample(check_effectively_once(&verifier(), commit_after_service));
+    assert_eq!(first.to_string(), again.to_string());
+    let mut other = verifier();
+    other.seed(7);
+    let third = counterexample(check_effectively_once(&other, commit_after_service));
+    assert_eq!(third.violation().invariant, "effectively-once");
+    assert_ne!(
+        (first.passed_before, first.shrink_steps),
+        (third.passed_before, third.shrink_steps),
+        "seed 7 explores other cases"
+    );
+}
+
+#[test]
+fn a_correct_consumer_passes_1000_cases_with_every_fault_kind_and_no_false_alarm() {
+    let mut v = verifier();
+    v.cases(1000).faults(&FaultKind::ALL);
+    let passed =
+        check_effectively_once(&v, idempotency_key_service).unwrap_or_else(|e| panic!("{e}"));
+    println!("{passed}");
+    assert_eq!(passed.cases, 1000);
+    assert!(
+        passed.crashes > 100,
+        "the cases did crash the consumer: {passed}"
+    );
+}
