@@ -83,9 +83,21 @@ impl Counterexample {
         shrink_steps: u32,
         logs: String,
     ) -> Self {
+        let mut violations = run.violations;
+        if violations.is_empty() {
+            violations.push(Violation {
+                invariant: "determinism".into(),
+                summary: "the minimal case failed during the search but passed when run again: \
+                          the consumer behaves non-deterministically (a `select!` without \
+                          `biased;`, wall-clock time, an unseeded random number)"
+                    .into(),
+                event_ids: Vec::new(),
+                details: Vec::new(),
+            });
+        }
         Counterexample {
             semantics,
-            violations: run.violations,
+            violations,
             scenario: run.scenario,
             shrunk_from: first.clone(),
             shrink_steps,
