@@ -210,6 +210,61 @@
 //! the silence (`session.timeout.ms`, 6 s of virtual time, no real waiting) before the partition
 //! is reassigned from the last committed offset, and the email goes out again.
 //!
+//! # Effects in your own database
+//!
+//! When the side effect is a write to the consumer's own database (an upsert by natural key, a
+//! state transition, a dedup mark in the outcome's transaction), keep that database in a
+//! [`DurableStore`] and tell the [`Verifier`] how to read the effect off the final state with a
+//! [`StoreEffect`] query: each event's effect must be there exactly once.
+//!
+//! ```
+//! use effectively_once::{
+//!     ConsumerHandle, InstanceContext, KafkaConsumer, Verifier, assert_effectively_once,
+//! };
+//! use rdkafka::ClientConfig;
+//! use rdkafka::consumer::CommitMode;
+//! use rdkafka::message::Message;
+//!
+//! type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//!
+//! /// Upserts an order row per event (the event id is the order's natural key), then commits.
+//! async fn order_projection(ctx: InstanceContext) -> Result<(), BoxError> {
+//!     let mut config = ClientConfig::new();
+//!     config
+//!         .set("group.id", "orders")
+//!         .set("enable.auto.commit", "false")
+//!         .set("auto.offset.reset", "earliest");
+//!     let consumer = ctx.create_consumer(&config)?;
+//!     let mut store = ctx.durable_store()?;
+//!     store.transaction(|tx| {
+//!         tx.execute_batch("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, body TEXT)")
+//!     })?;
+//!     consumer.subscribe(&["events"])?;
+//!     loop {
+//!         let message = consumer.recv().await?;
+//!         let parsed: Result<serde_json::Value, _> =
+//!             serde_json::from_slice(message.payload().unwrap_or_default());
+//!         if let Some(id) = parsed.ok().and_then(|v| v["event_id"].as_str().map(String::from)) {
+//!             store.transaction(|tx| {
+//!                 tx.execute(
+//!                     "INSERT INTO orders (id, body) VALUES (?1, 'placed')
+//!                      ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+//!                     [&id],
+//!                 )
+//!             })?;
+//!         }
+//!         consumer.commit_message(&message, CommitMode::Sync)?;
+//!     }
+//! }
+//!
+//! let mut verifier = Verifier::default();
+//! verifier.store_effect("order row", "SELECT id FROM orders");
+//! assert_effectively_once!(order_projection, &verifier);
+//! ```
+//!
+//! With a plain `INSERT` into a table without the key, the same assertion fails: a crash after
+//! the store commit and before the offset commit stores the order twice.
+//!
 //! # What the simulator models
 //!
 //! - Topics with dense offsets; keyed records land where librdkafka's partitioners put them
@@ -285,7 +340,7 @@ pub use invariant::{
     AtLeastOnce, AtMostOnce, EffectivelyOnce, Invariant, Liveness, NoPhantomEffect, PerKeyOrder,
     RunRecord, Semantics, Violation,
 };
-pub use ledger::{EffectRecord, Ledger, SqliteLedger};
+pub use ledger::{EffectRecord, Ledger, SqliteLedger, StoreEffect, StoreEffectError};
 pub use record::{RecordPosition, TopicPartition};
 pub use scenario::strategy::{FaultKind, ScenarioSpace};
 pub use scenario::{Event, Scenario};

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::harness::{InstanceContext, InstanceExit, SimulationBuilder};
 use crate::invariant::{Invariant, Liveness, Semantics};
+use crate::ledger::StoreEffect;
 use crate::scenario::Event;
 use crate::scenario::strategy::{FaultKind, ScenarioSpace};
 
@@ -51,6 +52,7 @@ pub struct Verifier {
     pub(crate) topic: String,
     pub(crate) encode: Encoder,
     pub(crate) sinks: Vec<String>,
+    pub(crate) store_effects: Vec<StoreEffect>,
     pub(crate) extra: Vec<Arc<dyn Invariant>>,
     pub(crate) liveness: Liveness,
     pub(crate) case_timeout: Duration,
@@ -69,6 +71,7 @@ impl fmt::Debug for Verifier {
             .field("space", &self.space)
             .field("topic", &self.topic)
             .field("sinks", &self.sinks)
+            .field("store_effects", &self.store_effects)
             .field("extra", &self.extra)
             .field("liveness", &self.liveness)
             .field("case_timeout", &self.case_timeout)
@@ -110,6 +113,7 @@ impl Default for Verifier {
             topic: "events".into(),
             encode: Arc::new(Event::to_json),
             sinks: Vec::new(),
+            store_effects: Vec::new(),
             extra: Vec::new(),
             liveness: Liveness::default(),
             case_timeout: Duration::from_secs(timeout.unwrap_or(20)),
@@ -195,6 +199,21 @@ impl Verifier {
         self
     }
 
+    /// Counts an effect that lives in the consumer's durable store, observed by `query` on the
+    /// store each case leaves behind (see [`StoreEffect`] for the query's shape). Repeat for
+    /// several. The query is tried on a fault-free run before the search: one that fails there
+    /// is a configuration error.
+    ///
+    /// ```
+    /// # use effectively_once::Verifier;
+    /// let mut verifier = Verifier::default();
+    /// verifier.store_effect("inbox", "SELECT event_id FROM inbox");
+    /// ```
+    pub fn store_effect(&mut self, name: impl Into<String>, query: impl Into<String>) -> &mut Self {
+        self.store_effects.push(StoreEffect::new(name, query));
+        self
+    }
+
     /// Checks this invariant too (for example [`PerKeyOrder`](crate::PerKeyOrder)).
     pub fn invariant(&mut self, invariant: impl Invariant + 'static) -> &mut Self {
         self.extra.push(Arc::new(invariant));
@@ -264,6 +283,12 @@ impl Verifier {
         }
         if self.topic.is_empty() {
             return Err(CheckError::InvalidConfig("the topic name is empty".into()));
+        }
+        if let Some(e) = self.store_effects.iter().find(|e| e.name().is_empty()) {
+            return Err(CheckError::InvalidConfig(format!(
+                "the store effect with query {:?} has an empty name",
+                e.query()
+            )));
         }
         if self.case_timeout.is_zero() {
             return Err(CheckError::InvalidConfig(

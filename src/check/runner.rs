@@ -18,7 +18,7 @@ use crate::fault::Operation;
 use crate::harness::{InstanceContext, InstanceExit, Outcome, Simulation};
 use crate::history::HistoryEvent;
 use crate::invariant::{RunRecord, Semantics, Violation};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, StoreEffectError};
 use crate::scenario::{Event, PublishedEvent, Scenario, StreamEvent};
 
 /// The sink name used when the consumer called no effect sink and none was declared: every
@@ -73,10 +73,19 @@ where
     }
     let outcome = builder.build()?.run(factory)?;
     let published = scenario.published(&verifier.topic);
-    let ledger = Ledger::from_history(outcome.history());
+    let mut ledger = Ledger::from_history(outcome.history());
+    for effect in &verifier.store_effects {
+        let observed = outcome
+            .read_store(|conn| Ok(effect.observe(conn)))
+            .map_err(StoreEffectError::from)
+            .and_then(|observed| observed);
+        ledger.observe(effect.name(), observed.map_err(|e| e.to_string()));
+    }
     let sinks = if !verifier.sinks.is_empty() {
-        verifier.sinks.clone()
-    } else if ledger.records().is_empty() {
+        let mut sinks = verifier.sinks.clone();
+        sinks.extend(verifier.store_effects.iter().map(|e| e.name().to_string()));
+        sinks
+    } else if ledger.sinks().is_empty() {
         vec![NO_SINK.to_string()]
     } else {
         ledger.sinks()
@@ -174,8 +183,9 @@ where
     }
 }
 
-/// Runs a small fault-free scenario (three events, one instance, one partition) and returns
-/// the operations the consumer performed.
+/// Runs a small fault-free scenario (three events, one instance, one partition), checks that
+/// every store effect's query reads its final store, and returns the operations the consumer
+/// performed.
 fn pilot<F, Fut>(
     semantics: Semantics,
     verifier: &Verifier,
@@ -206,6 +216,15 @@ where
     };
     let factory = factory.clone();
     let run = run_scenario(semantics, verifier, &scenario, move |ctx| factory(ctx))?;
+    for effect in &verifier.store_effects {
+        if let Some(Err(why)) = run.ledger.observed(effect.name()) {
+            return Err(CheckError::InvalidConfig(format!(
+                "store effect `{}`: {why} (query {:?}, on a fault-free run of three events)",
+                effect.name(),
+                effect.query()
+            )));
+        }
+    }
     Ok(run.outcome.operations().keys().copied().collect())
 }
 
@@ -249,8 +268,8 @@ where
         ..Config::default()
     };
     let mut space = verifier.space.clone();
+    let operations = pilot(semantics, verifier, factory)?;
     if space.restricted_operations().is_none() {
-        let operations = pilot(semantics, verifier, factory)?;
         space.operations(&operations);
     }
     let strategy = space.strategy();
@@ -306,6 +325,13 @@ where
         }),
         Err(TestError::Abort(reason)) => Err(CheckError::Aborted(reason.to_string())),
         Err(TestError::Fail(_, minimal)) => {
+            let minimal = merge_faults(minimal, |candidate| {
+                let _ = tx.send(Message::Case(candidate.clone()));
+                progress.shrink_steps.set(progress.shrink_steps.get() + 1);
+                let factory = factory.clone();
+                let run = run_scenario(semantics, verifier, candidate, move |ctx| factory(ctx))?;
+                Ok(!run.violations.is_empty())
+            })?;
             let _ = tx.send(Message::Case(minimal.clone()));
             let (run, logs) = capture_logs(|| {
                 let factory = factory.clone();
@@ -326,6 +352,36 @@ where
                 logs,
             ))))
         }
+    }
+}
+
+/// Shrinks further where proptest, which changes one value at a time, stops: a fault that
+/// shifts the occurrence count of a later one (a failed store commit makes the retry the second
+/// commit) can only go together with that shift ([`Scenario::without_fault`]). Keeps every
+/// removal after which the scenario still fails.
+fn merge_faults(
+    mut scenario: Scenario,
+    mut still_fails: impl FnMut(&Scenario) -> Result<bool, Error>,
+) -> Result<Scenario, CheckError> {
+    'search: loop {
+        for index in 0..scenario.faults.len() {
+            let removed = &scenario.faults[index];
+            let shifts_another = scenario.faults.iter().any(|f| {
+                f.event == removed.event
+                    && f.operation == removed.operation
+                    && f.occurrence > removed.occurrence
+            });
+            // A plain removal proptest has tried already.
+            if !shifts_another {
+                continue;
+            }
+            let candidate = scenario.without_fault(index);
+            if still_fails(&candidate)? {
+                scenario = candidate;
+                continue 'search;
+            }
+        }
+        return Ok(scenario);
     }
 }
 
@@ -366,4 +422,38 @@ fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
     let value = tracing::subscriber::with_default(subscriber, f);
     let bytes = buffer.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     (value, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::Fault;
+    use crate::scenario::ScenarioFault;
+
+    #[test]
+    fn merging_removes_a_fault_together_with_the_occurrence_shift_it_caused() {
+        let fault = |occurrence, fault| ScenarioFault {
+            event: 0,
+            operation: Operation::StoreCommit,
+            occurrence,
+            fault,
+        };
+        let scenario = Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: Vec::new(),
+            events: Vec::new(),
+            faults: vec![fault(2, Fault::CrashAfter), fault(1, Fault::Fail)],
+        };
+        // Fails whenever the first store commit is followed by a crash.
+        let mut tried = Vec::new();
+        let merged = merge_faults(scenario, |s| {
+            tried.push(s.faults.len());
+            Ok(s.faults.contains(&fault(1, Fault::CrashAfter)))
+        })
+        .unwrap();
+        assert_eq!(merged.faults, vec![fault(1, Fault::CrashAfter)]);
+        assert_eq!(tried, vec![1], "the plain removal is proptest's to try");
+    }
 }

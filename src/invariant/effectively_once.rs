@@ -72,4 +72,39 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn store_effects_count_what_the_final_store_holds_and_an_unreadable_store_loses_everything() {
+        let published = published(&[("a", "k"), ("b", "k"), ("c", "k")]);
+        let history = history(&[], HistoryEvent::Quiesced);
+        let mut ledger = Ledger::from_history(&history);
+        ledger.observe(
+            "inbox",
+            Ok([("a".to_string(), 1), ("b".to_string(), 2)].into()),
+        );
+        ledger.observe(
+            "audit",
+            Err("the query failed: no such table: audit".into()),
+        );
+        let sinks = ledger.sinks();
+        assert_eq!(sinks, ["audit", "inbox"]);
+        let run = RunRecord {
+            published: &published,
+            history: &history,
+            ledger: &ledger,
+            sinks: &sinks,
+        };
+        let v = EffectivelyOnce.check(&run).expect("violated");
+        assert_eq!(
+            v.details,
+            [
+                "audit: the final store could not be read: the query failed: no such table: audit",
+                "a: audit is in the final store 0 times  LOST",
+                "b: audit is in the final store 0 times  LOST",
+                "c: audit is in the final store 0 times  LOST",
+                "b: inbox is in the final store 2 times  DUPLICATED",
+                "c: inbox is in the final store 0 times  LOST",
+            ]
+        );
+    }
 }

@@ -72,6 +72,10 @@ impl RunRecord<'_> {
         let mut ids = Vec::new();
         let (mut lost, mut duplicated) = (0, 0);
         for (sink, counts) in self.effect_counts() {
+            let observed = self.ledger.observed(&sink);
+            if let Some(Err(why)) = observed {
+                details.push(format!("{sink}: the final store could not be read: {why}"));
+            }
             let attempts = self.ledger.attempt_counts(&sink);
             for (event_id, n) in counts {
                 if ok(n) {
@@ -82,11 +86,18 @@ impl RunRecord<'_> {
                 } else {
                     duplicated += 1;
                 }
-                let tried = attempts.get(&event_id).copied().unwrap_or(0);
+                let times = if n == 1 { "" } else { "s" };
+                let evidence = if observed.is_some() {
+                    format!("{event_id}: {sink} is in the final store {n} time{times}")
+                } else {
+                    let tried = attempts.get(&event_id).copied().unwrap_or(0);
+                    format!(
+                        "{event_id}: {sink} took effect {n} time{times} ({tried} attempt{})",
+                        if tried == 1 { "" } else { "s" },
+                    )
+                };
                 details.push(format!(
-                    "{event_id}: {sink} took effect {n} time{} ({tried} attempt{}){}",
-                    if n == 1 { "" } else { "s" },
-                    if tried == 1 { "" } else { "s" },
+                    "{evidence}{}",
                     match n {
                         0 => "  LOST",
                         1 => "",

@@ -21,11 +21,27 @@ impl Invariant for NoPhantomEffect {
             .collect();
         let mut event_ids: Vec<String> = Vec::new();
         let mut details = Vec::new();
+        let mut phantom = |event_id: &str, evidence: String| {
+            details.push(evidence);
+            if !event_ids.iter().any(|e| e == event_id) {
+                event_ids.push(event_id.to_string());
+            }
+        };
         for r in run.ledger.records() {
             if r.outcome.took_effect() && !known.contains(r.event_id.as_str()) {
-                details.push(format!("{r}"));
-                if !event_ids.contains(&r.event_id) {
-                    event_ids.push(r.event_id.clone());
+                phantom(&r.event_id, format!("{r}"));
+            }
+        }
+        for sink in run.ledger.sinks() {
+            let Some(Ok(counts)) = run.ledger.observed(&sink) else {
+                continue;
+            };
+            for (event_id, n) in counts {
+                if !known.contains(event_id.as_str()) {
+                    phantom(
+                        event_id,
+                        format!("{sink}({event_id}) is in the final store {n} time(s)"),
+                    );
                 }
             }
         }
@@ -60,16 +76,16 @@ mod tests {
             &[(1, "a", Performed), (2, "zz", Failed), (3, "x", Performed)],
             HistoryEvent::Quiesced,
         );
-        let ledger = Ledger::from_history(&h);
+        let mut ledger = Ledger::from_history(&h);
+        ledger.observe("inbox", Ok([("a".into(), 1), ("y".into(), 1)].into()));
         let run = RunRecord {
             published: &published,
             history: &h,
             ledger: &ledger,
             sinks: &sinks,
         };
-        assert_eq!(
-            NoPhantomEffect.check(&run).expect("violated").event_ids,
-            ["x"]
-        );
+        let v = NoPhantomEffect.check(&run).expect("violated");
+        assert_eq!(v.event_ids, ["x", "y"]);
+        assert_eq!(v.details[1], "inbox(y) is in the final store 1 time(s)");
     }
 }

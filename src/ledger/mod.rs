@@ -3,11 +3,14 @@
 //! On the simulator the ledger is read off the history ([`Ledger::from_history`]); on real
 //! brokers, where consumers may run in other processes, effect sinks append to a SQLite file
 //! ([`SqliteLedger`]). Either way the invariants count *effective* effects (the outside world
-//! changed) separately from attempts (calls made).
+//! changed) separately from attempts (calls made). Effects that live in the consumer's own
+//! durable store are read off its final state instead ([`StoreEffect`]).
 
 mod sqlite;
+mod store_effect;
 
 pub use sqlite::SqliteLedger;
+pub use store_effect::{StoreEffect, StoreEffectError};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,16 +60,40 @@ impl fmt::Display for EffectRecord {
     }
 }
 
-/// Every effect attempt of a run, in order.
+/// Every effect attempt of a run, in order, and the effects observed in the final state of the
+/// durable store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     records: Vec<EffectRecord>,
+    observed: BTreeMap<String, Result<BTreeMap<String, usize>, String>>,
 }
 
 impl Ledger {
     /// A ledger holding `records`, kept in the given order.
     pub fn new(records: Vec<EffectRecord>) -> Self {
-        Ledger { records }
+        Ledger {
+            records,
+            observed: BTreeMap::new(),
+        }
+    }
+
+    /// Records what a [`StoreEffect`] observed: how many times each event's effect is present
+    /// in the final store (or why it could not be read). The observation replaces the call
+    /// records as the measure of `sink`'s effects.
+    pub fn observe(
+        &mut self,
+        sink: impl Into<String>,
+        observed: Result<BTreeMap<String, usize>, String>,
+    ) {
+        self.observed.insert(sink.into(), observed);
+    }
+
+    /// What was observed of `sink` in the final store, if it is a store effect: the counts, or
+    /// why they could not be read.
+    pub fn observed(&self, sink: &str) -> Option<Result<&BTreeMap<String, usize>, &str>> {
+        self.observed
+            .get(sink)
+            .map(|o| o.as_ref().map_err(String::as_str))
     }
 
     /// The effect attempts of a simulated run, with each instance's group generation.
@@ -98,7 +125,7 @@ impl Ledger {
                 _ => {}
             }
         }
-        Ledger { records }
+        Ledger::new(records)
     }
 
     /// Every attempt, in order.
@@ -106,17 +133,23 @@ impl Ledger {
         &self.records
     }
 
-    /// The sinks that were called, in name order.
+    /// The sinks that were called or observed, in name order.
     pub fn sinks(&self) -> Vec<String> {
         let mut sinks: Vec<String> = self.records.iter().map(|r| r.sink.clone()).collect();
+        sinks.extend(self.observed.keys().cloned());
         sinks.sort();
         sinks.dedup();
         sinks
     }
 
     /// How many times each event's effect on `sink` took effect (performed, including
-    /// "performed but reported failed"; deduplicated and failed attempts do not count).
+    /// "performed but reported failed"; deduplicated and failed attempts do not count). For an
+    /// observed store effect, how many times it is present in the final store (none if the
+    /// store could not be read).
     pub fn effective_counts(&self, sink: &str) -> BTreeMap<String, usize> {
+        if let Some(observed) = self.observed.get(sink) {
+            return observed.clone().unwrap_or_default();
+        }
         let mut counts = BTreeMap::new();
         for r in self.for_sink(sink) {
             if r.outcome.took_effect() {

@@ -201,6 +201,26 @@ impl Scenario {
         }
     }
 
+    /// The scenario without fault `index`, the faults anchored later on the same event and
+    /// operation moved one occurrence earlier, so that they still fall where they fell (the
+    /// removed fault's failed commit made the next commit the second one).
+    pub fn without_fault(&self, index: usize) -> Scenario {
+        let mut scenario = self.clone();
+        if index >= scenario.faults.len() {
+            return scenario;
+        }
+        let removed = scenario.faults.remove(index);
+        for fault in &mut scenario.faults {
+            if fault.event == removed.event
+                && fault.operation == removed.operation
+                && fault.occurrence > removed.occurrence
+            {
+                fault.occurrence -= 1;
+            }
+        }
+        scenario
+    }
+
     /// How much virtual time the scenario's pauses add up to.
     pub fn pause_total(&self) -> Duration {
         self.faults
@@ -349,5 +369,37 @@ mod tests {
                 .record(0, 1)
                 .occurrence(2)
         );
+    }
+
+    #[test]
+    fn removing_a_fault_moves_later_faults_on_the_same_anchor_one_occurrence_earlier() {
+        let fault = |event, operation, occurrence| ScenarioFault {
+            event,
+            operation,
+            occurrence,
+            fault: Fault::CrashAfter,
+        };
+        let scenario = Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: vec![],
+            events: vec![event(0, "a"), event(1, "a")],
+            faults: vec![
+                fault(0, Operation::StoreCommit, 2),
+                fault(0, Operation::StoreCommit, 1),
+                fault(0, Operation::Effect, 2),
+                fault(1, Operation::StoreCommit, 2),
+            ],
+        };
+        assert_eq!(
+            scenario.without_fault(1).faults,
+            vec![
+                fault(0, Operation::StoreCommit, 1),
+                fault(0, Operation::Effect, 2),
+                fault(1, Operation::StoreCommit, 2),
+            ]
+        );
+        assert_eq!(scenario.without_fault(9), scenario);
     }
 }

@@ -9,20 +9,37 @@ use effectively_once::{
     check_at_most_once, check_effectively_once,
 };
 
+use crate::fixtures::dedup_same_transaction::{self, INBOX, INBOX_QUERY, Mark};
 use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
 use crate::fixtures::poison_hangs::{self, Retry};
+use crate::fixtures::state_check::{self, NOTIFIED, NOTIFIED_QUERY, Transition};
+use crate::fixtures::upsert_natural_key::{self, TASK_ROW, TASK_ROW_QUERY, Write};
 use crate::fixtures::{
     auto_commit, commit_after, commit_before, dedup_after_effect, idempotency_key, poison_panics,
+    store_consumer,
 };
 
-/// The default verifier, pointed at the notification service's topic, payload and sink; it
-/// does not save failures (these tests expect them).
-fn verifier() -> Verifier {
+/// The default verifier, pointed at the notification service's topic and payload; it does not
+/// save failures (these tests expect them).
+fn notification_verifier() -> Verifier {
     let mut v = Verifier::default();
     v.topic(TOPIC)
         .encode(notification::encode)
-        .effect_sink(EMAIL)
         .persist_failures(false);
+    v
+}
+
+/// Effects counted on the email sink.
+fn verifier() -> Verifier {
+    let mut v = notification_verifier();
+    v.effect_sink(EMAIL);
+    v
+}
+
+/// Effects read off the durable store with `query`.
+fn store_verifier(effect: &str, query: &str) -> Verifier {
+    let mut v = notification_verifier();
+    v.store_effect(effect, query);
     v
 }
 
@@ -90,6 +107,36 @@ async fn dedup_after_effect_service(ctx: InstanceContext) -> Result<(), BoxError
     dedup_after_effect::run(&consumer, &ctx.effect_sink(EMAIL), &mut store).await
 }
 
+async fn inbox_service(ctx: InstanceContext, how: Mark) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&store_consumer::config())?;
+    let mut store = ctx.durable_store()?;
+    dedup_same_transaction::open(&mut store)?;
+    store_consumer::run(&consumer, &mut store, |store, event| {
+        dedup_same_transaction::apply(store, event, how)
+    })
+    .await
+}
+
+async fn task_table_service(ctx: InstanceContext, how: Write) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&store_consumer::config())?;
+    let mut store = ctx.durable_store()?;
+    upsert_natural_key::open(&mut store, how)?;
+    store_consumer::run(&consumer, &mut store, |store, event| {
+        upsert_natural_key::apply(store, event, how)
+    })
+    .await
+}
+
+async fn state_check_service(ctx: InstanceContext, how: Transition) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&store_consumer::config())?;
+    let mut store = ctx.durable_store()?;
+    state_check::open(&mut store)?;
+    store_consumer::run(&consumer, &mut store, |store, event| {
+        state_check::apply(store, event, how)
+    })
+    .await
+}
+
 async fn idempotency_key_service(ctx: InstanceContext) -> Result<(), BoxError> {
     let consumer = ctx.create_consumer(&idempotency_key::config())?;
     idempotency_key::run(&consumer, &ctx.effect_sink(EMAIL)).await
@@ -149,6 +196,82 @@ fn a_dedup_mark_written_after_the_effect_duplicates_when_a_crash_falls_between_t
     ));
     assert_single_window(&c, "effectively-once", "DUPLICATED");
     snapshot("dedup_after_effect", &c.to_string());
+}
+
+/// Passes `cases` cases with every fault kind (producer duplicates included), most of them
+/// with a fault that fired.
+fn assert_passes_with_every_fault_kind(
+    mut v: Verifier,
+    result: impl FnOnce(&Verifier) -> Result<Passed, CheckError>,
+) {
+    v.faults(&FaultKind::ALL);
+    let passed = result(&v).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(passed.cases, 256, "proptest's default case count");
+    assert!(passed.faults_fired > passed.cases as u64 / 2, "{passed}");
+}
+
+#[test]
+fn a_dedup_mark_in_the_effects_own_transaction_is_effectively_once() {
+    assert_passes_with_every_fault_kind(store_verifier(INBOX, INBOX_QUERY), |v| {
+        check_effectively_once(v, |ctx| inbox_service(ctx, Mark::SameTransaction))
+    });
+}
+
+#[test]
+fn a_dedup_mark_in_a_separate_transaction_duplicates_when_a_crash_falls_between_the_commits() {
+    let c = counterexample(check_effectively_once(
+        &store_verifier(INBOX, INBOX_QUERY),
+        |ctx| inbox_service(ctx, Mark::SeparateTransaction),
+    ));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("dedup_separate_transaction", &c.to_string());
+}
+
+#[test]
+fn an_upsert_by_natural_key_is_effectively_once() {
+    assert_passes_with_every_fault_kind(store_verifier(TASK_ROW, TASK_ROW_QUERY), |v| {
+        check_effectively_once(v, |ctx| task_table_service(ctx, Write::Upsert))
+    });
+}
+
+#[test]
+fn a_plain_insert_without_a_natural_key_duplicates_the_row_on_redelivery() {
+    let c = counterexample(check_effectively_once(
+        &store_verifier(TASK_ROW, TASK_ROW_QUERY),
+        |ctx| task_table_service(ctx, Write::PlainInsert),
+    ));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("plain_insert", &c.to_string());
+}
+
+#[test]
+fn a_transition_only_if_pending_is_effectively_once() {
+    assert_passes_with_every_fault_kind(store_verifier(NOTIFIED, NOTIFIED_QUERY), |v| {
+        check_effectively_once(v, |ctx| state_check_service(ctx, Transition::OnlyIfPending))
+    });
+}
+
+#[test]
+fn a_transition_without_a_state_check_is_applied_twice_on_redelivery() {
+    let c = counterexample(check_effectively_once(
+        &store_verifier(NOTIFIED, NOTIFIED_QUERY),
+        |ctx| state_check_service(ctx, Transition::Unconditional),
+    ));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("unconditional_transition", &c.to_string());
+}
+
+#[test]
+fn a_store_effect_whose_query_fails_is_a_configuration_error_not_a_verdict() {
+    let v = store_verifier(INBOX, "SELECT event_id FROM no_such_table");
+    match check_effectively_once(&v, |ctx| inbox_service(ctx, Mark::SameTransaction)) {
+        Err(CheckError::InvalidConfig(why)) => assert_eq!(
+            why,
+            "store effect `inbox`: the query failed: no such table: no_such_table \
+             (query \"SELECT event_id FROM no_such_table\", on a fault-free run of three events)"
+        ),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
 }
 
 #[test]
