@@ -43,11 +43,23 @@ pub enum Operation {
     Effect,
     /// A durable-store transaction commit. The record is the last one the instance received.
     StoreCommit,
+    /// A transactional producer's `init_transactions`. The record is the last one the
+    /// instance received (none at startup).
+    InitTransactions,
+    /// `begin_transaction`. The record is the last one the instance received.
+    BeginTransaction,
+    /// `send_offsets_to_transaction`. The record is the last one the instance received.
+    SendOffsetsToTransaction,
+    /// `commit_transaction`. A failure is librdkafka's abortable timeout; an ambiguous one
+    /// commits and still returns it. The record is the last one the instance received.
+    CommitTransaction,
+    /// `abort_transaction`. The record is the last one the instance received.
+    AbortTransaction,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Recv,
         Operation::CommitMessage,
         Operation::StoreOffset,
@@ -56,20 +68,36 @@ impl Operation {
         Operation::Send,
         Operation::Effect,
         Operation::StoreCommit,
+        Operation::InitTransactions,
+        Operation::BeginTransaction,
+        Operation::SendOffsetsToTransaction,
+        Operation::CommitTransaction,
+        Operation::AbortTransaction,
     ];
 
     /// Whether `fault` means something on this operation.
     ///
     /// Delays (`Stall`, `Freeze`) need an asynchronous call to wait in; `Ambiguous` needs an
     /// operation that can be applied while its caller is told it failed; `LoseAck` needs a
-    /// producer.
+    /// producer; of the transactional calls only `commit_transaction` can fail (crashes
+    /// around the others are supported).
     pub fn supports(self, fault: Fault) -> bool {
         use Operation::*;
         match fault {
-            Fault::CrashBefore | Fault::CrashAfter | Fault::Fail => true,
+            Fault::CrashBefore | Fault::CrashAfter => true,
+            Fault::Fail => !matches!(
+                self,
+                InitTransactions | BeginTransaction | SendOffsetsToTransaction | AbortTransaction
+            ),
             Fault::Ambiguous => matches!(
                 self,
-                CommitMessage | Commit | AutoCommit | Send | Effect | StoreCommit
+                CommitMessage
+                    | Commit
+                    | AutoCommit
+                    | Send
+                    | Effect
+                    | StoreCommit
+                    | CommitTransaction
             ),
             Fault::LoseAck => self == Send,
             Fault::Stall(_) | Fault::Freeze(_) => matches!(self, Recv | Send | Effect),
@@ -88,6 +116,11 @@ impl fmt::Display for Operation {
             Operation::Send => "send",
             Operation::Effect => "effect",
             Operation::StoreCommit => "store commit",
+            Operation::InitTransactions => "init_transactions",
+            Operation::BeginTransaction => "begin_transaction",
+            Operation::SendOffsetsToTransaction => "send_offsets_to_transaction",
+            Operation::CommitTransaction => "commit_transaction",
+            Operation::AbortTransaction => "abort_transaction",
         })
     }
 }

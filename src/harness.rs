@@ -175,6 +175,10 @@ pub struct LoggedRecord {
     pub payload: Option<Vec<u8>>,
     /// True for control records (transaction markers), which consumers never see.
     pub control: bool,
+    /// True for records of an aborted transaction, which `read_committed` consumers never see.
+    pub aborted: bool,
+    /// True for records of a transaction that was still open when the run stopped.
+    pub open: bool,
 }
 
 /// The cluster's state when the run stopped.
@@ -219,6 +223,8 @@ impl ClusterSnapshot {
                         key: r.key.clone(),
                         payload: r.payload.clone(),
                         control: r.kind == RecordKind::Control,
+                        aborted: partition.aborted_at(offset as i64),
+                        open: partition.open_at(offset as i64),
                     })
                     .collect();
                 logs.insert(TopicPartition::new(name.clone(), p as i32), records);

@@ -210,6 +210,45 @@ pub enum HistoryEvent {
         /// Whether the record was appended anyway (an ambiguous failure).
         appended: bool,
     },
+    /// `init_transactions`: the coordinator gave the `transactional.id` a producer id and a new
+    /// epoch, fencing older instances and aborting their open transaction.
+    TransactionsInitialized {
+        /// The `transactional.id`.
+        transactional_id: String,
+        /// Its producer id (stable across instances).
+        producer_id: i64,
+        /// The new epoch.
+        epoch: i16,
+    },
+    /// A transaction committed: its records became visible to `read_committed` consumers and
+    /// its offsets became the groups' committed offsets.
+    TransactionCommitted {
+        /// The `transactional.id`.
+        transactional_id: String,
+        /// The partitions it wrote to (each got a commit marker).
+        partitions: Vec<TopicPartition>,
+        /// The consumer offsets it committed: group, partition, offset.
+        offsets: Vec<(String, TopicPartition, i64)>,
+    },
+    /// A transaction was aborted: its records stay in the log, hidden from `read_committed`
+    /// consumers; its offsets were discarded.
+    TransactionAborted {
+        /// The `transactional.id`.
+        transactional_id: String,
+        /// The partitions it wrote to (each got an abort marker).
+        partitions: Vec<TopicPartition>,
+        /// Why: the application aborted, a newer instance fenced it, or it timed out.
+        reason: String,
+    },
+    /// A transactional call returned an error to the application.
+    TransactionCallFailed {
+        /// The `transactional.id`.
+        transactional_id: String,
+        /// The call (`commit_transaction`, ...).
+        call: String,
+        /// The error the application saw.
+        error: String,
+    },
     /// A consumer joined a group (JoinGroup as a new member).
     MemberJoined {
         /// The group.
@@ -432,6 +471,46 @@ impl fmt::Display for HistoryEvent {
                     ""
                 }
             ),
+            TransactionsInitialized {
+                transactional_id,
+                producer_id,
+                epoch,
+            } => write!(
+                f,
+                "init_transactions {transactional_id:?}: producer {producer_id} epoch {epoch}"
+            ),
+            TransactionCommitted {
+                transactional_id,
+                partitions,
+                offsets,
+            } => {
+                write!(f, "transaction {transactional_id:?} committed")?;
+                if !partitions.is_empty() {
+                    f.write_str(" writes to ")?;
+                    write_partitions(f, partitions)?;
+                }
+                for (group, tp, offset) in offsets {
+                    write!(f, ", offset {tp}={offset} for group {group:?}")?;
+                }
+                Ok(())
+            }
+            TransactionAborted {
+                transactional_id,
+                partitions,
+                reason,
+            } => {
+                write!(f, "transaction {transactional_id:?} aborted ({reason})")?;
+                if !partitions.is_empty() {
+                    f.write_str("; hides its writes to ")?;
+                    write_partitions(f, partitions)?;
+                }
+                Ok(())
+            }
+            TransactionCallFailed {
+                transactional_id,
+                call,
+                error,
+            } => write!(f, "{call} of {transactional_id:?} failed: {error}"),
             MemberJoined { group, member } => write!(f, "joined group {group:?} as {member}"),
             MemberRemoved {
                 group,

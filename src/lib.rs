@@ -278,6 +278,13 @@
 //!   offset + 1, `auto.offset.reset`.
 //! - Producers: acks, librdkafka's retry after a lost acknowledgement (a duplicate without
 //!   `enable.idempotence`, dropped by the broker with it).
+//! - Transactions: `transactional.id` with producer id and epoch, `init_transactions` fencing
+//!   older instances and aborting their open transaction, `begin_transaction`,
+//!   `send_offsets_to_transaction` (offsets committed only with the transaction),
+//!   `commit_transaction`, `abort_transaction`, `transaction.timeout.ms`; commit and abort
+//!   markers occupy offsets; `read_committed` consumers stop at the last stable offset and skip
+//!   aborted records, `read_uncommitted` ones see them. Errors are librdkafka's own, with its
+//!   fatal / abortable flags.
 //! - Faults at every client call, effect-sink call and durable-store commit ([`Operation`]):
 //!   crash before or after, definite failure, ambiguous failure, lost ack, stall, freeze.
 //! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
@@ -285,8 +292,8 @@
 //!
 //! # Limitations
 //!
-//! - Not modelled yet: transactions (control records already occupy offsets), the cooperative
-//!   rebalance protocol, static membership (`group.instance.id`), regex subscriptions,
+//! - Not modelled yet: the generation check of transactional offset commits (KIP-447), the
+//!   consumer's wait for unstable offsets, the cooperative rebalance protocol, static membership (`group.instance.id`), regex subscriptions,
 //!   `assign`/`seek`/`pause`, replication (so `acks=1` and `acks=all` behave alike), retention.
 //!   Configurations that rely on them are refused with a clear error rather than ignored.
 //! - Heartbeats are continuous: a crashed or frozen member is removed exactly
@@ -323,7 +330,7 @@ pub use check::{
     check_at_most_once, check_effectively_once, run_scenario,
 };
 pub use client::{
-    ConsumerHandle, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
+    ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
 };
 pub use effect::{EffectError, EffectSink};
 pub use error::Error;

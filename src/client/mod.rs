@@ -49,6 +49,48 @@ pub trait ConsumerHandle {
     fn position(&self) -> KafkaResult<TopicPartitionList>;
     /// The group's committed offsets for the assigned partitions.
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList>;
+    /// The consumer's group metadata, for
+    /// [`send_offsets_to_transaction`](KafkaProducer::send_offsets_to_transaction).
+    fn group_metadata(&self) -> Option<GroupMetadata>;
+}
+
+/// A consumer's group metadata (group, generation, member), as rdkafka's
+/// [`ConsumerGroupMetadata`](rdkafka::consumer::ConsumerGroupMetadata): what a transactional
+/// producer hands the coordinator with the offsets, so that offsets from a consumer that lost
+/// its partitions can be recognised.
+pub struct GroupMetadata(pub(crate) GroupMetadataRepr);
+
+pub(crate) enum GroupMetadataRepr {
+    Simulated {
+        group: String,
+        generation: i32,
+        member: Option<String>,
+    },
+    Rdkafka(rdkafka::consumer::ConsumerGroupMetadata),
+}
+
+impl std::fmt::Debug for GroupMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            GroupMetadataRepr::Simulated {
+                group,
+                generation,
+                member,
+            } => f
+                .debug_struct("GroupMetadata")
+                .field("group", group)
+                .field("generation", generation)
+                .field("member", member)
+                .finish(),
+            GroupMetadataRepr::Rdkafka(_) => f.write_str("GroupMetadata(rdkafka)"),
+        }
+    }
+}
+
+/// The error for group metadata of the other backend (a simulated consumer's metadata handed
+/// to an rdkafka producer, or the reverse).
+pub(crate) fn foreign_group_metadata() -> rdkafka::error::KafkaError {
+    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::InvalidArgument)
 }
 
 /// A group consumer: rdkafka's `StreamConsumer` API.
@@ -82,6 +124,24 @@ pub trait KafkaProducer: Send + Sync {
         K: ToBytes + ?Sized + Sync,
         P: ToBytes + ?Sized + Sync,
         T: Into<Timeout> + Send;
+
+    /// Registers the `transactional.id` with the coordinator: fences older producers with the
+    /// same id and aborts their open transaction. Call once, before the first transaction.
+    fn init_transactions<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()>;
+    /// Opens a transaction.
+    fn begin_transaction(&self) -> KafkaResult<()>;
+    /// Adds consumer offsets (the next offsets to consume) to the open transaction: they
+    /// become the group's committed offsets if and only if the transaction commits.
+    fn send_offsets_to_transaction<T: Into<Timeout>>(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: T,
+    ) -> KafkaResult<()>;
+    /// Commits the open transaction (flushing its records first).
+    fn commit_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()>;
+    /// Aborts the open transaction.
+    fn abort_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()>;
 }
 
 /// Rebalance and commit callbacks, as rdkafka's `ConsumerContext` offers them.
@@ -134,6 +194,9 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
         (**self).committed(timeout)
     }
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        (**self).group_metadata()
+    }
 }
 
 impl<T: KafkaConsumer> KafkaConsumer for Arc<T> {
@@ -165,5 +228,25 @@ impl<T: KafkaProducer> KafkaProducer for Arc<T> {
         Tm: Into<Timeout> + Send,
     {
         (**self).send(record, queue_timeout)
+    }
+    fn init_transactions<Tm: Into<Timeout>>(&self, timeout: Tm) -> KafkaResult<()> {
+        (**self).init_transactions(timeout)
+    }
+    fn begin_transaction(&self) -> KafkaResult<()> {
+        (**self).begin_transaction()
+    }
+    fn send_offsets_to_transaction<Tm: Into<Timeout>>(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: Tm,
+    ) -> KafkaResult<()> {
+        (**self).send_offsets_to_transaction(offsets, metadata, timeout)
+    }
+    fn commit_transaction<Tm: Into<Timeout>>(&self, timeout: Tm) -> KafkaResult<()> {
+        (**self).commit_transaction(timeout)
+    }
+    fn abort_transaction<Tm: Into<Timeout>>(&self, timeout: Tm) -> KafkaResult<()> {
+        (**self).abort_transaction(timeout)
     }
 }

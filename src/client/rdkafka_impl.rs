@@ -9,10 +9,15 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, ToBytes};
-use rdkafka::producer::{FutureProducer, FutureRecord, future_producer::OwnedDeliveryResult};
+use rdkafka::producer::{
+    FutureProducer, FutureRecord, Producer, future_producer::OwnedDeliveryResult,
+};
 use rdkafka::util::Timeout;
 
-use super::{ConsumerHandle, KafkaConsumer, KafkaProducer, RebalanceHandler};
+use super::{
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, KafkaProducer,
+    RebalanceHandler, foreign_group_metadata,
+};
 
 /// An rdkafka consumer context that forwards rebalance and commit callbacks to a
 /// [`RebalanceHandler`], so the same handler serves production and tests.
@@ -100,6 +105,9 @@ macro_rules! consumer_handle_via_rdkafka {
             fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
                 Consumer::committed(self, timeout)
             }
+            fn group_metadata(&self) -> Option<GroupMetadata> {
+                Consumer::group_metadata(self).map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
+            }
         }
     };
 }
@@ -135,5 +143,36 @@ impl<C: ClientContext + 'static> KafkaProducer for FutureProducer<C> {
         T: Into<Timeout> + Send,
     {
         FutureProducer::send(self, record, queue_timeout)
+    }
+
+    fn init_transactions<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        Producer::init_transactions(self, timeout)
+    }
+
+    fn begin_transaction(&self) -> KafkaResult<()> {
+        Producer::begin_transaction(self)
+    }
+
+    /// Group metadata from a simulated consumer is an `InvalidArgument` error.
+    fn send_offsets_to_transaction<T: Into<Timeout>>(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: T,
+    ) -> KafkaResult<()> {
+        match &metadata.0 {
+            GroupMetadataRepr::Rdkafka(m) => {
+                Producer::send_offsets_to_transaction(self, offsets, m, timeout)
+            }
+            GroupMetadataRepr::Simulated { .. } => Err(foreign_group_metadata()),
+        }
+    }
+
+    fn commit_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        Producer::commit_transaction(self, timeout)
+    }
+
+    fn abort_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        Producer::abort_transaction(self, timeout)
     }
 }

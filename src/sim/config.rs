@@ -20,8 +20,7 @@ pub(crate) enum OffsetReset {
     Error,
 }
 
-/// `isolation.level`. Without transactions both levels read the same records; the setting is
-/// kept for transactional topics.
+/// `isolation.level` (librdkafka's default: `read_committed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IsolationLevel {
     ReadCommitted,
@@ -59,6 +58,10 @@ pub(crate) enum Acks {
 /// The producer settings the simulator honours, with librdkafka's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct ProducerSettings {
+    /// `transactional.id`: the producer's identity across restarts.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
+    pub transaction_timeout: Duration,
     pub enable_idempotence: bool,
     pub acks: Acks,
     pub partitioner: Partitioner,
@@ -244,14 +247,10 @@ impl ConsumerSettings {
 impl ProducerSettings {
     pub(crate) fn from_config(config: &ClientConfig) -> Result<Self, KafkaError> {
         validate_with_librdkafka(config)?;
-        if let Some((key, value)) = get(config, &["transactional.id"]) {
-            return Err(unsupported(
-                key,
-                value,
-                "transactional producers are not modelled by this version of the simulator",
-            ));
-        }
-        let enable_idempotence = bool_setting(config, &["enable.idempotence"], false)?;
+        let transactional_id = get(config, &["transactional.id"]).map(|(_, v)| v.to_string());
+        // librdkafka: a transactional producer is idempotent.
+        let enable_idempotence =
+            transactional_id.is_some() || bool_setting(config, &["enable.idempotence"], false)?;
         let acks = match get(config, &["acks", "request.required.acks"]) {
             None => Acks::All,
             Some((key, value)) => match value {
@@ -291,6 +290,13 @@ impl ProducerSettings {
             },
         };
         Ok(ProducerSettings {
+            transactional_id,
+            transaction_timeout: millis_setting(
+                config,
+                &["transaction.timeout.ms"],
+                60_000,
+                1_000..=2_147_483_647,
+            )?,
             enable_idempotence,
             acks,
             partitioner,
@@ -387,7 +393,6 @@ mod tests {
             perr(&[("enable.idempotence", "true"), ("acks", "1")])
                 .contains("`acks` must be set to `all`")
         );
-        assert!(perr(&[("transactional.id", "t")]).contains("transactional"));
         assert!(perr(&[("partitioner", "fnv1a")]).contains("not modelled"));
         assert!(perr(&[("partitioner", "fnv2")]).contains("partitioner"));
     }

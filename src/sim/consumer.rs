@@ -15,9 +15,11 @@ use tokio::time::Instant;
 
 use super::config::{ConsumerSettings, OffsetReset};
 use super::group::{Events, GroupState, Member};
-use super::log::{RecordKind, StoredRecord};
+use super::log::StoredRecord;
 use super::{ClientId, Crashed, Shared, World, crashed, dead_error};
-use crate::client::{ConsumerHandle, KafkaConsumer, RebalanceHandler};
+use crate::client::{
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
+};
 use crate::fault::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::record::{RecordPosition, TopicPartition};
@@ -117,13 +119,16 @@ impl ConsumerState {
             let Some(&position) = self.positions.get(tp) else {
                 return true; // no position: consumption stopped on an auto.offset.reset error
             };
-            let caught_up = world.end_offset(tp).is_none_or(|end| position >= end);
             let done = group
                 .and_then(|g| g.committed.get(tp))
                 .or(self.starts.get(tp))
                 .copied()
                 .unwrap_or(0);
-            caught_up && done >= position
+            // Consumed and committed up to the last record it would be handed (markers and
+            // aborted records after it do not count).
+            world
+                .partition(tp)
+                .is_none_or(|p| p.settled_from(done.min(position), self.settings.isolation_level))
         })
     }
 }
@@ -376,7 +381,9 @@ impl World {
         latency: Duration,
     ) -> PollStep {
         let c = self.consumers.get(&client).expect("caller checked");
-        // Control records occupy offsets but are never delivered: step over them.
+        let isolation = c.settings.isolation_level;
+        // Control records occupy offsets but are never delivered, nor (`read_committed`) are
+        // the records of aborted transactions: step over them, up to the fetch limit.
         let mut skips = Vec::new();
         for tp in &c.assignment {
             let Some(&pos) = c.positions.get(tp) else {
@@ -389,10 +396,9 @@ impl World {
             else {
                 continue;
             };
+            let limit = partition.fetch_limit(isolation);
             let mut next = pos;
-            while (next as usize) < partition.records.len()
-                && partition.records[next as usize].kind == RecordKind::Control
-            {
+            while next < limit && !partition.delivers(next, isolation) {
                 next += 1;
             }
             if next != pos {
@@ -407,7 +413,8 @@ impl World {
         let mut candidates = Vec::new();
         let mut eof = None;
         for tp in &c.assignment {
-            let (Some(&pos), Some(end)) = (c.positions.get(tp), self.end_offset(tp)) else {
+            let (Some(&pos), Some(end)) = (c.positions.get(tp), self.fetch_limit(tp, isolation))
+            else {
                 continue;
             };
             if pos < end {
@@ -1026,6 +1033,17 @@ impl ConsumerHandle for SimConsumer {
                 .collect::<Vec<_>>()
         })?;
         tpl_with_offsets(committed)
+    }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.with_live(|_, c| {
+            GroupMetadata(GroupMetadataRepr::Simulated {
+                group: c.settings.group_id.clone(),
+                generation: c.generation,
+                member: c.member.clone(),
+            })
+        })
+        .ok()
     }
 }
 

@@ -2,14 +2,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::config::IsolationLevel as Isolation;
+
 /// What occupies an offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RecordKind {
     /// An application record.
     Data,
-    /// A transaction marker. Markers occupy offsets but are never delivered to applications;
-    /// transactions arrive in a later version, the log already leaves room for them.
-    #[allow(dead_code)]
+    /// A transaction marker (commit or abort). Markers occupy offsets but are never delivered
+    /// to applications.
     Control,
 }
 
@@ -17,6 +18,8 @@ pub(crate) enum RecordKind {
 #[derive(Clone, Debug)]
 pub(crate) struct StoredRecord {
     pub kind: RecordKind,
+    /// The producer id of a record written inside a transaction.
+    pub transaction: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
@@ -49,6 +52,11 @@ pub(crate) enum Append {
 pub(crate) struct Partition {
     pub records: Vec<StoredRecord>,
     producers: BTreeMap<i64, ProducerEntry>,
+    /// The first offset of each producer's open transaction on this partition.
+    open: BTreeMap<i64, i64>,
+    /// The aborted transactions: producer id, first offset, offset of the abort marker (the
+    /// broker's aborted-transaction index).
+    aborted: Vec<(i64, i64, i64)>,
 }
 
 impl Partition {
@@ -56,6 +64,103 @@ impl Partition {
     /// at once in the simulator).
     pub(crate) fn end_offset(&self) -> i64 {
         self.records.len() as i64
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or the high
+    /// watermark when none is open. `read_committed` consumers never read past it.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.open
+            .values()
+            .copied()
+            .min()
+            .unwrap_or_else(|| self.end_offset())
+    }
+
+    /// How far a consumer with `isolation` may read.
+    pub(crate) fn fetch_limit(&self, isolation: Isolation) -> i64 {
+        match isolation {
+            Isolation::ReadCommitted => self.last_stable_offset(),
+            Isolation::ReadUncommitted => self.end_offset(),
+        }
+    }
+
+    /// Whether the record at `offset` is handed to a consumer with `isolation` (below its
+    /// fetch limit): data records only, and for `read_committed` none of an aborted
+    /// transaction.
+    pub(crate) fn delivers(&self, offset: i64, isolation: Isolation) -> bool {
+        let Some(record) = self.records.get(offset as usize) else {
+            return false;
+        };
+        if record.kind == RecordKind::Control {
+            return false;
+        }
+        isolation == Isolation::ReadUncommitted || !self.aborted_at(offset)
+    }
+
+    /// Whether a consumer with `isolation` positioned at `offset` has nothing left to
+    /// consume: no record it would be handed from there to the end, and (`read_committed`) no
+    /// open transaction whose outcome it waits for.
+    pub(crate) fn settled_from(&self, offset: i64, isolation: Isolation) -> bool {
+        if isolation == Isolation::ReadCommitted && !self.open.is_empty() {
+            return false;
+        }
+        (offset.max(0)..self.end_offset()).all(|o| !self.delivers(o, isolation))
+    }
+
+    /// Whether the record at `offset` belongs to an aborted transaction.
+    pub(crate) fn aborted_at(&self, offset: i64) -> bool {
+        let Some(pid) = self
+            .records
+            .get(offset as usize)
+            .and_then(|r| r.transaction)
+        else {
+            return false;
+        };
+        self.aborted
+            .iter()
+            .any(|&(p, first, marker)| p == pid && (first..marker).contains(&offset))
+    }
+
+    /// Whether the record at `offset` belongs to a transaction still open.
+    pub(crate) fn open_at(&self, offset: i64) -> bool {
+        let Some(pid) = self
+            .records
+            .get(offset as usize)
+            .and_then(|r| r.transaction)
+        else {
+            return false;
+        };
+        self.open.get(&pid).is_some_and(|&first| offset >= first)
+    }
+
+    /// Notes that `producer_id`'s open transaction wrote at `offset` (the first write opens
+    /// it on this partition).
+    pub(crate) fn note_transactional_write(&mut self, producer_id: i64, offset: i64) {
+        self.open.entry(producer_id).or_insert(offset);
+    }
+
+    /// Ends `producer_id`'s open transaction on this partition with a marker; returns the
+    /// marker's offset.
+    pub(crate) fn end_transaction(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        timestamp: i64,
+    ) -> i64 {
+        let marker = self.append(StoredRecord {
+            kind: RecordKind::Control,
+            transaction: Some(producer_id),
+            key: None,
+            payload: None,
+            headers: Vec::new(),
+            timestamp,
+        });
+        if let Some(first) = self.open.remove(&producer_id) {
+            if !commit {
+                self.aborted.push((producer_id, first, marker));
+            }
+        }
+        marker
     }
 
     /// Appends without producer bookkeeping.
@@ -121,6 +226,7 @@ mod tests {
     fn rec() -> StoredRecord {
         StoredRecord {
             kind: RecordKind::Data,
+            transaction: None,
             key: None,
             payload: Some(b"x".to_vec()),
             headers: Vec::new(),

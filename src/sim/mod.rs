@@ -13,6 +13,8 @@ pub(crate) mod log;
 pub(crate) mod partitioner;
 mod producer;
 pub(crate) mod rng;
+pub(crate) mod txn;
+pub(crate) mod txn_error;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -113,6 +115,8 @@ pub(crate) struct World {
     pub idempotency_keys: BTreeSet<(String, String)>,
     pub async_commits: Vec<PendingCommit>,
     pub finished: bool,
+    /// The transaction coordinator's state, per `transactional.id`.
+    pub transactions: BTreeMap<String, txn::TxnRecord>,
     changed: bool,
     /// Root tasks of crashed instances, aborted once the lock is released.
     pending_aborts: Vec<AbortHandle>,
@@ -148,6 +152,7 @@ impl World {
             idempotency_keys: BTreeSet::new(),
             async_commits: Vec::new(),
             finished: false,
+            transactions: BTreeMap::new(),
             changed: false,
             pending_aborts: Vec::new(),
             next_client: 0,
@@ -225,6 +230,22 @@ impl World {
             .map(|p| p.end_offset())
     }
 
+    /// The log of `tp`, if the topic and partition exist.
+    pub(crate) fn partition(&self, tp: &TopicPartition) -> Option<&log::Partition> {
+        self.topics
+            .get(&tp.topic)
+            .and_then(|t| t.partitions.get(tp.partition as usize))
+    }
+
+    /// How far a consumer with `isolation` may read `tp` (see [`log::Partition::fetch_limit`]).
+    pub(crate) fn fetch_limit(
+        &self,
+        tp: &TopicPartition,
+        isolation: config::IsolationLevel,
+    ) -> Option<i64> {
+        self.partition(tp).map(|p| p.fetch_limit(isolation))
+    }
+
     pub(crate) fn group_mut(&mut self, id: &str) -> &mut Group {
         self.groups
             .entry(id.to_string())
@@ -288,6 +309,7 @@ impl World {
             .partitions[partition as usize]
             .append(StoredRecord {
                 kind: RecordKind::Data,
+                transaction: None,
                 key,
                 payload,
                 headers: Vec::new(),
@@ -554,6 +576,7 @@ impl World {
             }
             self.touch();
         }
+        self.expire_transactions(now);
         // Session timeouts.
         let expired: Vec<(String, String)> = self
             .groups
@@ -674,7 +697,9 @@ impl World {
                 Some(next + Duration::from_nanos((ticks * interval) as u64))
             });
         let asyncs = self.async_commits.iter().map(|p| p.due);
+        let transactions = self.next_transaction_timeout();
         thaws
+            .chain(transactions)
             .chain(sessions)
             .chain(polls)
             .chain(autos)
@@ -754,7 +779,14 @@ impl World {
         self.lag()
             .iter()
             .filter(|l| !owned.contains(&(&l.group, &l.partition)))
-            .all(|l| l.committed.unwrap_or(0) >= l.end)
+            .all(|l| {
+                self.partition(&l.partition).is_none_or(|p| {
+                    p.settled_from(
+                        l.committed.unwrap_or(0),
+                        config::IsolationLevel::ReadCommitted,
+                    )
+                })
+            })
     }
 }
 

@@ -5,18 +5,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::{Acks, ProducerSettings};
 use super::log::{Append, RecordKind, StoredRecord};
+use super::txn::{SendRefused, TxnClient};
+use super::txn_error::{TxnError, kafka_error};
 use super::{ClientId, Shared, World, crashed, dead_error, unwind_crash};
-use crate::client::KafkaProducer;
+use crate::client::{GroupMetadata, GroupMetadataRepr, KafkaProducer, foreign_group_metadata};
 use crate::fault::{Injection, Operation};
 use crate::history::{HistoryEvent, Incarnation};
 use crate::record::TopicPartition;
@@ -33,6 +36,8 @@ pub(crate) struct ProducerState {
     pub identity: Option<(i64, i16)>,
     /// Next sequence number per partition (idempotent producer).
     pub sequences: BTreeMap<TopicPartition, i32>,
+    /// The transactional state, with `transactional.id`.
+    pub txn: Option<TxnClient>,
 }
 
 /// A record on its way out, detached from the caller's borrows.
@@ -195,8 +200,14 @@ impl World {
                 (pid, epoch, *next - 1)
             }
         });
+        let transaction = if p.txn.is_some() {
+            self.txn_note_write(client, &tp)
+        } else {
+            None
+        };
         let stored = StoredRecord {
             kind: RecordKind::Data,
+            transaction,
             key: record.key.clone(),
             payload: record.payload.clone(),
             headers: record.headers.clone(),
@@ -207,6 +218,9 @@ impl World {
             Some((pid, epoch, seq)) => log.append_idempotent(pid, epoch, seq, stored),
             None => Append::Appended(log.append(stored)),
         };
+        if let (Some(pid), Append::Appended(offset)) = (transaction, appended) {
+            log.note_transactional_write(pid, offset);
+        }
         let event = match (appended, sequence) {
             (Append::Appended(offset), _) => HistoryEvent::RecordProduced {
                 position: tp.at(offset),
@@ -266,8 +280,9 @@ impl SimProducer {
                 drop(world);
                 return Err(crashed(dead_error()));
             }
-            let identity = settings
-                .enable_idempotence
+            // A transactional producer gets its identity from `init_transactions`.
+            let txn = settings.transactional_id.clone().map(TxnClient::new);
+            let identity = (settings.enable_idempotence && txn.is_none())
                 .then(|| (world.next_producer_id(), 0));
             let client = world.next_client_id();
             world.producers.insert(
@@ -277,6 +292,7 @@ impl SimProducer {
                     settings,
                     identity,
                     sequences: BTreeMap::new(),
+                    txn,
                 },
             );
             client
@@ -309,6 +325,28 @@ impl SimProducer {
         self.check_alive();
         let injection = prepared.injection;
         let tp = TopicPartition::new(record.topic.clone(), prepared.partition);
+        let refused = self.shared.lock().txn_may_send(self.client);
+        if let Err(refused) = refused {
+            let code = match refused {
+                SendRefused::State => RDKafkaErrorCode::State,
+                SendRefused::Fenced => RDKafkaErrorCode::Fenced,
+                SendRefused::Fatal => RDKafkaErrorCode::Fatal,
+            };
+            let error = KafkaError::MessageProduction(code);
+            self.shared.lock().record(
+                Some(self.incarnation),
+                HistoryEvent::ProduceFailed {
+                    partition: tp,
+                    error: error.to_string(),
+                    appended: false,
+                },
+            );
+            self.shared.publish();
+            return Err((
+                error,
+                record.into_message(prepared.partition, prepared.timestamp),
+            ));
+        }
         let mut offset = None;
         if !injection.fail {
             offset = self
@@ -385,6 +423,56 @@ impl SimProducer {
     }
 }
 
+impl SimProducer {
+    /// A synchronous transactional call: an interception point around `apply`.
+    fn transactional_call(
+        &self,
+        operation: Operation,
+        apply: impl FnOnce(&mut World, ClientId, &Injection) -> Result<(), TxnError>,
+    ) -> KafkaResult<()> {
+        let mut world = self.shared.lock();
+        if !world.alive(self.incarnation) {
+            drop(world);
+            unwind_crash();
+        }
+        let anchor = world.current_record(self.incarnation);
+        let injection = world.intercept(operation, self.incarnation, anchor);
+        if injection.crash_before {
+            world.crash(self.incarnation, format!("fault: crash before {operation}"));
+            drop(world);
+            self.shared.publish();
+            unwind_crash();
+        }
+        let result = apply(&mut world, self.client, &injection);
+        let id = world
+            .producers
+            .get(&self.client)
+            .and_then(|p| p.txn.as_ref())
+            .map(|t| t.id.clone());
+        drop(world);
+        let result = result.map_err(kafka_error);
+        if let Err(error) = &result {
+            self.shared.lock().record(
+                Some(self.incarnation),
+                HistoryEvent::TransactionCallFailed {
+                    transactional_id: id.unwrap_or_default(),
+                    call: operation.to_string(),
+                    error: error.to_string(),
+                },
+            );
+        }
+        if injection.crash_after {
+            self.shared
+                .lock()
+                .crash(self.incarnation, format!("fault: crash after {operation}"));
+            self.shared.publish();
+            unwind_crash();
+        }
+        self.shared.publish();
+        result
+    }
+}
+
 impl KafkaProducer for SimProducer {
     fn send<K, P, T>(
         &self,
@@ -398,6 +486,56 @@ impl KafkaProducer for SimProducer {
     {
         let outgoing = Outgoing::from_record(record);
         self.send_outgoing(outgoing)
+    }
+
+    fn init_transactions<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        self.transactional_call(Operation::InitTransactions, |world, client, _| {
+            world.txn_init(client)
+        })
+    }
+
+    fn begin_transaction(&self) -> KafkaResult<()> {
+        self.transactional_call(Operation::BeginTransaction, |world, client, _| {
+            world.txn_begin(client)
+        })
+    }
+
+    /// Group metadata from an rdkafka consumer is an `InvalidArgument` error.
+    fn send_offsets_to_transaction<T: Into<Timeout>>(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        _timeout: T,
+    ) -> KafkaResult<()> {
+        let GroupMetadataRepr::Simulated { group, .. } = &metadata.0 else {
+            return Err(foreign_group_metadata());
+        };
+        let mut list = Vec::new();
+        for e in offsets.elements() {
+            match e.offset() {
+                Offset::Offset(o) => list.push((TopicPartition::new(e.topic(), e.partition()), o)),
+                _ => {
+                    return Err(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::InvalidArgument,
+                    ));
+                }
+            }
+        }
+        self.transactional_call(Operation::SendOffsetsToTransaction, |world, client, _| {
+            world.txn_send_offsets(client, group, &list)
+        })
+    }
+
+    fn commit_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        self.transactional_call(Operation::CommitTransaction, |world, client, injection| {
+            world.txn_commit(client, injection)
+        })
+    }
+
+    fn abort_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        self.transactional_call(Operation::AbortTransaction, |world, client, _| {
+            world.txn_abort(client)
+        })
     }
 }
 

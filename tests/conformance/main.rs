@@ -8,3 +8,4 @@ mod offsets;
 mod producer;
 mod runtime;
 mod store;
+mod transactions;

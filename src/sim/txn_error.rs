@@ -1,0 +1,173 @@
+//! librdkafka's transactional errors, taken from librdkafka itself.
+//!
+//! rdkafka's transactional calls fail with `KafkaError::Transaction(RDKafkaError)`, whose
+//! flags (`is_fatal`, `txn_requires_abort`, `is_retriable`) decide what the application does
+//! next. `RDKafkaError` cannot be built outside rdkafka, so the simulator drives a real
+//! transactional producer against librdkafka's in-process mock cluster into each situation
+//! once per process, and hands out the errors librdkafka raised: same codes, same flags, same
+//! messages.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
+
+/// A transactional failure the simulator reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TxnError {
+    /// A newer instance with the same `transactional.id` bumped the epoch (fatal: the
+    /// producer is unusable).
+    Fenced,
+    /// The coordinator refused the request in its transaction state, as after an abort of a
+    /// transaction that had committed (fatal).
+    InvalidTxnState,
+    /// `commit_transaction` timed out (abortable: the application must abort; whether the
+    /// commit was applied is unknown).
+    CommitTimedOut,
+    /// A transactional call outside the state it needs (before `init_transactions`, without
+    /// an open transaction, `begin_transaction` twice).
+    State(TxnPhase),
+}
+
+/// The producer's transactional state, as librdkafka names it in its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TxnPhase {
+    /// Before `init_transactions`.
+    Init,
+    /// Initialised, no transaction open.
+    Ready,
+    /// A transaction is open.
+    InTransaction,
+}
+
+fn captured() -> &'static Mutex<BTreeMap<TxnError, KafkaError>> {
+    static CAPTURED: OnceLock<Mutex<BTreeMap<TxnError, KafkaError>>> = OnceLock::new();
+    CAPTURED.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+/// The `KafkaError` librdkafka returns for `error`.
+pub(crate) fn kafka_error(error: TxnError) -> KafkaError {
+    let mut cache = captured().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = cache.get(&error) {
+        return e.clone();
+    }
+    let e = capture(error).unwrap_or_else(|why| {
+        tracing::warn!(
+            target: "effectively_once::sim",
+            "could not obtain librdkafka's error for {error:?} ({why}); using a local stand-in"
+        );
+        stand_in(error)
+    });
+    cache.insert(error, e.clone());
+    e
+}
+
+/// What the application sees if librdkafka's own error cannot be captured (the code is right;
+/// the flags cannot be set from outside rdkafka).
+fn stand_in(error: TxnError) -> KafkaError {
+    KafkaError::MessageProduction(match error {
+        TxnError::Fenced => RDKafkaErrorCode::Fenced,
+        TxnError::InvalidTxnState => RDKafkaErrorCode::InvalidTransactionalState,
+        TxnError::CommitTimedOut => RDKafkaErrorCode::RequestTimedOut,
+        TxnError::State(_) => RDKafkaErrorCode::State,
+    })
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Drives a transactional producer on a fresh mock cluster into `error`'s situation.
+fn capture(error: TxnError) -> Result<KafkaError, String> {
+    let mock = MockCluster::new(1).map_err(|e| e.to_string())?;
+    mock.create_topic("effectively-once-probe", 1, 1)
+        .map_err(|e| e.to_string())?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("transactional.id", "effectively-once-probe")
+        .set("log_level", "0")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let unexpected = |what: &str| format!("librdkafka did not fail {what}");
+    if error == TxnError::State(TxnPhase::Init) {
+        return producer
+            .begin_transaction()
+            .err()
+            .ok_or_else(|| unexpected("begin_transaction before init_transactions"));
+    }
+    producer
+        .init_transactions(TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    if error == TxnError::State(TxnPhase::Ready) {
+        return producer
+            .commit_transaction(TIMEOUT)
+            .err()
+            .ok_or_else(|| unexpected("commit_transaction without a transaction"));
+    }
+    producer.begin_transaction().map_err(|e| e.to_string())?;
+    if error == TxnError::State(TxnPhase::InTransaction) {
+        return producer
+            .begin_transaction()
+            .err()
+            .ok_or_else(|| unexpected("begin_transaction twice"));
+    }
+    producer
+        .send(BaseRecord::<(), str>::to("effectively-once-probe").payload("probe"))
+        .map_err(|(e, _)| e.to_string())?;
+    producer.flush(TIMEOUT).map_err(|e| e.to_string())?;
+    let code = match error {
+        TxnError::Fenced => RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+        TxnError::InvalidTxnState => RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
+        TxnError::CommitTimedOut => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        TxnError::State(_) => unreachable!("handled above"),
+    };
+    // librdkafka retries some errors: answer every attempt with the same one.
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[code; 8]);
+    producer
+        .commit_transaction(TIMEOUT)
+        .err()
+        .ok_or_else(|| unexpected("commit_transaction on an injected EndTxn error"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(error: TxnError) -> (RDKafkaErrorCode, bool, bool) {
+        match kafka_error(error) {
+            KafkaError::Transaction(e) => (e.code(), e.is_fatal(), e.txn_requires_abort()),
+            other => panic!("not librdkafka's transactional error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_errors_are_librdkafkas_own_with_its_flags() {
+        assert_eq!(
+            flags(TxnError::Fenced),
+            (RDKafkaErrorCode::Fenced, true, false)
+        );
+        assert_eq!(
+            flags(TxnError::InvalidTxnState),
+            (RDKafkaErrorCode::InvalidTransactionalState, true, false)
+        );
+        assert_eq!(
+            flags(TxnError::CommitTimedOut),
+            (RDKafkaErrorCode::RequestTimedOut, false, true)
+        );
+        for phase in [TxnPhase::Init, TxnPhase::Ready, TxnPhase::InTransaction] {
+            assert_eq!(
+                flags(TxnError::State(phase)),
+                (RDKafkaErrorCode::State, false, false),
+                "{phase:?}"
+            );
+        }
+        let KafkaError::Transaction(e) = kafka_error(TxnError::State(TxnPhase::InTransaction))
+        else {
+            unreachable!()
+        };
+        println!("{e}");
+    }
+}
