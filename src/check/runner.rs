@@ -366,11 +366,7 @@ fn merge_faults(
     'search: loop {
         for index in 0..scenario.faults.len() {
             let removed = &scenario.faults[index];
-            let shifts_another = scenario.faults.iter().any(|f| {
-                f.event == removed.event
-                    && f.operation == removed.operation
-                    && f.occurrence > removed.occurrence
-            });
+            let shifts_another = scenario.faults.iter().any(|f| f.falls_after(removed));
             // A plain removal proptest has tried already.
             if !shifts_another {
                 continue;

@@ -75,6 +75,16 @@ pub struct ScenarioFault {
     pub fault: Fault,
 }
 
+impl ScenarioFault {
+    /// Whether this fault is anchored on the same event and operation as `other`, at a later
+    /// occurrence (so removing `other` shifts it).
+    pub fn falls_after(&self, other: &ScenarioFault) -> bool {
+        self.event == other.event
+            && self.operation == other.operation
+            && self.occurrence > other.occurrence
+    }
+}
+
 /// A member of the group that starts later than the others, making the group rebalance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LateJoin {
@@ -211,10 +221,7 @@ impl Scenario {
         }
         let removed = scenario.faults.remove(index);
         for fault in &mut scenario.faults {
-            if fault.event == removed.event
-                && fault.operation == removed.operation
-                && fault.occurrence > removed.occurrence
-            {
+            if fault.falls_after(&removed) {
                 fault.occurrence -= 1;
             }
         }

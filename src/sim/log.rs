@@ -109,11 +109,7 @@ impl Partition {
 
     /// Whether the record at `offset` belongs to an aborted transaction.
     pub(crate) fn aborted_at(&self, offset: i64) -> bool {
-        let Some(pid) = self
-            .records
-            .get(offset as usize)
-            .and_then(|r| r.transaction)
-        else {
+        let Some(pid) = self.transaction_at(offset) else {
             return false;
         };
         self.aborted
@@ -123,14 +119,17 @@ impl Partition {
 
     /// Whether the record at `offset` belongs to a transaction still open.
     pub(crate) fn open_at(&self, offset: i64) -> bool {
-        let Some(pid) = self
-            .records
-            .get(offset as usize)
-            .and_then(|r| r.transaction)
-        else {
+        let Some(pid) = self.transaction_at(offset) else {
             return false;
         };
         self.open.get(&pid).is_some_and(|&first| offset >= first)
+    }
+
+    /// The producer id of the transaction the record at `offset` was written in, if any.
+    fn transaction_at(&self, offset: i64) -> Option<i64> {
+        self.records
+            .get(offset as usize)
+            .and_then(|r| r.transaction)
     }
 
     /// Notes that `producer_id`'s open transaction wrote at `offset` (the first write opens

@@ -60,6 +60,34 @@ fn sim() -> SimulationBuilder {
     b
 }
 
+/// Runs `writer` as instance 0 next to a `read_committed` reader (instance 1, notes `rc:`)
+/// and a `read_uncommitted` one (instance 2, notes `ru:`) of `OUT`.
+fn with_both_readers<F, Fut>(writer: F) -> (Outcome, Notes)
+where
+    F: Fn(InstanceContext) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let notes = Notes::default();
+    let mut b = sim();
+    b.instances(3);
+    let n = notes.clone();
+    let outcome = b
+        .build()
+        .unwrap()
+        .run(move |ctx| {
+            let (n, writer) = (n.clone(), writer.clone());
+            async move {
+                match ctx.instance().0 {
+                    0 => writer(ctx).await,
+                    1 => read_out(&ctx, reader("rc", "read_committed"), "rc", &n).await,
+                    _ => read_out(&ctx, reader("ru", "read_uncommitted"), "ru", &n).await,
+                }
+            }
+        })
+        .unwrap();
+    (outcome, notes)
+}
+
 fn code(e: &KafkaError) -> (RDKafkaErrorCode, bool, bool) {
     match e {
         KafkaError::Transaction(e) => (e.code(), e.is_fatal(), e.txn_requires_abort()),
@@ -76,41 +104,24 @@ fn notes_of(outcome: &Outcome, notes: &Notes) -> Vec<String> {
 
 #[test]
 fn markers_occupy_offsets_and_read_committed_skips_aborted_records_read_uncommitted_does_not() {
-    let notes = Notes::default();
-    let mut b = sim();
-    b.instances(3);
-    let n = notes.clone();
-    let outcome = b
-        .build()
-        .unwrap()
-        .run(move |ctx| {
-            let n = n.clone();
-            async move {
-                match ctx.instance().0 {
-                    0 => {
-                        let p = ctx.create_producer(&transactional("tx")).unwrap();
-                        p.init_transactions(T).unwrap();
-                        for (payloads, commit) in [(&["a", "b"][..], true), (&["c"], false)] {
-                            p.begin_transaction().unwrap();
-                            for payload in payloads {
-                                send(&p, payload).await.unwrap();
-                            }
-                            if commit {
-                                p.commit_transaction(T).unwrap();
-                            } else {
-                                p.abort_transaction(T).unwrap();
-                            }
-                        }
-                        p.begin_transaction().unwrap();
-                        send(&p, "d").await.unwrap();
-                        p.commit_transaction(T).unwrap();
-                    }
-                    1 => read_out(&ctx, reader("rc", "read_committed"), "rc", &n).await,
-                    _ => read_out(&ctx, reader("ru", "read_uncommitted"), "ru", &n).await,
-                }
+    let (outcome, notes) = with_both_readers(|ctx| async move {
+        let p = ctx.create_producer(&transactional("tx")).unwrap();
+        p.init_transactions(T).unwrap();
+        for (payloads, commit) in [(&["a", "b"][..], true), (&["c"], false)] {
+            p.begin_transaction().unwrap();
+            for payload in payloads {
+                send(&p, payload).await.unwrap();
             }
-        })
-        .unwrap();
+            if commit {
+                p.commit_transaction(T).unwrap();
+            } else {
+                p.abort_transaction(T).unwrap();
+            }
+        }
+        p.begin_transaction().unwrap();
+        send(&p, "d").await.unwrap();
+        p.commit_transaction(T).unwrap();
+    });
     let log: Vec<(bool, bool)> = outcome
         .cluster()
         .records(OUT, 0)
@@ -146,34 +157,17 @@ fn markers_occupy_offsets_and_read_committed_skips_aborted_records_read_uncommit
 
 #[test]
 fn read_committed_never_reads_past_the_last_stable_offset() {
-    let notes = Notes::default();
-    let mut b = sim();
-    b.instances(3);
-    let n = notes.clone();
-    let outcome = b
-        .build()
-        .unwrap()
-        .run(move |ctx| {
-            let n = n.clone();
-            async move {
-                match ctx.instance().0 {
-                    0 => {
-                        let p = ctx.create_producer(&transactional("tx")).unwrap();
-                        p.init_transactions(T).unwrap();
-                        p.begin_transaction().unwrap();
-                        send(&p, "in-txn").await.unwrap();
-                        // A plain record after the open transaction's first record.
-                        let plain = ctx.create_producer(&ClientConfig::new()).unwrap();
-                        send(&plain, "plain").await.unwrap();
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                        p.commit_transaction(T).unwrap();
-                    }
-                    1 => read_out(&ctx, reader("rc", "read_committed"), "rc", &n).await,
-                    _ => read_out(&ctx, reader("ru", "read_uncommitted"), "ru", &n).await,
-                }
-            }
-        })
-        .unwrap();
+    let (outcome, notes) = with_both_readers(|ctx| async move {
+        let p = ctx.create_producer(&transactional("tx")).unwrap();
+        p.init_transactions(T).unwrap();
+        p.begin_transaction().unwrap();
+        send(&p, "in-txn").await.unwrap();
+        // A plain record after the open transaction's first record.
+        let plain = ctx.create_producer(&ClientConfig::new()).unwrap();
+        send(&plain, "plain").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        p.commit_transaction(T).unwrap();
+    });
     assert_eq!(
         notes_of(&outcome, &notes),
         ["rc:in-txn@10", "rc:plain@10", "ru:in-txn@0", "ru:plain@0"]
