@@ -44,6 +44,7 @@ pub struct InputRecord {
     partition: Option<i32>,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
+    transaction: Option<bool>,
 }
 
 impl InputRecord {
@@ -54,6 +55,7 @@ impl InputRecord {
             partition: None,
             key: None,
             payload: None,
+            transaction: None,
         }
     }
 
@@ -73,6 +75,15 @@ impl InputRecord {
     /// Pins the record to a partition instead of partitioning by key.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
+        self
+    }
+
+    /// Writes the record as a transactional upstream producer does, in a transaction of its
+    /// own that commits (`true`) or aborts (`false`): the transaction's marker follows the
+    /// record at the next offset, and an aborted record stays in the log, hidden from
+    /// `read_committed` consumers only.
+    pub fn in_transaction(mut self, commit: bool) -> Self {
+        self.transaction = Some(commit);
         self
     }
 }
@@ -201,6 +212,38 @@ impl ClusterSnapshot {
         self.logs
             .get(&TopicPartition::new(topic, partition))
             .map(|r| r.len() as i64)
+    }
+
+    /// How many partitions `topic` has (none if it does not exist).
+    pub fn partitions(&self, topic: &str) -> Option<i32> {
+        let n = self.logs.keys().filter(|tp| tp.topic == topic).count();
+        (n > 0).then_some(n as i32)
+    }
+
+    /// The records of `topic` a `read_committed` consumer reads, with their partitions: data
+    /// records outside transactions or of committed ones (no markers, nothing aborted, nothing
+    /// of a transaction still open).
+    pub fn committed_records<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> impl Iterator<Item = (i32, &'a LoggedRecord)> + 'a {
+        self.logs
+            .iter()
+            .filter(move |(tp, _)| tp.topic == topic)
+            .flat_map(|(tp, records)| records.iter().map(move |r| (tp.partition, r)))
+            .filter(|(_, r)| !r.control && !r.aborted && !r.open)
+    }
+
+    /// Every group's committed offset of every partition of `topic`: `(group, partition,
+    /// offset)`.
+    pub fn committed_offsets<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> impl Iterator<Item = (&'a str, i32, i64)> + 'a {
+        self.committed
+            .iter()
+            .filter(move |((_, tp), _)| tp.topic == topic)
+            .map(|((g, tp), o)| (g.as_str(), tp.partition, *o))
     }
 
     /// A group's committed offset for a partition.
@@ -612,7 +655,7 @@ where
                 world.fire_timers();
                 while input.front().is_some_and(|(at, _)| origin + *at <= now) {
                     let (_, r) = input.pop_front().expect("checked");
-                    world.append_input(&r.topic, r.partition, r.key, r.payload)?;
+                    world.append_input(&r.topic, r.partition, r.key, r.payload, r.transaction)?;
                 }
                 if let Some((at, _)) = input.front() {
                     wake_at.push(origin + *at);

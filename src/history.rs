@@ -307,6 +307,8 @@ pub enum HistoryEvent {
         position: RecordPosition,
         /// Its key, lossily decoded as UTF-8.
         key: Option<String>,
+        /// Whether the consumer reads with `isolation.level=read_committed`.
+        read_committed: bool,
     },
     /// An offset was stored for the next commit (explicitly, or by `enable.auto.offset.store`).
     OffsetStored {
@@ -563,7 +565,7 @@ impl fmt::Display for HistoryEvent {
                 }
                 write!(f, " (group {group:?} generation {generation})")
             }
-            Delivered { position, key } => {
+            Delivered { position, key, .. } => {
                 write!(f, "recv {position}")?;
                 write_key(f, key)
             }

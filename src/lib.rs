@@ -265,6 +265,30 @@
 //! With a plain `INSERT` into a table without the key, the same assertion fails: a crash after
 //! the store commit and before the offset commit stores the order twice.
 //!
+//! # Pipelines: exactly-once with transactions
+//!
+//! A consume-transform-produce pipeline writes records, not effects. Name its output topics
+//! and how an output names its input event; [`assert_exactly_once!`] then reads each output
+//! topic as a `read_committed` consumer would and expects exactly one committed output per
+//! input event on each, the input offsets committed if and only if the outputs are, and no
+//! record of an aborted transaction handed to the application. The fault kinds
+//! [`FaultKind::Zombie`] (a process frozen mid-transaction) and
+//! [`FaultKind::TransactionTimeout`] target transactions; ambiguous and failed
+//! `commit_transaction` calls come with the commit kinds.
+//!
+//! ```no_run
+//! use effectively_once::{InstanceContext, OutputTopic, Verifier, assert_exactly_once};
+//! # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//! # async fn summarizer(ctx: InstanceContext) -> Result<(), BoxError> { Ok(()) }
+//!
+//! let mut verifier = Verifier::default();
+//! verifier.topic("task-events").output_topic(OutputTopic::new("task-summaries", 2, |record| {
+//!     // Each summary is keyed by the event id it summarizes.
+//!     String::from_utf8(record.key.clone()?).ok()
+//! }));
+//! assert_exactly_once!(summarizer, &verifier);
+//! ```
+//!
 //! # What the simulator models
 //!
 //! - Topics with dense offsets; keyed records land where librdkafka's partitioners put them
@@ -283,8 +307,11 @@
 //!   `send_offsets_to_transaction` (offsets committed only with the transaction),
 //!   `commit_transaction`, `abort_transaction`, `transaction.timeout.ms`; commit and abort
 //!   markers occupy offsets; `read_committed` consumers stop at the last stable offset and skip
-//!   aborted records, `read_uncommitted` ones see them. Errors are librdkafka's own, with its
-//!   fatal / abortable flags.
+//!   aborted records, `read_uncommitted` ones see them. `send_offsets_to_transaction` checks
+//!   the consumer's group metadata (KIP-447): a consumer removed from the group or of an older
+//!   generation makes the transaction abortable, so zombies cannot commit. A run does not
+//!   quiesce while a transaction is open. Errors are librdkafka's own, with its fatal /
+//!   abortable flags.
 //! - Faults at every client call, effect-sink call and durable-store commit ([`Operation`]):
 //!   crash before or after, definite failure, ambiguous failure, lost ack, stall, freeze.
 //! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
@@ -292,8 +319,10 @@
 //!
 //! # Limitations
 //!
-//! - Not modelled yet: the generation check of transactional offset commits (KIP-447), the
-//!   consumer's wait for unstable offsets, the cooperative rebalance protocol, static membership (`group.instance.id`), regex subscriptions,
+//! - Not modelled yet: the consumer's wait for unstable offsets (KIP-447's `require_stable`;
+//!   no fault pauses a process between `send_offsets_to_transaction` and
+//!   `commit_transaction`, where it would matter), the cooperative rebalance protocol, static
+//!   membership (`group.instance.id`), regex subscriptions,
 //!   `assign`/`seek`/`pause`, replication (so `acks=1` and `acks=all` behave alike), retention.
 //!   Configurations that rely on them are refused with a clear error rather than ignored.
 //! - Heartbeats are continuous: a crashed or frozen member is removed exactly
@@ -327,7 +356,7 @@ mod store;
 pub use check::_macro_support;
 pub use check::{
     CaseRun, CheckError, Counterexample, Passed, Verifier, check, check_at_least_once,
-    check_at_most_once, check_effectively_once, run_scenario,
+    check_at_most_once, check_effectively_once, check_exactly_once, run_scenario,
 };
 pub use client::{
     ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
@@ -344,10 +373,12 @@ pub use history::{
     MemberRemoval,
 };
 pub use invariant::{
-    AtLeastOnce, AtMostOnce, EffectivelyOnce, Invariant, Liveness, NoPhantomEffect, PerKeyOrder,
-    RunRecord, Semantics, Violation,
+    AtLeastOnce, AtMostOnce, EffectivelyOnce, ExactlyOnce, Invariant, Liveness, NoAbortedRead,
+    NoPhantomEffect, OffsetsMatchOutputs, PerKeyOrder, RunRecord, Semantics, Violation,
 };
-pub use ledger::{EffectRecord, Ledger, SqliteLedger, StoreEffect, StoreEffectError};
+pub use ledger::{
+    EffectRecord, Ledger, Observed, OutputTopic, SqliteLedger, StoreEffect, StoreEffectError,
+};
 pub use record::{RecordPosition, TopicPartition};
 pub use scenario::strategy::{FaultKind, ScenarioSpace};
 pub use scenario::{Event, Scenario};

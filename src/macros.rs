@@ -57,3 +57,20 @@ macro_rules! assert_at_most_once {
         )
     };
 }
+
+/// Asserts that a consume-transform-produce pipeline commits each input event's outputs
+/// exactly once on its output topics, with the input offsets committed if and only if the
+/// outputs are; panics with the minimal counterexample otherwise. The verifier must name the
+/// output topics ([`Verifier::output_topic`](crate::Verifier::output_topic)); arguments
+/// otherwise as [`assert_effectively_once!`].
+#[macro_export]
+macro_rules! assert_exactly_once {
+    ($factory:expr, $verifier:expr $(,)?) => {
+        $crate::_macro_support::assert_semantics(
+            $crate::Semantics::ExactlyOnce,
+            $verifier,
+            $factory,
+            ::core::file!(),
+        )
+    };
+}

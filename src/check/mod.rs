@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::harness::{InstanceContext, InstanceExit, SimulationBuilder};
 use crate::invariant::{Invariant, Liveness, Semantics};
-use crate::ledger::StoreEffect;
+use crate::ledger::{OutputTopic, StoreEffect};
 use crate::scenario::Event;
 use crate::scenario::strategy::{FaultKind, ScenarioSpace};
 
@@ -53,6 +53,7 @@ pub struct Verifier {
     pub(crate) encode: Encoder,
     pub(crate) sinks: Vec<String>,
     pub(crate) store_effects: Vec<StoreEffect>,
+    pub(crate) outputs: Vec<OutputTopic>,
     pub(crate) extra: Vec<Arc<dyn Invariant>>,
     pub(crate) liveness: Liveness,
     pub(crate) case_timeout: Duration,
@@ -72,6 +73,7 @@ impl fmt::Debug for Verifier {
             .field("topic", &self.topic)
             .field("sinks", &self.sinks)
             .field("store_effects", &self.store_effects)
+            .field("outputs", &self.outputs)
             .field("extra", &self.extra)
             .field("liveness", &self.liveness)
             .field("case_timeout", &self.case_timeout)
@@ -114,6 +116,7 @@ impl Default for Verifier {
             encode: Arc::new(Event::to_json),
             sinks: Vec::new(),
             store_effects: Vec::new(),
+            outputs: Vec::new(),
             extra: Vec::new(),
             liveness: Liveness::default(),
             case_timeout: Duration::from_secs(timeout.unwrap_or(20)),
@@ -214,6 +217,26 @@ impl Verifier {
         self
     }
 
+    /// Counts the consumer's outputs on an output topic (repeat for several): after each
+    /// case the kit reads the topic as a `read_committed` consumer would and expects one
+    /// committed record per input event (see [`OutputTopic`]). The simulation creates the
+    /// topic. [`assert_exactly_once!`](crate::assert_exactly_once) needs at least one; the
+    /// other assertions count it like any effect (an outbox relay's published events, say).
+    ///
+    /// ```
+    /// use effectively_once::{OutputTopic, Verifier};
+    ///
+    /// let mut verifier = Verifier::default();
+    /// verifier.output_topic(OutputTopic::new("summaries", 2, |record| {
+    ///     // The output's key is the input's event id.
+    ///     String::from_utf8(record.key.clone()?).ok()
+    /// }));
+    /// ```
+    pub fn output_topic(&mut self, output: OutputTopic) -> &mut Self {
+        self.outputs.push(output);
+        self
+    }
+
     /// Checks this invariant too (for example [`PerKeyOrder`](crate::PerKeyOrder)).
     pub fn invariant(&mut self, invariant: impl Invariant + 'static) -> &mut Self {
         self.extra.push(Arc::new(invariant));
@@ -290,6 +313,26 @@ impl Verifier {
                 e.query()
             )));
         }
+        for output in &self.outputs {
+            if output.topic().is_empty() {
+                return Err(CheckError::InvalidConfig(
+                    "an output topic's name is empty".into(),
+                ));
+            }
+            if output.topic() == self.topic {
+                return Err(CheckError::InvalidConfig(format!(
+                    "output topic `{}` is the input topic",
+                    output.topic()
+                )));
+            }
+            if output.partitions() < 1 {
+                return Err(CheckError::InvalidConfig(format!(
+                    "output topic `{}` has {} partitions; it needs at least 1",
+                    output.topic(),
+                    output.partitions()
+                )));
+            }
+        }
         if self.case_timeout.is_zero() {
             return Err(CheckError::InvalidConfig(
                 "the case timeout must be positive".into(),
@@ -344,6 +387,13 @@ where
     Fut::Output: InstanceExit,
 {
     verifier.validate()?;
+    if semantics == Semantics::ExactlyOnce && verifier.outputs.is_empty() {
+        return Err(CheckError::InvalidConfig(
+            "exactly-once is judged on output topics: declare at least one with \
+             `Verifier::output_topic`"
+                .into(),
+        ));
+    }
     runner::run(semantics, verifier.clone(), Arc::new(factory))
 }
 
@@ -365,6 +415,16 @@ where
     Fut::Output: InstanceExit,
 {
     check(Semantics::AtLeastOnce, verifier, factory)
+}
+
+/// [`check`] with [`Semantics::ExactlyOnce`].
+pub fn check_exactly_once<F, Fut>(verifier: &Verifier, factory: F) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    check(Semantics::ExactlyOnce, verifier, factory)
 }
 
 /// [`check`] with [`Semantics::AtMostOnce`].

@@ -18,7 +18,7 @@ use crate::fault::Operation;
 use crate::harness::{InstanceContext, InstanceExit, Outcome, Simulation};
 use crate::history::HistoryEvent;
 use crate::invariant::{RunRecord, Semantics, Violation};
-use crate::ledger::{Ledger, StoreEffectError};
+use crate::ledger::{Ledger, Observed, StoreEffectError};
 use crate::scenario::{Event, PublishedEvent, Scenario, StreamEvent};
 
 /// The sink name used when the consumer called no effect sink and none was declared: every
@@ -59,6 +59,9 @@ where
 {
     let mut builder = Simulation::builder();
     scenario.configure(&mut builder, &verifier.topic, &*verifier.encode);
+    for output in &verifier.outputs {
+        builder.topic(output.topic(), output.partitions());
+    }
     // Room for every pause and late join, then twice the liveness bound: a group that has
     // not caught up by then has already broken liveness.
     let latest_join = scenario
@@ -79,11 +82,20 @@ where
             .read_store(|conn| Ok(effect.observe(conn)))
             .map_err(StoreEffectError::from)
             .and_then(|observed| observed);
-        ledger.observe(effect.name(), observed.map_err(|e| e.to_string()));
+        ledger.observe(
+            effect.name(),
+            Observed::Store,
+            observed.map_err(|e| e.to_string()),
+        );
+    }
+    for output in &verifier.outputs {
+        let counts = output.observe(outcome.cluster());
+        ledger.observe(output.topic(), Observed::Topic, Ok(counts));
     }
     let sinks = if !verifier.sinks.is_empty() {
         let mut sinks = verifier.sinks.clone();
         sinks.extend(verifier.store_effects.iter().map(|e| e.name().to_string()));
+        sinks.extend(verifier.outputs.iter().map(|o| o.topic().to_string()));
         sinks
     } else if ledger.sinks().is_empty() {
         vec![NO_SINK.to_string()]
@@ -95,6 +107,7 @@ where
         history: outcome.history(),
         ledger: &ledger,
         sinks: &sinks,
+        cluster: outcome.cluster(),
     };
     let violations = verifier
         .invariants(semantics)
@@ -210,6 +223,7 @@ where
                 },
                 produced_twice: false,
                 poison: false,
+                aborted_first: false,
             })
             .collect(),
         faults: Vec::new(),
@@ -325,13 +339,15 @@ where
         }),
         Err(TestError::Abort(reason)) => Err(CheckError::Aborted(reason.to_string())),
         Err(TestError::Fail(_, minimal)) => {
-            let minimal = merge_faults(minimal, |candidate| {
+            let mut still_fails = |candidate: &Scenario| {
                 let _ = tx.send(Message::Case(candidate.clone()));
                 progress.shrink_steps.set(progress.shrink_steps.get() + 1);
                 let factory = factory.clone();
                 let run = run_scenario(semantics, verifier, candidate, move |ctx| factory(ctx))?;
                 Ok(!run.violations.is_empty())
-            })?;
+            };
+            let minimal = merge_faults(minimal, &mut still_fails)?;
+            let minimal = drop_events(minimal, &mut still_fails)?;
             let _ = tx.send(Message::Case(minimal.clone()));
             let (run, logs) = capture_logs(|| {
                 let factory = factory.clone();
@@ -356,9 +372,11 @@ where
 }
 
 /// Shrinks further where proptest, which changes one value at a time, stops: a fault that
-/// shifts the occurrence count of a later one (a failed store commit makes the retry the second
-/// commit) can only go together with that shift ([`Scenario::without_fault`]). Keeps every
-/// removal after which the scenario still fails.
+/// shifts the occurrence count of a later one can only go together with that shift. A failed
+/// store commit makes the retry the second commit ([`Scenario::without_fault`]); a crash
+/// makes every operation on the redelivered event happen a second time
+/// ([`Scenario::without_fault_and_its_redelivery`]). Keeps every removal after which the
+/// scenario still fails.
 fn merge_faults(
     mut scenario: Scenario,
     mut still_fails: impl FnMut(&Scenario) -> Result<bool, Error>,
@@ -366,19 +384,41 @@ fn merge_faults(
     'search: loop {
         for index in 0..scenario.faults.len() {
             let removed = &scenario.faults[index];
-            let shifts_another = scenario.faults.iter().any(|f| f.falls_after(removed));
+            let mut candidates = Vec::new();
             // A plain removal proptest has tried already.
-            if !shifts_another {
-                continue;
+            if scenario.faults.iter().any(|f| f.falls_after(removed)) {
+                candidates.push(scenario.without_fault(index));
             }
-            let candidate = scenario.without_fault(index);
-            if still_fails(&candidate)? {
-                scenario = candidate;
-                continue 'search;
+            let redelivered = scenario.without_fault_and_its_redelivery(index);
+            if redelivered.faults != scenario.without_fault(index).faults {
+                candidates.push(redelivered);
+            }
+            for candidate in candidates {
+                if still_fails(&candidate)? {
+                    scenario = candidate;
+                    continue 'search;
+                }
             }
         }
         return Ok(scenario);
     }
+}
+
+/// Removes the events the failure does not need. proptest deletes events only before it
+/// shrinks the faults, so an event that became superfluous later stays; this pass tries each
+/// removal again (events with a fault anchored on them stay).
+fn drop_events(
+    mut scenario: Scenario,
+    mut still_fails: impl FnMut(&Scenario) -> Result<bool, Error>,
+) -> Result<Scenario, CheckError> {
+    let mut index = 0;
+    while index < scenario.events.len() {
+        match scenario.without_event(index) {
+            Some(candidate) if still_fails(&candidate)? => scenario = candidate,
+            _ => index += 1,
+        }
+    }
+    Ok(scenario)
 }
 
 /// A `Write` into a shared buffer, for the log capture.

@@ -54,6 +54,7 @@ mod tests {
             history: &dup,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert_eq!(AtLeastOnce.check(&run), None);
         let lost = history(&[(1, "a", Performed)], HistoryEvent::Quiesced);
@@ -63,6 +64,7 @@ mod tests {
             history: &lost,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert_eq!(AtLeastOnce.check(&run).expect("violated").event_ids, ["b"]);
     }

@@ -50,6 +50,7 @@ mod tests {
             history: &h,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         let v = AtMostOnce.check(&run).expect("violated");
         assert_eq!(v.event_ids, ["a"]);

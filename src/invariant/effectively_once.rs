@@ -35,7 +35,7 @@ mod tests {
     use super::*;
     use crate::history::{EffectOutcome::*, HistoryEvent};
     use crate::invariant::test_support::*;
-    use crate::ledger::Ledger;
+    use crate::ledger::{Ledger, Observed};
 
     #[test]
     fn flags_lost_and_duplicated_events_and_ignores_deduplicated_and_failed_attempts() {
@@ -57,6 +57,7 @@ mod tests {
             history: &history,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         let v = EffectivelyOnce.check(&run).expect("violated");
         assert_eq!(v.event_ids, ["b", "c"]);
@@ -80,10 +81,12 @@ mod tests {
         let mut ledger = Ledger::from_history(&history);
         ledger.observe(
             "inbox",
+            Observed::Store,
             Ok([("a".to_string(), 1), ("b".to_string(), 2)].into()),
         );
         ledger.observe(
             "audit",
+            Observed::Store,
             Err("the query failed: no such table: audit".into()),
         );
         let sinks = ledger.sinks();
@@ -93,6 +96,7 @@ mod tests {
             history: &history,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         let v = EffectivelyOnce.check(&run).expect("violated");
         assert_eq!(

@@ -136,6 +136,7 @@ mod tests {
             history: &ok,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert_eq!(Liveness::default().check(&run), None);
         let stuck = history(
@@ -155,6 +156,7 @@ mod tests {
             history: &stuck,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         let v = Liveness::default().check(&run).expect("violated");
         assert_eq!(
@@ -178,6 +180,7 @@ mod tests {
             history: &slow,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert!(Liveness::default().check(&run).is_some());
         assert_eq!(

@@ -8,25 +8,33 @@
 mod at_least_once;
 mod at_most_once;
 mod effectively_once;
+mod exactly_once;
 mod liveness;
+mod no_aborted_read;
 mod no_phantom_effect;
+mod offsets_match_outputs;
 mod per_key_order;
 
 pub use at_least_once::AtLeastOnce;
 pub use at_most_once::AtMostOnce;
 pub use effectively_once::EffectivelyOnce;
+pub use exactly_once::ExactlyOnce;
 pub use liveness::Liveness;
+pub use no_aborted_read::NoAbortedRead;
 pub use no_phantom_effect::NoPhantomEffect;
+pub use offsets_match_outputs::OffsetsMatchOutputs;
 pub use per_key_order::PerKeyOrder;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::harness::ClusterSnapshot;
 use crate::history::History;
 use crate::ledger::Ledger;
 use crate::scenario::PublishedEvent;
 
-/// What an invariant judges: the published events, the run's history and its effect ledger.
+/// What an invariant judges: the published events, the run's history, its effect ledger and
+/// the cluster as the run left it.
 #[derive(Clone, Copy, Debug)]
 pub struct RunRecord<'a> {
     /// The events as published, poison records included.
@@ -37,6 +45,8 @@ pub struct RunRecord<'a> {
     pub ledger: &'a Ledger,
     /// The effect sinks whose effects count: each event is expected to take effect on each.
     pub sinks: &'a [String],
+    /// The topics, records and committed offsets when the run stopped.
+    pub cluster: &'a ClusterSnapshot,
 }
 
 impl RunRecord<'_> {
@@ -76,6 +86,7 @@ impl RunRecord<'_> {
             if let Some(Err(why)) = observed {
                 details.push(format!("{sink}: the final store could not be read: {why}"));
             }
+            let place = self.ledger.observed_in(&sink);
             let attempts = self.ledger.attempt_counts(&sink);
             for (event_id, n) in counts {
                 if ok(n) {
@@ -87,8 +98,8 @@ impl RunRecord<'_> {
                     duplicated += 1;
                 }
                 let times = if n == 1 { "" } else { "s" };
-                let evidence = if observed.is_some() {
-                    format!("{event_id}: {sink} is in the final store {n} time{times}")
+                let evidence = if let Some(place) = place {
+                    place.evidence(&sink, &event_id, n)
                 } else {
                     let tried = attempts.get(&event_id).copied().unwrap_or(0);
                     format!(
@@ -155,23 +166,34 @@ pub enum Semantics {
     AtLeastOnce,
     /// Each event's effect happens at most once: nothing duplicated; losses allowed.
     AtMostOnce,
+    /// A consume-transform-produce pipeline: each input event's outputs are committed exactly
+    /// once on every output topic, with the input offsets committed if and only if the outputs
+    /// are. Needs at least one [`OutputTopic`](crate::OutputTopic).
+    ExactlyOnce,
 }
 
 impl Semantics {
-    /// The invariants checked for this semantic: the delivery property itself, no phantom
-    /// effect, and liveness (the group gets to the end of the input; checked first, so a
-    /// wedged consumer is reported as such rather than as a loss).
+    /// The invariants checked for this semantic: liveness (the group gets to the end of the
+    /// input; checked first, so a wedged consumer is reported as such rather than as a loss),
+    /// the delivery property itself, no phantom effect, no aborted read, and for
+    /// [`ExactlyOnce`](Semantics::ExactlyOnce) offsets that match the outputs.
     pub fn invariants(self) -> Vec<Box<dyn Invariant>> {
         let delivery: Box<dyn Invariant> = match self {
             Semantics::EffectivelyOnce => Box::new(EffectivelyOnce),
             Semantics::AtLeastOnce => Box::new(AtLeastOnce),
             Semantics::AtMostOnce => Box::new(AtMostOnce),
+            Semantics::ExactlyOnce => Box::new(ExactlyOnce),
         };
-        vec![
+        let mut all: Vec<Box<dyn Invariant>> = vec![
             Box::new(Liveness::default()),
             delivery,
             Box::new(NoPhantomEffect),
-        ]
+            Box::new(NoAbortedRead),
+        ];
+        if self == Semantics::ExactlyOnce {
+            all.push(Box::new(OffsetsMatchOutputs));
+        }
+        all
     }
 }
 
@@ -181,6 +203,7 @@ impl fmt::Display for Semantics {
             Semantics::EffectivelyOnce => "effectively-once",
             Semantics::AtLeastOnce => "at-least-once",
             Semantics::AtMostOnce => "at-most-once",
+            Semantics::ExactlyOnce => "exactly-once",
         })
     }
 }
@@ -188,6 +211,8 @@ impl fmt::Display for Semantics {
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::time::Duration;
+
+    pub use crate::harness::ClusterSnapshot;
 
     use crate::history::{
         EffectOutcome, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId,
@@ -206,6 +231,7 @@ pub(crate) mod test_support {
                     partition: 0,
                     offset: i as i64,
                 }],
+                aborted: None,
                 poison: false,
             })
             .collect()

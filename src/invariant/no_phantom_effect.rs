@@ -36,12 +36,10 @@ impl Invariant for NoPhantomEffect {
             let Some(Ok(counts)) = run.ledger.observed(&sink) else {
                 continue;
             };
+            let place = run.ledger.observed_in(&sink).expect("observed");
             for (event_id, n) in counts {
                 if !known.contains(event_id.as_str()) {
-                    phantom(
-                        event_id,
-                        format!("{sink}({event_id}) is in the final store {n} time(s)"),
-                    );
+                    phantom(event_id, place.evidence(&sink, event_id, *n));
                 }
             }
         }
@@ -66,7 +64,7 @@ mod tests {
     use super::*;
     use crate::history::{EffectOutcome::*, HistoryEvent};
     use crate::invariant::test_support::*;
-    use crate::ledger::Ledger;
+    use crate::ledger::{Ledger, Observed};
 
     #[test]
     fn flags_effects_for_unknown_event_ids_only_when_they_took_effect() {
@@ -77,15 +75,20 @@ mod tests {
             HistoryEvent::Quiesced,
         );
         let mut ledger = Ledger::from_history(&h);
-        ledger.observe("inbox", Ok([("a".into(), 1), ("y".into(), 1)].into()));
+        ledger.observe(
+            "inbox",
+            Observed::Store,
+            Ok([("a".into(), 1), ("y".into(), 1)].into()),
+        );
         let run = RunRecord {
             published: &published,
             history: &h,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         let v = NoPhantomEffect.check(&run).expect("violated");
         assert_eq!(v.event_ids, ["x", "y"]);
-        assert_eq!(v.details[1], "inbox(y) is in the final store 1 time(s)");
+        assert_eq!(v.details[1], "y: inbox is in the final store 1 time");
     }
 }

@@ -89,6 +89,7 @@ mod tests {
             history: &ok,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert_eq!(PerKeyOrder.check(&run), None);
         let bad = history(
@@ -101,6 +102,7 @@ mod tests {
             history: &bad,
             ledger: &ledger,
             sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
         };
         assert_eq!(
             PerKeyOrder.check(&run).expect("violated").event_ids,

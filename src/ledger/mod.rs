@@ -12,6 +12,9 @@ mod store_effect;
 pub use sqlite::SqliteLedger;
 pub use store_effect::{StoreEffect, StoreEffectError};
 
+mod output_topic;
+pub use output_topic::OutputTopic;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -60,12 +63,41 @@ impl fmt::Display for EffectRecord {
     }
 }
 
-/// Every effect attempt of a run, in order, and the effects observed in the final state of the
-/// durable store.
+/// Where an observed effect was read: what a run left behind, rather than calls it made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observed {
+    /// Rows of the consumer's durable store ([`StoreEffect`]).
+    Store,
+    /// Records of an output topic, as a `read_committed` consumer reads them.
+    Topic,
+}
+
+impl Observed {
+    /// One line of evidence: `event_id`'s effect on `sink` is there `n` times.
+    pub fn evidence(self, sink: &str, event_id: &str, n: usize) -> String {
+        let s = if n == 1 { "" } else { "s" };
+        match self {
+            Observed::Store => format!("{event_id}: {sink} is in the final store {n} time{s}"),
+            Observed::Topic => {
+                format!("{event_id}: output topic {sink} holds {n} committed record{s} for it")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Observation {
+    place: Observed,
+    counts: Result<BTreeMap<String, usize>, String>,
+}
+
+/// Every effect attempt of a run, in order, and the effects observed in what the run left
+/// behind: the durable store's final state, the output topics' committed records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     records: Vec<EffectRecord>,
-    observed: BTreeMap<String, Result<BTreeMap<String, usize>, String>>,
+    observed: BTreeMap<String, Observation>,
 }
 
 impl Ledger {
@@ -77,23 +109,30 @@ impl Ledger {
         }
     }
 
-    /// Records what a [`StoreEffect`] observed: how many times each event's effect is present
-    /// in the final store (or why it could not be read). The observation replaces the call
-    /// records as the measure of `sink`'s effects.
+    /// Records what was observed of `sink` in `place`: how many times each event's effect is
+    /// present (or why it could not be read). The observation replaces the call records as the
+    /// measure of `sink`'s effects.
     pub fn observe(
         &mut self,
         sink: impl Into<String>,
-        observed: Result<BTreeMap<String, usize>, String>,
+        place: Observed,
+        counts: Result<BTreeMap<String, usize>, String>,
     ) {
-        self.observed.insert(sink.into(), observed);
+        self.observed
+            .insert(sink.into(), Observation { place, counts });
     }
 
-    /// What was observed of `sink` in the final store, if it is a store effect: the counts, or
-    /// why they could not be read.
+    /// What was observed of `sink`, if it is an observed effect: the counts, or why they could
+    /// not be read.
     pub fn observed(&self, sink: &str) -> Option<Result<&BTreeMap<String, usize>, &str>> {
         self.observed
             .get(sink)
-            .map(|o| o.as_ref().map_err(String::as_str))
+            .map(|o| o.counts.as_ref().map_err(String::as_str))
+    }
+
+    /// Where `sink`'s effects were observed, if they were.
+    pub fn observed_in(&self, sink: &str) -> Option<Observed> {
+        self.observed.get(sink).map(|o| o.place)
     }
 
     /// The effect attempts of a simulated run, with each instance's group generation.
@@ -148,7 +187,7 @@ impl Ledger {
     /// store could not be read).
     pub fn effective_counts(&self, sink: &str) -> BTreeMap<String, usize> {
         if let Some(observed) = self.observed.get(sink) {
-            return observed.clone().unwrap_or_default();
+            return observed.counts.clone().unwrap_or_default();
         }
         let mut counts = BTreeMap::new();
         for r in self.for_sink(sink) {

@@ -58,6 +58,11 @@ pub struct StreamEvent {
     /// Published with [`POISON_PAYLOAD`] instead of its payload: a record no consumer can
     /// process. It expects no effect, but the group must get past it.
     pub poison: bool,
+    /// Published by a transactional upstream producer whose first transaction aborted: the
+    /// aborted record and its marker stay in the log, then the event is published again in a
+    /// transaction that commits (record and marker). Only `read_uncommitted` consumers see the
+    /// aborted copy.
+    pub aborted_first: bool,
 }
 
 /// A fault anchored to the stream: `fault` fires on the `occurrence`-th `operation` performed
@@ -118,8 +123,10 @@ pub struct PublishedEvent {
     pub event_id: String,
     /// The record key.
     pub key: String,
-    /// The copies' positions, in order (two for an event produced twice).
+    /// The committed copies' positions, in order (two for an event produced twice).
     pub positions: Vec<RecordPosition>,
+    /// Where the copy of an aborted upstream transaction landed, if there is one.
+    pub aborted: Option<RecordPosition>,
     /// Whether the record is a poison record.
     pub poison: bool,
 }
@@ -127,7 +134,7 @@ pub struct PublishedEvent {
 impl Scenario {
     /// Where each event lands when published to `topic`: keyed records go to the partition
     /// librdkafka's default `consistent_random` partitioner picks (CRC-32 of the key), at the
-    /// next offset of that partition.
+    /// next offset of that partition (transaction markers take an offset each).
     pub fn published(&self, topic: &str) -> Vec<PublishedEvent> {
         let partitions = self.partitions.max(1);
         let mut next = vec![0i64; partitions as usize];
@@ -135,22 +142,25 @@ impl Scenario {
             .iter()
             .map(|e| {
                 let partition = (crc32(e.event.key.as_bytes()) % partitions as u32) as i32;
+                let next = &mut next[partition as usize];
+                // A record, and its transaction's marker if it has one.
+                let mut append = |transactional: bool| {
+                    let offset = *next;
+                    *next += if transactional { 2 } else { 1 };
+                    RecordPosition {
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                    }
+                };
+                let aborted = e.aborted_first.then(|| append(true));
                 let copies = if e.produced_twice { 2 } else { 1 };
-                let positions = (0..copies)
-                    .map(|_| {
-                        let offset = next[partition as usize];
-                        next[partition as usize] += 1;
-                        RecordPosition {
-                            topic: topic.to_string(),
-                            partition,
-                            offset,
-                        }
-                    })
-                    .collect();
+                let positions = (0..copies).map(|_| append(e.aborted_first)).collect();
                 PublishedEvent {
                     event_id: e.event.event_id.clone(),
                     key: e.event.key.clone(),
                     positions,
+                    aborted,
                     poison: e.poison,
                 }
             })
@@ -200,13 +210,22 @@ impl Scenario {
             } else {
                 encode(&e.event)
             };
+            let record = |at: &RecordPosition| {
+                InputRecord::new(topic)
+                    .key(e.event.key.clone())
+                    .partition(at.partition)
+                    .payload(payload.clone())
+            };
+            if let Some(at) = &published.aborted {
+                builder.produce(record(at).in_transaction(false));
+            }
             for at in &published.positions {
-                builder.produce(
-                    InputRecord::new(topic)
-                        .key(e.event.key.clone())
-                        .partition(at.partition)
-                        .payload(payload.clone()),
-                );
+                let copy = record(at);
+                builder.produce(if e.aborted_first {
+                    copy.in_transaction(true)
+                } else {
+                    copy
+                });
             }
         }
     }
@@ -226,6 +245,39 @@ impl Scenario {
             }
         }
         scenario
+    }
+
+    /// The scenario without fault `index`, every later occurrence anchored on the same event
+    /// (whatever its operation) moved one earlier: removing a crash removes a redelivery, and
+    /// with it one occurrence of every operation on the redelivered event.
+    pub fn without_fault_and_its_redelivery(&self, index: usize) -> Scenario {
+        let mut scenario = self.clone();
+        if index >= scenario.faults.len() {
+            return scenario;
+        }
+        let removed = scenario.faults.remove(index);
+        for fault in &mut scenario.faults {
+            if fault.event == removed.event && fault.occurrence > 1 {
+                fault.occurrence -= 1;
+            }
+        }
+        scenario
+    }
+
+    /// The scenario without event `index` (the other events keep their ids), or `None` if a
+    /// fault is anchored on it.
+    pub fn without_event(&self, index: usize) -> Option<Scenario> {
+        if index >= self.events.len() || self.faults.iter().any(|f| f.event == index) {
+            return None;
+        }
+        let mut scenario = self.clone();
+        scenario.events.remove(index);
+        for fault in &mut scenario.faults {
+            if fault.event > index {
+                fault.event -= 1;
+            }
+        }
+        Some(scenario)
     }
 
     /// How much virtual time the scenario's pauses add up to.
@@ -269,6 +321,13 @@ impl fmt::Display for Scenario {
         writeln!(f, "events ({}):", self.events.len())?;
         for (e, p) in self.events.iter().zip(self.published(topic)) {
             write!(f, "  {}  key={}  ", e.event.event_id, e.event.key)?;
+            if let Some(at) = &p.aborted {
+                write!(
+                    f,
+                    "partition {} offset {} (ABORTED upstream transaction), then ",
+                    at.partition, at.offset
+                )?;
+            }
             for (i, at) in p.positions.iter().enumerate() {
                 if i > 0 {
                     f.write_str(", ")?;
@@ -312,7 +371,51 @@ mod tests {
             },
             produced_twice: false,
             poison: false,
+            aborted_first: false,
         }
+    }
+
+    #[test]
+    fn an_aborted_first_copy_and_the_markers_take_offsets_where_the_simulator_puts_them() {
+        let mut aborted = event(1, "k");
+        aborted.aborted_first = true;
+        let scenario = Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: vec![],
+            events: vec![event(0, "k"), aborted, event(2, "k")],
+            faults: vec![],
+        };
+        let published = scenario.published("t");
+        let at = |offset| RecordPosition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        };
+        assert_eq!(published[1].aborted, Some(at(1)));
+        assert_eq!(published[1].positions, [at(3)]);
+        assert_eq!(published[2].positions, [at(5)]);
+        let mut builder = crate::Simulation::builder();
+        scenario.configure(&mut builder, "t", &Event::to_json);
+        let outcome = builder.build().unwrap().run(|_| async {}).unwrap();
+        let log: Vec<(bool, bool)> = outcome
+            .cluster()
+            .records("t", 0)
+            .iter()
+            .map(|r| (r.control, r.aborted))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                (false, false),
+                (false, true),
+                (true, false),
+                (false, false),
+                (true, false),
+                (false, false)
+            ]
+        );
     }
 
     #[test]

@@ -31,9 +31,11 @@ pub enum FaultKind {
     /// commit: after `recv` with the message in flight, between the effect and the commit,
     /// between the commit and the effect, between the effect and a dedup mark.
     Crash,
-    /// An offset commit fails definitely (nothing committed, an error returned).
+    /// An offset commit or `commit_transaction` fails definitely (nothing committed, an error
+    /// returned; for a transaction, librdkafka's abortable timeout).
     CommitFailure,
-    /// An offset commit is applied but reported failed.
+    /// An offset commit or `commit_transaction` is applied but reported failed (an ambiguous
+    /// EndTxn: the transaction committed, the application is told to abort).
     AmbiguousCommit,
     /// An effect fails definitely (nothing happened, an error returned).
     EffectFailure,
@@ -60,14 +62,27 @@ pub enum FaultKind {
     /// The acknowledgement of one of the consumer's own produce requests is lost, so
     /// librdkafka retries it.
     LostAck,
+    /// The process freezes for 60 s while producing, in the middle of its transaction: its
+    /// session times out and its partitions move on, and it wakes up a zombie that carries on
+    /// with its transaction.
+    Zombie,
+    /// A produce call takes 70 s while the process stays alive: the open transaction outlives
+    /// `transaction.timeout.ms` (60 s), the coordinator aborts it and fences the producer.
+    TransactionTimeout,
+    /// The input is written by a transactional upstream producer whose transaction aborts
+    /// before it publishes the event again: the aborted copy stays in the log, where a
+    /// `read_uncommitted` consumer reads it.
+    AbortedUpstream,
 }
 
 impl FaultKind {
     /// The kinds a [`ScenarioSpace`] uses by default: every kind but
     /// [`ProducerDuplicate`](FaultKind::ProducerDuplicate), since producers are idempotent by
-    /// default (Kafka 3.0+ clients; librdkafka with `enable.idempotence=true`). Enable it when
-    /// the upstream producer is not, or republishes events.
-    pub const DEFAULT: [FaultKind; 12] = [
+    /// default (Kafka 3.0+ clients; librdkafka with `enable.idempotence=true`), and
+    /// [`AbortedUpstream`](FaultKind::AbortedUpstream), since most upstream producers are not
+    /// transactional. Enable them when the upstream producer is not idempotent, or republishes
+    /// events, or writes in transactions.
+    pub const DEFAULT: [FaultKind; 14] = [
         FaultKind::Crash,
         FaultKind::CommitFailure,
         FaultKind::AmbiguousCommit,
@@ -80,10 +95,12 @@ impl FaultKind {
         FaultKind::PoisonRecord,
         FaultKind::LateJoin,
         FaultKind::LostAck,
+        FaultKind::Zombie,
+        FaultKind::TransactionTimeout,
     ];
 
     /// Every kind.
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Crash,
         FaultKind::CommitFailure,
         FaultKind::AmbiguousCommit,
@@ -97,13 +114,16 @@ impl FaultKind {
         FaultKind::PoisonRecord,
         FaultKind::LateJoin,
         FaultKind::LostAck,
+        FaultKind::Zombie,
+        FaultKind::TransactionTimeout,
+        FaultKind::AbortedUpstream,
     ];
 
     /// The `(operations, faults)` pairs this kind injects at interception points; empty for
     /// the kinds that shape the stream or the group instead.
     fn injections(self) -> Vec<(Operation, Fault)> {
         use Operation::*;
-        const COMMITS: [Operation; 3] = [CommitMessage, Commit, AutoCommit];
+        const COMMITS: [Operation; 4] = [CommitMessage, Commit, AutoCommit, CommitTransaction];
         fn on(ops: &[Operation], fault: Fault) -> impl Iterator<Item = (Operation, Fault)> + '_ {
             ops.iter().map(move |op| (*op, fault))
         }
@@ -128,9 +148,12 @@ impl FaultKind {
             )
             .collect(),
             FaultKind::LostAck => vec![(Send, Fault::LoseAck)],
-            FaultKind::ProducerDuplicate | FaultKind::PoisonRecord | FaultKind::LateJoin => {
-                Vec::new()
-            }
+            FaultKind::Zombie => vec![(Send, Fault::Freeze(Duration::from_secs(60)))],
+            FaultKind::TransactionTimeout => vec![(Send, Fault::Stall(Duration::from_secs(70)))],
+            FaultKind::ProducerDuplicate
+            | FaultKind::PoisonRecord
+            | FaultKind::LateJoin
+            | FaultKind::AbortedUpstream => Vec::new(),
         }
     }
 }
@@ -151,6 +174,9 @@ impl fmt::Display for FaultKind {
             FaultKind::PoisonRecord => "poison record",
             FaultKind::LateJoin => "late join",
             FaultKind::LostAck => "lost ack",
+            FaultKind::Zombie => "zombie",
+            FaultKind::TransactionTimeout => "transaction timeout",
+            FaultKind::AbortedUpstream => "aborted upstream transaction",
         })
     }
 }
@@ -300,6 +326,18 @@ impl ScenarioSpace {
             prop::bool::weighted(twice_weight),
             prop::bool::weighted(poison_weight),
         );
+        // Drawn only when enabled, so that the other kinds' cases stay what they were.
+        let event: BoxedStrategy<_> = if has(FaultKind::AbortedUpstream) {
+            (event, prop::bool::weighted(0.2))
+                .prop_map(|((key, payload, twice, poison), aborted)| {
+                    (key, payload, twice, poison, aborted)
+                })
+                .boxed()
+        } else {
+            event
+                .prop_map(|(key, payload, twice, poison)| (key, payload, twice, poison, false))
+                .boxed()
+        };
         let events = prop::collection::vec(event, self.events.clone());
         let injections: Vec<(Operation, Fault)> = self
             .kinds
@@ -350,15 +388,18 @@ impl ScenarioSpace {
                 let events: Vec<StreamEvent> = events
                     .into_iter()
                     .enumerate()
-                    .map(|(n, (key, payload, produced_twice, poison))| StreamEvent {
-                        event: Event {
-                            event_id: format!("evt-{n}"),
-                            key: format!("k{key}"),
-                            payload,
+                    .map(
+                        |(n, (key, payload, produced_twice, poison, aborted_first))| StreamEvent {
+                            event: Event {
+                                event_id: format!("evt-{n}"),
+                                key: format!("k{key}"),
+                                payload,
+                            },
+                            produced_twice,
+                            poison,
+                            aborted_first,
                         },
-                        produced_twice,
-                        poison,
-                    })
+                    )
                     .collect();
                 let faults = faults
                     .into_iter()
@@ -443,6 +484,6 @@ mod tests {
             (1, 0, 0)
         );
         assert_eq!((s.partitions, s.instances, s.seed), (1, 1, 0));
-        assert!(!s.events[0].produced_twice && !s.events[0].poison);
+        assert!(!s.events[0].produced_twice && !s.events[0].poison && !s.events[0].aborted_first);
     }
 }

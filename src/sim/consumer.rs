@@ -13,7 +13,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::config::{ConsumerSettings, OffsetReset};
+use super::config::{ConsumerSettings, IsolationLevel, OffsetReset};
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
 use super::{ClientId, Crashed, Shared, World, crashed, dead_error};
@@ -472,6 +472,7 @@ impl World {
             HistoryEvent::Delivered {
                 position: position.clone(),
                 key,
+                read_committed: isolation == IsolationLevel::ReadCommitted,
             },
         );
         if injection.crash_after {

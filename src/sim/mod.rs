@@ -279,6 +279,7 @@ impl World {
         partition: Option<i32>,
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
+        transaction: Option<bool>,
     ) -> Result<RecordPosition, crate::Error> {
         let partitions = self
             .partitions_of(topic)
@@ -302,19 +303,24 @@ impl World {
         let key_text = key
             .as_ref()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        let offset = self
+        let producer_id = transaction.map(|_| self.next_producer_id());
+        let log = &mut self
             .topics
             .get_mut(topic)
             .expect("checked above")
-            .partitions[partition as usize]
-            .append(StoredRecord {
-                kind: RecordKind::Data,
-                transaction: None,
-                key,
-                payload,
-                headers: Vec::new(),
-                timestamp,
-            });
+            .partitions[partition as usize];
+        let offset = log.append(StoredRecord {
+            kind: RecordKind::Data,
+            transaction: producer_id,
+            key,
+            payload,
+            headers: Vec::new(),
+            timestamp,
+        });
+        if let (Some(producer_id), Some(commit)) = (producer_id, transaction) {
+            log.note_transactional_write(producer_id, offset);
+            log.end_transaction(producer_id, commit, timestamp);
+        }
         let position = TopicPartition::new(topic, partition).at(offset);
         self.record(
             None,
@@ -324,6 +330,16 @@ impl World {
                 retry: false,
             },
         );
+        if transaction == Some(false) {
+            self.record(
+                None,
+                HistoryEvent::TransactionAborted {
+                    transactional_id: "upstream".into(),
+                    partitions: vec![position.topic_partition()],
+                    reason: "the upstream producer aborted it".into(),
+                },
+            );
+        }
         Ok(position)
     }
 
@@ -736,10 +752,13 @@ impl World {
     }
 
     /// True when nothing is left to do: every running instance waits in `recv` on consumers
-    /// that have nothing to fetch and nothing uncommitted; no rebalance, commit or thaw is
-    /// pending; partitions that no live consumer owns are committed to their end.
+    /// that have nothing to fetch and nothing uncommitted; no rebalance, commit, thaw or open
+    /// transaction is pending; partitions that no live consumer owns are committed to their end.
     pub(crate) fn idle(&self) -> bool {
+        // An open transaction still has to commit, abort or time out: its outcome decides
+        // what read_committed readers see.
         if !self.async_commits.is_empty()
+            || self.next_transaction_timeout().is_some()
             || self.instances.values().any(|i| i.frozen_until.is_some())
             || self
                 .groups

@@ -450,7 +450,6 @@ impl SimProducer {
             .and_then(|p| p.txn.as_ref())
             .map(|t| t.id.clone());
         drop(world);
-        let result = result.map_err(kafka_error);
         if let Err(error) = &result {
             self.shared.lock().record(
                 Some(self.incarnation),
@@ -461,6 +460,7 @@ impl SimProducer {
                 },
             );
         }
+        let result = result.map_err(kafka_error);
         if injection.crash_after {
             self.shared
                 .lock()
@@ -507,7 +507,12 @@ impl KafkaProducer for SimProducer {
         metadata: &GroupMetadata,
         _timeout: T,
     ) -> KafkaResult<()> {
-        let GroupMetadataRepr::Simulated { group, .. } = &metadata.0 else {
+        let GroupMetadataRepr::Simulated {
+            group,
+            generation,
+            member,
+        } = &metadata.0
+        else {
             return Err(foreign_group_metadata());
         };
         let mut list = Vec::new();
@@ -522,7 +527,7 @@ impl KafkaProducer for SimProducer {
             }
         }
         self.transactional_call(Operation::SendOffsetsToTransaction, |world, client, _| {
-            world.txn_send_offsets(client, group, &list)
+            world.txn_send_offsets(client, group, (member.as_deref(), *generation), &list)
         })
     }
 

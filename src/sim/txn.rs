@@ -200,15 +200,30 @@ impl World {
         Some(producer_id)
     }
 
+    /// Adds offsets to the open transaction. As Kafka 2.5+ does (KIP-447), the coordinator
+    /// checks the consumer's group metadata: a consumer removed from the group, or one of an
+    /// older generation, is a zombie, and its transaction must abort.
     pub(crate) fn txn_send_offsets(
         &mut self,
         client: ClientId,
         group: &str,
+        consumer: (Option<&str>, i32),
         offsets: &[(TopicPartition, i64)],
     ) -> Result<(), TxnError> {
         self.txn_check(client, TxnPhase::InTransaction, true)?;
         if self.fenced(client) {
             return Err(TxnError::Fenced);
+        }
+        let (member, generation) = consumer;
+        // Metadata without a generation (a consumer that never joined) is not checked.
+        let stale = generation >= 0
+            && self
+                .groups
+                .get(group)
+                .is_some_and(|g| g.check_commit(member, generation).is_err());
+        if stale {
+            self.txn_client(client).expect("checked").abortable = Some(TxnError::StaleGeneration);
+            return Err(TxnError::StaleGeneration);
         }
         let (_, open) = self.open_txn(client).expect("checked");
         for (tp, offset) in offsets {

@@ -12,10 +12,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// A transactional failure the simulator reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +31,9 @@ pub(crate) enum TxnError {
     /// `commit_transaction` timed out (abortable: the application must abort; whether the
     /// commit was applied is unknown).
     CommitTimedOut,
+    /// `send_offsets_to_transaction` with the group metadata of a consumer that is no longer
+    /// in the group's current generation (KIP-447's zombie fencing; abortable).
+    StaleGeneration,
     /// A transactional call outside the state it needs (before `init_transactions`, without
     /// an open transaction, `begin_transaction` twice).
     State(TxnPhase),
@@ -43,6 +48,24 @@ pub(crate) enum TxnPhase {
     Ready,
     /// A transaction is open.
     InTransaction,
+}
+
+impl std::fmt::Display for TxnError {
+    /// A stable description for the history (librdkafka's messages name the probe's broker
+    /// address, which differs between processes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxnError::Fenced => f.write_str("producer fenced (fatal)"),
+            TxnError::InvalidTxnState => f.write_str("invalid transaction state (fatal)"),
+            TxnError::CommitTimedOut => {
+                f.write_str("commit timed out (abortable; the outcome is unknown)")
+            }
+            TxnError::StaleGeneration => f.write_str(
+                "the consumer's group generation is stale: illegal generation (abortable)",
+            ),
+            TxnError::State(phase) => write!(f, "operation not valid in state {phase:?}"),
+        }
+    }
 }
 
 fn captured() -> &'static Mutex<BTreeMap<TxnError, KafkaError>> {
@@ -74,6 +97,7 @@ fn stand_in(error: TxnError) -> KafkaError {
         TxnError::Fenced => RDKafkaErrorCode::Fenced,
         TxnError::InvalidTxnState => RDKafkaErrorCode::InvalidTransactionalState,
         TxnError::CommitTimedOut => RDKafkaErrorCode::RequestTimedOut,
+        TxnError::StaleGeneration => RDKafkaErrorCode::IllegalGeneration,
         TxnError::State(_) => RDKafkaErrorCode::State,
     })
 }
@@ -118,11 +142,35 @@ fn capture(error: TxnError) -> Result<KafkaError, String> {
         .send(BaseRecord::<(), str>::to("effectively-once-probe").payload("probe"))
         .map_err(|(e, _)| e.to_string())?;
     producer.flush(TIMEOUT).map_err(|e| e.to_string())?;
+    if error == TxnError::StaleGeneration {
+        // A consumer that has not joined yet: its metadata carries the group id only.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "effectively-once-probe")
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let metadata = consumer
+            .group_metadata()
+            .ok_or("the probe consumer has no group metadata")?;
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("effectively-once-probe", 0, Offset::Offset(1))
+            .map_err(|e| e.to_string())?;
+        mock.request_errors(
+            RDKafkaApiKey::TxnOffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; 8],
+        );
+        return producer
+            .send_offsets_to_transaction(&offsets, &metadata, TIMEOUT)
+            .err()
+            .ok_or_else(|| unexpected("send_offsets_to_transaction on ILLEGAL_GENERATION"));
+    }
     let code = match error {
         TxnError::Fenced => RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
         TxnError::InvalidTxnState => RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
         TxnError::CommitTimedOut => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-        TxnError::State(_) => unreachable!("handled above"),
+        TxnError::State(_) | TxnError::StaleGeneration => unreachable!("handled above"),
     };
     // librdkafka retries some errors: answer every attempt with the same one.
     mock.request_errors(RDKafkaApiKey::EndTxn, &[code; 8]);
@@ -156,6 +204,10 @@ mod tests {
         assert_eq!(
             flags(TxnError::CommitTimedOut),
             (RDKafkaErrorCode::RequestTimedOut, false, true)
+        );
+        assert_eq!(
+            flags(TxnError::StaleGeneration),
+            (RDKafkaErrorCode::IllegalGeneration, false, true)
         );
         for phase in [TxnPhase::Init, TxnPhase::Ready, TxnPhase::InTransaction] {
             assert_eq!(

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, InstanceContext, KafkaConsumer,
-    KafkaProducer, Operation, Outcome, Simulation, SimulationBuilder,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, GroupMetadata, HistoryEvent, InstanceContext,
+    KafkaConsumer, KafkaProducer, Operation, Outcome, Simulation, SimulationBuilder,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -369,4 +369,78 @@ fn transactional_calls_out_of_order_are_librdkafka_state_errors() {
             "begin twice: (State, false, false) Transaction error: Operation not valid in state InTransaction",
         ]
     );
+}
+
+#[test]
+fn offsets_from_a_consumer_of_an_older_generation_are_refused_and_the_transaction_must_abort() {
+    // KIP-447 (Kafka 2.5+): the coordinator checks the consumer's group metadata, so a zombie
+    // whose partitions moved on cannot commit its transaction.
+    let notes = Notes::default();
+    let n = notes.clone();
+    let mut b = builder(1, 3);
+    b.topic(OUT, 1).faults(FaultSchedule::new().with(
+        Anchor::on(Operation::Recv).occurrence(2),
+        Fault::Freeze(secs(30)),
+    ));
+    let outcome = b
+        .build()
+        .unwrap()
+        .run(move |ctx| {
+            let n = n.clone();
+            async move {
+                let consumer = ctx.create_consumer(&manual_commit(GROUP)).unwrap();
+                consumer.subscribe(&[TOPIC]).unwrap();
+                consumer.recv().await.unwrap();
+                let before = consumer.group_metadata().unwrap();
+                // Frozen for 30 s: the session times out and the member is removed; the
+                // record is delivered all the same, and the consumer learns on its next poll.
+                consumer.recv().await.unwrap();
+                let p = ctx.create_producer(&transactional("tx")).unwrap();
+                p.init_transactions(T).unwrap();
+                let attempt = |label: &'static str, metadata: GroupMetadata, next: i64| {
+                    let (p, n) = (&p, n.clone());
+                    async move {
+                        let mut offsets = TopicPartitionList::new();
+                        offsets
+                            .add_partition_offset(TOPIC, 0, Offset::Offset(next))
+                            .unwrap();
+                        p.begin_transaction().unwrap();
+                        send(p, label).await.unwrap();
+                        match p.send_offsets_to_transaction(&offsets, &metadata, T) {
+                            Ok(()) => {
+                                p.commit_transaction(T).unwrap();
+                                n.push(format!("{label}: committed at {next}"));
+                            }
+                            Err(e) => {
+                                n.push(format!("{label}: {:?}", code(&e)));
+                                p.abort_transaction(T).unwrap();
+                            }
+                        }
+                    }
+                };
+                attempt("zombie", before, 2).await;
+                // The next poll rejoins; the group starts over from the committed offset.
+                let m = consumer.recv().await.unwrap();
+                let fresh = consumer.group_metadata().unwrap();
+                attempt("rejoined", fresh, m.offset() + 1).await;
+            }
+        })
+        .unwrap();
+    show(&outcome);
+    assert_eq!(
+        notes.all(),
+        [
+            "zombie: (IllegalGeneration, false, true)",
+            "rejoined: committed at 1"
+        ]
+    );
+    let aborted: Vec<bool> = outcome
+        .cluster()
+        .records(OUT, 0)
+        .iter()
+        .filter(|r| !r.control)
+        .map(|r| r.aborted)
+        .collect();
+    assert_eq!(aborted, [true, false]);
+    assert_eq!(outcome.cluster().committed_offset(GROUP, TOPIC, 0), Some(1));
 }

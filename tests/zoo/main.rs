@@ -3,4 +3,6 @@
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
 
+mod pipelines;
+mod support;
 mod verdicts;

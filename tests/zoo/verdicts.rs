@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use effectively_once::{
-    CheckError, Counterexample, FaultKind, InstanceContext, Passed, Verifier, check_at_least_once,
-    check_at_most_once, check_effectively_once,
+    CheckError, FaultKind, InstanceContext, check_at_least_once, check_at_most_once,
+    check_effectively_once,
 };
 
+use crate::support::*;
+
 use crate::fixtures::dedup_same_transaction::{self, INBOX, INBOX_QUERY, Mark};
-use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
+use crate::fixtures::notification::{BoxError, EMAIL};
 use crate::fixtures::poison_hangs::{self, Retry};
 use crate::fixtures::state_check::{self, NOTIFIED, NOTIFIED_QUERY, Transition};
 use crate::fixtures::upsert_natural_key::{self, TASK_ROW, TASK_ROW_QUERY, Write};
@@ -18,72 +20,6 @@ use crate::fixtures::{
     auto_commit, commit_after, commit_before, dedup_after_effect, idempotency_key, poison_panics,
     store_consumer,
 };
-
-/// The default verifier, pointed at the notification service's topic and payload; it does not
-/// save failures (these tests expect them).
-fn notification_verifier() -> Verifier {
-    let mut v = Verifier::default();
-    v.topic(TOPIC)
-        .encode(notification::encode)
-        .persist_failures(false);
-    v
-}
-
-/// Effects counted on the email sink.
-fn verifier() -> Verifier {
-    let mut v = notification_verifier();
-    v.effect_sink(EMAIL);
-    v
-}
-
-/// Effects read off the durable store with `query`.
-fn store_verifier(effect: &str, query: &str) -> Verifier {
-    let mut v = notification_verifier();
-    v.store_effect(effect, query);
-    v
-}
-
-fn counterexample(result: Result<Passed, CheckError>) -> Box<Counterexample> {
-    match result {
-        Err(CheckError::Violated(c)) => c,
-        other => panic!("expected a counterexample, got {other:?}"),
-    }
-}
-
-/// Compares the report with its snapshot.
-fn snapshot(name: &str, report: &str) {
-    let path = format!(
-        "{}/tests/zoo/snapshots/{name}.txt",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(format!(
-            "{}/tests/zoo/snapshots",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        std::fs::write(&path, report).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}; run with UPDATE_SNAPSHOTS=1 to create it"));
-    assert!(
-        expected == report,
-        "the report differs from {path} (UPDATE_SNAPSHOTS=1 rewrites it):\n{report}"
-    );
-}
-
-/// The minimal scenario is one event and one fault, and the violation names that event.
-fn assert_single_window(c: &Counterexample, invariant: &str, marker: &str) {
-    assert_eq!(c.violation().invariant, invariant, "{c}");
-    assert_eq!(
-        (c.scenario.events.len(), c.scenario.faults.len()),
-        (1, 1),
-        "minimal: {c}"
-    );
-    assert_eq!(c.violation().event_ids, ["evt-0"], "{c}");
-    assert!(c.violation().details[0].ends_with(marker), "{c}");
-}
 
 async fn commit_after_service(ctx: InstanceContext) -> Result<(), BoxError> {
     let consumer = ctx.create_consumer(&commit_after::config())?;
@@ -196,18 +132,6 @@ fn a_dedup_mark_written_after_the_effect_duplicates_when_a_crash_falls_between_t
     ));
     assert_single_window(&c, "effectively-once", "DUPLICATED");
     snapshot("dedup_after_effect", &c.to_string());
-}
-
-/// Passes `cases` cases with every fault kind (producer duplicates included), most of them
-/// with a fault that fired.
-fn assert_passes_with_every_fault_kind(
-    mut v: Verifier,
-    result: impl FnOnce(&Verifier) -> Result<Passed, CheckError>,
-) {
-    v.faults(&FaultKind::ALL);
-    let passed = result(&v).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(passed.cases, 256, "proptest's default case count");
-    assert!(passed.faults_fired > passed.cases as u64 / 2, "{passed}");
 }
 
 #[test]
