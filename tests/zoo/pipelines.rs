@@ -4,12 +4,13 @@
 use effectively_once::scenario::{ScenarioFault, StreamEvent};
 use effectively_once::{
     CheckError, Event, Fault, FaultKind, HistoryEvent, InstanceContext, Operation, Scenario,
-    Semantics, Verifier, check_effectively_once, check_exactly_once, run_scenario,
+    Semantics, Verifier, check_at_least_once, check_effectively_once, check_exactly_once,
+    run_scenario,
 };
 
 use crate::fixtures::notification::{BoxError, EMAIL};
 use crate::fixtures::pipeline::{self, Wiring};
-use crate::fixtures::read_uncommitted;
+use crate::fixtures::{outbox, read_uncommitted};
 use crate::support::*;
 
 /// The notification topic and payloads, outputs counted on both output topics.
@@ -184,4 +185,32 @@ fn a_random_transactional_id_per_restart_is_still_exactly_once_but_leaves_transa
         open_transaction_aborted_at(Wiring::RandomTransactionalId),
         (60, true)
     );
+}
+
+async fn outbox_service(ctx: InstanceContext) -> Result<(), BoxError> {
+    let consumer = ctx.create_consumer(&crate::fixtures::store_consumer::config())?;
+    let producer = ctx.create_producer(&outbox::producer_config())?;
+    let mut store = ctx.durable_store()?;
+    outbox::open(&mut store)?;
+    outbox::run(&consumer, &producer, &mut store).await
+}
+
+fn outbox_verifier() -> Verifier {
+    let mut v = notification_verifier();
+    v.output_topic(outbox::published());
+    v
+}
+
+#[test]
+fn the_outbox_relay_publishes_every_event_at_least_once() {
+    let passed =
+        check_at_least_once(&outbox_verifier(), outbox_service).unwrap_or_else(|e| panic!("{e}"));
+    assert!(passed.crashes > 50, "{passed}");
+}
+
+#[test]
+fn the_outbox_relay_publishes_again_after_a_crash_between_the_ack_and_the_delete() {
+    let c = counterexample(check_effectively_once(&outbox_verifier(), outbox_service));
+    assert_single_window(&c, "effectively-once", "DUPLICATED");
+    snapshot("outbox_relay", &c.to_string());
 }
