@@ -337,6 +337,7 @@
 //!   `#[tokio::test]`.
 #![deny(missing_docs)]
 
+pub mod broker;
 mod check;
 mod client;
 mod effect;
