@@ -214,12 +214,6 @@ impl ClusterSnapshot {
             .map(|r| r.len() as i64)
     }
 
-    /// How many partitions `topic` has (none if it does not exist).
-    pub fn partitions(&self, topic: &str) -> Option<i32> {
-        let n = self.logs.keys().filter(|tp| tp.topic == topic).count();
-        (n > 0).then_some(n as i32)
-    }
-
     /// The records of `topic` a `read_committed` consumer reads, with their partitions: data
     /// records outside transactions or of committed ones (no markers, nothing aborted, nothing
     /// of a transaction still open).
@@ -232,18 +226,6 @@ impl ClusterSnapshot {
             .filter(move |(tp, _)| tp.topic == topic)
             .flat_map(|(tp, records)| records.iter().map(move |r| (tp.partition, r)))
             .filter(|(_, r)| !r.control && !r.aborted && !r.open)
-    }
-
-    /// Every group's committed offset of every partition of `topic`: `(group, partition,
-    /// offset)`.
-    pub fn committed_offsets<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> impl Iterator<Item = (&'a str, i32, i64)> + 'a {
-        self.committed
-            .iter()
-            .filter(move |((_, tp), _)| tp.topic == topic)
-            .map(|((g, tp), o)| (g.as_str(), tp.partition, *o))
     }
 
     /// A group's committed offset for a partition.

@@ -385,13 +385,14 @@ fn merge_faults(
         for index in 0..scenario.faults.len() {
             let removed = &scenario.faults[index];
             let mut candidates = Vec::new();
+            let shifted = scenario.without_fault(index);
+            let redelivered = scenario.without_fault_and_its_redelivery(index);
+            if redelivered.faults != shifted.faults {
+                candidates.push(redelivered);
+            }
             // A plain removal proptest has tried already.
             if scenario.faults.iter().any(|f| f.falls_after(removed)) {
-                candidates.push(scenario.without_fault(index));
-            }
-            let redelivered = scenario.without_fault_and_its_redelivery(index);
-            if redelivered.faults != scenario.without_fault(index).faults {
-                candidates.push(redelivered);
+                candidates.insert(0, shifted);
             }
             for candidate in candidates {
                 if still_fails(&candidate)? {

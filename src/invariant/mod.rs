@@ -30,7 +30,7 @@ use std::fmt;
 
 use crate::harness::ClusterSnapshot;
 use crate::history::History;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Observed};
 use crate::scenario::PublishedEvent;
 
 /// What an invariant judges: the published events, the run's history, its effect ledger and
@@ -70,6 +70,15 @@ impl RunRecord<'_> {
                     .collect();
                 (sink.clone(), counts)
             })
+            .collect()
+    }
+
+    /// For each counted output topic, how many committed outputs each expecting event has
+    /// (0 included).
+    pub fn output_counts(&self) -> Vec<(String, BTreeMap<String, usize>)> {
+        self.effect_counts()
+            .into_iter()
+            .filter(|(sink, _)| self.ledger.observed_in(sink) == Some(Observed::Topic))
             .collect()
     }
 

@@ -234,30 +234,32 @@ impl Scenario {
     /// operation moved one occurrence earlier, so that they still fall where they fell (the
     /// removed fault's failed commit made the next commit the second one).
     pub fn without_fault(&self, index: usize) -> Scenario {
-        let mut scenario = self.clone();
-        if index >= scenario.faults.len() {
-            return scenario;
-        }
-        let removed = scenario.faults.remove(index);
-        for fault in &mut scenario.faults {
-            if fault.falls_after(&removed) {
-                fault.occurrence -= 1;
-            }
-        }
-        scenario
+        self.without_fault_shifting(index, ScenarioFault::falls_after)
     }
 
     /// The scenario without fault `index`, every later occurrence anchored on the same event
     /// (whatever its operation) moved one earlier: removing a crash removes a redelivery, and
     /// with it one occurrence of every operation on the redelivered event.
     pub fn without_fault_and_its_redelivery(&self, index: usize) -> Scenario {
+        self.without_fault_shifting(index, |fault, removed| {
+            fault.event == removed.event && fault.occurrence > 1
+        })
+    }
+
+    /// The scenario without fault `index`, the faults `shifted` by its removal moved one
+    /// occurrence earlier.
+    fn without_fault_shifting(
+        &self,
+        index: usize,
+        shifted: impl Fn(&ScenarioFault, &ScenarioFault) -> bool,
+    ) -> Scenario {
         let mut scenario = self.clone();
         if index >= scenario.faults.len() {
             return scenario;
         }
         let removed = scenario.faults.remove(index);
         for fault in &mut scenario.faults {
-            if fault.event == removed.event && fault.occurrence > 1 {
+            if shifted(fault, &removed) {
                 fault.occurrence -= 1;
             }
         }
