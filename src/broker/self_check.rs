@@ -120,6 +120,279 @@ pub fn read_committed(
     Err(ProbeError::Timeout(timeout))
 }
 
+/// A guarantee of Kafka's that some invariants rely on, and that a broker may lack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// `read_committed` consumers never receive records of aborted transactions.
+    HidesAbortedRecords,
+    /// Offsets sent with `send_offsets_to_transaction` become the group's committed offsets
+    /// when the transaction commits.
+    StoresTransactionalOffsets,
+    /// A producer's `init_transactions` fences an older producer with the same
+    /// `transactional.id`: the older one can no longer commit.
+    FencesZombies,
+    /// The end offset (ListOffsets latest) of a partition written in multi-record batches is
+    /// the offset after its last record.
+    ReportsEndOffsets,
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Capability::HidesAbortedRecords => "read_committed hides aborted records",
+            Capability::StoresTransactionalOffsets => "transactional offsets are stored",
+            Capability::FencesZombies => "init_transactions fences the older producer",
+            Capability::ReportsEndOffsets => "end offsets are right after multi-record batches",
+        })
+    }
+}
+
+/// What one probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The guarantee probed.
+    pub capability: Capability,
+    /// `Some(true)`: honoured; `Some(false)`: not; `None`: the probe itself failed.
+    pub honoured: Option<bool>,
+    /// What the probe saw.
+    pub detail: String,
+}
+
+/// Every probe's finding on one broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelfCheck {
+    /// The findings, one per [`Capability`].
+    pub findings: Vec<Finding>,
+}
+
+impl SelfCheck {
+    /// Why `capability` cannot be relied on, `None` when the broker honours it.
+    pub fn shortfall(&self, capability: Capability) -> Option<String> {
+        let finding = self.findings.iter().find(|f| f.capability == capability)?;
+        match finding.honoured {
+            Some(true) => None,
+            Some(false) => Some(format!("not honoured: {capability} ({})", finding.detail)),
+            None => Some(format!(
+                "could not be probed: {capability} ({})",
+                finding.detail
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SelfCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for finding in &self.findings {
+            let verdict = match finding.honoured {
+                Some(true) => "yes",
+                Some(false) => "NO ",
+                None => "?  ",
+            };
+            writeln!(f, "  {verdict} {}: {}", finding.capability, finding.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// The topics the probes write to, one partition each; they must exist.
+pub const PROBE_TOPICS: [&str; 4] = [
+    "effectively-once-probe-read-committed",
+    "effectively-once-probe-offsets",
+    "effectively-once-probe-fencing",
+    "effectively-once-probe-end-offsets",
+];
+
+/// Runs every probe against the broker at `bootstrap` (whose [`PROBE_TOPICS`] exist).
+pub fn run(bootstrap: &str, timeout: Duration) -> SelfCheck {
+    let finding = |capability, result: Result<(bool, String), ProbeError>| match result {
+        Ok((honoured, detail)) => Finding {
+            capability,
+            honoured: Some(honoured),
+            detail,
+        },
+        Err(e) => Finding {
+            capability,
+            honoured: None,
+            detail: e.to_string(),
+        },
+    };
+    let read = read_committed(bootstrap, PROBE_TOPICS[0], timeout).map(|probe| {
+        (
+            probe.hides_aborted_records(),
+            format!(
+                "a read_committed consumer received {:?} after an aborted and a committed transaction",
+                probe.delivered
+            ),
+        )
+    });
+    SelfCheck {
+        findings: vec![
+            finding(Capability::HidesAbortedRecords, read),
+            finding(
+                Capability::StoresTransactionalOffsets,
+                transactional_offsets(bootstrap, PROBE_TOPICS[1], timeout),
+            ),
+            finding(
+                Capability::FencesZombies,
+                fencing(bootstrap, PROBE_TOPICS[2], timeout),
+            ),
+            finding(
+                Capability::ReportsEndOffsets,
+                end_offsets(bootstrap, PROBE_TOPICS[3], timeout),
+            ),
+        ],
+    }
+}
+
+fn transactional_producer(
+    bootstrap: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<BaseProducer, ProbeError> {
+    let producer: BaseProducer = step(
+        "creating a transactional producer",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("transactional.id", id)
+            .set("log_level", "0")
+            .create(),
+    )?;
+    step("init_transactions", producer.init_transactions(timeout))?;
+    Ok(producer)
+}
+
+fn plain_consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, ProbeError> {
+    step(
+        "creating a consumer",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("log_level", "0")
+            .create(),
+    )
+}
+
+/// Commits offset 7 of partition 0 through a transaction, then reads the group's offset.
+fn transactional_offsets(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(bool, String), ProbeError> {
+    let group = format!("{topic}-group");
+    let consumer = plain_consumer(bootstrap, &group)?;
+    let metadata = consumer.group_metadata().ok_or(ProbeError::Client {
+        step: "reading the consumer's group metadata",
+        source: KafkaError::Canceled,
+    })?;
+    let producer = transactional_producer(bootstrap, &format!("{topic}-producer"), timeout)?;
+    step("begin_transaction", producer.begin_transaction())?;
+    let mut offsets = TopicPartitionList::new();
+    step(
+        "listing offsets",
+        offsets.add_partition_offset(topic, 0, Offset::Offset(7)),
+    )?;
+    step(
+        "send_offsets_to_transaction",
+        producer.send_offsets_to_transaction(&offsets, &metadata, timeout),
+    )?;
+    step("commit_transaction", producer.commit_transaction(timeout))?;
+    let committed = step(
+        "reading the committed offset",
+        consumer.committed_offsets(offsets, timeout),
+    )?;
+    let offset = committed
+        .find_partition(topic, 0)
+        .map(|e| e.offset())
+        .unwrap_or(Offset::Invalid);
+    Ok((
+        offset == Offset::Offset(7),
+        format!(
+            "offset 7 sent with a committed transaction; the group's committed offset is {offset:?}"
+        ),
+    ))
+}
+
+/// A producer writes in a transaction, a second one with the same `transactional.id`
+/// initialises, then the first tries to commit.
+fn fencing(bootstrap: &str, topic: &str, timeout: Duration) -> Result<(bool, String), ProbeError> {
+    let id = format!("{topic}-producer");
+    let zombie = transactional_producer(bootstrap, &id, timeout)?;
+    step("begin_transaction", zombie.begin_transaction())?;
+    step(
+        "producing",
+        zombie
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload("zombie"),
+            )
+            .map_err(|(e, _)| e),
+    )?;
+    step("flushing", zombie.flush(timeout))?;
+    let _successor = transactional_producer(bootstrap, &id, timeout)?;
+    match zombie.commit_transaction(timeout.min(Duration::from_secs(3))) {
+        Ok(()) => Ok((
+            false,
+            "the older producer committed after a newer one with its transactional.id initialised"
+                .into(),
+        )),
+        Err(e) => {
+            use rdkafka::types::RDKafkaErrorCode::*;
+            let fenced = matches!(
+                e.rdkafka_error_code(),
+                Some(Fenced | ProducerFenced | InvalidProducerEpoch)
+            );
+            if fenced {
+                Ok((true, format!("the older producer's commit failed: {e}")))
+            } else {
+                Err(ProbeError::Client {
+                    step: "committing as the older producer (expected: fenced)",
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Writes three records in one batch, then asks for the end offset.
+fn end_offsets(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(bool, String), ProbeError> {
+    let producer: BaseProducer = step(
+        "creating a producer",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "100")
+            .set("log_level", "0")
+            .create(),
+    )?;
+    for payload in ["a", "b", "c"] {
+        step(
+            "producing",
+            producer
+                .send(
+                    BaseRecord::<(), str>::to(topic)
+                        .partition(0)
+                        .payload(payload),
+                )
+                .map_err(|(e, _)| e),
+        )?;
+    }
+    step("flushing", producer.flush(timeout))?;
+    let (_, end) = step(
+        "reading the end offset",
+        producer.client().fetch_watermarks(topic, 0, timeout),
+    )?;
+    Ok((
+        end == 3,
+        format!("three records in one batch; the end offset is {end} (Kafka: 3)"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::mocking::MockCluster;
@@ -135,5 +408,18 @@ mod tests {
             read_committed(&mock.bootstrap_servers(), "probe", Duration::from_secs(20)).unwrap();
         println!("{probe:?} in {:?}", started.elapsed());
         assert!(!probe.hides_aborted_records(), "{probe:?}");
+    }
+
+    #[test]
+    fn the_mock_clusters_self_check() {
+        let started = Instant::now();
+        let found = crate::broker::BrokerProvider::MockCluster
+            .self_check()
+            .unwrap();
+        println!("{found}in {:?}", started.elapsed());
+        assert!(
+            found.shortfall(Capability::HidesAbortedRecords).is_some(),
+            "{found}"
+        );
     }
 }

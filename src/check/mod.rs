@@ -4,6 +4,7 @@
 //! [`check`] is the function; [`Verifier`] its settings; the `assert_*!` macros panic with the
 //! [`Counterexample`] it returns.
 
+pub(crate) mod differential;
 mod report;
 mod runner;
 
@@ -14,12 +15,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::BrokerProvider;
 use crate::error::Error;
 use crate::harness::{InstanceContext, InstanceExit, SimulationBuilder};
 use crate::invariant::{Invariant, Liveness, Semantics};
 use crate::ledger::{OutputTopic, StoreEffect};
 use crate::scenario::Event;
 use crate::scenario::strategy::{FaultKind, ScenarioSpace};
+use differential::Differential;
 
 /// The environment variable that overrides the default seed (0).
 pub const SEED_ENV: &str = "EFFECTIVELY_ONCE_SEED";
@@ -61,6 +64,8 @@ pub struct Verifier {
     pub(crate) source_file: Option<&'static str>,
     pub(crate) max_shrink_iters: u32,
     pub(crate) tweak: Option<Tweak>,
+    pub(crate) broker: Option<BrokerProvider>,
+    pub(crate) broker_cases: usize,
     pub(crate) config_error: Option<String>,
 }
 
@@ -78,6 +83,7 @@ impl fmt::Debug for Verifier {
             .field("liveness", &self.liveness)
             .field("case_timeout", &self.case_timeout)
             .field("persist", &self.persist)
+            .field("broker", &self.broker)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +114,10 @@ impl Default for Verifier {
             config_error.get_or_insert(e);
             None
         });
+        let broker = BrokerProvider::from_env().unwrap_or_else(|e| {
+            config_error.get_or_insert(e.to_string());
+            None
+        });
         Verifier {
             cases: proptest::test_runner::Config::default().cases,
             seed: seed.unwrap_or(0),
@@ -124,6 +134,8 @@ impl Default for Verifier {
             source_file: None,
             max_shrink_iters: 4096,
             tweak: None,
+            broker,
+            broker_cases: 3,
             config_error,
         }
     }
@@ -288,6 +300,27 @@ impl Verifier {
         self
     }
 
+    /// A real broker to confirm verdicts on (default: none, or the one
+    /// `EFFECTIVELY_ONCE_BROKER` names, see [`BrokerProvider::from_env`]).
+    ///
+    /// The search and the shrinking still run on the simulator, where a case takes
+    /// milliseconds; then the minimal counterexample, or on a pass
+    /// [`broker_cases`](Self::broker_cases) sampled scenarios with faults, run on the broker
+    /// (see [`Simulation::run_on`](crate::Simulation::run_on)) and the verdicts are compared.
+    /// Agreement is reported with the verdict; a disagreement the broker's self-check does
+    /// not explain is [`CheckError::BrokerDisagrees`]. [`run_scenario`] runs on the broker
+    /// alone.
+    pub fn broker(&mut self, provider: Option<BrokerProvider>) -> &mut Self {
+        self.broker = provider;
+        self
+    }
+
+    /// How many sampled scenarios a pass is confirmed with on the broker (default 3).
+    pub fn broker_cases(&mut self, cases: usize) -> &mut Self {
+        self.broker_cases = cases;
+        self
+    }
+
     /// The invariants a check of `semantics` applies.
     pub(crate) fn invariants(&self, semantics: Semantics) -> Vec<Arc<dyn Invariant>> {
         let mut all: Vec<Arc<dyn Invariant>> =
@@ -355,6 +388,11 @@ pub enum CheckError {
     /// A simulation could not be set up or run.
     #[error("effectively-once: the simulation failed: {0}")]
     Simulation(#[from] Error),
+    /// A scenario's verdict on the real broker differs from the simulator's, and the broker's
+    /// self-check does not explain it: a broker that is not Kafka, or a simulator that is
+    /// not faithful; both runs are in the report.
+    #[error("effectively-once: {0}")]
+    BrokerDisagrees(Box<Differential>),
     /// The check stopped for a reason of its own (proptest aborted, the worker died).
     #[error("effectively-once: the check was aborted: {0}")]
     Aborted(String),
@@ -394,7 +432,76 @@ where
                 .into(),
         ));
     }
-    runner::run(semantics, verifier.clone(), Arc::new(factory))
+    // The search and the shrinking run on the simulator; a real broker confirms the verdict.
+    let mut on_simulator = verifier.clone();
+    on_simulator.broker = None;
+    let factory = Arc::new(factory);
+    let result = runner::run(semantics, on_simulator, factory.clone());
+    match &verifier.broker {
+        None => result,
+        Some(provider) => confirm_on_broker(semantics, verifier, provider, result, move |ctx| {
+            factory(ctx)
+        }),
+    }
+}
+
+/// Replays the counterexample, or on a pass [`Verifier::broker_cases`] sampled scenarios, on
+/// the broker; a disagreement with the simulator is an error of its own.
+fn confirm_on_broker<F, Fut>(
+    semantics: Semantics,
+    verifier: &Verifier,
+    provider: &BrokerProvider,
+    result: Result<Passed, CheckError>,
+    factory: F,
+) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Clone + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    match result {
+        Err(CheckError::Violated(mut c)) if !c.hung => {
+            let compared = differential::compare_on_broker(
+                semantics,
+                verifier,
+                provider,
+                &c.scenario,
+                factory,
+            )?;
+            if compared.agrees() == Some(false) {
+                return Err(CheckError::BrokerDisagrees(Box::new(compared)));
+            }
+            c.broker = Some(compared.to_string());
+            Err(CheckError::Violated(c))
+        }
+        Ok(mut passed) => {
+            let scenarios = differential::broker_scenarios(verifier, verifier.broker_cases);
+            let mut lines = Vec::new();
+            let mut agreed = 0;
+            for scenario in &scenarios {
+                let compared = differential::compare_on_broker(
+                    semantics,
+                    verifier,
+                    provider,
+                    scenario,
+                    factory.clone(),
+                )?;
+                match compared.agrees() {
+                    Some(false) => return Err(CheckError::BrokerDisagrees(Box::new(compared))),
+                    Some(true) => agreed += 1,
+                    None => {}
+                }
+                lines.push(compared.to_string());
+            }
+            passed.broker = Some(format!(
+                "{agreed} of {} sampled scenarios agreed on {provider}:\n{}",
+                scenarios.len(),
+                lines.join("")
+            ));
+            Ok(passed)
+        }
+        other => other,
+    }
 }
 
 /// [`check`] with [`Semantics::EffectivelyOnce`].
@@ -437,7 +544,7 @@ where
     check(Semantics::AtMostOnce, verifier, factory)
 }
 
-pub use runner::{CaseRun, run_scenario};
+pub use runner::{CaseRun, NotCheckable, run_scenario};
 
 #[doc(hidden)]
 pub mod _macro_support {

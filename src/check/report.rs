@@ -22,6 +22,9 @@ pub struct Passed {
     pub faults_fired: u64,
     /// How many instance crashes happened over all cases.
     pub crashes: u64,
+    /// With a real broker ([`Verifier::broker`](super::Verifier::broker)): the comparison of
+    /// sampled scenarios on it.
+    pub broker: Option<String>,
 }
 
 impl fmt::Display for Passed {
@@ -30,7 +33,11 @@ impl fmt::Display for Passed {
             f,
             "effectively-once: {} held in {} cases (seed {}; {} faults fired, {} crashes)",
             self.semantics, self.cases, self.seed, self.faults_fired, self.crashes
-        )
+        )?;
+        if let Some(broker) = &self.broker {
+            write!(f, "\n{broker}")?;
+        }
+        Ok(())
     }
 }
 
@@ -64,6 +71,9 @@ pub struct Counterexample {
     pub saved_in: Option<String>,
     /// True when the consumer blocked the thread for longer than the case timeout.
     pub hung: bool,
+    /// With a real broker ([`Verifier::broker`](super::Verifier::broker)): the minimal
+    /// scenario's run on it, compared with the simulator's.
+    pub broker: Option<String>,
 }
 
 fn saved_in(verifier: &Verifier) -> Option<String> {
@@ -108,6 +118,7 @@ impl Counterexample {
             topic: verifier.topic.clone(),
             saved_in: saved_in(verifier),
             hung: false,
+            broker: None,
         }
     }
 
@@ -147,6 +158,7 @@ impl Counterexample {
             topic: verifier.topic.clone(),
             saved_in: None,
             hung: true,
+            broker: None,
         }
     }
 
@@ -257,6 +269,9 @@ impl fmt::Display for Counterexample {
         match &self.saved_in {
             Some(file) => writeln!(f, "; the case is saved in {file} and replays first")?,
             None => writeln!(f)?,
+        }
+        if let Some(broker) = &self.broker {
+            write!(f, "\n{broker}")?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use proptest::test_runner::{
 
 use super::report::{Counterexample, Passed};
 use super::{CheckError, Verifier};
+use crate::broker::self_check::Capability;
 use crate::error::Error;
 use crate::fault::Operation;
 use crate::harness::{InstanceContext, InstanceExit, Outcome, Simulation};
@@ -40,6 +41,91 @@ pub struct CaseRun {
     pub sinks: Vec<String>,
     /// The broken invariants, in the order they were checked (empty: the case passed).
     pub violations: Vec<Violation>,
+    /// On a real broker: what the invariants found that the broker's shortfalls could explain
+    /// (see [`NotCheckable`]); never counted as a consumer bug.
+    pub not_checkable: Vec<NotCheckable>,
+}
+
+/// A violation on a real broker that lacks a guarantee the invariant relies on: "not
+/// checkable on this broker", neither a pass nor a consumer bug.
+#[derive(Clone, Debug)]
+pub struct NotCheckable {
+    /// What the invariant found.
+    pub violation: Violation,
+    /// The broker's shortfalls, from its self-check.
+    pub reason: String,
+}
+
+impl std::fmt::Display for NotCheckable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} not checkable on this broker: {}",
+            self.violation.invariant, self.reason
+        )?;
+        write!(f, "  (it found: {}", self.violation.summary)?;
+        for detail in &self.violation.details {
+            write!(f, "; {detail}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// The guarantees an invariant's verdict relies on, beyond groups and commits.
+fn relies_on(invariant: &str, history: &crate::history::History) -> &'static [Capability] {
+    const TRANSACTIONS: &[Capability] = &[
+        Capability::HidesAbortedRecords,
+        Capability::StoresTransactionalOffsets,
+        Capability::FencesZombies,
+    ];
+    match invariant {
+        // The outputs are read as read_committed, with the transactions' offsets and fencing.
+        "exactly-once" | "offsets match outputs" => TRANSACTIONS,
+        // A read_committed consumer handed an aborted record is the broker's doing; a
+        // read_uncommitted one's is the consumer's on any broker.
+        "no aborted read"
+            if history.events().any(|e| {
+                matches!(
+                    e,
+                    HistoryEvent::Delivered {
+                        read_committed: true,
+                        ..
+                    }
+                )
+            }) =>
+        {
+            &[Capability::HidesAbortedRecords]
+        }
+        _ => &[],
+    }
+}
+
+/// Splits the violations into those that stand and those the broker's shortfalls leave
+/// undecided.
+fn split_not_checkable(
+    violations: Vec<Violation>,
+    outcome: &Outcome,
+) -> (Vec<Violation>, Vec<NotCheckable>) {
+    let Some(found) = outcome.broker_self_check() else {
+        return (violations, Vec::new());
+    };
+    let mut stand = Vec::new();
+    let mut undecided = Vec::new();
+    for violation in violations {
+        let shortfalls: Vec<String> = relies_on(&violation.invariant, outcome.history())
+            .iter()
+            .filter_map(|c| found.shortfall(*c))
+            .collect();
+        if shortfalls.is_empty() {
+            stand.push(violation);
+        } else {
+            undecided.push(NotCheckable {
+                violation,
+                reason: shortfalls.join("; "),
+            });
+        }
+    }
+    (stand, undecided)
 }
 
 /// Runs one scenario with `verifier`'s settings and judges it against `semantics`.
@@ -74,7 +160,11 @@ where
     if let Some(tweak) = &verifier.tweak {
         tweak(&mut builder);
     }
-    let outcome = builder.build()?.run(factory)?;
+    let simulation = builder.build()?;
+    let outcome = match &verifier.broker {
+        Some(provider) => simulation.run_on(provider, factory)?,
+        None => simulation.run(factory)?,
+    };
     let published = scenario.published(&verifier.topic);
     let mut ledger = Ledger::from_history(outcome.history());
     for effect in &verifier.store_effects {
@@ -114,6 +204,7 @@ where
         .iter()
         .filter_map(|i| i.check(&record))
         .collect();
+    let (violations, not_checkable) = split_not_checkable(violations, &outcome);
     Ok(CaseRun {
         scenario: scenario.clone(),
         published,
@@ -121,6 +212,7 @@ where
         ledger,
         sinks,
         violations,
+        not_checkable,
     })
 }
 
@@ -336,6 +428,7 @@ where
             seed: verifier.seed,
             faults_fired: progress.faults_fired.get(),
             crashes: progress.crashes.get(),
+            broker: None,
         }),
         Err(TestError::Abort(reason)) => Err(CheckError::Aborted(reason.to_string())),
         Err(TestError::Fail(_, minimal)) => {

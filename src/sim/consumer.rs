@@ -17,6 +17,7 @@ use super::config::{ConsumerSettings, IsolationLevel, OffsetReset};
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
 use super::{ClientId, Crashed, Shared, World, crashed, dead_error};
+use crate::broker::{BrokerConsumer, BrokerSession};
 use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
 };
@@ -637,6 +638,8 @@ pub struct SimConsumer {
     client: ClientId,
     incarnation: Incarnation,
     handler: Option<Arc<dyn RebalanceHandler>>,
+    /// On a real broker, librdkafka's consumer does the work.
+    broker: Option<BrokerConsumer>,
 }
 
 impl std::fmt::Debug for SimConsumer {
@@ -698,6 +701,25 @@ impl SimConsumer {
             client,
             incarnation,
             handler,
+            broker: None,
+        })
+    }
+
+    /// A consumer of the run's real broker.
+    pub(crate) fn on_broker(
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+        session: Arc<BrokerSession>,
+        config: &ClientConfig,
+        handler: Option<Arc<dyn RebalanceHandler>>,
+    ) -> KafkaResult<Self> {
+        let broker = BrokerConsumer::create(shared.clone(), incarnation, session, config, handler)?;
+        Ok(SimConsumer {
+            shared,
+            client: ClientId(0),
+            incarnation,
+            handler: None,
+            broker: Some(broker),
         })
     }
 
@@ -753,6 +775,9 @@ impl SimConsumer {
     }
 
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
+        if let Some(broker) = &self.broker {
+            return broker.recv().await;
+        }
         let _poll = PollGuard::enter(&self.shared, self.client);
         let mut may_return = false;
         loop {
@@ -864,6 +889,9 @@ impl SimConsumer {
 
 impl Drop for SimConsumer {
     fn drop(&mut self) {
+        if self.broker.is_some() {
+            return;
+        }
         self.shared.lock().close_consumer(self.client);
         self.shared.publish();
     }
@@ -871,6 +899,9 @@ impl Drop for SimConsumer {
 
 impl ConsumerHandle for SimConsumer {
     fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.subscribe(topics);
+        }
         if topics.is_empty() {
             return Err(KafkaError::Subscription("no topics given".into()));
         }
@@ -898,6 +929,9 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn unsubscribe(&self) {
+        if let Some(broker) = &self.broker {
+            return broker.unsubscribe();
+        }
         let _ = self.with_live(|world, c| {
             if c.settings.enable_auto_commit && !c.assignment.is_empty() {
                 let offsets: Vec<(TopicPartition, i64)> = c
@@ -940,11 +974,17 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+        if let Some(broker) = &self.broker {
+            return broker.assignment();
+        }
         let partitions = self.with_live(|_, c| c.assignment.clone())?;
         Ok(tpl(&partitions))
     }
 
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.commit(offsets, mode);
+        }
         let mut list = Vec::new();
         for elem in offsets.elements() {
             match elem.offset() {
@@ -967,6 +1007,9 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.commit_consumer_state(mode);
+        }
         let (offsets, anchor) = {
             let world = self.shared.lock();
             (
@@ -985,12 +1028,18 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.store_offset(topic, partition, offset);
+        }
         let tp = TopicPartition::new(topic, partition);
         let anchor = tp.at(offset);
         self.store(tp, offset + 1, anchor, false)
     }
 
     fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.store_offsets(offsets);
+        }
         // As rd_kafka_offsets_store: each partition is stored on its own; the call fails only
         // when none could be stored, with the last error.
         let mut last_error = None;
@@ -1016,6 +1065,9 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn position(&self) -> KafkaResult<TopicPartitionList> {
+        if let Some(broker) = &self.broker {
+            return broker.position();
+        }
         let positions = self.with_live(|_, c| {
             c.assignment
                 .iter()
@@ -1026,6 +1078,9 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn committed(&self, _timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+        if let Some(broker) = &self.broker {
+            return broker.committed(_timeout);
+        }
         let committed = self.with_live(|world, c| {
             let group = world.groups.get(&c.settings.group_id);
             c.assignment
@@ -1037,6 +1092,9 @@ impl ConsumerHandle for SimConsumer {
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
+        if let Some(broker) = &self.broker {
+            return broker.group_metadata();
+        }
         self.with_live(|_, c| {
             GroupMetadata(GroupMetadataRepr::Simulated {
                 group: c.settings.group_id.clone(),
@@ -1056,6 +1114,9 @@ impl KafkaConsumer for SimConsumer {
     }
 
     fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.commit_message(message, mode);
+        }
         let tp = TopicPartition::new(message.topic(), message.partition());
         let anchor = tp.at(message.offset());
         self.commit_offsets(

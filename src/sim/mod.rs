@@ -31,6 +31,7 @@ pub use consumer::SimConsumer;
 pub(crate) use producer::ProducerState;
 pub use producer::SimProducer;
 
+use crate::broker::NativeClient;
 use crate::fault::{self, FaultPlan, Injection, Operation};
 use crate::history::{
     CommitKind, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag, MemberRemoval,
@@ -120,6 +121,10 @@ pub(crate) struct World {
     changed: bool,
     /// Root tasks of crashed instances, aborted once the lock is released.
     pending_aborts: Vec<AbortHandle>,
+    /// On a real broker: the librdkafka handles of each incarnation's clients.
+    natives: Vec<(Incarnation, NativeClient)>,
+    /// Handles of crashed incarnations, destroyed once the lock is released.
+    pending_kills: Vec<NativeClient>,
     next_client: u64,
     next_member: u64,
     next_producer_id: i64,
@@ -155,6 +160,8 @@ impl World {
             transactions: BTreeMap::new(),
             changed: false,
             pending_aborts: Vec::new(),
+            natives: Vec::new(),
+            pending_kills: Vec::new(),
             next_client: 0,
             next_member: 0,
             next_producer_id: 1000,
@@ -188,11 +195,26 @@ impl World {
         self.changed = true;
     }
 
-    fn take_changed(&mut self) -> (bool, Vec<AbortHandle>) {
+    fn take_changed(&mut self) -> (bool, Vec<AbortHandle>, Vec<NativeClient>) {
         (
             std::mem::take(&mut self.changed),
             std::mem::take(&mut self.pending_aborts),
+            std::mem::take(&mut self.pending_kills),
         )
+    }
+
+    /// Registers a real broker client's handle, destroyed as a killed process leaves it if
+    /// its incarnation crashes.
+    pub(crate) fn register_native(&mut self, incarnation: Incarnation, client: NativeClient) {
+        self.natives.push((incarnation, client));
+    }
+
+    /// Every registered handle, for destruction at the end of the run.
+    pub(crate) fn take_natives(&mut self) -> Vec<NativeClient> {
+        self.pending_kills
+            .drain(..)
+            .chain(self.natives.drain(..).map(|(_, c)| c))
+            .collect()
     }
 
     pub(crate) fn next_client_id(&mut self) -> ClientId {
@@ -432,6 +454,11 @@ impl World {
             }
         }
         self.producers.retain(|_, p| p.incarnation != incarnation);
+        let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.natives)
+            .into_iter()
+            .partition(|(i, _)| *i == incarnation);
+        self.natives = live;
+        self.pending_kills.extend(dead.into_iter().map(|(_, c)| c));
         self.touch();
     }
 
@@ -834,9 +861,15 @@ impl Shared {
     /// Wakes every task waiting for the world to change, if it did, and aborts the root tasks
     /// of instances that crashed. Call after releasing the lock.
     pub(crate) fn publish(&self) {
-        let (changed, aborts) = self.lock().take_changed();
+        let (changed, aborts, kills) = self.lock().take_changed();
         for root in aborts {
             root.abort();
+        }
+        // A handle in use right now (a crash inside one of its callbacks) is destroyed at the
+        // next publish, after that call returned.
+        let busy: Vec<NativeClient> = kills.into_iter().filter(|c| !c.kill()).collect();
+        if !busy.is_empty() {
+            self.lock().pending_kills.extend(busy);
         }
         if changed {
             self.changed.notify_waiters();

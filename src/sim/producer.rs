@@ -19,6 +19,7 @@ use super::log::{Append, RecordKind, StoredRecord};
 use super::txn::{SendRefused, TxnClient};
 use super::txn_error::{TxnError, kafka_error};
 use super::{ClientId, Shared, World, crashed, dead_error, unwind_crash};
+use crate::broker::{BrokerProducer, BrokerSession};
 use crate::client::{GroupMetadata, GroupMetadataRepr, KafkaProducer, foreign_group_metadata};
 use crate::fault::{Injection, Operation};
 use crate::history::{HistoryEvent, Incarnation};
@@ -256,6 +257,8 @@ pub struct SimProducer {
     shared: Arc<Shared>,
     client: ClientId,
     incarnation: Incarnation,
+    /// On a real broker, librdkafka's producer does the work.
+    broker: Option<BrokerProducer>,
 }
 
 impl std::fmt::Debug for SimProducer {
@@ -301,6 +304,23 @@ impl SimProducer {
             shared,
             client,
             incarnation,
+            broker: None,
+        })
+    }
+
+    /// A producer of the run's real broker.
+    pub(crate) fn on_broker(
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+        session: &BrokerSession,
+        config: &ClientConfig,
+    ) -> rdkafka::error::KafkaResult<Self> {
+        let broker = BrokerProducer::create(shared.clone(), incarnation, session, config)?;
+        Ok(SimProducer {
+            shared,
+            client: ClientId(0),
+            incarnation,
+            broker: Some(broker),
         })
     }
 
@@ -311,6 +331,10 @@ impl SimProducer {
     }
 
     async fn send_outgoing(&self, record: Outgoing) -> OwnedDeliveryResult {
+        if let Some(broker) = &self.broker {
+            let partition = record.partition.unwrap_or(-1);
+            return broker.send(record.into_message(partition, 0)).await;
+        }
         let prepared = self.shared.lock().prepare_send(self.client, &record);
         self.shared.publish();
         let prepared = match prepared {
@@ -489,12 +513,18 @@ impl KafkaProducer for SimProducer {
     }
 
     fn init_transactions<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.init_transactions(_timeout.into());
+        }
         self.transactional_call(Operation::InitTransactions, |world, client, _| {
             world.txn_init(client)
         })
     }
 
     fn begin_transaction(&self) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.begin_transaction();
+        }
         self.transactional_call(Operation::BeginTransaction, |world, client, _| {
             world.txn_begin(client)
         })
@@ -507,6 +537,9 @@ impl KafkaProducer for SimProducer {
         metadata: &GroupMetadata,
         _timeout: T,
     ) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.send_offsets_to_transaction(offsets, metadata, _timeout.into());
+        }
         let GroupMetadataRepr::Simulated {
             group,
             generation,
@@ -532,12 +565,18 @@ impl KafkaProducer for SimProducer {
     }
 
     fn commit_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.commit_transaction(_timeout.into());
+        }
         self.transactional_call(Operation::CommitTransaction, |world, client, injection| {
             world.txn_commit(client, injection)
         })
     }
 
     fn abort_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
+        if let Some(broker) = &self.broker {
+            return broker.abort_transaction(_timeout.into());
+        }
         self.transactional_call(Operation::AbortTransaction, |world, client, _| {
             world.txn_abort(client)
         })
@@ -546,6 +585,9 @@ impl KafkaProducer for SimProducer {
 
 impl Drop for SimProducer {
     fn drop(&mut self) {
+        if self.broker.is_some() {
+            return;
+        }
         let mut world = self.shared.lock();
         if world.alive(self.incarnation) {
             world.producers.remove(&self.client);

@@ -8,9 +8,10 @@ use effectively_once::{
     run_scenario,
 };
 
-use crate::fixtures::notification::{BoxError, EMAIL};
+use crate::fixtures::notification::BoxError;
+use crate::fixtures::outbox;
 use crate::fixtures::pipeline::{self, Wiring};
-use crate::fixtures::{outbox, read_uncommitted};
+use crate::fixtures::services::read_uncommitted_service;
 use crate::support::*;
 
 /// The notification topic and payloads, outputs counted on both output topics.
@@ -95,11 +96,6 @@ fn exactly_once_without_an_output_topic_is_a_configuration_error() {
         Err(CheckError::InvalidConfig(why)) => assert!(why.contains("output_topic"), "{why}"),
         other => panic!("expected a configuration error, got {other:?}"),
     }
-}
-
-async fn read_uncommitted_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&read_uncommitted::config())?;
-    read_uncommitted::run(&consumer, &ctx.effect_sink(EMAIL)).await
 }
 
 #[test]

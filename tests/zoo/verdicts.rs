@@ -5,93 +5,15 @@
 use std::time::Duration;
 
 use effectively_once::{
-    CheckError, FaultKind, InstanceContext, check_at_least_once, check_at_most_once,
-    check_effectively_once,
+    CheckError, FaultKind, check_at_least_once, check_at_most_once, check_effectively_once,
 };
 
 use crate::support::*;
 
-use crate::fixtures::dedup_same_transaction::{self, INBOX, INBOX_QUERY, Mark};
-use crate::fixtures::notification::{BoxError, EMAIL};
-use crate::fixtures::poison_hangs::{self, Retry};
-use crate::fixtures::state_check::{self, NOTIFIED, NOTIFIED_QUERY, Transition};
-use crate::fixtures::upsert_natural_key::{self, TASK_ROW, TASK_ROW_QUERY, Write};
-use crate::fixtures::{
-    auto_commit, commit_after, commit_before, dedup_after_effect, idempotency_key, poison_panics,
-    store_consumer,
-};
-
-async fn commit_after_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&commit_after::config())?;
-    commit_after::run(&consumer, &ctx.effect_sink(EMAIL)).await
-}
-
-async fn commit_before_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&commit_before::config())?;
-    commit_before::run(&consumer, &ctx.effect_sink(EMAIL)).await
-}
-
-async fn auto_commit_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&auto_commit::config())?;
-    auto_commit::run(&consumer, &ctx.effect_sink(EMAIL)).await
-}
-
-async fn dedup_after_effect_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&dedup_after_effect::config())?;
-    let mut store = ctx.durable_store()?;
-    dedup_after_effect::open(&mut store)?;
-    dedup_after_effect::run(&consumer, &ctx.effect_sink(EMAIL), &mut store).await
-}
-
-async fn inbox_service(ctx: InstanceContext, how: Mark) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&store_consumer::config())?;
-    let mut store = ctx.durable_store()?;
-    dedup_same_transaction::open(&mut store)?;
-    store_consumer::run(&consumer, &mut store, |store, event| {
-        dedup_same_transaction::apply(store, event, how)
-    })
-    .await
-}
-
-async fn task_table_service(ctx: InstanceContext, how: Write) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&store_consumer::config())?;
-    let mut store = ctx.durable_store()?;
-    upsert_natural_key::open(&mut store, how)?;
-    store_consumer::run(&consumer, &mut store, |store, event| {
-        upsert_natural_key::apply(store, event, how)
-    })
-    .await
-}
-
-async fn state_check_service(ctx: InstanceContext, how: Transition) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&store_consumer::config())?;
-    let mut store = ctx.durable_store()?;
-    state_check::open(&mut store)?;
-    store_consumer::run(&consumer, &mut store, |store, event| {
-        state_check::apply(store, event, how)
-    })
-    .await
-}
-
-async fn idempotency_key_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&idempotency_key::config())?;
-    idempotency_key::run(&consumer, &ctx.effect_sink(EMAIL)).await
-}
-
-async fn poison_panics_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&poison_panics::config())?;
-    poison_panics::run(&consumer, &ctx.effect_sink(EMAIL)).await
-}
-
-async fn poison_awaits_forever_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&poison_hangs::config())?;
-    poison_hangs::run(&consumer, &ctx.effect_sink(EMAIL), Retry::Await).await
-}
-
-async fn poison_spins_service(ctx: InstanceContext) -> Result<(), BoxError> {
-    let consumer = ctx.create_consumer(&poison_hangs::config())?;
-    poison_hangs::run(&consumer, &ctx.effect_sink(EMAIL), Retry::Spin).await
-}
+use crate::fixtures::dedup_same_transaction::{INBOX, INBOX_QUERY, Mark};
+use crate::fixtures::services::*;
+use crate::fixtures::state_check::{NOTIFIED, NOTIFIED_QUERY, Transition};
+use crate::fixtures::upsert_natural_key::{TASK_ROW, TASK_ROW_QUERY, Write};
 
 #[test]
 fn auto_commit_is_not_at_least_once_a_crash_after_the_auto_commit_loses_the_event() {

@@ -1,0 +1,574 @@
+//! The consumer on a real broker: librdkafka's own consumer, with the same interception points
+//! as the simulated one.
+//!
+//! A `BaseConsumer` polled without blocking from an async `recv`, so that the run can take the
+//! handle away between two polls when the instance crashes. Rebalance and commit callbacks run
+//! inside the poll, as librdkafka serves them; the handle they get intercepts calls too, but
+//! never unwinds (an unwind through librdkafka's C frames would abort the process): a crash
+//! there returns an error and the poll's caller unwinds once the poll has returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::native::{ConsumerSlot, NativeClient, Slot};
+use super::session::BrokerSession;
+use crate::client::{ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler};
+use crate::fault::Operation;
+use crate::history::{CommitKind, HistoryEvent, Incarnation};
+use crate::record::{RecordPosition, TopicPartition};
+use crate::sim::{Shared, crashed, dead_error};
+
+/// How long an idle `recv` sleeps between two polls, at most.
+const MAX_POLL_PAUSE: Duration = Duration::from_millis(10);
+/// The timeout of the calls a callback makes to read committed offsets.
+const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consumer's identity in the run, shared by the wrapper and its callbacks.
+#[derive(Clone)]
+pub(crate) struct Owner {
+    pub shared: Arc<Shared>,
+    pub incarnation: Incarnation,
+    pub group: String,
+}
+
+impl Owner {
+    fn alive(&self) -> bool {
+        self.shared.lock().alive(self.incarnation)
+    }
+
+    fn record(&self, event: HistoryEvent) {
+        self.shared.lock().record(Some(self.incarnation), event);
+        self.shared.publish();
+    }
+
+    /// Counts the call against the fault schedule. `Err(())`: the instance crashed before it.
+    fn intercept(
+        &self,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+    ) -> Result<crate::fault::Injection, ()> {
+        let mut world = self.shared.lock();
+        if !world.alive(self.incarnation) {
+            return Err(());
+        }
+        let anchor = anchor.or_else(|| world.current_record(self.incarnation));
+        let injection = world.intercept(operation, self.incarnation, anchor);
+        if injection.crash_before {
+            world.crash(self.incarnation, format!("fault: crash before {operation}"));
+            drop(world);
+            self.shared.publish();
+            return Err(());
+        }
+        Ok(injection)
+    }
+
+    fn crash_after(&self, operation: Operation) {
+        self.shared
+            .lock()
+            .crash(self.incarnation, format!("fault: crash after {operation}"));
+        self.shared.publish();
+    }
+
+    /// A commit through an interception point, on `consumer`. `Err(())`: the instance crashed.
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<BrokerContext>,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> Result<KafkaResult<()>, ()> {
+        let injection = self.intercept(operation, anchor)?;
+        let kind = match mode {
+            CommitMode::Sync => CommitKind::Sync,
+            CommitMode::Async => CommitKind::Async,
+        };
+        let result = if injection.fail {
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::CoordinatorNotAvailable,
+            ))
+        } else {
+            // An asynchronous commit is made synchronously here, so that its outcome is in the
+            // history where the call was made.
+            tpl(offsets.iter().map(|(tp, o)| (tp, Offset::Offset(*o))))
+                .and_then(|list| Consumer::commit(consumer, &list, CommitMode::Sync))
+        };
+        let event = match &result {
+            Ok(()) => HistoryEvent::OffsetsCommitted {
+                group: self.group.clone(),
+                generation: -1,
+                offsets: offsets.clone(),
+                kind,
+            },
+            Err(e) => HistoryEvent::CommitRejected {
+                group: self.group.clone(),
+                offsets: offsets.clone(),
+                kind,
+                error: if injection.fail {
+                    "injected failure: coordinator not available (not applied)".into()
+                } else {
+                    e.to_string()
+                },
+            },
+        };
+        self.record(event);
+        let result = match result {
+            Ok(()) if injection.ambiguous => Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RequestTimedOut,
+            )),
+            other => other,
+        };
+        if injection.crash_after {
+            self.crash_after(operation);
+            return Err(());
+        }
+        Ok(result)
+    }
+}
+
+/// The consumer context: records assignments and hands the callbacks to the user's handler.
+pub(crate) struct BrokerContext {
+    owner: Owner,
+    handler: Option<Arc<dyn RebalanceHandler>>,
+}
+
+impl ClientContext for BrokerContext {}
+
+impl ConsumerContext for BrokerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.owner.record(HistoryEvent::PartitionsRevoked {
+                group: self.owner.group.clone(),
+                partitions: partitions(list),
+                lost: false,
+            });
+        }
+        if let Some(handler) = &self.handler {
+            handler.pre_rebalance(&CallbackHandle { consumer }, rebalance);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let committed = consumer.committed_offsets((*list).clone(), CALLBACK_TIMEOUT);
+            let starts = partitions(list)
+                .into_iter()
+                .map(|tp| {
+                    let start = committed
+                        .as_ref()
+                        .ok()
+                        .and_then(|c| c.find_partition(&tp.topic, tp.partition))
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or(0);
+                    (tp, start)
+                })
+                .collect();
+            self.owner.record(HistoryEvent::PartitionsAssigned {
+                group: self.owner.group.clone(),
+                generation: -1,
+                partitions: starts,
+            });
+        }
+        if let Some(handler) = &self.handler {
+            handler.post_rebalance(&CallbackHandle { consumer }, rebalance);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Some(handler) = &self.handler {
+            handler.commit_callback(result, offsets);
+        }
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+fn tpl<'a>(
+    offsets: impl IntoIterator<Item = (&'a TopicPartition, Offset)>,
+) -> KafkaResult<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for (tp, offset) in offsets {
+        list.add_partition_offset(&tp.topic, tp.partition, offset)?;
+    }
+    Ok(list)
+}
+
+/// The explicit offsets of a list, as the commit calls take them.
+fn explicit_offsets(list: &TopicPartitionList) -> KafkaResult<Vec<(TopicPartition, i64)>> {
+    let mut offsets = Vec::new();
+    for e in list.elements() {
+        match e.offset() {
+            Offset::Offset(o) if o >= 0 => {
+                offsets.push((TopicPartition::new(e.topic(), e.partition()), o))
+            }
+            Offset::Invalid => {}
+            _ => {
+                return Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::InvalidArgument,
+                ));
+            }
+        }
+    }
+    if offsets.is_empty() {
+        return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
+    }
+    Ok(offsets)
+}
+
+/// What a rebalance callback gets: the consumer being polled. Commits through it are
+/// interception points; a crash makes them return an error instead of unwinding.
+struct CallbackHandle<'a> {
+    consumer: &'a BaseConsumer<BrokerContext>,
+}
+
+impl CallbackHandle<'_> {
+    fn owner(&self) -> &Owner {
+        &self.consumer.context().owner
+    }
+
+    fn commit_offsets(
+        &self,
+        operation: Operation,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        self.owner()
+            .commit(self.consumer, operation, None, offsets, mode)
+            .unwrap_or_else(|()| Err(dead_error()))
+    }
+}
+
+impl ConsumerHandle for CallbackHandle<'_> {
+    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        Consumer::subscribe(self.consumer, topics)
+    }
+    fn unsubscribe(&self) {
+        Consumer::unsubscribe(self.consumer)
+    }
+    fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+        Consumer::assignment(self.consumer)
+    }
+    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+        self.commit_offsets(Operation::Commit, explicit_offsets(offsets)?, mode)
+    }
+    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+        let offsets = stored_offsets(self.consumer)?;
+        self.commit_offsets(Operation::Commit, offsets, mode)
+    }
+    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        Consumer::store_offset(self.consumer, topic, partition, offset)
+    }
+    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        Consumer::store_offsets(self.consumer, offsets)
+    }
+    fn position(&self) -> KafkaResult<TopicPartitionList> {
+        Consumer::position(self.consumer)
+    }
+    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+        Consumer::committed(self.consumer, timeout)
+    }
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        Consumer::group_metadata(self.consumer)
+            .map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
+    }
+}
+
+/// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
+/// differ from the committed ones (librdkafka answers `_NO_OFFSET` when there are none).
+fn stored_offsets(
+    consumer: &BaseConsumer<BrokerContext>,
+) -> KafkaResult<Vec<(TopicPartition, i64)>> {
+    // librdkafka keeps the stored offsets to itself; `position` is what auto-store stores.
+    let positions = Consumer::position(consumer)?;
+    let committed = Consumer::committed(consumer, CALLBACK_TIMEOUT)?;
+    let mut offsets = Vec::new();
+    for e in positions.elements() {
+        let Offset::Offset(position) = e.offset() else {
+            continue;
+        };
+        let done = committed
+            .find_partition(e.topic(), e.partition())
+            .is_some_and(|c| c.offset() == Offset::Offset(position));
+        if !done {
+            offsets.push((TopicPartition::new(e.topic(), e.partition()), position));
+        }
+    }
+    if offsets.is_empty() {
+        return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
+    }
+    Ok(offsets)
+}
+
+/// A consumer of a real broker, behind [`SimConsumer`](crate::SimConsumer).
+pub(crate) struct BrokerConsumer {
+    owner: Owner,
+    native: Arc<ConsumerSlot>,
+    session: Arc<BrokerSession>,
+    read_committed: bool,
+}
+
+impl BrokerConsumer {
+    pub(crate) fn create(
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+        session: Arc<BrokerSession>,
+        config: &ClientConfig,
+        handler: Option<Arc<dyn RebalanceHandler>>,
+    ) -> KafkaResult<Self> {
+        if !shared.lock().alive(incarnation) {
+            return Err(crashed(dead_error()));
+        }
+        let group = config.get("group.id").unwrap_or_default().to_string();
+        if group.is_empty() {
+            return Err(KafkaError::ClientCreation(
+                "effectively-once: the consumer needs a group.id".into(),
+            ));
+        }
+        let read_committed = config
+            .get("isolation.level")
+            .is_none_or(|l| l == "read_committed");
+        let config = session.client_config(config);
+        let owner = Owner {
+            shared: shared.clone(),
+            incarnation,
+            group,
+        };
+        let context = BrokerContext {
+            owner: owner.clone(),
+            handler,
+        };
+        let consumer: BaseConsumer<BrokerContext> = config.create_with_context(context)?;
+        let native = Slot::new(consumer);
+        shared
+            .lock()
+            .register_native(incarnation, NativeClient::Consumer(native.clone()));
+        Ok(BrokerConsumer {
+            owner,
+            native,
+            session,
+            read_committed,
+        })
+    }
+
+    /// Runs `f` on the handle; unwinds when the instance is dead.
+    fn with_native<T>(&self, f: impl FnOnce(&BaseConsumer<BrokerContext>) -> T) -> T {
+        let result = {
+            let slot = self.native.lock();
+            match slot.as_ref() {
+                Some(consumer) if self.owner.alive() => Some(f(consumer)),
+                _ => None,
+            }
+        };
+        self.owner.shared.publish();
+        match result {
+            Some(value) if self.owner.alive() => value,
+            _ => crashed_now(),
+        }
+    }
+
+    fn commit_offsets(
+        &self,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        match self.with_native(|c| self.owner.commit(c, operation, anchor, offsets, mode)) {
+            Ok(result) => result,
+            Err(()) => crashed_now(),
+        }
+    }
+
+    pub(crate) async fn recv(&self) -> KafkaResult<OwnedMessage> {
+        let _polling = self.session.polling(self.owner.incarnation);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let polled =
+                self.with_native(|c| c.poll(Duration::ZERO).map(|m| m.map(|m| m.detach())));
+            match polled {
+                None => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_POLL_PAUSE);
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(message)) => return self.deliver(message).await,
+            }
+        }
+    }
+
+    async fn deliver(&self, message: OwnedMessage) -> KafkaResult<OwnedMessage> {
+        let position =
+            TopicPartition::new(message.topic(), message.partition()).at(message.offset());
+        let Ok(injection) = self
+            .owner
+            .intercept(Operation::Recv, Some(position.clone()))
+        else {
+            crashed_now()
+        };
+        if injection.fail {
+            // Not handed out: the next poll returns it again.
+            let _ = self.with_native(|c| {
+                c.seek(
+                    message.topic(),
+                    message.partition(),
+                    Offset::Offset(message.offset()),
+                    CALLBACK_TIMEOUT,
+                )
+            });
+            return Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure,
+            ));
+        }
+        {
+            let mut world = self.owner.shared.lock();
+            if let Some(state) = world.instances.get_mut(&self.owner.incarnation.instance) {
+                state.current_record = Some(position.clone());
+            }
+            world.record(
+                Some(self.owner.incarnation),
+                HistoryEvent::Delivered {
+                    position,
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    read_committed: self.read_committed,
+                },
+            );
+        }
+        self.owner.shared.publish();
+        if injection.crash_after {
+            self.owner.crash_after(Operation::Recv);
+            crashed_now();
+        }
+        if let Some(stall) = injection.stall {
+            tokio::time::sleep(stall).await;
+            if !self.owner.alive() {
+                crashed_now();
+            }
+        }
+        Ok(message)
+    }
+
+    pub(crate) fn commit_message(
+        &self,
+        message: &OwnedMessage,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        let tp = TopicPartition::new(message.topic(), message.partition());
+        let anchor = tp.at(message.offset());
+        self.commit_offsets(
+            Operation::CommitMessage,
+            Some(anchor),
+            vec![(tp, message.offset() + 1)],
+            mode,
+        )
+    }
+
+    fn store(
+        &self,
+        anchor: RecordPosition,
+        store: impl FnOnce(&BaseConsumer<BrokerContext>) -> KafkaResult<()>,
+    ) -> KafkaResult<()> {
+        let Ok(injection) = self
+            .owner
+            .intercept(Operation::StoreOffset, Some(anchor.clone()))
+        else {
+            crashed_now()
+        };
+        let result = if injection.fail {
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::Fail))
+        } else {
+            let result = self.with_native(store);
+            if result.is_ok() {
+                self.owner.record(HistoryEvent::OffsetStored {
+                    partition: anchor.topic_partition(),
+                    offset: anchor.offset + 1,
+                });
+            }
+            result
+        };
+        if injection.crash_after {
+            self.owner.crash_after(Operation::StoreOffset);
+            crashed_now();
+        }
+        result
+    }
+}
+
+/// Unwinds the calling task as its crashed process.
+fn crashed_now() -> ! {
+    crate::sim::unwind_crash()
+}
+
+impl Drop for BrokerConsumer {
+    fn drop(&mut self) {
+        // A clean exit closes the consumer as librdkafka does (final commit with
+        // auto-commit, LeaveGroup); a crashed instance's handle is the run's to destroy.
+        if self.owner.alive() {
+            let consumer = self.native.lock().take();
+            drop(consumer);
+        }
+    }
+}
+
+impl ConsumerHandle for BrokerConsumer {
+    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        self.session.subscribed(&self.owner.group, topics);
+        self.with_native(|c| Consumer::subscribe(c, topics))
+    }
+    fn unsubscribe(&self) {
+        self.with_native(Consumer::unsubscribe)
+    }
+    fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+        self.with_native(Consumer::assignment)
+    }
+    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+        self.commit_offsets(Operation::Commit, None, explicit_offsets(offsets)?, mode)
+    }
+    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+        let offsets = self.with_native(stored_offsets)?;
+        self.commit_offsets(Operation::Commit, None, offsets, mode)
+    }
+    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        let anchor = TopicPartition::new(topic, partition).at(offset);
+        self.store(anchor, |c| {
+            Consumer::store_offset(c, topic, partition, offset)
+        })
+    }
+    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        let anchor = offsets.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(TopicPartition::new(e.topic(), e.partition()).at(o - 1)),
+            _ => None,
+        });
+        let Some(anchor) = anchor else {
+            return Err(KafkaError::StoreOffset(RDKafkaErrorCode::InvalidArgument));
+        };
+        self.store(anchor, |c| Consumer::store_offsets(c, offsets))
+    }
+    fn position(&self) -> KafkaResult<TopicPartitionList> {
+        self.with_native(Consumer::position)
+    }
+    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+        self.with_native(|c| Consumer::committed(c, timeout))
+    }
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.with_native(Consumer::group_metadata)
+            .map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
+    }
+}

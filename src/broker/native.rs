@@ -1,0 +1,96 @@
+//! The librdkafka handles of an instance's clients, and how they die.
+//!
+//! A crashed process sends nothing more: no LeaveGroup, no final commit, no EndTxn. librdkafka
+//! can do that in-process: `rd_kafka_destroy_flags` with `RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE`
+//! tears the handle down without the consumer close, so the group only notices the member is
+//! gone when its session times out, as it would after a SIGKILL. The Rust wrapper is then
+//! forgotten (its own `Drop` would close the consumer and destroy the handle a second time).
+//! Every message is detached (copied) as it is polled, so no message keeps the handle alive:
+//! a live message makes librdkafka's destroy block forever.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::{FutureProducer, Producer};
+
+use super::consumer::BrokerContext;
+
+/// A librdkafka handle shared by the client wrapper the consumer code holds and the run,
+/// which takes it out to destroy it when the instance crashes.
+pub(crate) struct Slot<T>(Mutex<Option<T>>);
+
+impl<T> Slot<T> {
+    pub(crate) fn new(value: T) -> Arc<Self> {
+        Arc::new(Slot(Mutex::new(Some(value))))
+    }
+
+    /// The handle, `None` once it was destroyed.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<T>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the handle out unless its holder is using it right now (a crash fired inside a
+    /// callback of that very call): `Err(())` then, and the caller retries later.
+    fn try_take(&self) -> Result<Option<T>, ()> {
+        match self.0.try_lock() {
+            Ok(mut guard) => Ok(guard.take()),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner().take()),
+            Err(TryLockError::WouldBlock) => Err(()),
+        }
+    }
+}
+
+pub(crate) type ConsumerSlot = Slot<BaseConsumer<BrokerContext>>;
+pub(crate) type ProducerSlot = Slot<FutureProducer>;
+
+/// One client of a crashed instance, waiting to be destroyed.
+#[derive(Clone)]
+pub(crate) enum NativeClient {
+    Consumer(Arc<ConsumerSlot>),
+    Producer(Arc<ProducerSlot>),
+}
+
+impl NativeClient {
+    /// Destroys the handle the way a killed process leaves it; `false` when its holder is
+    /// inside a call on it (try again after that call returns).
+    pub(crate) fn kill(&self) -> bool {
+        match self {
+            NativeClient::Consumer(slot) => match slot.try_take() {
+                Err(()) => false,
+                Ok(None) => true,
+                Ok(Some(consumer)) => {
+                    // Destroying waits for librdkafka's threads: off the runtime's thread.
+                    std::thread::spawn(move || {
+                        let native = rdkafka::consumer::Consumer::client(&consumer).native_ptr();
+                        // SAFETY: the handle is valid (the wrapper is alive and owned here),
+                        // no message of it is alive (each is detached as it is polled), and
+                        // the wrapper is forgotten right after, so nothing uses or destroys
+                        // the handle again.
+                        unsafe {
+                            rdkafka::bindings::rd_kafka_destroy_flags(
+                                native,
+                                rdkafka::bindings::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+                            );
+                        }
+                        std::mem::forget(consumer);
+                    });
+                    true
+                }
+            },
+            NativeClient::Producer(slot) => match slot.try_take() {
+                Err(()) => false,
+                Ok(None) => true,
+                Ok(Some(producer)) => {
+                    // A producer sends nothing on destroy but what is already in flight (no
+                    // EndTxn: an open transaction stays open until it is fenced or times
+                    // out). Purge what is queued so that dropping does not wait for it.
+                    std::thread::spawn(move || {
+                        producer.purge(rdkafka::producer::PurgeConfig::default().queue());
+                        drop(producer);
+                    });
+                    true
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The producer on a real broker: librdkafka's `FutureProducer`, with the same interception
+//! points as the simulated one.
+
+use std::sync::Arc;
+
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+use super::native::{NativeClient, ProducerSlot, Slot};
+use super::session::BrokerSession;
+use crate::client::{GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
+use crate::fault::{Injection, Operation};
+use crate::history::{HistoryEvent, Incarnation};
+use crate::record::TopicPartition;
+use crate::sim::txn_error::{TxnError, kafka_error};
+use crate::sim::{Shared, crashed, dead_error, unwind_crash};
+
+/// A producer of a real broker, behind [`SimProducer`](crate::SimProducer).
+pub(crate) struct BrokerProducer {
+    shared: Arc<Shared>,
+    incarnation: Incarnation,
+    native: Arc<ProducerSlot>,
+    /// Whether the broker drops a retried batch (`enable.idempotence` or a `transactional.id`).
+    idempotent: bool,
+    transactional_id: Option<String>,
+}
+
+impl BrokerProducer {
+    pub(crate) fn create(
+        shared: Arc<Shared>,
+        incarnation: Incarnation,
+        session: &BrokerSession,
+        config: &ClientConfig,
+    ) -> KafkaResult<Self> {
+        if !shared.lock().alive(incarnation) {
+            return Err(crashed(dead_error()));
+        }
+        let transactional_id = config.get("transactional.id").map(str::to_string);
+        let idempotent =
+            transactional_id.is_some() || config.get("enable.idempotence") == Some("true");
+        let producer: FutureProducer = session.client_config(config).create()?;
+        let native = Slot::new(producer);
+        shared
+            .lock()
+            .register_native(incarnation, NativeClient::Producer(native.clone()));
+        Ok(BrokerProducer {
+            shared,
+            incarnation,
+            native,
+            idempotent,
+            transactional_id,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        self.shared.lock().alive(self.incarnation)
+    }
+
+    fn check_alive(&self) {
+        if !self.alive() {
+            unwind_crash();
+        }
+    }
+
+    fn intercept(&self, operation: Operation) -> Injection {
+        let mut world = self.shared.lock();
+        if !world.alive(self.incarnation) {
+            drop(world);
+            unwind_crash();
+        }
+        let anchor = world.current_record(self.incarnation);
+        let injection = world.intercept(operation, self.incarnation, anchor);
+        if injection.crash_before {
+            world.crash(self.incarnation, format!("fault: crash before {operation}"));
+            drop(world);
+            self.shared.publish();
+            unwind_crash();
+        }
+        drop(world);
+        self.shared.publish();
+        injection
+    }
+
+    fn crash_after(&self, what: String) -> ! {
+        self.shared
+            .lock()
+            .crash(self.incarnation, format!("fault: crash after {what}"));
+        self.shared.publish();
+        unwind_crash()
+    }
+
+    fn record(&self, event: HistoryEvent) {
+        self.shared.lock().record(Some(self.incarnation), event);
+        self.shared.publish();
+    }
+
+    /// Hands one copy to librdkafka and waits for its delivery report.
+    async fn deliver(&self, record: &OwnedMessage, retry: bool) -> OwnedDeliveryResult {
+        let queued = {
+            let slot = self.native.lock();
+            let Some(producer) = slot.as_ref() else {
+                drop(slot);
+                unwind_crash();
+            };
+            let mut future = FutureRecord::<[u8], [u8]>::to(record.topic());
+            if record.partition() >= 0 {
+                future = future.partition(record.partition());
+            }
+            if let Some(key) = record.key() {
+                future = future.key(key);
+            }
+            if let Some(payload) = record.payload() {
+                future = future.payload(payload);
+            }
+            producer.send_result(future).map_err(|(e, _)| e)
+        };
+        let delivered = match queued {
+            Err(e) => Err((e, record.clone())),
+            Ok(delivery) => match delivery.await {
+                Ok(result) => result,
+                Err(_canceled) => Err((KafkaError::Canceled, record.clone())),
+            },
+        };
+        self.check_alive();
+        if let Ok(delivery) = &delivered {
+            self.record(HistoryEvent::RecordProduced {
+                position: TopicPartition::new(record.topic(), delivery.partition)
+                    .at(delivery.offset),
+                key: record
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                retry,
+            });
+        }
+        delivered
+    }
+
+    pub(crate) async fn send(&self, record: OwnedMessage) -> OwnedDeliveryResult {
+        let injection = self.intercept(Operation::Send);
+        if let Some(stall) = injection.stall {
+            tokio::time::sleep(stall).await;
+            self.check_alive();
+        }
+        let tp = TopicPartition::new(record.topic(), record.partition());
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        if injection.fail {
+            self.record(HistoryEvent::ProduceFailed {
+                partition: tp,
+                error: timed_out.to_string(),
+                appended: false,
+            });
+            return Err((timed_out, record));
+        }
+        let mut result = self.deliver(&record, false).await;
+        if injection.lose_ack && result.is_ok() && !self.idempotent {
+            // librdkafka retries a batch whose acknowledgement was lost; without idempotence
+            // the broker appends it again. (With it, the broker drops the retry: nothing to do.)
+            result = self.deliver(&record, true).await;
+        }
+        if injection.ambiguous && result.is_ok() {
+            self.record(HistoryEvent::ProduceFailed {
+                partition: tp.clone(),
+                error: timed_out.to_string(),
+                appended: true,
+            });
+            result = Err((timed_out, record));
+        }
+        if injection.crash_after {
+            self.crash_after(format!("send to {tp}"));
+        }
+        result
+    }
+
+    /// A synchronous transactional call: an interception point around `call`.
+    fn transactional_call(
+        &self,
+        operation: Operation,
+        call: impl FnOnce(&FutureProducer, &Injection) -> KafkaResult<()>,
+    ) -> KafkaResult<()> {
+        let injection = self.intercept(operation);
+        let result = {
+            let slot = self.native.lock();
+            match slot.as_ref() {
+                Some(producer) => call(producer, &injection),
+                None => {
+                    drop(slot);
+                    unwind_crash();
+                }
+            }
+        };
+        self.check_alive();
+        if let Err(error) = &result {
+            self.record(HistoryEvent::TransactionCallFailed {
+                transactional_id: self.transactional_id.clone().unwrap_or_default(),
+                call: operation.to_string(),
+                error: error.to_string(),
+            });
+        }
+        if injection.crash_after {
+            self.crash_after(operation.to_string());
+        }
+        result
+    }
+
+    pub(crate) fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()> {
+        self.transactional_call(Operation::InitTransactions, |p, _| {
+            p.init_transactions(timeout)
+        })
+    }
+
+    pub(crate) fn begin_transaction(&self) -> KafkaResult<()> {
+        self.transactional_call(Operation::BeginTransaction, |p, _| p.begin_transaction())
+    }
+
+    pub(crate) fn send_offsets_to_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: Timeout,
+    ) -> KafkaResult<()> {
+        let GroupMetadataRepr::Rdkafka(metadata) = &metadata.0 else {
+            return Err(foreign_group_metadata());
+        };
+        self.transactional_call(Operation::SendOffsetsToTransaction, |p, _| {
+            p.send_offsets_to_transaction(offsets, metadata, timeout)
+        })
+    }
+
+    pub(crate) fn commit_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
+        self.transactional_call(Operation::CommitTransaction, |p, injection| {
+            if injection.fail {
+                return Err(kafka_error(TxnError::CommitTimedOut));
+            }
+            p.commit_transaction(timeout)?;
+            if injection.ambiguous {
+                return Err(kafka_error(TxnError::CommitTimedOut));
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn abort_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
+        self.transactional_call(Operation::AbortTransaction, |p, _| {
+            p.abort_transaction(timeout)
+        })
+    }
+}
+
+impl Drop for BrokerProducer {
+    fn drop(&mut self) {
+        // A clean exit flushes and closes as librdkafka does; a crashed instance's handle is
+        // the run's to destroy.
+        if self.alive() {
+            let producer = self.native.lock().take();
+            drop(producer);
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Where a real broker comes from: librdkafka's mock cluster, a container, or a named cluster.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, Producer};
+
+use super::BrokerError;
+use super::self_check::{self, SelfCheck};
+use super::session::CALL_TIMEOUT;
+
+/// The image `container` brokers use unless `EFFECTIVELY_ONCE_KAFKA_IMAGE` names another: Apache
+/// Kafka's own image, as CI machines with a registry pull it.
+pub const DEFAULT_KAFKA_IMAGE: &str = "apache/kafka:3.9.0";
+
+/// How long one probe of the self-check may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a started broker may take to answer.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which broker a run uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokerProvider {
+    /// librdkafka's mock cluster, in-process: no Docker, starts in milliseconds. Groups and
+    /// commits work; its transactions are a stub (see [`super::self_check`]).
+    MockCluster,
+    /// A fresh broker container per run, started with `docker run` on a free loopback port.
+    /// Images whose name contains `tansu` are configured as Tansu (`ADVERTISED_LISTENER_URL`),
+    /// any other as Apache Kafka in KRaft mode (`KAFKA_*` variables).
+    Container {
+        /// The image.
+        image: String,
+    },
+    /// A running cluster. Each run creates its topics (and refuses to run if they exist) and
+    /// deletes them afterwards.
+    External {
+        /// Its `bootstrap.servers`.
+        bootstrap: String,
+    },
+}
+
+impl fmt::Display for BrokerProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerProvider::MockCluster => f.write_str("librdkafka's mock cluster"),
+            BrokerProvider::Container { image } => write!(f, "container {image}"),
+            BrokerProvider::External { bootstrap } => write!(f, "cluster at {bootstrap}"),
+        }
+    }
+}
+
+const BROKER_VARIABLE: &str = "EFFECTIVELY_ONCE_BROKER";
+const IMAGE_VARIABLE: &str = "EFFECTIVELY_ONCE_KAFKA_IMAGE";
+const BOOTSTRAP_VARIABLE: &str = "EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS";
+
+impl BrokerProvider {
+    /// The broker the environment asks for: `EFFECTIVELY_ONCE_BROKER` = `sim` (or unset: `None`,
+    /// the simulator), `mock`, `container` (image from `EFFECTIVELY_ONCE_KAFKA_IMAGE`) or
+    /// `external` (servers from `EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS`).
+    pub fn from_env() -> Result<Option<Self>, BrokerError> {
+        let value = std::env::var(BROKER_VARIABLE).unwrap_or_default();
+        match value.as_str() {
+            "" | "sim" => Ok(None),
+            "mock" => Ok(Some(BrokerProvider::MockCluster)),
+            "container" => Ok(Some(BrokerProvider::container())),
+            "external" => match std::env::var(BOOTSTRAP_VARIABLE) {
+                Ok(bootstrap) if !bootstrap.trim().is_empty() => {
+                    Ok(Some(BrokerProvider::External { bootstrap }))
+                }
+                _ => Err(BrokerError::Environment {
+                    variable: BOOTSTRAP_VARIABLE,
+                    value: String::new(),
+                    expected: "EFFECTIVELY_ONCE_BROKER=external needs the cluster's bootstrap servers",
+                }),
+            },
+            _ => Err(BrokerError::Environment {
+                variable: BROKER_VARIABLE,
+                value,
+                expected: "sim, mock, container or external",
+            }),
+        }
+    }
+
+    /// A container of `EFFECTIVELY_ONCE_KAFKA_IMAGE`, or of [`DEFAULT_KAFKA_IMAGE`].
+    pub fn container() -> Self {
+        let image = std::env::var(IMAGE_VARIABLE)
+            .ok()
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_KAFKA_IMAGE.to_string());
+        BrokerProvider::Container { image }
+    }
+
+    /// What this kind of broker honours ([`self_check::run`] on a broker of its own, with
+    /// the probe topics). Probed once per process and provider; later calls return the same
+    /// findings.
+    pub fn self_check(&self) -> Result<SelfCheck, BrokerError> {
+        static CACHE: OnceLock<Mutex<HashMap<BrokerProvider, SelfCheck>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(found) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(self)
+        {
+            return Ok(found.clone());
+        }
+        let topics: Vec<(String, i32)> = self_check::PROBE_TOPICS
+            .iter()
+            .map(|t| (t.to_string(), 1))
+            .collect();
+        let broker = self.start(&topics)?;
+        let found = self_check::run(broker.bootstrap(), PROBE_TIMEOUT);
+        drop(broker);
+        cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// Starts (or connects to) the broker and creates `topics` on it.
+    pub fn start(&self, topics: &[(String, i32)]) -> Result<RunningBroker, BrokerError> {
+        let started = Instant::now();
+        let mut broker = match self {
+            BrokerProvider::MockCluster => start_mock()?,
+            BrokerProvider::Container { image } => start_container(image)?,
+            BrokerProvider::External { bootstrap } => RunningBroker {
+                bootstrap: bootstrap.clone(),
+                kind: Kind::External,
+                created: Vec::new(),
+                startup: Duration::ZERO,
+            },
+        };
+        wait_until_ready(&broker.bootstrap)?;
+        broker.startup = started.elapsed();
+        broker.create_topics(topics)?;
+        Ok(broker)
+    }
+}
+
+enum Kind {
+    /// The client that owns the mock cluster: the cluster lives as long as it does.
+    Mock(#[allow(dead_code)] BaseProducer),
+    Container {
+        id: String,
+    },
+    External,
+}
+
+/// A started broker; stops (or cleans up) when dropped.
+pub struct RunningBroker {
+    bootstrap: String,
+    kind: Kind,
+    created: Vec<String>,
+    startup: Duration,
+}
+
+impl fmt::Debug for RunningBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningBroker")
+            .field("bootstrap", &self.bootstrap)
+            .field("startup", &self.startup)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningBroker {
+    /// Its `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// How long it took to start and answer a metadata request.
+    pub fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn create_topics(&mut self, topics: &[(String, i32)]) -> Result<(), BrokerError> {
+        if let Kind::Mock(owner) = &self.kind {
+            let cluster = mock_handle(owner)?;
+            for (name, partitions) in topics {
+                let name = CString::new(name.as_str())
+                    .map_err(|_| BrokerError::Unsupported(format!("topic name {name:?}")))?;
+                // SAFETY: the cluster is alive (its owner is borrowed) and `name` is a valid C
+                // string for the call.
+                let err = unsafe {
+                    rdkafka::bindings::rd_kafka_mock_topic_create(
+                        cluster,
+                        name.as_ptr(),
+                        *partitions,
+                        1,
+                    )
+                };
+                if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return Err(BrokerError::Client {
+                        step: "creating a topic on the mock cluster",
+                        source: rdkafka::error::KafkaError::AdminOp(err.into()),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let existing = topic_names(&self.bootstrap)?;
+        if let Kind::External = self.kind {
+            if let Some((name, _)) = topics.iter().find(|(t, _)| existing.contains(t)) {
+                return Err(BrokerError::TopicExists(name.clone()));
+            }
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .map_err(client("creating the admin client"))?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| BrokerError::Docker(format!("runtime for the admin client: {e}")))?;
+        let results = runtime
+            .block_on(admin.create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT)),
+            ))
+            .map_err(client("creating topics"))?;
+        for result in results {
+            match result {
+                Ok(name) => self.created.push(name),
+                Err((name, code)) => {
+                    return Err(BrokerError::Client {
+                        step: "creating topics",
+                        source: rdkafka::error::KafkaError::AdminOp(code),
+                    }
+                    .with_topic(&name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BrokerError {
+    fn with_topic(self, topic: &str) -> Self {
+        match self {
+            BrokerError::Client { source, .. } => {
+                BrokerError::Unsupported(format!("creating topic {topic:?}: {source}"))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        match &self.kind {
+            Kind::Container { id } => {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+            Kind::External if !self.created.is_empty() => {
+                let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.bootstrap)
+                    .create();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build();
+                if let (Ok(admin), Ok(runtime)) = (admin, runtime) {
+                    let names: Vec<&str> = self.created.iter().map(String::as_str).collect();
+                    let _ = runtime.block_on(admin.delete_topics(&names, &AdminOptions::new()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn client(step: &'static str) -> impl Fn(rdkafka::error::KafkaError) -> BrokerError {
+    move |source| BrokerError::Client { step, source }
+}
+
+fn mock_handle(
+    owner: &BaseProducer,
+) -> Result<*mut rdkafka::bindings::rd_kafka_mock_cluster_t, BrokerError> {
+    // SAFETY: the owner's handle is valid while it is borrowed.
+    let cluster =
+        unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
+    if cluster.is_null() {
+        return Err(BrokerError::Unsupported(
+            "librdkafka created no mock cluster for test.mock.num.brokers".into(),
+        ));
+    }
+    Ok(cluster)
+}
+
+fn start_mock() -> Result<RunningBroker, BrokerError> {
+    let owner: BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", "1")
+        .create()
+        .map_err(client("creating librdkafka's mock cluster"))?;
+    let cluster = mock_handle(&owner)?;
+    // SAFETY: the cluster is alive while `owner` is; the returned string is owned by it and
+    // copied at once.
+    let bootstrap = unsafe {
+        // Without this, the mock holds each group's first join for 3 seconds.
+        rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+        CStr::from_ptr(rdkafka::bindings::rd_kafka_mock_cluster_bootstraps(cluster))
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(RunningBroker {
+        bootstrap,
+        kind: Kind::Mock(owner),
+        created: Vec::new(),
+        startup: Duration::ZERO,
+    })
+}
+
+fn free_port() -> Result<u16, BrokerError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BrokerError::Docker(format!("finding a free port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BrokerError::Docker(format!("finding a free port: {e}")))
+}
+
+fn start_container(image: &str) -> Result<RunningBroker, BrokerError> {
+    let port = free_port()?;
+    let advertised = format!("127.0.0.1:{port}");
+    let mut command = Command::new("docker");
+    command
+        .args(["run", "-d", "--rm", "-p"])
+        .arg(format!("127.0.0.1:{port}:9092"));
+    let env: Vec<(String, String)> = if image.contains("tansu") {
+        vec![(
+            "ADVERTISED_LISTENER_URL".into(),
+            format!("tcp://{advertised}"),
+        )]
+    } else {
+        [
+            ("KAFKA_NODE_ID", "1".to_string()),
+            ("KAFKA_PROCESS_ROLES", "broker,controller".into()),
+            (
+                "KAFKA_LISTENERS",
+                "PLAINTEXT://:9092,CONTROLLER://:9093".into(),
+            ),
+            (
+                "KAFKA_ADVERTISED_LISTENERS",
+                format!("PLAINTEXT://{advertised}"),
+            ),
+            ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
+            (
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+            ),
+            ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093".into()),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
+            ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
+            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+            ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
+            // The kit caps consumers' session.timeout.ms at 2 s (Kafka's minimum is 6 s).
+            ("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "1000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    for (key, value) in env {
+        command.arg("-e").arg(format!("{key}={value}"));
+    }
+    let output = command.arg(image).output().map_err(|e| {
+        BrokerError::Docker(format!("running `docker run` ({e}); is Docker installed?"))
+    })?;
+    if !output.status.success() {
+        return Err(BrokerError::Docker(format!(
+            "`docker run {image}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(RunningBroker {
+        bootstrap: advertised,
+        kind: Kind::Container { id },
+        created: Vec::new(),
+        startup: Duration::ZERO,
+    })
+}
+
+fn topic_names(bootstrap: &str) -> Result<Vec<String>, BrokerError> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(client("creating a metadata reader"))?;
+    let metadata = reader
+        .fetch_metadata(None, CALL_TIMEOUT)
+        .map_err(client("reading metadata"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect())
+}
+
+/// Waits until the broker answers a metadata request.
+fn wait_until_ready(bootstrap: &str) -> Result<(), BrokerError> {
+    let started = Instant::now();
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(client("creating a metadata reader"))?;
+    loop {
+        let last_error = match reader.fetch_metadata(None, Duration::from_millis(500)) {
+            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
+            Ok(_) => "the metadata lists no broker".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > STARTUP_TIMEOUT {
+            return Err(BrokerError::NotReady {
+                bootstrap: bootstrap.to_string(),
+                waited: started.elapsed(),
+                last_error,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,373 @@
+//! One run's use of a real broker: the clients' settings, the input it writes, what the
+//! consumers subscribed to, how far their groups are behind, and what the topics hold at the
+//! end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::BrokerError;
+use crate::harness::{ClusterSnapshot, LoggedRecord};
+use crate::history::{Incarnation, Lag};
+use crate::record::TopicPartition;
+
+/// How long one admin-style call (metadata, offsets, a produce) may take.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One input record as the run writes it.
+pub(crate) struct InputWrite {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// In a transaction of its own that commits (`true`) or aborts.
+    pub transaction: Option<bool>,
+}
+
+/// The longest `session.timeout.ms` a consumer gets on a real broker.
+pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A broker the run uses, and what the run learned about its use.
+pub(crate) struct BrokerSession {
+    bootstrap: String,
+    groups: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    polling: Arc<Mutex<BTreeMap<Incarnation, u32>>>,
+}
+
+/// Counts a `recv` in progress for as long as it lives.
+pub(crate) struct Polling {
+    counts: Arc<Mutex<BTreeMap<Incarnation, u32>>>,
+    incarnation: Incarnation,
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.incarnation) {
+            *n -= 1;
+        }
+    }
+}
+
+fn client(step: &'static str) -> impl Fn(KafkaError) -> BrokerError {
+    move |source| BrokerError::Client { step, source }
+}
+
+impl BrokerSession {
+    pub(crate) fn new(bootstrap: String) -> Self {
+        BrokerSession {
+            bootstrap,
+            groups: Mutex::new(BTreeMap::new()),
+            polling: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// The user's client settings, pointed at this broker, with the session timeout capped
+    /// at [`MAX_SESSION_TIMEOUT`] so that a crash costs seconds of real time (the simulator
+    /// honours the setting in virtual time).
+    pub(crate) fn client_config(&self, user: &ClientConfig) -> ClientConfig {
+        let mut config = user.clone();
+        config.set("bootstrap.servers", &self.bootstrap);
+        let millis = |key: &str, default: u64| {
+            user.get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        let cap = MAX_SESSION_TIMEOUT.as_millis() as u64;
+        if millis("session.timeout.ms", 45_000) > cap {
+            config.set("session.timeout.ms", cap.to_string());
+        }
+        if millis("heartbeat.interval.ms", 3_000) > cap / 4 {
+            config.set("heartbeat.interval.ms", (cap / 4).to_string());
+        }
+        config
+    }
+
+    /// Notes a subscription, for the lag the run waits on.
+    pub(crate) fn subscribed(&self, group: &str, topics: &[&str]) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .entry(group.to_string())
+            .or_default()
+            .extend(topics.iter().map(|t| t.to_string()));
+    }
+
+    /// Marks a `recv` in progress until the guard drops.
+    pub(crate) fn polling(&self, incarnation: Incarnation) -> Polling {
+        *self
+            .polling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(incarnation)
+            .or_default() += 1;
+        Polling {
+            counts: self.polling.clone(),
+            incarnation,
+        }
+    }
+
+    /// Whether the incarnation waits in `recv`.
+    pub(crate) fn parked(&self, incarnation: Incarnation) -> bool {
+        self.polling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&incarnation)
+            .is_some_and(|n| *n > 0)
+    }
+
+    fn admin_consumer(&self, group: &str, isolation: &str) -> Result<BaseConsumer, BrokerError> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .create()
+            .map_err(client("creating a reader"))
+    }
+
+    /// Writes the run's input, one record per produce request and in order, and checks that
+    /// each lands at the offset the scenario expects (dense offsets from 0; a transaction's
+    /// marker takes the offset after its record).
+    pub(crate) fn produce_input(&self, records: &[InputWrite]) -> Result<(), BrokerError> {
+        let producer = |transactional: bool| -> Result<BaseProducer, BrokerError> {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", &self.bootstrap)
+                .set("acks", "all")
+                .set("linger.ms", "0");
+            if transactional {
+                config.set("transactional.id", "effectively-once-upstream");
+            }
+            config
+                .create()
+                .map_err(client("creating the input producer"))
+        };
+        let plain = producer(false)?;
+        let mut transactional: Option<BaseProducer> = None;
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for input in records {
+            let mut record = BaseRecord::<[u8], [u8]>::to(&input.topic).partition(input.partition);
+            if let Some(key) = &input.key {
+                record = record.key(key);
+            }
+            if let Some(payload) = &input.payload {
+                record = record.payload(payload);
+            }
+            let used = match input.transaction {
+                None => {
+                    plain
+                        .send(record)
+                        .map_err(|(e, _)| client("producing the input")(e))?;
+                    plain
+                        .flush(CALL_TIMEOUT)
+                        .map_err(client("producing the input"))?;
+                    &plain
+                }
+                Some(commit) => {
+                    if transactional.is_none() {
+                        let p = producer(true)?;
+                        p.init_transactions(CALL_TIMEOUT)
+                            .map_err(client("init_transactions for the input"))?;
+                        transactional = Some(p);
+                    }
+                    let p = transactional.as_ref().expect("created above");
+                    p.begin_transaction()
+                        .map_err(client("begin_transaction for the input"))?;
+                    p.send(record)
+                        .map_err(|(e, _)| client("producing the input")(e))?;
+                    p.flush(CALL_TIMEOUT)
+                        .map_err(client("producing the input"))?;
+                    if commit {
+                        p.commit_transaction(CALL_TIMEOUT)
+                            .map_err(client("committing the input's transaction"))?;
+                    } else {
+                        p.abort_transaction(CALL_TIMEOUT)
+                            .map_err(client("aborting the input's transaction"))?;
+                    }
+                    p
+                }
+            };
+            let expected = next
+                .entry((input.topic.clone(), input.partition))
+                .or_default();
+            *expected += if input.transaction.is_some() { 2 } else { 1 };
+            let (_, end) = used
+                .client()
+                .fetch_watermarks(&input.topic, input.partition, CALL_TIMEOUT)
+                .map_err(client("reading the input's end offset"))?;
+            if end != *expected {
+                return Err(BrokerError::UnexpectedOffset {
+                    partition: TopicPartition::new(input.topic.clone(), input.partition),
+                    expected: *expected,
+                    end,
+                    transactional: input.transaction.is_some(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each subscribed group's committed offset against the end of every partition of the
+    /// topics it subscribed to.
+    pub(crate) fn lag(&self) -> Result<Vec<Lag>, BrokerError> {
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut lag = Vec::new();
+        for (group, topics) in groups {
+            let reader = self.admin_consumer(&group, "read_uncommitted")?;
+            let mut list = TopicPartitionList::new();
+            let mut ends = Vec::new();
+            for topic in &topics {
+                for partition in self.partitions(&reader, topic)? {
+                    let (_, end) = reader
+                        .fetch_watermarks(topic, partition, CALL_TIMEOUT)
+                        .map_err(client("reading end offsets"))?;
+                    list.add_partition(topic, partition);
+                    ends.push((TopicPartition::new(topic.clone(), partition), end));
+                }
+            }
+            let committed = reader
+                .committed_offsets(list, CALL_TIMEOUT)
+                .map_err(client("reading committed offsets"))?;
+            for (tp, end) in ends {
+                let committed = committed
+                    .find_partition(&tp.topic, tp.partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                lag.push(Lag {
+                    group: group.clone(),
+                    partition: tp,
+                    committed,
+                    end,
+                });
+            }
+        }
+        Ok(lag)
+    }
+
+    fn partitions(&self, reader: &BaseConsumer, topic: &str) -> Result<Vec<i32>, BrokerError> {
+        let metadata = reader
+            .fetch_metadata(Some(topic), CALL_TIMEOUT)
+            .map_err(client("reading topic metadata"))?;
+        let mut partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    /// What `topics` hold and what every subscribed group committed. Records a
+    /// `read_committed` reader does not get are marked aborted; offsets no reader gets are
+    /// control records (transaction markers).
+    pub(crate) fn snapshot(
+        &self,
+        topics: &[(String, i32)],
+    ) -> Result<ClusterSnapshot, BrokerError> {
+        let mut logs = BTreeMap::new();
+        for (topic, partitions) in topics {
+            for partition in 0..*partitions {
+                let tp = TopicPartition::new(topic.clone(), partition);
+                let (all, end) = self.read_partition(&tp, "read_uncommitted")?;
+                let committed: BTreeSet<i64> = self
+                    .read_partition(&tp, "read_committed")?
+                    .0
+                    .into_iter()
+                    .map(|r| r.offset)
+                    .collect();
+                let mut by_offset: BTreeMap<i64, LoggedRecord> =
+                    all.into_iter().map(|r| (r.offset, r)).collect();
+                let records = (0..end)
+                    .map(|offset| match by_offset.remove(&offset) {
+                        Some(mut r) => {
+                            r.aborted = !committed.contains(&offset);
+                            r
+                        }
+                        None => LoggedRecord {
+                            offset,
+                            key: None,
+                            payload: None,
+                            control: true,
+                            aborted: false,
+                            open: false,
+                        },
+                    })
+                    .collect();
+                logs.insert(tp, records);
+            }
+        }
+        let mut committed = BTreeMap::new();
+        for lag in self.lag()? {
+            if let Some(offset) = lag.committed {
+                committed.insert((lag.group, lag.partition), offset);
+            }
+        }
+        Ok(ClusterSnapshot::from_parts(logs, committed))
+    }
+
+    /// Every record of a partition a reader with `isolation` gets, up to the end offset
+    /// (the last stable offset for `read_committed`), and that end offset.
+    fn read_partition(
+        &self,
+        tp: &TopicPartition,
+        isolation: &str,
+    ) -> Result<(Vec<LoggedRecord>, i64), BrokerError> {
+        let reader = self.admin_consumer("effectively-once-snapshot", isolation)?;
+        let (_, end) = reader
+            .fetch_watermarks(&tp.topic, tp.partition, CALL_TIMEOUT)
+            .map_err(client("reading end offsets"))?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&tp.topic, tp.partition, Offset::Beginning)
+            .map_err(client("reading a partition"))?;
+        reader
+            .assign(&list)
+            .map_err(client("reading a partition"))?;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut records = Vec::new();
+        loop {
+            let position = reader.position().ok().and_then(|p| {
+                match p.find_partition(&tp.topic, tp.partition)?.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                }
+            });
+            let read_to = records.last().map_or(0, |r: &LoggedRecord| r.offset + 1);
+            if position.is_some_and(|p| p >= end) || read_to >= end {
+                return Ok((records, end));
+            }
+            if Instant::now() > deadline {
+                return Err(BrokerError::ReadTimeout {
+                    partition: tp.clone(),
+                    end,
+                    read: records.len(),
+                });
+            }
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => records.push(LoggedRecord {
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    control: false,
+                    aborted: false,
+                    open: false,
+                }),
+                Some(Err(e)) => return Err(client("reading a partition")(e)),
+                None => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The same consumers and scenarios on real brokers: librdkafka's mock cluster (in-process)
+//! and a broker container (`EFFECTIVELY_ONCE_KAFKA_IMAGE`: `ci/test.sh` builds a local Tansu
+//! image), compared with the simulator.
+
+#[path = "../../fixtures/mod.rs"]
+mod fixtures;
+
+mod aborted_read;
+mod self_check;
+mod support;
+mod zoo;
