@@ -138,7 +138,9 @@ impl InstanceContext {
     }
 
     /// Creates a consumer from the same `ClientConfig` production uses. Settings that change
-    /// delivery semantics are honoured; unmodelled ones are refused with a clear error.
+    /// delivery semantics are honoured; unmodelled ones are refused with a clear error. On a
+    /// real broker ([`Simulation::run_on`]) it is librdkafka's consumer, pointed at the broker
+    /// (`bootstrap.servers` is replaced, `session.timeout.ms` capped at 2 s).
     pub fn create_consumer(&self, config: &ClientConfig) -> KafkaResult<SimConsumer> {
         self.consumer(config, None)
     }
@@ -811,7 +813,7 @@ where
                     });
                 }
             }
-            session.produce_input(&records)?;
+            session.produce_input(&records).await?;
         }
         loop {
             let now = Instant::now();

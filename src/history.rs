@@ -156,6 +156,15 @@ impl fmt::Display for Lag {
     }
 }
 
+/// ` (group "g" generation n)`; a real broker's generation is not known to the kit (-1).
+fn write_group(f: &mut fmt::Formatter<'_>, group: &str, generation: i32) -> fmt::Result {
+    if generation < 0 {
+        write!(f, " (group {group:?})")
+    } else {
+        write!(f, " (group {group:?} generation {generation})")
+    }
+}
+
 /// One thing that happened during a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -296,7 +305,7 @@ pub enum HistoryEvent {
     PartitionsAssigned {
         /// The group.
         group: String,
-        /// The generation.
+        /// The generation (-1 on a real broker: librdkafka does not expose it).
         generation: i32,
         /// Each partition and the offset consumption starts from.
         partitions: Vec<(TopicPartition, i64)>,
@@ -563,7 +572,7 @@ impl fmt::Display for HistoryEvent {
                     }
                     write!(f, "{tp} from {start}")?;
                 }
-                write!(f, " (group {group:?} generation {generation})")
+                write_group(f, group, *generation)
             }
             Delivered { position, key, .. } => {
                 write!(f, "recv {position}")?;
@@ -578,7 +587,8 @@ impl fmt::Display for HistoryEvent {
             } => {
                 write!(f, "commit ({kind}) ")?;
                 write_offsets(f, offsets)?;
-                write!(f, " ok (group {group:?} generation {generation})")
+                f.write_str(" ok")?;
+                write_group(f, group, *generation)
             }
             CommitRejected {
                 group,

@@ -289,6 +289,27 @@
 //! assert_exactly_once!(summarizer, &verifier);
 //! ```
 //!
+//! # Real brokers
+//!
+//! The same consumer and scenarios run on a real Kafka-protocol broker, in real time, on
+//! librdkafka: [`broker::BrokerProvider`] names librdkafka's mock cluster (in-process), a broker
+//! container, or a cluster of yours. With [`Verifier::broker`] (or `EFFECTIVELY_ONCE_BROKER=mock`
+//! in the environment) the search still runs on the simulator and the verdict is then confirmed
+//! on the broker: the minimal counterexample replayed there, or sampled scenarios on a pass,
+//! compared with the simulator's verdicts ([`compare_on_broker`]). A broker is probed first
+//! ([`broker::self_check`]); invariants that rely on a guarantee it lacks are reported as not
+//! checkable on it ([`NotCheckable`]), never as a consumer bug.
+//!
+//! ```no_run
+//! use effectively_once::broker::BrokerProvider;
+//! use effectively_once::{Verifier, assert_effectively_once};
+//! # async fn notification_service(ctx: effectively_once::InstanceContext) {}
+//!
+//! let mut verifier = Verifier::default();
+//! verifier.broker(Some(BrokerProvider::MockCluster));
+//! assert_effectively_once!(notification_service, &verifier);
+//! ```
+//!
 //! # What the simulator models
 //!
 //! - Topics with dense offsets; keyed records land where librdkafka's partitioners put them

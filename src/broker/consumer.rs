@@ -7,7 +7,8 @@
 //! never unwinds (an unwind through librdkafka's C frames would abort the process): a crash
 //! there returns an error and the poll's caller unwinds once the poll has returned.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -37,6 +38,10 @@ pub(crate) struct Owner {
     pub shared: Arc<Shared>,
     pub incarnation: Incarnation,
     pub group: String,
+    /// `enable.auto.offset.store` (librdkafka's default: true).
+    auto_store: bool,
+    /// The offsets stored explicitly (`store_offset`), which librdkafka keeps to itself.
+    stored: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
 }
 
 impl Owner {
@@ -68,6 +73,46 @@ impl Owner {
             return Err(());
         }
         Ok(injection)
+    }
+
+    /// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
+    /// differ from the committed ones (librdkafka answers `_NO_OFFSET` when there are none).
+    /// With `enable.auto.offset.store` librdkafka stores each position as it hands a message
+    /// out; without it, what the application stored.
+    fn stored_offsets(
+        &self,
+        consumer: &BaseConsumer<BrokerContext>,
+    ) -> KafkaResult<Vec<(TopicPartition, i64)>> {
+        let candidates: Vec<(TopicPartition, i64)> = if self.auto_store {
+            Consumer::position(consumer)?
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            let assigned = partitions(&Consumer::assignment(consumer)?);
+            let stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+            assigned
+                .into_iter()
+                .filter_map(|tp| stored.get(&tp).map(|o| (tp, *o)))
+                .collect()
+        };
+        let committed = Consumer::committed(consumer, CALLBACK_TIMEOUT)?;
+        let offsets: Vec<(TopicPartition, i64)> = candidates
+            .into_iter()
+            .filter(|(tp, o)| {
+                committed
+                    .find_partition(&tp.topic, tp.partition)
+                    .is_none_or(|c| c.offset() != Offset::Offset(*o))
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
+        }
+        Ok(offsets)
     }
 
     fn crash_after(&self, operation: Operation) {
@@ -268,7 +313,7 @@ impl ConsumerHandle for CallbackHandle<'_> {
         self.commit_offsets(Operation::Commit, explicit_offsets(offsets)?, mode)
     }
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
-        let offsets = stored_offsets(self.consumer)?;
+        let offsets = self.owner().stored_offsets(self.consumer)?;
         self.commit_offsets(Operation::Commit, offsets, mode)
     }
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
@@ -287,32 +332,6 @@ impl ConsumerHandle for CallbackHandle<'_> {
         Consumer::group_metadata(self.consumer)
             .map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
     }
-}
-
-/// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
-/// differ from the committed ones (librdkafka answers `_NO_OFFSET` when there are none).
-fn stored_offsets(
-    consumer: &BaseConsumer<BrokerContext>,
-) -> KafkaResult<Vec<(TopicPartition, i64)>> {
-    // librdkafka keeps the stored offsets to itself; `position` is what auto-store stores.
-    let positions = Consumer::position(consumer)?;
-    let committed = Consumer::committed(consumer, CALLBACK_TIMEOUT)?;
-    let mut offsets = Vec::new();
-    for e in positions.elements() {
-        let Offset::Offset(position) = e.offset() else {
-            continue;
-        };
-        let done = committed
-            .find_partition(e.topic(), e.partition())
-            .is_some_and(|c| c.offset() == Offset::Offset(position));
-        if !done {
-            offsets.push((TopicPartition::new(e.topic(), e.partition()), position));
-        }
-    }
-    if offsets.is_empty() {
-        return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
-    }
-    Ok(offsets)
 }
 
 /// A consumer of a real broker, behind [`SimConsumer`](crate::SimConsumer).
@@ -348,6 +367,8 @@ impl BrokerConsumer {
             shared: shared.clone(),
             incarnation,
             group,
+            auto_store: config.get("enable.auto.offset.store") != Some("false"),
+            stored: Arc::default(),
         };
         let context = BrokerContext {
             owner: owner.clone(),
@@ -496,6 +517,11 @@ impl BrokerConsumer {
         } else {
             let result = self.with_native(store);
             if result.is_ok() {
+                self.owner
+                    .stored
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(anchor.topic_partition(), anchor.offset + 1);
                 self.owner.record(HistoryEvent::OffsetStored {
                     partition: anchor.topic_partition(),
                     offset: anchor.offset + 1,
@@ -542,7 +568,7 @@ impl ConsumerHandle for BrokerConsumer {
         self.commit_offsets(Operation::Commit, None, explicit_offsets(offsets)?, mode)
     }
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
-        let offsets = self.with_native(stored_offsets)?;
+        let offsets = self.with_native(|c| self.owner.stored_offsets(c))?;
         self.commit_offsets(Operation::Commit, None, offsets, mode)
     }
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
@@ -559,7 +585,18 @@ impl ConsumerHandle for BrokerConsumer {
         let Some(anchor) = anchor else {
             return Err(KafkaError::StoreOffset(RDKafkaErrorCode::InvalidArgument));
         };
-        self.store(anchor, |c| Consumer::store_offsets(c, offsets))
+        self.store(anchor, |c| Consumer::store_offsets(c, offsets))?;
+        let mut stored = self
+            .owner
+            .stored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for e in offsets.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                stored.insert(TopicPartition::new(e.topic(), e.partition()), o);
+            }
+        }
+        Ok(())
     }
     fn position(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::position)

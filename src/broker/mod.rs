@@ -72,8 +72,8 @@ pub enum BrokerError {
     /// An input record did not land where the scenario put it: the broker does not give
     /// dense offsets, writes no transaction markers, or the topic was not empty.
     #[error(
-        "the input record for {partition} should have made its end offset {expected}, but the \
-         broker reports {end}: {}",
+        "the input of {partition} should have reached offset {expected}, but the broker reports \
+         {end}: {}",
         if *transactional {
             "it was written in a transaction, whose marker takes an offset in Kafka; this broker \
              writes no markers (librdkafka's mock cluster stubs transactions), so scenarios with \
@@ -85,11 +85,11 @@ pub enum BrokerError {
     UnexpectedOffset {
         /// The partition.
         partition: TopicPartition,
-        /// The end offset expected after the record.
+        /// The offset expected (of a record, or the end offset after the last one).
         expected: i64,
-        /// The end offset the broker reported.
+        /// The offset the broker reported.
         end: i64,
-        /// Whether the record was written in a transaction.
+        /// Whether the partition holds records written in transactions.
         transactional: bool,
     },
     /// Reading a partition back at the end of the run did not reach its end offset.

@@ -25,8 +25,10 @@ pub const DEFAULT_KAFKA_IMAGE: &str = "apache/kafka:3.9.0";
 /// How long one probe of the self-check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a started broker may take to answer.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a container may take to answer after it started (a JVM broker takes seconds).
+const CONTAINER_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the mock cluster or a named cluster may take to answer.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which broker a run uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -69,24 +71,38 @@ impl BrokerProvider {
     /// the simulator), `mock`, `container` (image from `EFFECTIVELY_ONCE_KAFKA_IMAGE`) or
     /// `external` (servers from `EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS`).
     pub fn from_env() -> Result<Option<Self>, BrokerError> {
-        let value = std::env::var(BROKER_VARIABLE).unwrap_or_default();
-        match value.as_str() {
+        let var = |name| std::env::var(name).ok();
+        Self::from_settings(
+            var(BROKER_VARIABLE).as_deref(),
+            var(IMAGE_VARIABLE).as_deref(),
+            var(BOOTSTRAP_VARIABLE).as_deref(),
+        )
+    }
+
+    /// [`from_env`](Self::from_env) on the given values of the three variables.
+    fn from_settings(
+        broker: Option<&str>,
+        image: Option<&str>,
+        bootstrap: Option<&str>,
+    ) -> Result<Option<Self>, BrokerError> {
+        let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        match broker.map(str::trim).unwrap_or_default() {
             "" | "sim" => Ok(None),
             "mock" => Ok(Some(BrokerProvider::MockCluster)),
-            "container" => Ok(Some(BrokerProvider::container())),
-            "external" => match std::env::var(BOOTSTRAP_VARIABLE) {
-                Ok(bootstrap) if !bootstrap.trim().is_empty() => {
-                    Ok(Some(BrokerProvider::External { bootstrap }))
-                }
-                _ => Err(BrokerError::Environment {
+            "container" => Ok(Some(BrokerProvider::Container {
+                image: given(image).unwrap_or_else(|| DEFAULT_KAFKA_IMAGE.to_string()),
+            })),
+            "external" => match given(bootstrap) {
+                Some(bootstrap) => Ok(Some(BrokerProvider::External { bootstrap })),
+                None => Err(BrokerError::Environment {
                     variable: BOOTSTRAP_VARIABLE,
                     value: String::new(),
                     expected: "EFFECTIVELY_ONCE_BROKER=external needs the cluster's bootstrap servers",
                 }),
             },
-            _ => Err(BrokerError::Environment {
+            other => Err(BrokerError::Environment {
                 variable: BROKER_VARIABLE,
-                value,
+                value: other.to_string(),
                 expected: "sim, mock, container or external",
             }),
         }
@@ -94,11 +110,13 @@ impl BrokerProvider {
 
     /// A container of `EFFECTIVELY_ONCE_KAFKA_IMAGE`, or of [`DEFAULT_KAFKA_IMAGE`].
     pub fn container() -> Self {
-        let image = std::env::var(IMAGE_VARIABLE)
+        let image = std::env::var(IMAGE_VARIABLE).ok();
+        Self::from_settings(Some("container"), image.as_deref(), None)
             .ok()
-            .filter(|i| !i.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_KAFKA_IMAGE.to_string());
-        BrokerProvider::Container { image }
+            .flatten()
+            .unwrap_or(BrokerProvider::Container {
+                image: DEFAULT_KAFKA_IMAGE.to_string(),
+            })
     }
 
     /// What this kind of broker honours ([`self_check::run`] on a broker of its own, with
@@ -141,7 +159,11 @@ impl BrokerProvider {
                 startup: Duration::ZERO,
             },
         };
-        wait_until_ready(&broker.bootstrap)?;
+        let patience = match self {
+            BrokerProvider::Container { .. } => CONTAINER_STARTUP_TIMEOUT,
+            _ => STARTUP_TIMEOUT,
+        };
+        wait_until_ready(&broker.bootstrap, patience)?;
         broker.startup = started.elapsed();
         broker.create_topics(topics)?;
         Ok(broker)
@@ -186,6 +208,9 @@ impl RunningBroker {
     }
 
     fn create_topics(&mut self, topics: &[(String, i32)]) -> Result<(), BrokerError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
         if let Kind::Mock(owner) = &self.kind {
             let cluster = mock_handle(owner)?;
             for (name, partitions) in topics {
@@ -412,7 +437,7 @@ fn topic_names(bootstrap: &str) -> Result<Vec<String>, BrokerError> {
 }
 
 /// Waits until the broker answers a metadata request.
-fn wait_until_ready(bootstrap: &str) -> Result<(), BrokerError> {
+fn wait_until_ready(bootstrap: &str, patience: Duration) -> Result<(), BrokerError> {
     let started = Instant::now();
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -424,7 +449,7 @@ fn wait_until_ready(bootstrap: &str) -> Result<(), BrokerError> {
             Ok(_) => "the metadata lists no broker".to_string(),
             Err(e) => e.to_string(),
         };
-        if started.elapsed() > STARTUP_TIMEOUT {
+        if started.elapsed() > patience {
             return Err(BrokerError::NotReady {
                 bootstrap: bootstrap.to_string(),
                 waited: started.elapsed(),
@@ -432,5 +457,67 @@ fn wait_until_ready(bootstrap: &str) -> Result<(), BrokerError> {
             });
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_names_the_broker() {
+        let parse = BrokerProvider::from_settings;
+        assert_eq!(parse(None, None, None).unwrap(), None);
+        assert_eq!(parse(Some("sim"), None, None).unwrap(), None);
+        assert_eq!(
+            parse(Some("mock"), None, None).unwrap(),
+            Some(BrokerProvider::MockCluster)
+        );
+        assert_eq!(
+            parse(Some("container"), None, None).unwrap(),
+            Some(BrokerProvider::Container {
+                image: DEFAULT_KAFKA_IMAGE.into()
+            })
+        );
+        assert_eq!(
+            parse(Some("container"), Some("local/tansu:1"), None).unwrap(),
+            Some(BrokerProvider::Container {
+                image: "local/tansu:1".into()
+            })
+        );
+        assert_eq!(
+            parse(Some("external"), None, Some("kafka:9092")).unwrap(),
+            Some(BrokerProvider::External {
+                bootstrap: "kafka:9092".into()
+            })
+        );
+        let missing = parse(Some("external"), None, Some(" ")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS"),
+            "{missing}"
+        );
+        let unknown = parse(Some("kafka"), None, None).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "EFFECTIVELY_ONCE_BROKER=\"kafka\": sim, mock, container or external"
+        );
+    }
+
+    #[test]
+    fn a_cluster_that_does_not_answer_is_an_error_not_a_hang() {
+        let down = BrokerProvider::External {
+            bootstrap: "127.0.0.1:1".into(),
+        };
+        let started = std::time::Instant::now();
+        let error = down.start(&[]).unwrap_err();
+        assert!(matches!(error, BrokerError::NotReady { .. }), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        println!("{error}");
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::BrokerError;
@@ -132,11 +132,13 @@ impl BrokerSession {
             .map_err(client("creating a reader"))
     }
 
-    /// Writes the run's input, one record per produce request and in order, and checks that
-    /// each lands at the offset the scenario expects (dense offsets from 0; a transaction's
-    /// marker takes the offset after its record).
-    pub(crate) fn produce_input(&self, records: &[InputWrite]) -> Result<(), BrokerError> {
-        let producer = |transactional: bool| -> Result<BaseProducer, BrokerError> {
+    /// Writes the run's input in order, one record per produce request (some brokers report
+    /// wrong end offsets for multi-record batches), and checks that each record lands at the
+    /// offset the scenario expects (dense offsets from 0; a transaction's marker takes the
+    /// offset after its record) and that each partition ends where the last record (or
+    /// marker) does.
+    pub(crate) async fn produce_input(&self, records: &[InputWrite]) -> Result<(), BrokerError> {
+        let producer = |transactional: bool| -> Result<FutureProducer, BrokerError> {
             let mut config = ClientConfig::new();
             config
                 .set("bootstrap.servers", &self.bootstrap)
@@ -150,10 +152,11 @@ impl BrokerSession {
                 .map_err(client("creating the input producer"))
         };
         let plain = producer(false)?;
-        let mut transactional: Option<BaseProducer> = None;
+        let mut transactional: Option<FutureProducer> = None;
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for input in records {
-            let mut record = BaseRecord::<[u8], [u8]>::to(&input.topic).partition(input.partition);
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&input.topic).partition(input.partition);
             if let Some(key) = &input.key {
                 record = record.key(key);
             }
@@ -161,16 +164,8 @@ impl BrokerSession {
                 record = record.payload(payload);
             }
             let used = match input.transaction {
-                None => {
-                    plain
-                        .send(record)
-                        .map_err(|(e, _)| client("producing the input")(e))?;
-                    plain
-                        .flush(CALL_TIMEOUT)
-                        .map_err(client("producing the input"))?;
-                    &plain
-                }
-                Some(commit) => {
+                None => &plain,
+                Some(_) => {
                     if transactional.is_none() {
                         let p = producer(true)?;
                         p.init_transactions(CALL_TIMEOUT)
@@ -180,34 +175,47 @@ impl BrokerSession {
                     let p = transactional.as_ref().expect("created above");
                     p.begin_transaction()
                         .map_err(client("begin_transaction for the input"))?;
-                    p.send(record)
-                        .map_err(|(e, _)| client("producing the input")(e))?;
-                    p.flush(CALL_TIMEOUT)
-                        .map_err(client("producing the input"))?;
-                    if commit {
-                        p.commit_transaction(CALL_TIMEOUT)
-                            .map_err(client("committing the input's transaction"))?;
-                    } else {
-                        p.abort_transaction(CALL_TIMEOUT)
-                            .map_err(client("aborting the input's transaction"))?;
-                    }
                     p
                 }
             };
+            let delivered = used
+                .send(record, CALL_TIMEOUT)
+                .await
+                .map_err(|(e, _)| client("producing the input")(e))?;
+            match input.transaction {
+                Some(true) => used
+                    .commit_transaction(CALL_TIMEOUT)
+                    .map_err(client("committing the input's transaction"))?,
+                Some(false) => used
+                    .abort_transaction(CALL_TIMEOUT)
+                    .map_err(client("aborting the input's transaction"))?,
+                None => {}
+            }
+            let partition = TopicPartition::new(input.topic.clone(), input.partition);
             let expected = next
                 .entry((input.topic.clone(), input.partition))
                 .or_default();
-            *expected += if input.transaction.is_some() { 2 } else { 1 };
-            let (_, end) = used
-                .client()
-                .fetch_watermarks(&input.topic, input.partition, CALL_TIMEOUT)
-                .map_err(client("reading the input's end offset"))?;
-            if end != *expected {
+            if delivered.offset != *expected {
                 return Err(BrokerError::UnexpectedOffset {
-                    partition: TopicPartition::new(input.topic.clone(), input.partition),
+                    partition,
                     expected: *expected,
+                    end: delivered.offset,
+                    transactional: records.iter().any(|r| r.transaction.is_some()),
+                });
+            }
+            *expected += if input.transaction.is_some() { 2 } else { 1 };
+        }
+        for ((topic, partition), expected) in next {
+            let (_, end) = plain
+                .client()
+                .fetch_watermarks(&topic, partition, CALL_TIMEOUT)
+                .map_err(client("reading the input's end offset"))?;
+            if end != expected {
+                return Err(BrokerError::UnexpectedOffset {
+                    partition: TopicPartition::new(topic, partition),
+                    expected,
                     end,
-                    transactional: input.transaction.is_some(),
+                    transactional: records.iter().any(|r| r.transaction.is_some()),
                 });
             }
         }

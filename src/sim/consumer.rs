@@ -633,6 +633,9 @@ impl World {
 /// handed out, `enable.auto.commit` commits stored offsets every `auto.commit.interval.ms` and
 /// when partitions are revoked or the consumer is dropped. Every call is an interception point
 /// of the fault schedule. Once its instance crashed, any use of it unwinds the calling task.
+///
+/// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
+/// wraps librdkafka's consumer, with the same interception points.
 pub struct SimConsumer {
     shared: Arc<Shared>,
     client: ClientId,

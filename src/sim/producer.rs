@@ -253,6 +253,10 @@ impl World {
 /// `acks=0` reports no offsets; a lost acknowledgement ([`Fault::LoseAck`](crate::Fault::LoseAck))
 /// makes librdkafka retry: without `enable.idempotence` the retry appends a duplicate, with it
 /// the broker drops the duplicate by (producer id, epoch, sequence).
+///
+/// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
+/// wraps librdkafka's `FutureProducer`; a lost acknowledgement is then played as librdkafka's
+/// retry would land: a second copy without idempotence, nothing with it.
 pub struct SimProducer {
     shared: Arc<Shared>,
     client: ClientId,

@@ -1,0 +1,119 @@
+//! Each provider runs the same 100-event scenario with three crashes and agrees with the
+//! simulator; an external cluster gets fresh topics and is cleaned up.
+
+use std::time::Instant;
+
+use effectively_once::broker::{BrokerError, BrokerProvider};
+use effectively_once::scenario::ScenarioFault;
+use effectively_once::{
+    Error, Event, Fault, Operation, Scenario, Semantics, compare_on_broker, run_scenario,
+};
+
+use crate::fixtures::services::{commit_after_service, idempotency_key_service};
+use crate::support::*;
+
+/// 100 events on 2 partitions, 2 instances; crashes before the commit of events 20 and 80 and
+/// after the effect of event 50.
+fn hundred_events_three_crashes() -> Scenario {
+    let crash = |event, operation, fault| ScenarioFault {
+        event,
+        operation,
+        occurrence: 1,
+        fault,
+    };
+    Scenario {
+        seed: 7,
+        partitions: 2,
+        instances: 2,
+        late_joins: Vec::new(),
+        events: (0..100)
+            .map(|n| effectively_once::scenario::StreamEvent {
+                event: Event {
+                    event_id: format!("evt-{n}"),
+                    key: format!("k{}", n % 10),
+                    payload: serde_json::json!({ "value": n }),
+                },
+                produced_twice: false,
+                poison: false,
+                aborted_first: false,
+            })
+            .collect(),
+        faults: vec![
+            crash(20, Operation::CommitMessage, Fault::CrashBefore),
+            crash(50, Operation::Effect, Fault::CrashAfter),
+            crash(80, Operation::CommitMessage, Fault::CrashBefore),
+        ],
+    }
+}
+
+fn hundred_events_agree(provider: &BrokerProvider) {
+    let scenario = hundred_events_three_crashes();
+    let v = email_verifier();
+    // Warm the self-check cache, so the wall time below is the run's alone.
+    provider.self_check().unwrap();
+    let compared = compare_on_broker(
+        Semantics::EffectivelyOnce,
+        &v,
+        provider,
+        &scenario,
+        idempotency_key_service,
+    )
+    .unwrap();
+    println!("{compared}");
+    assert_eq!(compared.agrees(), Some(true), "{compared}");
+    let broker = compared.broker.as_ref().unwrap();
+    assert!(broker.violations.is_empty(), "{compared}");
+    let crashes = broker
+        .outcome
+        .history()
+        .to_string()
+        .matches("CRASHED")
+        .count();
+    assert_eq!(crashes, 3, "{}", broker.outcome.history());
+    let started = Instant::now();
+    run_scenario(
+        Semantics::EffectivelyOnce,
+        &v,
+        &scenario,
+        idempotency_key_service,
+    )
+    .unwrap();
+    println!(
+        "100 events, 3 crashes: {:.2}s on {provider}, {:.3}s on the simulator",
+        compared.broker_wall.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_hundred_events_with_three_crashes_on_the_mock_cluster() {
+    hundred_events_agree(&BrokerProvider::MockCluster);
+}
+
+#[test]
+fn a_hundred_events_with_three_crashes_on_the_container() {
+    hundred_events_agree(&container());
+}
+
+#[test]
+fn an_external_cluster_gets_fresh_topics_and_is_cleaned_up() {
+    // A container stands in for the cluster someone named.
+    let cluster = container().start(&[]).unwrap();
+    let external = BrokerProvider::External {
+        bootstrap: cluster.bootstrap().to_string(),
+    };
+    let mut v = email_verifier();
+    v.broker(Some(external.clone()));
+    let scenario = effectively_once::broker_scenarios(&v, 1).remove(0);
+    let run = run_scenario(Semantics::AtLeastOnce, &v, &scenario, commit_after_service).unwrap();
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+    // The run deleted its topic: the same scenario runs again.
+    run_scenario(Semantics::AtLeastOnce, &v, &scenario, commit_after_service).unwrap();
+    // A topic that exists is refused, not reused.
+    let kept = external.start(&[("task-events".to_string(), 1)]).unwrap();
+    match run_scenario(Semantics::AtLeastOnce, &v, &scenario, commit_after_service) {
+        Err(Error::Broker(BrokerError::TopicExists(topic))) => assert_eq!(topic, "task-events"),
+        other => panic!("expected TopicExists, got {other:?}"),
+    }
+    drop(kept);
+}
