@@ -356,6 +356,11 @@
 //!   take no virtual time.
 //! - `Simulation::run` builds its own runtime: call it from a plain `#[test]`, not from
 //!   `#[tokio::test]`.
+//! - On a real broker ([`Simulation::run_on`]) runs are in real time and not deterministic;
+//!   `Freeze` faults, faults on librdkafka's auto-commit and input produced after the start
+//!   are refused; an asynchronous commit is made synchronously (so that its outcome is in the
+//!   history where it was called); group generations are not known to the kit (`-1`); broker
+//!   faults (restarts, request errors) are not injected yet.
 #![deny(missing_docs)]
 
 pub mod broker;

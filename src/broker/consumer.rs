@@ -21,7 +21,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::native::{ConsumerSlot, NativeClient, Slot};
 use super::session::BrokerSession;
-use crate::client::{ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler};
+use crate::client::{
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler, explicit_offsets,
+};
 use crate::fault::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation};
 use crate::record::{RecordPosition, TopicPartition};
@@ -252,28 +254,6 @@ fn tpl<'a>(
         list.add_partition_offset(&tp.topic, tp.partition, offset)?;
     }
     Ok(list)
-}
-
-/// The explicit offsets of a list, as the commit calls take them.
-fn explicit_offsets(list: &TopicPartitionList) -> KafkaResult<Vec<(TopicPartition, i64)>> {
-    let mut offsets = Vec::new();
-    for e in list.elements() {
-        match e.offset() {
-            Offset::Offset(o) if o >= 0 => {
-                offsets.push((TopicPartition::new(e.topic(), e.partition()), o))
-            }
-            Offset::Invalid => {}
-            _ => {
-                return Err(KafkaError::ConsumerCommit(
-                    RDKafkaErrorCode::InvalidArgument,
-                ));
-            }
-        }
-    }
-    if offsets.is_empty() {
-        return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
-    }
-    Ok(offsets)
 }
 
 /// What a rebalance callback gets: the consumer being polled. Commits through it are

@@ -49,6 +49,20 @@ fn step<T>(step: &'static str, r: Result<T, KafkaError>) -> Result<T, ProbeError
     r.map_err(|source| ProbeError::Client { step, source })
 }
 
+/// Queues `payload` for partition 0 of `topic`.
+fn send(producer: &BaseProducer, topic: &str, payload: &str) -> Result<(), ProbeError> {
+    step(
+        "producing",
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload(payload),
+            )
+            .map_err(|(e, _)| e),
+    )
+}
+
 /// Writes an aborted and a committed transaction to partition 0 of `topic` (which must exist)
 /// on the broker at `bootstrap`, then reads the partition with `isolation.level=read_committed`.
 pub fn read_committed(
@@ -56,30 +70,14 @@ pub fn read_committed(
     topic: &str,
     timeout: Duration,
 ) -> Result<ReadCommittedProbe, ProbeError> {
-    let producer: BaseProducer = step(
-        "creating the transactional producer",
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set(
-                "transactional.id",
-                format!("effectively-once-probe-{topic}"),
-            )
-            .set("log_level", "0")
-            .create(),
+    let producer = transactional_producer(
+        bootstrap,
+        &format!("effectively-once-probe-{topic}"),
+        timeout,
     )?;
-    step("init_transactions", producer.init_transactions(timeout))?;
     for (payload, commit) in [(ABORTED, false), (COMMITTED, true)] {
         step("begin_transaction", producer.begin_transaction())?;
-        step(
-            "producing",
-            producer
-                .send(
-                    BaseRecord::<(), str>::to(topic)
-                        .partition(0)
-                        .payload(payload),
-                )
-                .map_err(|(e, _)| e),
-        )?;
+        send(&producer, topic, payload)?;
         step("flushing", producer.flush(timeout))?;
         if commit {
             step("commit_transaction", producer.commit_transaction(timeout))?;
@@ -320,16 +318,7 @@ fn fencing(bootstrap: &str, topic: &str, timeout: Duration) -> Result<(bool, Str
     let id = format!("{topic}-producer");
     let zombie = transactional_producer(bootstrap, &id, timeout)?;
     step("begin_transaction", zombie.begin_transaction())?;
-    step(
-        "producing",
-        zombie
-            .send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(0)
-                    .payload("zombie"),
-            )
-            .map_err(|(e, _)| e),
-    )?;
+    send(&zombie, topic, "zombie")?;
     step("flushing", zombie.flush(timeout))?;
     let _successor = transactional_producer(bootstrap, &id, timeout)?;
     match zombie.commit_transaction(timeout.min(Duration::from_secs(3))) {
@@ -371,16 +360,7 @@ fn end_offsets(
             .create(),
     )?;
     for payload in ["a", "b", "c"] {
-        step(
-            "producing",
-            producer
-                .send(
-                    BaseRecord::<(), str>::to(topic)
-                        .partition(0)
-                        .payload(payload),
-                )
-                .map_err(|(e, _)| e),
-        )?;
+        send(&producer, topic, payload)?;
     }
     step("flushing", producer.flush(timeout))?;
     let (_, end) = step(

@@ -93,6 +93,36 @@ pub(crate) fn foreign_group_metadata() -> rdkafka::error::KafkaError {
     rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::InvalidArgument)
 }
 
+/// The offsets of a list handed to `commit`, as librdkafka takes them: `Offset::Invalid`
+/// entries are left out, other logical offsets are an invalid argument, and an empty result
+/// is `_NO_OFFSET`.
+pub(crate) fn explicit_offsets(
+    list: &TopicPartitionList,
+) -> KafkaResult<Vec<(crate::record::TopicPartition, i64)>> {
+    use rdkafka::Offset;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    let mut offsets = Vec::new();
+    for e in list.elements() {
+        match e.offset() {
+            Offset::Offset(o) if o >= 0 => offsets.push((
+                crate::record::TopicPartition::new(e.topic(), e.partition()),
+                o,
+            )),
+            Offset::Invalid => {}
+            _ => {
+                return Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::InvalidArgument,
+                ));
+            }
+        }
+    }
+    if offsets.is_empty() {
+        return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
+    }
+    Ok(offsets)
+}
+
 /// A group consumer: rdkafka's `StreamConsumer` API.
 pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     /// The message type `recv` yields: `BorrowedMessage` for rdkafka, `OwnedMessage` for the

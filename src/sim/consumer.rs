@@ -20,6 +20,7 @@ use super::{ClientId, Crashed, Shared, World, crashed, dead_error};
 use crate::broker::{BrokerConsumer, BrokerSession};
 use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
+    explicit_offsets,
 };
 use crate::fault::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
@@ -988,23 +989,7 @@ impl ConsumerHandle for SimConsumer {
         if let Some(broker) = &self.broker {
             return broker.commit(offsets, mode);
         }
-        let mut list = Vec::new();
-        for elem in offsets.elements() {
-            match elem.offset() {
-                Offset::Offset(o) if o >= 0 => {
-                    list.push((TopicPartition::new(elem.topic(), elem.partition()), o))
-                }
-                Offset::Invalid => {}
-                _ => {
-                    return Err(KafkaError::ConsumerCommit(
-                        RDKafkaErrorCode::InvalidArgument,
-                    ));
-                }
-            }
-        }
-        if list.is_empty() {
-            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
-        }
+        let list = explicit_offsets(offsets)?;
         let anchor = self.shared.lock().current_record(self.incarnation);
         self.commit_offsets(Operation::Commit, anchor, list, mode)
     }

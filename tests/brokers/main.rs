@@ -10,3 +10,5 @@ mod providers;
 mod self_check;
 mod support;
 mod zoo;
+#[path = "../zoo/support.rs"]
+mod zoo_support;

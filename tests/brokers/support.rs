@@ -4,11 +4,8 @@ use std::future::Future;
 
 use effectively_once::broker::BrokerProvider;
 use effectively_once::{
-    CheckError, Counterexample, InstanceContext, InstanceExit, Passed, Semantics, Verifier,
-    broker_scenarios, compare_on_broker,
+    InstanceContext, InstanceExit, Semantics, Verifier, broker_scenarios, compare_on_broker,
 };
-
-use crate::fixtures::notification::{self, EMAIL, TOPIC};
 
 /// The container provider the tests use: `EFFECTIVELY_ONCE_KAFKA_IMAGE` must name a local image
 /// (`ci/test.sh` builds one around Tansu and sets it); no registry is reachable here.
@@ -22,36 +19,7 @@ pub fn container() -> BrokerProvider {
     BrokerProvider::Container { image }
 }
 
-/// The notification topic and payloads, no saved failures.
-pub fn notification_verifier() -> Verifier {
-    let mut v = Verifier::default();
-    v.topic(TOPIC)
-        .encode(notification::encode)
-        .persist_failures(false);
-    v
-}
-
-/// Effects counted on the email sink.
-pub fn email_verifier() -> Verifier {
-    let mut v = notification_verifier();
-    v.effect_sink(EMAIL);
-    v
-}
-
-/// Effects read off the durable store with `query`.
-pub fn store_verifier(effect: &str, query: &str) -> Verifier {
-    let mut v = notification_verifier();
-    v.store_effect(effect, query);
-    v
-}
-
-/// The simulator's minimal counterexample.
-pub fn counterexample(result: Result<Passed, CheckError>) -> Box<Counterexample> {
-    match result {
-        Err(CheckError::Violated(c)) => c,
-        other => panic!("expected a counterexample, got {other:?}"),
-    }
-}
+pub use crate::zoo_support::{counterexample, store_verifier, verifier as email_verifier};
 
 /// Replays the simulator's minimal counterexample on `provider` and asserts that the broker
 /// breaks the same invariants (those its self-check cannot support aside).

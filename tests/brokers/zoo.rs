@@ -114,3 +114,27 @@ fn correct_consumers_pass_the_same_scenarios_on_the_mock_cluster() {
 fn correct_consumers_pass_the_same_scenarios_on_the_container() {
     correct_consumers_agree(&container());
 }
+
+/// The assertions' path: the search on the simulator, the verdict confirmed on the broker.
+#[test]
+fn a_check_with_a_broker_confirms_its_verdict_there() {
+    let mut v = email_verifier();
+    v.broker(Some(BrokerProvider::MockCluster)).broker_cases(1);
+    let c = counterexample(effectively_once::check_effectively_once(
+        &v,
+        commit_after_service,
+    ));
+    let report = c.to_string();
+    assert!(
+        report.contains("on the simulator and on librdkafka's mock cluster: the verdicts agree"),
+        "{report}"
+    );
+    let passed = effectively_once::check_effectively_once(&v, idempotency_key_service)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = passed.to_string();
+    println!("{report}");
+    assert!(
+        report.contains("1 of 1 sampled scenarios agreed on librdkafka's mock cluster"),
+        "{report}"
+    );
+}
