@@ -134,7 +134,7 @@ impl BrokerProvider {
         }
         let topics: Vec<(String, i32)> = self_check::PROBE_TOPICS
             .iter()
-            .map(|t| (t.to_string(), 1))
+            .map(|(t, partitions)| (t.to_string(), *partitions))
             .collect();
         let broker = self.start(&topics)?;
         let found = self_check::run(broker.bootstrap(), PROBE_TIMEOUT);

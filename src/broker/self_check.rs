@@ -25,6 +25,14 @@ pub enum ProbeError {
     /// The committed record never arrived.
     #[error("the probe's committed record did not arrive within {0:?}")]
     Timeout(Duration),
+    /// A group consumer got no partitions.
+    #[error("a consumer of group {group:?} got no partitions within {waited:?}")]
+    NotJoined {
+        /// The group.
+        group: String,
+        /// How long the probe waited.
+        waited: Duration,
+    },
 }
 
 /// What a `read_committed` consumer got from a partition holding an aborted record followed by
@@ -133,6 +141,9 @@ pub enum Capability {
     /// The end offset (ListOffsets latest) of a partition written in multi-record batches is
     /// the offset after its last record.
     ReportsEndOffsets,
+    /// A commit from a member that is no longer in the group's current generation is
+    /// rejected.
+    RejectsStaleGenerations,
 }
 
 impl std::fmt::Display for Capability {
@@ -142,6 +153,7 @@ impl std::fmt::Display for Capability {
             Capability::StoresTransactionalOffsets => "transactional offsets are stored",
             Capability::FencesZombies => "init_transactions fences the older producer",
             Capability::ReportsEndOffsets => "end offsets are right after multi-record batches",
+            Capability::RejectsStaleGenerations => "commits of a stale generation are rejected",
         })
     }
 }
@@ -193,12 +205,14 @@ impl std::fmt::Display for SelfCheck {
     }
 }
 
-/// The topics the probes write to, one partition each; they must exist.
-pub const PROBE_TOPICS: [&str; 4] = [
-    "effectively-once-probe-read-committed",
-    "effectively-once-probe-offsets",
-    "effectively-once-probe-fencing",
-    "effectively-once-probe-end-offsets",
+/// The topics the probes use, with their partition counts; they must exist.
+pub const PROBE_TOPICS: [(&str, i32); 5] = [
+    ("effectively-once-probe-read-committed", 1),
+    ("effectively-once-probe-offsets", 1),
+    ("effectively-once-probe-fencing", 1),
+    ("effectively-once-probe-end-offsets", 1),
+    // Two: the second member gets a partition whether or not the first is still a member.
+    ("effectively-once-probe-generations", 2),
 ];
 
 /// Runs every probe against the broker at `bootstrap` (whose [`PROBE_TOPICS`] exist).
@@ -215,7 +229,7 @@ pub fn run(bootstrap: &str, timeout: Duration) -> SelfCheck {
             detail: e.to_string(),
         },
     };
-    let read = read_committed(bootstrap, PROBE_TOPICS[0], timeout).map(|probe| {
+    let read = read_committed(bootstrap, PROBE_TOPICS[0].0, timeout).map(|probe| {
         (
             probe.hides_aborted_records(),
             format!(
@@ -229,15 +243,19 @@ pub fn run(bootstrap: &str, timeout: Duration) -> SelfCheck {
             finding(Capability::HidesAbortedRecords, read),
             finding(
                 Capability::StoresTransactionalOffsets,
-                transactional_offsets(bootstrap, PROBE_TOPICS[1], timeout),
+                transactional_offsets(bootstrap, PROBE_TOPICS[1].0, timeout),
             ),
             finding(
                 Capability::FencesZombies,
-                fencing(bootstrap, PROBE_TOPICS[2], timeout),
+                fencing(bootstrap, PROBE_TOPICS[2].0, timeout),
             ),
             finding(
                 Capability::ReportsEndOffsets,
-                end_offsets(bootstrap, PROBE_TOPICS[3], timeout),
+                end_offsets(bootstrap, PROBE_TOPICS[3].0, timeout),
+            ),
+            finding(
+                Capability::RejectsStaleGenerations,
+                stale_generation(bootstrap, PROBE_TOPICS[4].0, timeout),
             ),
         ],
     }
@@ -338,6 +356,81 @@ fn fencing(bootstrap: &str, topic: &str, timeout: Duration) -> Result<(bool, Str
             } else {
                 Err(ProbeError::Client {
                     step: "committing as the older producer (expected: fenced)",
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// A group consumer until it has partitions (`poll` serves the rebalance).
+fn joined(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BaseConsumer, ProbeError> {
+    let consumer: BaseConsumer = step(
+        "creating a group consumer",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "2000")
+            .set("heartbeat.interval.ms", "500")
+            .set("max.poll.interval.ms", "3000")
+            .set("log_level", "0")
+            .create(),
+    )?;
+    step("subscribing", consumer.subscribe(&[topic]))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(100));
+        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            return Ok(consumer);
+        }
+    }
+    Err(ProbeError::NotJoined {
+        group: group.to_string(),
+        waited: timeout,
+    })
+}
+
+/// Member A joins; A stops polling and member B joins, so the group moves on without A (A
+/// misses the rebalance); then A commits with the generation it had.
+fn stale_generation(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(bool, String), ProbeError> {
+    let group = format!("{topic}-group");
+    let stale = joined(bootstrap, &group, topic, timeout)?;
+    let _current = joined(bootstrap, &group, topic, timeout)?;
+    let mut offsets = TopicPartitionList::new();
+    step(
+        "listing offsets",
+        offsets.add_partition_offset(topic, 0, Offset::Offset(1)),
+    )?;
+    match stale.commit(&offsets, rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) => Ok((
+            false,
+            "a member that missed the rebalance committed with its old generation".into(),
+        )),
+        Err(e) => {
+            use rdkafka::types::RDKafkaErrorCode::*;
+            let rejected = matches!(
+                e.rdkafka_error_code(),
+                Some(IllegalGeneration | UnknownMemberId | RebalanceInProgress)
+            );
+            if rejected {
+                Ok((
+                    true,
+                    format!("a member that missed the rebalance could not commit: {e}"),
+                ))
+            } else {
+                // A local error says nothing about what the broker would have done.
+                Err(ProbeError::Client {
+                    step: "committing as the member that missed the rebalance",
                     source: e,
                 })
             }

@@ -27,6 +27,7 @@ fn the_mock_cluster_stubs_transactions() {
             (Capability::StoresTransactionalOffsets, Some(false)),
             (Capability::FencesZombies, Some(false)),
             (Capability::ReportsEndOffsets, Some(true)),
+            (Capability::RejectsStaleGenerations, Some(true)),
         ]
     );
 }
@@ -47,6 +48,9 @@ fn the_container() {
             // The older producer's commit times out instead of failing as fenced.
             (Capability::FencesZombies, None),
             (Capability::ReportsEndOffsets, Some(false)),
+            // A second member gets no partitions while the first has stopped polling (10 s),
+            // so the probe cannot make a stale member.
+            (Capability::RejectsStaleGenerations, None),
         ]
     } else {
         [
@@ -54,6 +58,7 @@ fn the_container() {
             (Capability::StoresTransactionalOffsets, Some(true)),
             (Capability::FencesZombies, Some(true)),
             (Capability::ReportsEndOffsets, Some(true)),
+            (Capability::RejectsStaleGenerations, Some(true)),
         ]
     };
     assert_eq!(found, expected);
