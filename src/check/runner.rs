@@ -72,7 +72,7 @@ impl std::fmt::Display for NotCheckable {
 }
 
 /// The guarantees an invariant's verdict relies on, beyond groups and commits.
-fn relies_on(invariant: &str, history: &crate::history::History) -> &'static [Capability] {
+fn relies_on(invariant: &str, outcome: &Outcome) -> &'static [Capability] {
     const TRANSACTIONS: &[Capability] = &[
         Capability::HidesAbortedRecords,
         Capability::StoresTransactionalOffsets,
@@ -84,7 +84,7 @@ fn relies_on(invariant: &str, history: &crate::history::History) -> &'static [Ca
         // A read_committed consumer handed an aborted record is the broker's doing; a
         // read_uncommitted one's is the consumer's on any broker.
         "no aborted read"
-            if history.events().any(|e| {
+            if outcome.history().events().any(|e| {
                 matches!(
                     e,
                     HistoryEvent::Delivered {
@@ -95,6 +95,15 @@ fn relies_on(invariant: &str, history: &crate::history::History) -> &'static [Ca
             }) =>
         {
             &[Capability::HidesAbortedRecords]
+        }
+        // A consumer that commits its offsets with its transactions catches up only if the
+        // broker stores them.
+        "liveness"
+            if outcome
+                .operations()
+                .contains_key(&Operation::SendOffsetsToTransaction) =>
+        {
+            &[Capability::StoresTransactionalOffsets]
         }
         _ => &[],
     }
@@ -112,7 +121,7 @@ fn split_not_checkable(
     let mut stand = Vec::new();
     let mut undecided = Vec::new();
     for violation in violations {
-        let shortfalls: Vec<String> = relies_on(&violation.invariant, outcome.history())
+        let shortfalls: Vec<String> = relies_on(&violation.invariant, outcome)
             .iter()
             .filter_map(|c| found.shortfall(*c))
             .collect();

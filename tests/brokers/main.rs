@@ -6,6 +6,7 @@
 mod fixtures;
 
 mod aborted_read;
+mod pipelines;
 mod providers;
 mod self_check;
 mod support;
