@@ -4,47 +4,11 @@
 use std::time::Instant;
 
 use effectively_once::broker::{BrokerError, BrokerProvider};
-use effectively_once::scenario::ScenarioFault;
-use effectively_once::{
-    Error, Event, Fault, Operation, Scenario, Semantics, compare_on_broker, run_scenario,
-};
+use effectively_once::{Error, Semantics, compare_on_broker, run_scenario};
 
+use crate::fixtures::scenarios::hundred_events_three_crashes;
 use crate::fixtures::services::{commit_after_service, idempotency_key_service};
 use crate::support::*;
-
-/// 100 events on 2 partitions, 2 instances; crashes before the commit of events 20 and 80 and
-/// after the effect of event 50.
-fn hundred_events_three_crashes() -> Scenario {
-    let crash = |event, operation, fault| ScenarioFault {
-        event,
-        operation,
-        occurrence: 1,
-        fault,
-    };
-    Scenario {
-        seed: 7,
-        partitions: 2,
-        instances: 2,
-        late_joins: Vec::new(),
-        events: (0..100)
-            .map(|n| effectively_once::scenario::StreamEvent {
-                event: Event {
-                    event_id: format!("evt-{n}"),
-                    key: format!("k{}", n % 10),
-                    payload: serde_json::json!({ "value": n }),
-                },
-                produced_twice: false,
-                poison: false,
-                aborted_first: false,
-            })
-            .collect(),
-        faults: vec![
-            crash(20, Operation::CommitMessage, Fault::CrashBefore),
-            crash(50, Operation::Effect, Fault::CrashAfter),
-            crash(80, Operation::CommitMessage, Fault::CrashBefore),
-        ],
-    }
-}
 
 fn hundred_events_agree(provider: &BrokerProvider) {
     let scenario = hundred_events_three_crashes();

@@ -1,0 +1,423 @@
+//! The kit's speed and how it scales: `ci/bench.sh` runs this in release mode
+//! (`cargo bench --bench kit`). Each figure is the median of three runs, with min and max; the
+//! summary goes to `target/bench/summary.json`, a table to stdout. Under `cargo test` (no
+//! `--bench` argument) it makes one quick pass with small sizes and writes nothing.
+
+#[path = "../fixtures/mod.rs"]
+mod fixtures;
+#[path = "../tests/zoo/support.rs"]
+mod support;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use effectively_once::broker::BrokerProvider;
+use effectively_once::{
+    CheckError, ConsumerHandle, FaultKind, InputRecord, InstanceContext, InstanceExit,
+    KafkaConsumer, Passed, Scenario, ScenarioSpace, Semantics, Simulation, Verifier, check,
+    compare_on_broker, run_scenario,
+};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
+use rdkafka::ClientConfig;
+use serde_json::{Value, json};
+
+use fixtures::dedup_same_transaction::{INBOX, INBOX_QUERY, Mark};
+use fixtures::notification::{BoxError, GROUP, TOPIC};
+use fixtures::scenarios::hundred_events_three_crashes;
+use fixtures::services::*;
+use fixtures::state_check::{NOTIFIED, NOTIFIED_QUERY, Transition};
+use fixtures::upsert_natural_key::{TASK_ROW, TASK_ROW_QUERY, Write};
+use support::{store_verifier, verifier as email_verifier};
+
+/// Median, min and max of a figure over several runs.
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(mut values: Vec<f64>) -> Stats {
+        values.sort_by(f64::total_cmp);
+        Stats {
+            median: values[values.len() / 2],
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "median": self.median, "min": self.min, "max": self.max })
+    }
+}
+
+/// One row of the table.
+struct Row {
+    figure: String,
+    unit: &'static str,
+    stats: Result<Stats, String>,
+}
+
+fn row(figure: impl Into<String>, unit: &'static str, stats: Result<Stats, String>) -> Row {
+    let row = Row {
+        figure: figure.into(),
+        unit,
+        stats,
+    };
+    eprintln!("measured {}", row.figure);
+    row
+}
+
+/// Set when the binary runs under `cargo test` (without `--bench`): a quick pass over every
+/// figure with small sizes and one run each, to keep the benchmark working; nothing is written.
+static QUICK: AtomicBool = AtomicBool::new(false);
+
+fn repeats() -> usize {
+    if QUICK.load(Ordering::Relaxed) { 1 } else { 3 }
+}
+
+fn runs<T>(n: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<Vec<T>, String> {
+    (0..n).map(|_| f()).collect()
+}
+
+fn seconds(f: impl FnOnce()) -> f64 {
+    let started = Instant::now();
+    f();
+    started.elapsed().as_secs_f64()
+}
+
+/// The trivial consumer: receives, and lets auto-commit commit.
+async fn trivial_consumer(ctx: InstanceContext) -> Result<(), BoxError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("group.id", GROUP)
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest");
+    let consumer = ctx.create_consumer(&config)?;
+    consumer.subscribe(&[TOPIC])?;
+    loop {
+        consumer.recv().await?;
+    }
+}
+
+/// Records delivered and committed per second through the trivial consumer.
+fn sim_records_per_sec(instances: u32, records: usize) -> Result<Stats, String> {
+    let mut sim = Simulation::builder();
+    sim.topic(TOPIC, 3).instances(instances);
+    for n in 0..records {
+        sim.produce(
+            InputRecord::new(TOPIC)
+                .key(format!("k{}", n % 100))
+                .payload(format!("{n}")),
+        );
+    }
+    let sim = sim.build().map_err(|e| e.to_string())?;
+    let rates = runs(repeats(), || {
+        let started = Instant::now();
+        let outcome = sim.run(trivial_consumer).map_err(|e| e.to_string())?;
+        let wall = started.elapsed().as_secs_f64();
+        let delivered = outcome.history().to_string().matches(" recv ").count();
+        if delivered < records {
+            return Err(format!("only {delivered} of {records} records delivered"));
+        }
+        Ok(records as f64 / wall)
+    })?;
+    Ok(Stats::of(rates))
+}
+
+/// Cases per second of a passing check with 50-event scenarios and every fault kind.
+fn cases_per_sec<F, Fut>(verifier: &Verifier, cases: u32, factory: F) -> Result<Stats, String>
+where
+    F: Fn(InstanceContext) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    let mut v = verifier.clone();
+    v.cases(cases).events(50..=50).faults(&FaultKind::ALL);
+    let rates = runs(repeats(), || {
+        let started = Instant::now();
+        let passed: Passed =
+            check(Semantics::EffectivelyOnce, &v, factory.clone()).map_err(|e| e.to_string())?;
+        Ok(passed.cases as f64 / started.elapsed().as_secs_f64())
+    })?;
+    Ok(Stats::of(rates))
+}
+
+/// Milliseconds to the first counterexample, milliseconds to shrink it, and its size.
+fn zoo_fixture<F, Fut>(
+    name: &str,
+    semantics: Semantics,
+    verifier: &Verifier,
+    factory: F,
+) -> Vec<Row>
+where
+    F: Fn(InstanceContext) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    let counterexample = |v: &Verifier| match check(semantics, v, factory.clone()) {
+        Err(CheckError::Violated(c)) => Ok(c),
+        other => Err(format!("expected a counterexample: {other:?}")),
+    };
+    let mut unshrunk = verifier.clone();
+    unshrunk.max_shrink_iters(0);
+    let measured = runs(repeats(), || {
+        let started = Instant::now();
+        counterexample(&unshrunk)?;
+        let first = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let c = counterexample(verifier)?;
+        let total = started.elapsed().as_secs_f64() * 1000.0;
+        Ok((
+            first,
+            (total - first).max(0.0),
+            (c.scenario.events.len(), c.scenario.faults.len()),
+        ))
+    });
+    match measured {
+        Err(e) => vec![row(format!("{name}: counterexample"), "ms", Err(e))],
+        Ok(measured) => {
+            let (events, faults) = measured[0].2;
+            vec![
+                row(
+                    format!("{name}: first counterexample"),
+                    "ms",
+                    Ok(Stats::of(measured.iter().map(|m| m.0).collect())),
+                ),
+                row(
+                    format!("{name}: shrinking (minimal: {events} event(s), {faults} fault(s))"),
+                    "ms",
+                    Ok(Stats::of(measured.iter().map(|m| m.1).collect())),
+                ),
+            ]
+        }
+    }
+}
+
+/// A scenario of `events` events from the default space with every fault kind.
+fn scenario_of(events: usize) -> Scenario {
+    let mut space = ScenarioSpace::default();
+    space.events(events..=events).faults(&FaultKind::ALL);
+    space
+        .strategy()
+        .new_tree(&mut TestRunner::deterministic())
+        .expect("the default space generates")
+        .current()
+}
+
+fn time_per_case(events: usize) -> Result<Stats, String> {
+    let scenario = scenario_of(events);
+    let v = email_verifier();
+    let times = runs(repeats(), || {
+        let mut result = Ok(());
+        let wall = seconds(|| {
+            result = run_scenario(
+                Semantics::EffectivelyOnce,
+                &v,
+                &scenario,
+                idempotency_key_service,
+            )
+            .map(drop)
+            .map_err(|e| e.to_string());
+        });
+        result.map(|()| wall * 1000.0)
+    })?;
+    Ok(Stats::of(times))
+}
+
+fn broker_rows(provider: &BrokerProvider, name: &str) -> Vec<Row> {
+    let start = runs(repeats(), || {
+        let broker = provider
+            .start(&[("bench".to_string(), 1)])
+            .map_err(|e| e.to_string())?;
+        Ok(broker.startup().as_secs_f64())
+    })
+    .map(Stats::of);
+    let scenario = hundred_events_three_crashes();
+    let v = email_verifier();
+    let wall = provider
+        .self_check()
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            runs(repeats(), || {
+                let compared = compare_on_broker(
+                    Semantics::EffectivelyOnce,
+                    &v,
+                    provider,
+                    &scenario,
+                    idempotency_key_service,
+                )
+                .map_err(|e| e.to_string())?;
+                match compared.agrees() {
+                    Some(true) => Ok(compared.broker_wall.as_secs_f64()),
+                    _ => Err(compared.to_string()),
+                }
+            })
+        })
+        .map(Stats::of);
+    vec![
+        row(format!("{name}: broker start"), "s", start),
+        row(
+            format!("{name}: 100 events, 3 crashes (verdict agrees)"),
+            "s",
+            wall,
+        ),
+    ]
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    QUICK.store(quick, Ordering::Relaxed);
+    let (records, cases, scaling): (usize, u32, &[usize]) = if quick {
+        (1_000, 5, &[10, 100])
+    } else {
+        (100_000, 200, &[10, 100, 1_000, 10_000])
+    };
+    let mut rows = Vec::new();
+    for instances in [1, 3] {
+        rows.push(row(
+            format!("sim_records_per_sec: {instances} instance(s), {records} records"),
+            "records/s",
+            sim_records_per_sec(instances, records),
+        ));
+    }
+    rows.push(row(
+        "cases_per_sec: 50 events, all fault kinds, idempotency-key consumer",
+        "cases/s",
+        cases_per_sec(&email_verifier(), cases, idempotency_key_service),
+    ));
+    rows.push(row(
+        "cases_per_sec: 50 events, all fault kinds, SQLite dedup (inbox) consumer",
+        "cases/s",
+        cases_per_sec(&store_verifier(INBOX, INBOX_QUERY), cases / 2 + 1, |ctx| {
+            inbox_service(ctx, Mark::SameTransaction)
+        }),
+    ));
+    use Semantics::*;
+    let email = email_verifier();
+    rows.extend(zoo_fixture(
+        "auto-commit",
+        AtLeastOnce,
+        &email,
+        auto_commit_service,
+    ));
+    rows.extend(zoo_fixture(
+        "commit before",
+        AtLeastOnce,
+        &email,
+        commit_before_service,
+    ));
+    rows.extend(zoo_fixture(
+        "commit after",
+        EffectivelyOnce,
+        &email,
+        commit_after_service,
+    ));
+    rows.extend(zoo_fixture(
+        "dedup after effect",
+        EffectivelyOnce,
+        &email,
+        dedup_after_effect_service,
+    ));
+    rows.extend(zoo_fixture(
+        "inbox, separate transaction",
+        EffectivelyOnce,
+        &store_verifier(INBOX, INBOX_QUERY),
+        |ctx| inbox_service(ctx, Mark::SeparateTransaction),
+    ));
+    rows.extend(zoo_fixture(
+        "plain insert",
+        EffectivelyOnce,
+        &store_verifier(TASK_ROW, TASK_ROW_QUERY),
+        |ctx| task_table_service(ctx, Write::PlainInsert),
+    ));
+    rows.extend(zoo_fixture(
+        "unconditional transition",
+        EffectivelyOnce,
+        &store_verifier(NOTIFIED, NOTIFIED_QUERY),
+        |ctx| state_check_service(ctx, Transition::Unconditional),
+    ));
+    rows.extend(zoo_fixture(
+        "poison record panics",
+        EffectivelyOnce,
+        &email,
+        poison_panics_service,
+    ));
+    for &events in scaling {
+        rows.push(row(
+            format!("scaling: one case of {events} events"),
+            "ms",
+            time_per_case(events),
+        ));
+    }
+    if quick {
+        // Real brokers take seconds per run; `cargo test` covers them in tests/brokers.
+        report(&rows, false);
+        return;
+    }
+    rows.extend(broker_rows(&BrokerProvider::MockCluster, "mock cluster"));
+    match std::env::var("EFFECTIVELY_ONCE_KAFKA_IMAGE") {
+        Ok(image) => rows.extend(broker_rows(
+            &BrokerProvider::Container {
+                image: image.clone(),
+            },
+            &format!("container {image}"),
+        )),
+        Err(_) => rows.push(row(
+            "container",
+            "s",
+            Err(
+                "not measured: EFFECTIVELY_ONCE_KAFKA_IMAGE is not set (ci/bench.sh sets it)"
+                    .into(),
+            ),
+        )),
+    }
+    report(&rows, true);
+}
+
+/// Prints the table; with `write`, also the summary file.
+fn report(rows: &[Row], write: bool) {
+    println!("| figure | median | min | max | unit |");
+    println!("|---|---:|---:|---:|---|");
+    let mut summary = serde_json::Map::new();
+    for r in rows {
+        match &r.stats {
+            Ok(s) => {
+                println!(
+                    "| {} | {:.3} | {:.3} | {:.3} | {} |",
+                    r.figure, s.median, s.min, s.max, r.unit
+                );
+                let mut entry = s.json();
+                entry["unit"] = json!(r.unit);
+                summary.insert(r.figure.clone(), entry);
+            }
+            Err(why) => {
+                println!("| {} | not measured: {why} | | | {} |", r.figure, r.unit);
+                summary.insert(r.figure.clone(), json!({ "error": why, "unit": r.unit }));
+            }
+        }
+    }
+    if rows.iter().any(|r| r.stats.is_err()) {
+        eprintln!("some figures were not measured (see the table)");
+        std::process::exit(1);
+    }
+    if !write {
+        return;
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench");
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::write(
+            format!("{dir}/summary.json"),
+            serde_json::to_string_pretty(&Value::Object(summary)).expect("plain JSON"),
+        )
+    });
+    match written {
+        Ok(()) => eprintln!("summary: {dir}/summary.json"),
+        Err(e) => {
+            eprintln!("could not write {dir}/summary.json: {e}");
+            std::process::exit(1);
+        }
+    }
+}
