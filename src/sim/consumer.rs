@@ -204,20 +204,34 @@ fn tpl_with_offsets(
 impl World {
     /// Stored offsets newer than the group's committed offsets, for the assigned partitions.
     pub(crate) fn uncommitted_stored(&self, client: ClientId) -> Vec<(TopicPartition, i64)> {
-        let Some(c) = self.consumers.get(&client) else {
-            return Vec::new();
-        };
-        let committed = self.groups.get(&c.settings.group_id).map(|g| &g.committed);
-        c.assignment
-            .iter()
-            .filter_map(|tp| {
+        self.uncommitted_stored_iter(client)
+            .map(|(tp, stored)| (tp.clone(), stored))
+            .collect()
+    }
+
+    /// Whether [`uncommitted_stored`](Self::uncommitted_stored) has anything, without
+    /// building it (the driver asks on every step).
+    pub(crate) fn has_uncommitted_stored(&self, client: ClientId) -> bool {
+        self.uncommitted_stored_iter(client).next().is_some()
+    }
+
+    fn uncommitted_stored_iter(
+        &self,
+        client: ClientId,
+    ) -> impl Iterator<Item = (&TopicPartition, i64)> {
+        let c = self.consumers.get(&client);
+        let committed = c
+            .and_then(|c| self.groups.get(&c.settings.group_id))
+            .map(|g| &g.committed);
+        c.into_iter().flat_map(move |c| {
+            c.assignment.iter().filter_map(move |tp| {
                 let stored = *c.stored.get(tp)?;
                 let newer = committed
                     .and_then(|m| m.get(tp))
                     .is_none_or(|done| stored > *done);
-                newer.then(|| (tp.clone(), stored))
+                newer.then_some((tp, stored))
             })
-            .collect()
+        })
     }
 
     /// librdkafka's auto-commit of stored offsets (periodic, on revoke, on close).
@@ -412,15 +426,17 @@ impl World {
             c.positions.insert(tp, next);
         }
         let c = self.consumers.get(&client).expect("caller checked");
-        let mut candidates = Vec::new();
+        // Each candidate as (index in the assignment, offset): the record's position is only
+        // built for the one delivered (this runs on every poll).
+        let mut candidates: Vec<(usize, i64)> = Vec::new();
         let mut eof = None;
-        for tp in &c.assignment {
+        for (i, tp) in c.assignment.iter().enumerate() {
             let (Some(&pos), Some(end)) = (c.positions.get(tp), self.fetch_limit(tp, isolation))
             else {
                 continue;
             };
             if pos < end {
-                candidates.push(tp.at(pos));
+                candidates.push((i, pos));
             } else if c.settings.enable_partition_eof
                 && c.eof_reported.get(tp) != Some(&pos)
                 && eof.is_none()
@@ -439,7 +455,9 @@ impl World {
             c.eof_reported.insert(tp.clone(), pos);
             return PollStep::Error(KafkaError::PartitionEOF(tp.partition));
         }
-        let position = candidates.swap_remove(self.rng.below(candidates.len() as u64) as usize);
+        let (index, offset) =
+            candidates.swap_remove(self.rng.below(candidates.len() as u64) as usize);
+        let position = self.consumers[&client].assignment[index].at(offset);
         let injection = self.intercept(Operation::Recv, incarnation, Some(position.clone()));
         if injection.crash_before {
             self.crash(
@@ -460,11 +478,19 @@ impl World {
             .key
             .as_ref()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        let tp = position.topic_partition();
         let c = self.consumers.get_mut(&client).expect("caller checked");
-        c.positions.insert(tp.clone(), position.offset + 1);
+        let tp = &c.assignment[index];
+        // The partition is assigned, so its position exists: update in place (no key clone).
+        if let Some(next) = c.positions.get_mut(tp) {
+            *next = position.offset + 1;
+        }
         if c.settings.enable_auto_offset_store {
-            c.stored.insert(tp, position.offset + 1);
+            match c.stored.get_mut(tp) {
+                Some(stored) => *stored = position.offset + 1,
+                None => {
+                    c.stored.insert(tp.clone(), position.offset + 1);
+                }
+            }
         }
         if let Some(state) = self.instances.get_mut(&incarnation.instance) {
             state.current_record = Some(position.clone());

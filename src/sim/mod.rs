@@ -728,7 +728,7 @@ impl World {
             .consumers
             .iter()
             .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
-            .filter(|(id, _)| !self.uncommitted_stored(**id).is_empty())
+            .filter(|(id, _)| self.has_uncommitted_stored(**id))
             .filter_map(|(_, c)| {
                 let next = c.next_auto_commit?;
                 if next >= now {
