@@ -56,6 +56,17 @@ pub enum BrokerError {
         /// The client's error.
         source: KafkaError,
     },
+    /// The broker refused to create a topic the run needs.
+    #[error("creating topic {topic:?}: {code}")]
+    TopicCreation {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
+    /// The runtime for the admin client's calls could not be built.
+    #[error("could not start a runtime for the admin client: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The broker container could not be started or stopped.
     #[error("docker: {0}")]
     Docker(String),

@@ -227,9 +227,9 @@ impl RunningBroker {
                     )
                 };
                 if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    return Err(BrokerError::Client {
-                        step: "creating a topic on the mock cluster",
-                        source: rdkafka::error::KafkaError::AdminOp(err.into()),
+                    return Err(BrokerError::TopicCreation {
+                        topic: name.to_string_lossy().into_owned(),
+                        code: err.into(),
                     });
                 }
             }
@@ -252,7 +252,7 @@ impl RunningBroker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
-            .map_err(|e| BrokerError::Docker(format!("runtime for the admin client: {e}")))?;
+            .map_err(BrokerError::Runtime)?;
         let results = runtime
             .block_on(admin.create_topics(
                 &new,
@@ -262,27 +262,10 @@ impl RunningBroker {
         for result in results {
             match result {
                 Ok(name) => self.created.push(name),
-                Err((name, code)) => {
-                    return Err(BrokerError::Client {
-                        step: "creating topics",
-                        source: rdkafka::error::KafkaError::AdminOp(code),
-                    }
-                    .with_topic(&name));
-                }
+                Err((topic, code)) => return Err(BrokerError::TopicCreation { topic, code }),
             }
         }
         Ok(())
-    }
-}
-
-impl BrokerError {
-    fn with_topic(self, topic: &str) -> Self {
-        match self {
-            BrokerError::Client { source, .. } => {
-                BrokerError::Unsupported(format!("creating topic {topic:?}: {source}"))
-            }
-            other => other,
-        }
     }
 }
 
