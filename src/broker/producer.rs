@@ -171,7 +171,15 @@ impl BrokerProducer {
             result = Err((timed_out, record));
         }
         if injection.crash_after {
-            self.crash_after(format!("send to {tp}"));
+            // Where the record landed, when the application did not pick the partition.
+            let partition = match &result {
+                Ok(delivery) => delivery.partition,
+                Err(_) => tp.partition,
+            };
+            self.crash_after(format!(
+                "send to {}",
+                TopicPartition::new(tp.topic.clone(), partition)
+            ));
         }
         result
     }
