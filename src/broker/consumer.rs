@@ -62,19 +62,13 @@ impl Owner {
         operation: Operation,
         anchor: Option<RecordPosition>,
     ) -> Result<crate::fault::Injection, ()> {
-        let mut world = self.shared.lock();
-        if !world.alive(self.incarnation) {
-            return Err(());
-        }
-        let anchor = anchor.or_else(|| world.current_record(self.incarnation));
-        let injection = world.intercept(operation, self.incarnation, anchor);
-        if injection.crash_before {
-            world.crash(self.incarnation, format!("fault: crash before {operation}"));
-            drop(world);
-            self.shared.publish();
-            return Err(());
-        }
-        Ok(injection)
+        let injection = {
+            let mut world = self.shared.lock();
+            let anchor = anchor.or_else(|| world.current_record(self.incarnation));
+            world.intercept_or_crash(operation, self.incarnation, anchor)
+        };
+        self.shared.publish();
+        injection.map_err(|_| ())
     }
 
     /// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that

@@ -68,22 +68,13 @@ impl BrokerProducer {
     }
 
     fn intercept(&self, operation: Operation) -> Injection {
-        let mut world = self.shared.lock();
-        if !world.alive(self.incarnation) {
-            drop(world);
-            unwind_crash();
-        }
-        let anchor = world.current_record(self.incarnation);
-        let injection = world.intercept(operation, self.incarnation, anchor);
-        if injection.crash_before {
-            world.crash(self.incarnation, format!("fault: crash before {operation}"));
-            drop(world);
-            self.shared.publish();
-            unwind_crash();
-        }
-        drop(world);
+        let injection = {
+            let mut world = self.shared.lock();
+            let anchor = world.current_record(self.incarnation);
+            world.intercept_or_crash(operation, self.incarnation, anchor)
+        };
         self.shared.publish();
-        injection
+        injection.unwrap_or_else(|_| unwind_crash())
     }
 
     fn crash_after(&self, what: String) -> ! {

@@ -411,6 +411,26 @@ impl World {
         fault::injection(&fired)
     }
 
+    /// [`intercept`](Self::intercept) for a live incarnation, with the crash-before fault
+    /// carried out: `Err(Crashed)` when the incarnation is dead or crashed right here (the
+    /// caller publishes and unwinds).
+    pub(crate) fn intercept_or_crash(
+        &mut self,
+        operation: Operation,
+        incarnation: Incarnation,
+        record: Option<RecordPosition>,
+    ) -> Result<Injection, Crashed> {
+        if !self.alive(incarnation) {
+            return Err(Crashed);
+        }
+        let injection = self.intercept(operation, incarnation, record);
+        if injection.crash_before {
+            self.crash(incarnation, format!("fault: crash before {operation}"));
+            return Err(Crashed);
+        }
+        Ok(injection)
+    }
+
     /// The instance dies on the spot: its clients vanish without a word (no LeaveGroup, no
     /// final commit; its group members time out after `session.timeout.ms`), its tasks are
     /// aborted. Returns false when it was not running.
@@ -529,16 +549,9 @@ impl World {
             return Err(Crashed);
         };
         let incarnation = c.incarnation;
-        if !self.alive(incarnation) {
-            return Err(Crashed);
-        }
         let (group, member, generation) =
             (c.settings.group_id.clone(), c.member.clone(), c.generation);
-        let injection = self.intercept(operation, incarnation, anchor);
-        if injection.crash_before {
-            self.crash(incarnation, format!("fault: crash before {operation}"));
-            return Err(Crashed);
-        }
+        let injection = self.intercept_or_crash(operation, incarnation, anchor)?;
         let result = if injection.fail {
             self.record(
                 Some(incarnation),

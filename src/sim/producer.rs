@@ -459,18 +459,12 @@ impl SimProducer {
         apply: impl FnOnce(&mut World, ClientId, &Injection) -> Result<(), TxnError>,
     ) -> KafkaResult<()> {
         let mut world = self.shared.lock();
-        if !world.alive(self.incarnation) {
-            drop(world);
-            unwind_crash();
-        }
         let anchor = world.current_record(self.incarnation);
-        let injection = world.intercept(operation, self.incarnation, anchor);
-        if injection.crash_before {
-            world.crash(self.incarnation, format!("fault: crash before {operation}"));
+        let Ok(injection) = world.intercept_or_crash(operation, self.incarnation, anchor) else {
             drop(world);
             self.shared.publish();
             unwind_crash();
-        }
+        };
         let result = apply(&mut world, self.client, &injection);
         let id = world
             .producers
