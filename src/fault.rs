@@ -80,7 +80,8 @@ impl Operation {
     /// Delays (`Stall`, `Freeze`) need an asynchronous call to wait in; `Ambiguous` needs an
     /// operation that can be applied while its caller is told it failed; `LoseAck` needs a
     /// producer; of the transactional calls only `commit_transaction` can fail (crashes
-    /// around the others are supported).
+    /// around the others are supported); a broker restart needs a request to the broker
+    /// that the application makes itself (`recv`, an explicit commit, `send`).
     pub fn supports(self, fault: Fault) -> bool {
         use Operation::*;
         match fault {
@@ -101,6 +102,7 @@ impl Operation {
             ),
             Fault::LoseAck => self == Send,
             Fault::Stall(_) | Fault::Freeze(_) => matches!(self, Recv | Send | Effect),
+            Fault::BrokerRestart(_) => matches!(self, Recv | CommitMessage | Commit | Send),
         }
     }
 }
@@ -149,6 +151,15 @@ pub enum Fault {
     /// The whole process freezes for this long (a GC pause, SIGSTOP): heartbeats stop too,
     /// so the member can be removed after `session.timeout.ms`.
     Freeze(Duration),
+    /// The broker restarts just before this request reaches it and is unreachable for this
+    /// long; its log, committed offsets, groups and transactions survive (durable storage).
+    /// Every consumer's next `recv` returns a transport error (librdkafka reports the lost
+    /// connections through the poll); a `recv` anchored here hands out nothing; fetches,
+    /// produce requests and rebalances wait for the broker; a synchronous commit blocks and
+    /// succeeds when it is back, unless the outage outlasts the member's
+    /// `session.timeout.ms`: then the member's session is lost (its partitions are revoked as
+    /// lost, it rejoins) and the commit fails with `WaitingForCoordinator`.
+    BrokerRestart(Duration),
 }
 
 impl fmt::Display for Fault {
@@ -161,6 +172,9 @@ impl fmt::Display for Fault {
             Fault::LoseAck => f.write_str("lose the ack"),
             Fault::Stall(d) => write!(f, "stall {}", human_duration(*d)),
             Fault::Freeze(d) => write!(f, "freeze the process {}", human_duration(*d)),
+            Fault::BrokerRestart(d) => {
+                write!(f, "restart the broker (down {})", human_duration(*d))
+            }
         }
     }
 }
@@ -389,6 +403,8 @@ pub(crate) struct Injection {
     pub ambiguous: bool,
     pub lose_ack: bool,
     pub crash_after: bool,
+    /// The broker restarts before the request reaches it, down this long.
+    pub broker_restart: Option<Duration>,
 }
 
 /// A schedule being executed: counts each rule's matches and says which fire.
@@ -448,6 +464,9 @@ pub(crate) fn injection(faults: &[Fault]) -> Injection {
             Fault::LoseAck => inj.lose_ack = true,
             Fault::Stall(d) => inj.stall = Some(inj.stall.unwrap_or_default() + d),
             Fault::Freeze(d) => inj.freeze = Some(inj.freeze.unwrap_or_default() + d),
+            Fault::BrokerRestart(d) => {
+                inj.broker_restart = Some(inj.broker_restart.unwrap_or_default().max(d))
+            }
         }
     }
     inj
@@ -545,5 +564,13 @@ mod tests {
         for op in Operation::ALL {
             assert!(op.supports(Fault::CrashBefore) && op.supports(Fault::CrashAfter));
         }
+        // A broker restart needs a request the application makes to the broker.
+        let restart = Fault::BrokerRestart(Duration::from_millis(500));
+        let on_effect = FaultSchedule::new().with(Anchor::on(Operation::Effect), restart);
+        assert!(on_effect.validate().is_err());
+        let on_auto_commit = FaultSchedule::new().with(Anchor::on(Operation::AutoCommit), restart);
+        assert!(on_auto_commit.validate().is_err());
+        let on_commit = FaultSchedule::new().with(Anchor::on(Operation::Commit), restart);
+        assert!(on_commit.validate().is_ok());
     }
 }

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 use tokio::time::Instant;
 
 use crate::broker::self_check::SelfCheck;
-use crate::broker::{BrokerError, BrokerProvider, BrokerSession, InputWrite};
+use crate::broker::{BrokerError, BrokerProvider, BrokerSession, InputWrite, RunningBroker};
 use crate::client::RebalanceHandler;
 use crate::effect::EffectSink;
 use crate::error::Error;
@@ -600,23 +600,28 @@ impl Simulation {
     /// with nothing happening for a second; at the time limit (the simulation's, at most 60 s),
     /// the lag says which partitions were behind and by how much.
     ///
+    /// A [`Fault::BrokerRestart`](crate::Fault::BrokerRestart) takes the broker down when its
+    /// anchor is reached and brings it back after the outage (see [`crate::broker`]); a
+    /// restart that could not be carried out is an error, not a pass.
+    ///
     /// Not possible on a real broker (a [`BrokerError::Unsupported`] error): input produced
     /// after the start, [`Fault::Freeze`](crate::Fault::Freeze) (librdkafka
     /// keeps heartbeating from its own threads), faults on
-    /// [`Operation::AutoCommit`] (librdkafka commits on its own).
+    /// [`Operation::AutoCommit`] (librdkafka commits on its own), broker restarts on an
+    /// external cluster or longer than 500 ms.
     pub fn run_on<F, Fut>(&self, provider: &BrokerProvider, factory: F) -> Result<Outcome, Error>
     where
         F: Fn(InstanceContext) -> Fut + 'static,
         Fut: Future + 'static,
         Fut::Output: InstanceExit,
     {
-        self.check_broker_support()?;
+        self.check_broker_support(provider)?;
         let mut capped = self.clone();
         capped.config.time_limit = capped.config.time_limit.min(BROKER_TIME_LIMIT);
         capped.run_with(Some(provider), factory)
     }
 
-    fn check_broker_support(&self) -> Result<(), BrokerError> {
+    fn check_broker_support(&self, provider: &BrokerProvider) -> Result<(), BrokerError> {
         let unsupported = |why: String| Err(BrokerError::Unsupported(why));
         if let Some((at, _)) = self.config.input.iter().find(|(at, _)| !at.is_zero()) {
             return unsupported(format!(
@@ -636,6 +641,27 @@ impl Simulation {
                     "{} on auto-commit: librdkafka commits on its own threads, out of the kit's reach",
                     rule.fault
                 ));
+            }
+            if let crate::fault::Fault::BrokerRestart(down) = rule.fault {
+                if matches!(provider, BrokerProvider::External { .. }) {
+                    return unsupported(format!(
+                        "{} on {}: the kit restarts only the brokers it started (the mock \
+                         cluster, a container), not a cluster it was given",
+                        rule.fault,
+                        rule.anchor.operation()
+                    ));
+                }
+                if down > MAX_BROKER_OUTAGE {
+                    return unsupported(format!(
+                        "{} on {}: on a real broker an outage may last at most {} (the \
+                         sessions of {} would run out once librdkafka's reconnect backoff is \
+                         added, which the simulator does not model)",
+                        rule.fault,
+                        rule.anchor.operation(),
+                        crate::fault::human_duration(MAX_BROKER_OUTAGE),
+                        crate::fault::human_duration(crate::broker::MAX_SESSION_TIMEOUT),
+                    ));
+                }
             }
         }
         Ok(())
@@ -675,8 +701,10 @@ impl Simulation {
         let local = tokio::task::LocalSet::new();
         let config = self.config.clone();
         let broker_session = session.clone();
+        let switch = broker.as_ref().and_then(RunningBroker::switch);
+        let restarts = switch.clone();
         let shared = local.block_on(&runtime, async move {
-            let world = World::new(
+            let mut world = World::new(
                 config.seed,
                 SimSettings {
                     latency: config.latency,
@@ -685,6 +713,7 @@ impl Simulation {
                 &config.topics,
                 FaultPlan::new(&config.faults),
             );
+            world.broker_switch = switch;
             let shared = Arc::new(Shared::new(world));
             let driver = Driver {
                 shared: shared.clone(),
@@ -709,6 +738,14 @@ impl Simulation {
             }
         }
         result?;
+        // A restart that did not happen must not pass for one that did.
+        if let Some(failures) = restarts.map(|s| s.failures()).filter(|f| !f.is_empty()) {
+            return Err(BrokerError::Docker(format!(
+                "restarting the broker: {}",
+                failures.join("; ")
+            ))
+            .into());
+        }
         let cluster = match &session {
             Some(session) => session
                 .snapshot(&self.config.topics)?
@@ -738,6 +775,10 @@ enum Ending {
 /// The longest a real-broker run lasts (its session timeouts are capped at 2 s, so a group
 /// that has not caught up by then is wedged).
 const BROKER_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// The longest broker restart a real-broker run takes on: measured on the mock cluster with
+/// a 2 s session, a 500 ms outage kept every session and a 1.5 s one lost them (librdkafka
+/// reconnects with a backoff after the broker is back).
+pub(crate) const MAX_BROKER_OUTAGE: Duration = Duration::from_millis(500);
 
 /// How long nothing may happen before a real-broker run counts as quiesced.
 const BROKER_SETTLE: Duration = Duration::from_secs(1);

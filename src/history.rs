@@ -375,6 +375,9 @@ pub enum HistoryEvent {
         /// The record the operation concerned, if any.
         record: Option<RecordPosition>,
     },
+    /// The broker is back after a restart ([`Fault::BrokerRestart`](crate::Fault::BrokerRestart)):
+    /// requests that waited for it go through.
+    BrokerBack,
     /// The run stopped because nothing was left to do: every group had committed the end of
     /// every partition it consumes and nothing happened for the settle period.
     Quiesced,
@@ -446,6 +449,7 @@ impl fmt::Display for HistoryEvent {
             InstancePanicked { message } => write!(f, "PANICKED: {message}"),
             InstanceExited { error: None } => f.write_str("exited"),
             InstanceExited { error: Some(e) } => write!(f, "exited with error: {e}"),
+            BrokerBack => f.write_str("broker is back"),
             RestartsExhausted { restarts } => {
                 write!(f, "not restarted again after {restarts} restarts")
             }

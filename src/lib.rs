@@ -334,7 +334,13 @@
 //!   quiesce while a transaction is open. Errors are librdkafka's own, with its fatal /
 //!   abortable flags.
 //! - Faults at every client call, effect-sink call and durable-store commit ([`Operation`]):
-//!   crash before or after, definite failure, ambiguous failure, lost ack, stall, freeze.
+//!   crash before or after, definite failure, ambiguous failure, lost ack, stall, freeze,
+//!   and a broker restart ([`Fault::BrokerRestart`]): every consumer's next poll reports the
+//!   lost connection, fetches, produce requests and synchronous commits wait for the broker,
+//!   and an outage longer than a member's `session.timeout.ms` costs it its session (its
+//!   partitions are revoked as lost, its waiting commit fails with `WaitingForCoordinator`).
+//!   Sessions that run out during an outage are expired at their deadline; the coordinator's
+//!   reload of the groups after a restart is not modelled.
 //! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
 //! - Virtual time: a paused tokio clock drives every timeout.
 //!
@@ -360,7 +366,9 @@
 //!   `Freeze` faults, faults on librdkafka's auto-commit and input produced after the start
 //!   are refused; an asynchronous commit is made synchronously (so that its outcome is in the
 //!   history where it was called); group generations are not known to the kit (`-1`); broker
-//!   faults (restarts, request errors) are not injected yet.
+//!   restarts run on the mock cluster and containers only, for at most 500 ms (see
+//!   [`broker`]); request-error injection (the mock's `request_errors`) is not used: failed
+//!   and ambiguous calls are injected at the client boundary, as on the simulator.
 #![deny(missing_docs)]
 
 pub mod broker;

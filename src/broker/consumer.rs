@@ -416,8 +416,9 @@ impl BrokerConsumer {
         else {
             crashed_now()
         };
-        if injection.fail {
-            // Not handed out: the next poll returns it again.
+        if injection.fail || injection.broker_restart.is_some() {
+            // Not handed out (a failed fetch, or the broker went down before answering it):
+            // the next poll returns it again.
             let _ = self.with_native(|c| {
                 c.seek(
                     message.topic(),

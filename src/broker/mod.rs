@@ -16,6 +16,12 @@
 //! | `mock` | librdkafka's mock cluster, in-process | nothing |
 //! | `container` | a broker container, image `EFFECTIVELY_ONCE_KAFKA_IMAGE` (default [`DEFAULT_KAFKA_IMAGE`]) | Docker |
 //! | `external` | the cluster at `EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS` | a dedicated cluster |
+//!
+//! A [`Fault::BrokerRestart`](crate::Fault::BrokerRestart) runs on the brokers the kit starts:
+//! the mock cluster's broker refuses connections, a container's network is cut, from the
+//! anchor until the outage (at most 500 ms there) is over, with the log, offsets and groups
+//! kept, as a restart with durable storage would. An external cluster refuses it
+//! ([`BrokerError::Unsupported`]).
 
 mod consumer;
 mod native;
@@ -23,12 +29,14 @@ mod producer;
 mod provider;
 pub mod self_check;
 mod session;
+mod switch;
 
 pub(crate) use consumer::BrokerConsumer;
 pub(crate) use native::NativeClient;
 pub(crate) use producer::BrokerProducer;
 pub use provider::{BrokerProvider, DEFAULT_KAFKA_IMAGE, RunningBroker};
-pub(crate) use session::{BrokerSession, InputWrite};
+pub(crate) use session::{BrokerSession, InputWrite, MAX_SESSION_TIMEOUT};
+pub(crate) use switch::BrokerSwitch;
 
 use rdkafka::error::KafkaError;
 

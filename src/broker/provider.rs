@@ -17,6 +17,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use super::BrokerError;
 use super::self_check::{self, SelfCheck};
 use super::session::CALL_TIMEOUT;
+use super::switch::BrokerSwitch;
 
 /// The image `container` brokers use unless `EFFECTIVELY_ONCE_KAFKA_IMAGE` names another: Apache
 /// Kafka's own image, as CI machines with a registry pull it.
@@ -157,6 +158,7 @@ impl BrokerProvider {
                 kind: Kind::External,
                 created: Vec::new(),
                 startup: Duration::ZERO,
+                switch: None,
             },
         };
         let patience = match self {
@@ -185,6 +187,8 @@ pub struct RunningBroker {
     kind: Kind,
     created: Vec<String>,
     startup: Duration,
+    /// What restarts it, where it can be restarted.
+    switch: Option<BrokerSwitch>,
 }
 
 impl fmt::Debug for RunningBroker {
@@ -205,6 +209,12 @@ impl RunningBroker {
     /// How long it took to start and answer a metadata request.
     pub fn startup(&self) -> Duration {
         self.startup
+    }
+
+    /// What takes it down and back for [`Fault::BrokerRestart`](crate::Fault::BrokerRestart):
+    /// the mock cluster and containers, not an external cluster.
+    pub(crate) fn switch(&self) -> Option<BrokerSwitch> {
+        self.switch.clone()
     }
 
     fn create_topics(&mut self, topics: &[(String, i32)]) -> Result<(), BrokerError> {
@@ -271,6 +281,9 @@ impl RunningBroker {
 
 impl Drop for RunningBroker {
     fn drop(&mut self) {
+        if let Some(switch) = &self.switch {
+            switch.retire();
+        }
         match &self.kind {
             Kind::Container { id } => {
                 let _ = Command::new("docker").args(["rm", "-f", id]).output();
@@ -330,6 +343,7 @@ fn start_mock() -> Result<RunningBroker, BrokerError> {
         kind: Kind::Mock(owner),
         created: Vec::new(),
         startup: Duration::ZERO,
+        switch: Some(BrokerSwitch::mock(cluster)),
     })
 }
 
@@ -398,6 +412,7 @@ fn start_container(image: &str) -> Result<RunningBroker, BrokerError> {
     let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
     Ok(RunningBroker {
         bootstrap: advertised,
+        switch: Some(BrokerSwitch::container(&id)),
         kind: Kind::Container { id },
         created: Vec::new(),
         startup: Duration::ZERO,

@@ -33,6 +33,8 @@ pub(crate) struct InputWrite {
 
 /// The longest `session.timeout.ms` a consumer gets on a real broker.
 pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest `reconnect.backoff.max.ms` a client gets on a real broker.
+pub(crate) const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A broker the run uses, and what the run learned about its use.
 pub(crate) struct BrokerSession {
@@ -71,7 +73,8 @@ impl BrokerSession {
 
     /// The user's client settings, pointed at this broker, with the session timeout capped
     /// at [`MAX_SESSION_TIMEOUT`] so that a crash costs seconds of real time (the simulator
-    /// honours the setting in virtual time).
+    /// honours the setting in virtual time), and the reconnect backoff at
+    /// [`MAX_RECONNECT_BACKOFF`] so that a broker restart does not cost that short session.
     pub(crate) fn client_config(&self, user: &ClientConfig) -> ClientConfig {
         let mut config = user.clone();
         config.set("bootstrap.servers", &self.bootstrap);
@@ -86,6 +89,17 @@ impl BrokerSession {
         }
         if millis("heartbeat.interval.ms", 3_000) > cap / 4 {
             config.set("heartbeat.interval.ms", (cap / 4).to_string());
+        }
+        // After a broker restart librdkafka reconnects with an exponential backoff (up to 10 s
+        // by default); with the short session above, a long backoff alone would cost the
+        // session. Measured on the mock cluster: a 500 ms outage lost a 2 s session under
+        // load with the default backoff.
+        let backoff = MAX_RECONNECT_BACKOFF.as_millis() as u64;
+        if millis("reconnect.backoff.max.ms", 10_000) > backoff {
+            config.set("reconnect.backoff.max.ms", backoff.to_string());
+            if millis("reconnect.backoff.ms", 100) > backoff {
+                config.set("reconnect.backoff.ms", backoff.to_string());
+            }
         }
         config
     }

@@ -144,18 +144,27 @@ where
     })
 }
 
-/// Whether a scenario can run on a real broker: no frozen process (librdkafka heartbeats on
-/// its own threads) and no fault on librdkafka's own auto-commit.
-pub fn runs_on_a_broker(scenario: &Scenario) -> bool {
-    scenario
-        .faults
-        .iter()
-        .all(|f| !matches!(f.fault, Fault::Freeze(_)) && f.operation != Operation::AutoCommit)
+/// Whether a scenario can run on `provider`: no frozen process (librdkafka heartbeats on its
+/// own threads), no fault on librdkafka's own auto-commit, and broker restarts only on brokers
+/// the kit started (the mock cluster, a container), none longer than 500 ms.
+pub fn runs_on_a_broker(scenario: &Scenario, provider: &BrokerProvider) -> bool {
+    scenario.faults.iter().all(|f| match f.fault {
+        Fault::Freeze(_) => false,
+        Fault::BrokerRestart(down) => {
+            !matches!(provider, BrokerProvider::External { .. })
+                && down <= crate::harness::MAX_BROKER_OUTAGE
+        }
+        _ => f.operation != Operation::AutoCommit,
+    })
 }
 
-/// `count` scenarios of `verifier`'s space (from its seed) that can run on a real broker
+/// `count` scenarios of `verifier`'s space (from its seed) that can run on `provider`
 /// ([`runs_on_a_broker`]), at least one fault each where the space has faults.
-pub fn broker_scenarios(verifier: &Verifier, count: usize) -> Vec<Scenario> {
+pub fn broker_scenarios(
+    verifier: &Verifier,
+    provider: &BrokerProvider,
+    count: usize,
+) -> Vec<Scenario> {
     let strategy = verifier.space.strategy();
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&verifier.seed.to_le_bytes());
@@ -174,7 +183,7 @@ pub fn broker_scenarios(verifier: &Verifier, count: usize) -> Vec<Scenario> {
         };
         let scenario = tree.current();
         let faulty = !scenario.faults.is_empty() || verifier.space.kinds().is_empty();
-        if runs_on_a_broker(&scenario) && faulty {
+        if runs_on_a_broker(&scenario, provider) && faulty {
             scenarios.push(scenario);
         }
     }

@@ -475,7 +475,8 @@ where
             Err(CheckError::Violated(c))
         }
         Ok(mut passed) => {
-            let scenarios = differential::broker_scenarios(verifier, verifier.broker_cases);
+            let scenarios =
+                differential::broker_scenarios(verifier, provider, verifier.broker_cases);
             let mut lines = Vec::new();
             let mut agreed = 0;
             for scenario in &scenarios {

@@ -15,7 +15,7 @@ use super::report::{Counterexample, Passed};
 use super::{CheckError, Verifier};
 use crate::broker::self_check::Capability;
 use crate::error::Error;
-use crate::fault::Operation;
+use crate::fault::{Fault, Operation};
 use crate::harness::{InstanceContext, InstanceExit, Outcome, Simulation};
 use crate::history::HistoryEvent;
 use crate::invariant::{RunRecord, Semantics, Violation};
@@ -449,6 +449,14 @@ where
                 Ok(!run.violations.is_empty())
             };
             let minimal = merge_faults(minimal, &mut still_fails)?;
+            let broken = broken_invariants(semantics, verifier, factory, &minimal)?;
+            let mut breaks_the_same = |candidate: &Scenario| {
+                let _ = tx.send(Message::Case(candidate.clone()));
+                progress.shrink_steps.set(progress.shrink_steps.get() + 1);
+                Ok(broken_invariants(semantics, verifier, factory, candidate)? == broken)
+            };
+            let minimal = simplify_faults(minimal, &mut breaks_the_same)?;
+            let minimal = fewer_instances(minimal, &mut breaks_the_same)?;
             let minimal = drop_events(minimal, &mut still_fails)?;
             let _ = tx.send(Message::Case(minimal.clone()));
             let (run, logs) = capture_logs(|| {
@@ -505,6 +513,67 @@ fn merge_faults(
         }
         return Ok(scenario);
     }
+}
+
+/// The names of the invariants `scenario` breaks, in order.
+fn broken_invariants<F, Fut>(
+    semantics: Semantics,
+    verifier: &Verifier,
+    factory: &Arc<F>,
+    scenario: &Scenario,
+) -> Result<Vec<String>, Error>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    let factory = factory.clone();
+    let run = run_scenario(semantics, verifier, scenario, move |ctx| factory(ctx))?;
+    Ok(run.violations.into_iter().map(|v| v.invariant).collect())
+}
+
+/// Replaces each fault by a crash at the same point, after or before the operation, where the
+/// scenario still breaks the same invariants: a crash is the easiest failure to read, and
+/// the one every broker can reproduce (a process freeze or a broker restart is not). proptest
+/// never tries it: it shrinks a fault within its kind.
+fn simplify_faults(
+    mut scenario: Scenario,
+    mut breaks_the_same: impl FnMut(&Scenario) -> Result<bool, Error>,
+) -> Result<Scenario, CheckError> {
+    for index in 0..scenario.faults.len() {
+        if matches!(
+            scenario.faults[index].fault,
+            Fault::CrashAfter | Fault::CrashBefore
+        ) {
+            continue;
+        }
+        for crash in [Fault::CrashAfter, Fault::CrashBefore] {
+            let mut candidate = scenario.clone();
+            candidate.faults[index].fault = crash;
+            if breaks_the_same(&candidate)? {
+                scenario = candidate;
+                break;
+            }
+        }
+    }
+    Ok(scenario)
+}
+
+/// Removes consumer instances the failure does not need (a simpler fault may need fewer:
+/// another instance took over from a frozen one, a crashed one restarts by itself).
+fn fewer_instances(
+    mut scenario: Scenario,
+    mut breaks_the_same: impl FnMut(&Scenario) -> Result<bool, Error>,
+) -> Result<Scenario, CheckError> {
+    while scenario.instances > 1 && scenario.late_joins.is_empty() {
+        let mut candidate = scenario.clone();
+        candidate.instances -= 1;
+        if !breaks_the_same(&candidate)? {
+            break;
+        }
+        scenario = candidate;
+    }
+    Ok(scenario)
 }
 
 /// Removes the events the failure does not need. proptest deletes events only before it
@@ -566,7 +635,6 @@ fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::Fault;
     use crate::scenario::ScenarioFault;
 
     #[test]
@@ -594,5 +662,44 @@ mod tests {
         .unwrap();
         assert_eq!(merged.faults, vec![fault(1, Fault::CrashAfter)]);
         assert_eq!(tried, vec![1], "the plain removal is proptest's to try");
+    }
+
+    #[test]
+    fn simplifying_turns_faults_into_crashes_where_the_failure_stays_and_drops_instances() {
+        let fault = |operation, fault| ScenarioFault {
+            event: 0,
+            operation,
+            occurrence: 1,
+            fault,
+        };
+        let freeze = Fault::Freeze(std::time::Duration::from_secs(60));
+        let scenario = Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 3,
+            late_joins: Vec::new(),
+            events: Vec::new(),
+            faults: vec![
+                fault(Operation::Effect, freeze),
+                fault(Operation::Send, Fault::LoseAck),
+            ],
+        };
+        // The failure needs something to happen before the effect's completion (a crash
+        // before it does), the lost ack on the send, and two instances.
+        let breaks = |s: &Scenario| {
+            let first = s.faults[0].fault;
+            Ok(s.instances >= 2
+                && (first == freeze || first == Fault::CrashBefore)
+                && s.faults[1].fault == Fault::LoseAck)
+        };
+        let simplified = simplify_faults(scenario, breaks).unwrap();
+        assert_eq!(
+            simplified.faults,
+            vec![
+                fault(Operation::Effect, Fault::CrashBefore),
+                fault(Operation::Send, Fault::LoseAck)
+            ]
+        );
+        assert_eq!(fewer_instances(simplified, breaks).unwrap().instances, 2);
     }
 }

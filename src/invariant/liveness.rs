@@ -39,7 +39,7 @@ impl Invariant for Liveness {
             .filter_map(|e| match &e.event {
                 HistoryEvent::FaultInjected { fault, .. } => Some(
                     e.at + match fault {
-                        Fault::Stall(d) | Fault::Freeze(d) => *d,
+                        Fault::Stall(d) | Fault::Freeze(d) | Fault::BrokerRestart(d) => *d,
                         _ => Duration::ZERO,
                     },
                 ),

@@ -287,7 +287,7 @@ impl Scenario {
         self.faults
             .iter()
             .map(|f| match f.fault {
-                Fault::Stall(d) | Fault::Freeze(d) => d,
+                Fault::Stall(d) | Fault::Freeze(d) | Fault::BrokerRestart(d) => d,
                 _ => Duration::ZERO,
             })
             .sum()

@@ -23,6 +23,10 @@ use proptest::strategy::{BoxedStrategy, SBoxedStrategy, Union};
 use super::{Event, LateJoin, Scenario, ScenarioFault, StreamEvent};
 use crate::fault::{Fault, Operation};
 
+/// How long a [`FaultKind::BrokerRestart`] keeps the broker down: a quick restart, back before
+/// any session (at least 1 s on a real broker run, 6 s by Kafka's default minimum) runs out.
+pub const BROKER_RESTART: Duration = Duration::from_millis(500);
+
 /// A family of faults a scenario may contain. [`FaultKind::DEFAULT`] is the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -69,6 +73,11 @@ pub enum FaultKind {
     /// A produce call takes 70 s while the process stays alive: the open transaction outlives
     /// `transaction.timeout.ms` (60 s), the coordinator aborts it and fences the producer.
     TransactionTimeout,
+    /// The broker restarts for 500 ms (its storage survives) just before a `recv`, an
+    /// explicit commit or a `send` reaches it: every consumer's next `recv` returns a
+    /// transport error, and requests wait until it is back. A consumer that exits on that
+    /// error is restarted by the kit, as its supervisor would.
+    BrokerRestart,
     /// The input is written by a transactional upstream producer whose transaction aborts
     /// before it publishes the event again: the aborted copy stays in the log, where a
     /// `read_uncommitted` consumer reads it.
@@ -82,7 +91,7 @@ impl FaultKind {
     /// [`AbortedUpstream`](FaultKind::AbortedUpstream), since most upstream producers are not
     /// transactional. Enable them when the upstream producer is not idempotent, or republishes
     /// events, or writes in transactions.
-    pub const DEFAULT: [FaultKind; 14] = [
+    pub const DEFAULT: [FaultKind; 15] = [
         FaultKind::Crash,
         FaultKind::CommitFailure,
         FaultKind::AmbiguousCommit,
@@ -97,10 +106,11 @@ impl FaultKind {
         FaultKind::LostAck,
         FaultKind::Zombie,
         FaultKind::TransactionTimeout,
+        FaultKind::BrokerRestart,
     ];
 
     /// Every kind.
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Crash,
         FaultKind::CommitFailure,
         FaultKind::AmbiguousCommit,
@@ -116,6 +126,7 @@ impl FaultKind {
         FaultKind::LostAck,
         FaultKind::Zombie,
         FaultKind::TransactionTimeout,
+        FaultKind::BrokerRestart,
         FaultKind::AbortedUpstream,
     ];
 
@@ -150,6 +161,11 @@ impl FaultKind {
             FaultKind::LostAck => vec![(Send, Fault::LoseAck)],
             FaultKind::Zombie => vec![(Send, Fault::Freeze(Duration::from_secs(60)))],
             FaultKind::TransactionTimeout => vec![(Send, Fault::Stall(Duration::from_secs(70)))],
+            FaultKind::BrokerRestart => on(
+                &[Recv, CommitMessage, Commit, Send],
+                Fault::BrokerRestart(BROKER_RESTART),
+            )
+            .collect(),
             FaultKind::ProducerDuplicate
             | FaultKind::PoisonRecord
             | FaultKind::LateJoin
@@ -176,6 +192,7 @@ impl fmt::Display for FaultKind {
             FaultKind::LostAck => "lost ack",
             FaultKind::Zombie => "zombie",
             FaultKind::TransactionTimeout => "transaction timeout",
+            FaultKind::BrokerRestart => "broker restart",
             FaultKind::AbortedUpstream => "aborted upstream transaction",
         })
     }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::config::{ConsumerSettings, IsolationLevel, OffsetReset};
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
-use super::{ClientId, Crashed, Shared, World, crashed, dead_error};
+use super::{ClientId, Crashed, Shared, World, broker_down_error, crashed, dead_error};
 use crate::broker::{BrokerConsumer, BrokerSession};
 use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
@@ -272,6 +272,30 @@ impl World {
             self.touch();
             return PollStep::CommitCallback(result, offsets);
         }
+        if self.broker_down().is_some() {
+            // Nothing reaches the broker: no fetch, no join, no sync. The lost connection is
+            // reported first; a session that runs out meanwhile costs the partitions at once
+            // (librdkafka revokes them as lost on its own); then the consumer waits for the
+            // broker (the world changes when it is back).
+            let c = self.consumers.get_mut(&client).expect("checked");
+            if let Some(error) = c.errors.pop_front() {
+                return PollStep::Error(error);
+            }
+            let session_lost = c.member.as_ref().is_some_and(|member| {
+                !self
+                    .groups
+                    .get(&c.settings.group_id)
+                    .is_some_and(|g| g.members.contains_key(member))
+            });
+            if session_lost && !c.assignment.is_empty() {
+                return PollStep::Revoke {
+                    partitions: c.assignment.clone(),
+                    lost: true,
+                };
+            }
+            return PollStep::Wait;
+        }
+        let c = self.consumers.get(&client).expect("checked");
         if !c.subscription.is_empty() {
             if let Some(step) = self.poll_group(client, now) {
                 return step;
@@ -465,6 +489,12 @@ impl World {
                 format!("fault: crash before recv of {position}"),
             );
             return PollStep::Dead;
+        }
+        if injection.broker_restart.is_some() {
+            // The broker went down before handing the record out: the poll reports the lost
+            // connection (queued by the restart) and the record waits for the broker.
+            let c = self.consumers.get_mut(&client).expect("caller checked");
+            return PollStep::Error(c.errors.pop_front().unwrap_or_else(broker_down_error));
         }
         if injection.fail {
             return PollStep::Error(KafkaError::MessageConsumption(
@@ -721,9 +751,12 @@ impl SimConsumer {
                 return Err(crashed(dead_error()));
             }
             let client = world.next_client_id();
-            world
-                .consumers
-                .insert(client, ConsumerState::new(incarnation, settings));
+            let mut state = ConsumerState::new(incarnation, settings);
+            if world.broker_down().is_some() {
+                // It cannot reach the bootstrap server.
+                state.errors.push_back(broker_down_error());
+            }
+            world.consumers.insert(client, state);
             client
         };
         Ok(SimConsumer {

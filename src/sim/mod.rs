@@ -31,7 +31,7 @@ pub use consumer::SimConsumer;
 pub(crate) use producer::ProducerState;
 pub use producer::SimProducer;
 
-use crate::broker::NativeClient;
+use crate::broker::{BrokerSwitch, NativeClient};
 use crate::fault::{self, FaultPlan, Injection, Operation};
 use crate::history::{
     CommitKind, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag, MemberRemoval,
@@ -118,6 +118,10 @@ pub(crate) struct World {
     pub finished: bool,
     /// The transaction coordinator's state, per `transactional.id`.
     pub transactions: BTreeMap<String, txn::TxnRecord>,
+    /// While the broker restarts: when it is back.
+    pub broker_down_until: Option<Instant>,
+    /// On a real broker: takes it down and brings it back for a restart fault.
+    pub broker_switch: Option<BrokerSwitch>,
     changed: bool,
     /// Root tasks of crashed instances, aborted once the lock is released.
     pending_aborts: Vec<AbortHandle>,
@@ -158,6 +162,8 @@ impl World {
             async_commits: Vec::new(),
             finished: false,
             transactions: BTreeMap::new(),
+            broker_down_until: None,
+            broker_switch: None,
             changed: false,
             pending_aborts: Vec::new(),
             natives: Vec::new(),
@@ -408,7 +414,40 @@ impl World {
                 },
             );
         }
-        fault::injection(&fired)
+        let injection = fault::injection(&fired);
+        if let Some(down) = injection.broker_restart {
+            self.restart_broker(down);
+        }
+        injection
+    }
+
+    /// The broker goes down for `down` (a restart with durable storage). Heartbeats stop
+    /// reaching the coordinator, so each member's session runs out unless the broker is back
+    /// first (see [`fire_timers`](Self::fire_timers)); librdkafka reports the lost connection
+    /// through every consumer's next poll.
+    fn restart_broker(&mut self, down: Duration) {
+        let now = Instant::now();
+        let until = now + down;
+        self.broker_down_until = Some(self.broker_down_until.map_or(until, |u| u.max(until)));
+        for group in self.groups.values_mut() {
+            for m in group.members.values_mut() {
+                if m.session_deadline.is_none() {
+                    m.session_deadline = Some(now + m.session_timeout);
+                }
+            }
+        }
+        for c in self.consumers.values_mut() {
+            c.errors.push_back(broker_down_error());
+        }
+        if let Some(switch) = &self.broker_switch {
+            switch.restart(down);
+        }
+        self.touch();
+    }
+
+    /// When the broker is back, while it is down.
+    pub(crate) fn broker_down(&self) -> Option<Instant> {
+        self.broker_down_until.filter(|t| *t > Instant::now())
     }
 
     /// [`intercept`](Self::intercept) for a live incarnation, with the crash-before fault
@@ -535,6 +574,20 @@ impl World {
         result
     }
 
+    /// Whether the broker is down and `member`'s session ends before it is back. A commit made
+    /// while the broker is down otherwise waits for it and is applied then (the simulator
+    /// applies it at once: nobody else can reach the coordinator in between).
+    fn session_outlasted_by_outage(&self, group: &str, member: Option<&str>) -> bool {
+        let (Some(back), Some(member)) = (self.broker_down(), member) else {
+            return false;
+        };
+        self.groups
+            .get(group)
+            .and_then(|g| g.members.get(member))
+            .and_then(|m| m.session_deadline)
+            .is_some_and(|deadline| deadline <= back)
+    }
+
     /// A commit as the application (or librdkafka on its behalf) makes it, through the
     /// interception point `operation`. `Err(None)` means the instance crashed.
     pub(crate) fn intercepted_commit(
@@ -552,21 +605,39 @@ impl World {
         let (group, member, generation) =
             (c.settings.group_id.clone(), c.member.clone(), c.generation);
         let injection = self.intercept_or_crash(operation, incarnation, anchor)?;
-        let result = if injection.fail {
-            self.record(
+        let reject = |world: &mut World, why: &str, code| {
+            world.record(
                 Some(incarnation),
                 HistoryEvent::CommitRejected {
                     group: group.clone(),
                     offsets: offsets.clone(),
                     kind,
-                    error: "injected failure: coordinator not available (not applied)".into(),
+                    error: format!("{why} (not applied)"),
                 },
             );
-            Err(KafkaError::ConsumerCommit(
+            Err(KafkaError::ConsumerCommit(code))
+        };
+        let result = if injection.fail {
+            reject(
+                self,
+                "injected failure: coordinator not available",
                 RDKafkaErrorCode::CoordinatorNotAvailable,
-            ))
+            )
+        } else if kind != CommitKind::Async
+            && self.session_outlasted_by_outage(&group, member.as_deref())
+        {
+            // librdkafka holds the commit until the coordinator is back, but the member's
+            // session runs out first: it gives up.
+            reject(
+                self,
+                "the broker is down and the member's session runs out before it is back: \
+                 waiting for coordinator",
+                RDKafkaErrorCode::WaitingForCoordinator,
+            )
         } else if kind == CommitKind::Async {
-            let due = Instant::now() + self.latency();
+            // While the broker is down the request waits for it.
+            let now = Instant::now();
+            let due = (now + self.latency()).max(self.broker_down().unwrap_or(now));
             self.async_commits.push(PendingCommit {
                 due,
                 client,
@@ -621,7 +692,7 @@ impl World {
                 instance: id,
                 number,
             };
-            if self.alive(incarnation) {
+            if self.alive(incarnation) && self.broker_down_until.is_none() {
                 for group in self.groups.values_mut() {
                     for m in group.members.values_mut() {
                         if m.incarnation == incarnation {
@@ -647,6 +718,29 @@ impl World {
             .collect();
         for (group, member) in expired {
             self.remove_member(&group, &member, MemberRemoval::SessionTimeout);
+        }
+        // The broker is back: the sessions that outlasted the outage resume (heartbeats of
+        // running, unfrozen processes reach the coordinator again).
+        if self.broker_down_until.is_some_and(|t| t <= now) {
+            self.broker_down_until = None;
+            self.record(None, HistoryEvent::BrokerBack);
+            let resumed: BTreeSet<Incarnation> = self
+                .instances
+                .iter()
+                .filter(|(_, s)| s.status == InstanceStatus::Running && s.frozen_until.is_none())
+                .map(|(id, s)| Incarnation {
+                    instance: *id,
+                    number: s.incarnation,
+                })
+                .collect();
+            for group in self.groups.values_mut() {
+                for m in group.members.values_mut() {
+                    if resumed.contains(&m.incarnation) {
+                        m.session_deadline = None;
+                    }
+                }
+            }
+            self.touch();
         }
         // max.poll.interval.ms: librdkafka leaves the group on the application's behalf.
         let breached: Vec<ClientId> = self
@@ -755,6 +849,7 @@ impl World {
         let asyncs = self.async_commits.iter().map(|p| p.due);
         let transactions = self.next_transaction_timeout();
         thaws
+            .chain(self.broker_down_until)
             .chain(transactions)
             .chain(sessions)
             .chain(polls)
@@ -798,6 +893,7 @@ impl World {
         // An open transaction still has to commit, abort or time out: its outcome decides
         // what read_committed readers see.
         if !self.async_commits.is_empty()
+            || self.broker_down_until.is_some()
             || self.next_transaction_timeout().is_some()
             || self.instances.values().any(|i| i.frozen_until.is_some())
             || self
@@ -904,6 +1000,11 @@ pub(crate) fn crashed<T>(fallback: T) -> T {
     } else {
         unwind_crash()
     }
+}
+
+/// What librdkafka's poll returns when the broker connection is lost.
+pub(crate) fn broker_down_error() -> KafkaError {
+    KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure)
 }
 
 /// The error a handle of a crashed instance returns while its task is already unwinding.

@@ -163,8 +163,12 @@ impl World {
         if let Some(freeze) = injection.freeze {
             self.freeze(incarnation, freeze);
         }
+        // While the broker is down, librdkafka holds the request until it is back.
+        let now = tokio::time::Instant::now();
+        let outage = self.broker_down().map_or(Duration::ZERO, |back| back - now);
         let wait = injection.stall.unwrap_or_default()
             + injection.freeze.unwrap_or_default()
+            + outage
             + self.latency();
         let timestamp = record
             .timestamp

@@ -8,6 +8,7 @@ mod fixtures;
 mod aborted_read;
 mod pipelines;
 mod providers;
+mod restart;
 mod self_check;
 mod support;
 mod zoo;

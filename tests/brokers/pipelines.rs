@@ -39,7 +39,7 @@ fn a_non_transactional_pipeline_duplicates_on_the_container() {
 /// The transactional pipeline through crashes: exactly-once on the simulator; on a broker
 /// whose transactions fall short, not checkable there (never a consumer bug).
 fn the_transactional_pipeline(provider: &BrokerProvider, v: &Verifier, count: usize) {
-    let scenarios = effectively_once::broker_scenarios(v, count);
+    let scenarios = effectively_once::broker_scenarios(v, provider, count);
     for scenario in &scenarios {
         let compared = compare_on_broker(Semantics::ExactlyOnce, v, provider, scenario, |ctx| {
             pipeline::instance(ctx, Wiring::Transactional)

@@ -68,7 +68,7 @@ fn an_external_cluster_gets_fresh_topics_and_is_cleaned_up() {
     };
     let mut v = email_verifier();
     v.broker(Some(external.clone()));
-    let scenario = effectively_once::broker_scenarios(&v, 1).remove(0);
+    let scenario = effectively_once::broker_scenarios(&v, &external, 1).remove(0);
     let run = run_scenario(Semantics::AtLeastOnce, &v, &scenario, commit_after_service).unwrap();
     assert!(run.violations.is_empty(), "{:?}", run.violations);
     // The run deleted its topic: the same scenario runs again.

@@ -58,7 +58,7 @@ where
     Fut: Future + 'static,
     Fut::Output: InstanceExit,
 {
-    let scenarios = broker_scenarios(verifier, count);
+    let scenarios = broker_scenarios(verifier, provider, count);
     assert_eq!(scenarios.len(), count, "sampled scenarios");
     scenarios
         .iter()

@@ -1,12 +1,14 @@
 //! The same seed gives a byte-identical history; different seeds interleave differently.
 
+use std::time::Duration;
+
 use effectively_once::{Anchor, Fault, FaultSchedule, InstanceContext, Operation, Simulation};
 
 use crate::fixtures::commit_after;
 use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
 
 /// Three instances of the commit-after loop over three partitions, with crashes, an ambiguous
-/// commit and a failed email.
+/// commit, a failed email and a broker restart.
 fn scenario(seed: u64) -> String {
     let faults = FaultSchedule::new()
         .with(
@@ -23,7 +25,11 @@ fn scenario(seed: u64) -> String {
             Anchor::on(Operation::CommitMessage).occurrence(9),
             Fault::Ambiguous,
         )
-        .with(Anchor::on(Operation::Effect).occurrence(12), Fault::Fail);
+        .with(Anchor::on(Operation::Effect).occurrence(12), Fault::Fail)
+        .with(
+            Anchor::on(Operation::Recv).occurrence(15),
+            Fault::BrokerRestart(Duration::from_millis(500)),
+        );
     let mut builder = Simulation::builder();
     builder
         .seed(seed)
@@ -48,6 +54,7 @@ fn the_same_seed_gives_a_byte_identical_history() {
     let second = scenario(42);
     assert!(first == second, "histories differ:\n{first}\n---\n{second}");
     assert!(first.contains("CRASHED"), "the scenario exercises crashes");
+    assert!(first.contains("broker is back"), "and a broker restart");
 }
 
 #[test]
