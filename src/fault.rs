@@ -19,6 +19,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use rdkafka::types::RDKafkaErrorCode;
+
 use crate::history::InstanceId;
 use crate::record::RecordPosition;
 
@@ -126,6 +128,20 @@ impl fmt::Display for Operation {
         })
     }
 }
+
+/// The error an offset commit failed by [`Fault::Fail`] returns: the broker refused it
+/// because the group is rebalancing. Measured on librdkafka's mock cluster
+/// (`tests/brokers/commit_errors.rs`): librdkafka hands this error to the application at once,
+/// while it retries a commit refused with `COORDINATOR_NOT_AVAILABLE`, `NOT_COORDINATOR`,
+/// `COORDINATOR_LOAD_IN_PROGRESS` or `REQUEST_TIMED_OUT` until it goes through, so those never
+/// reach a synchronous commit's caller.
+pub(crate) const COMMIT_FAILED: RDKafkaErrorCode = RDKafkaErrorCode::RebalanceInProgress;
+
+/// The error an offset commit made ambiguous by [`Fault::Ambiguous`] returns although it was
+/// applied: librdkafka's own timeout (`Local: Timed out`), which it reports once its retries
+/// of a request whose responses never came in time are used up (measured on the mock
+/// cluster: the offset was committed all the same).
+pub(crate) const COMMIT_TIMED_OUT: RDKafkaErrorCode = RDKafkaErrorCode::OperationTimedOut;
 
 /// What happens at an interception point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -885,6 +885,9 @@ where
                     Some(Ending::AllStopped)
                 } else if input.is_empty()
                     && to_start.is_empty()
+                    // Nothing settles while the broker is down (on a real broker the lag
+                    // cannot even be read then).
+                    && world.broker_down().is_none()
                     && world.instances.values().all(|i| {
                         matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped)
                     })

@@ -340,7 +340,10 @@
 //!   and an outage longer than a member's `session.timeout.ms` costs it its session (its
 //!   partitions are revoked as lost, its waiting commit fails with `WaitingForCoordinator`).
 //!   Sessions that run out during an outage are expired at their deadline; the coordinator's
-//!   reload of the groups after a restart is not modelled.
+//!   reload of the groups after a restart is not modelled. A failed offset commit returns
+//!   `REBALANCE_IN_PROGRESS` and an ambiguous one `Local: Timed out`: measured on librdkafka's
+//!   mock cluster, those are what it hands to the application (it retries a commit refused as
+//!   `COORDINATOR_NOT_AVAILABLE` or `REQUEST_TIMED_OUT` until it goes through).
 //! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
 //! - Virtual time: a paused tokio clock drives every timeout.
 //!

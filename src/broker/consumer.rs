@@ -33,6 +33,8 @@ use crate::sim::{Shared, crashed, dead_error};
 const MAX_POLL_PAUSE: Duration = Duration::from_millis(10);
 /// The timeout of the calls a callback makes to read committed offsets.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a clean exit waits for librdkafka to close the consumer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The consumer's identity in the run, shared by the wrapper and its callbacks.
 #[derive(Clone)]
@@ -133,9 +135,7 @@ impl Owner {
             CommitMode::Async => CommitKind::Async,
         };
         let result = if injection.fail {
-            Err(KafkaError::ConsumerCommit(
-                RDKafkaErrorCode::CoordinatorNotAvailable,
-            ))
+            Err(KafkaError::ConsumerCommit(crate::fault::COMMIT_FAILED))
         } else {
             // An asynchronous commit is made synchronously here, so that its outcome is in the
             // history where the call was made.
@@ -154,7 +154,7 @@ impl Owner {
                 offsets: offsets.clone(),
                 kind,
                 error: if injection.fail {
-                    "injected failure: coordinator not available (not applied)".into()
+                    "injected failure: group rebalance in progress (not applied)".into()
                 } else {
                     e.to_string()
                 },
@@ -162,9 +162,9 @@ impl Owner {
         };
         self.record(event);
         let result = match result {
-            Ok(()) if injection.ambiguous => Err(KafkaError::ConsumerCommit(
-                RDKafkaErrorCode::RequestTimedOut,
-            )),
+            Ok(()) if injection.ambiguous => {
+                Err(KafkaError::ConsumerCommit(crate::fault::COMMIT_TIMED_OUT))
+            }
             other => other,
         };
         if injection.crash_after {
@@ -522,8 +522,23 @@ impl Drop for BrokerConsumer {
         // A clean exit closes the consumer as librdkafka does (final commit with
         // auto-commit, LeaveGroup); a crashed instance's handle is the run's to destroy.
         if self.owner.alive() {
-            let consumer = self.native.lock().take();
-            drop(consumer);
+            let Some(consumer) = self.native.lock().take() else {
+                return;
+            };
+            // librdkafka's close has no deadline, and a broker that never answers makes it wait
+            // forever (seen on Tansu in the self-check): close on a thread of its own, and let
+            // the run go on if it does not finish in time.
+            let (done, closed) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                drop(consumer);
+                let _ = done.send(());
+            });
+            if closed.recv_timeout(CLOSE_TIMEOUT).is_err() {
+                tracing::warn!(
+                    instance = %self.owner.incarnation,
+                    "the consumer's close did not finish within {CLOSE_TIMEOUT:?}; left running"
+                );
+            }
         }
     }
 }

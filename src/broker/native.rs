@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::consumer::BrokerContext;
@@ -59,21 +59,7 @@ impl NativeClient {
                 Err(()) => false,
                 Ok(None) => true,
                 Ok(Some(consumer)) => {
-                    // Destroying waits for librdkafka's threads: off the runtime's thread.
-                    std::thread::spawn(move || {
-                        let native = rdkafka::consumer::Consumer::client(&consumer).native_ptr();
-                        // SAFETY: the handle is valid (the wrapper is alive and owned here),
-                        // no message of it is alive (each is detached as it is polled), and
-                        // the wrapper is forgotten right after, so nothing uses or destroys
-                        // the handle again.
-                        unsafe {
-                            rdkafka::bindings::rd_kafka_destroy_flags(
-                                native,
-                                rdkafka::bindings::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
-                            );
-                        }
-                        std::mem::forget(consumer);
-                    });
+                    abandon(consumer);
                     true
                 }
             },
@@ -93,4 +79,23 @@ impl NativeClient {
             },
         }
     }
+}
+
+/// Destroys `consumer` the way a killed process leaves it (no LeaveGroup, no final commit), on
+/// a thread of its own: destroying waits for librdkafka's threads. No message of it may be
+/// alive (a live message makes the destroy block forever).
+pub(crate) fn abandon<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>) {
+    std::thread::spawn(move || {
+        let native = Consumer::client(&consumer).native_ptr();
+        // SAFETY: the handle is valid (the wrapper is alive and owned here), no message of it
+        // is alive (the caller's promise), and the wrapper is forgotten right after, so
+        // nothing uses or destroys the handle again.
+        unsafe {
+            rdkafka::bindings::rd_kafka_destroy_flags(
+                native,
+                rdkafka::bindings::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+            );
+        }
+        std::mem::forget(consumer);
+    });
 }

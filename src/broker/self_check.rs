@@ -364,12 +364,33 @@ fn fencing(bootstrap: &str, topic: &str, timeout: Duration) -> Result<(bool, Str
 }
 
 /// A group consumer until it has partitions (`poll` serves the rebalance).
+/// A probe's group member. It goes the way a killed process does: a consumer's close can wait
+/// forever on a broker that misbehaves (seen on Tansu: the revocation inside the close never
+/// returned).
+struct Member(Option<BaseConsumer>);
+
+impl std::ops::Deref for Member {
+    type Target = BaseConsumer;
+
+    fn deref(&self) -> &BaseConsumer {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            super::native::abandon(consumer);
+        }
+    }
+}
+
 fn joined(
     bootstrap: &str,
     group: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<BaseConsumer, ProbeError> {
+) -> Result<Member, ProbeError> {
     let consumer: BaseConsumer = step(
         "creating a group consumer",
         ClientConfig::new()
@@ -382,6 +403,7 @@ fn joined(
             .set("log_level", "0")
             .create(),
     )?;
+    let consumer = Member(Some(consumer));
     step("subscribing", consumer.subscribe(&[topic]))?;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

@@ -36,9 +36,11 @@ pub enum FaultKind {
     /// between the commit and the effect, between the effect and a dedup mark.
     Crash,
     /// An offset commit or `commit_transaction` fails definitely (nothing committed, an error
-    /// returned; for a transaction, librdkafka's abortable timeout).
+    /// returned: for an offset commit `REBALANCE_IN_PROGRESS`, the refusal librdkafka does not
+    /// retry; for a transaction, librdkafka's abortable timeout).
     CommitFailure,
-    /// An offset commit or `commit_transaction` is applied but reported failed (an ambiguous
+    /// An offset commit or `commit_transaction` is applied but reported failed (an offset
+    /// commit: librdkafka's `Local: Timed out` once its retries are used up; an ambiguous
     /// EndTxn: the transaction committed, the application is told to abort).
     AmbiguousCommit,
     /// An effect fails definitely (nothing happened, an error returned).

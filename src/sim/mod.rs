@@ -620,8 +620,8 @@ impl World {
         let result = if injection.fail {
             reject(
                 self,
-                "injected failure: coordinator not available",
-                RDKafkaErrorCode::CoordinatorNotAvailable,
+                "injected failure: group rebalance in progress",
+                fault::COMMIT_FAILED,
             )
         } else if kind != CommitKind::Async
             && self.session_outlasted_by_outage(&group, member.as_deref())
@@ -659,9 +659,9 @@ impl World {
                 &offsets,
                 kind,
             ) {
-                Ok(()) if injection.ambiguous => Err(KafkaError::ConsumerCommit(
-                    RDKafkaErrorCode::RequestTimedOut,
-                )),
+                Ok(()) if injection.ambiguous => {
+                    Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT))
+                }
                 Ok(()) => Ok(()),
                 Err(code) => Err(KafkaError::ConsumerCommit(code)),
             }
@@ -804,9 +804,7 @@ impl World {
                 CommitKind::Async,
             );
             let result = match result {
-                Ok(()) if p.ambiguous => Err(KafkaError::ConsumerCommit(
-                    RDKafkaErrorCode::RequestTimedOut,
-                )),
+                Ok(()) if p.ambiguous => Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT)),
                 Ok(()) => Ok(()),
                 Err(code) => Err(KafkaError::ConsumerCommit(code)),
             };
