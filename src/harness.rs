@@ -653,9 +653,10 @@ impl Simulation {
                 }
                 if down > MAX_BROKER_OUTAGE {
                     return unsupported(format!(
-                        "{} on {}: on a real broker an outage may last at most {} (the \
-                         sessions of {} would run out once librdkafka's reconnect backoff is \
-                         added, which the simulator does not model)",
+                        "{} on {}: on a real broker an outage may last at most {} (with \
+                         the {} session the kit gives consumers there, a longer one and \
+                         librdkafka's reconnect can cost the sessions, where the simulator's \
+                         outage of the same length would not)",
                         rule.fault,
                         rule.anchor.operation(),
                         crate::fault::human_duration(MAX_BROKER_OUTAGE),
@@ -776,8 +777,8 @@ enum Ending {
 /// that has not caught up by then is wedged).
 const BROKER_TIME_LIMIT: Duration = Duration::from_secs(60);
 /// The longest broker restart a real-broker run takes on: measured on the mock cluster with
-/// a 2 s session, a 500 ms outage kept every session and a 1.5 s one lost them (librdkafka
-/// reconnects with a backoff after the broker is back).
+/// a 2 s session (and librdkafka's default reconnect backoff), a 500 ms outage kept every
+/// session and a 1.5 s one lost them; runs also cap the backoff (`MAX_RECONNECT_BACKOFF`).
 pub(crate) const MAX_BROKER_OUTAGE: Duration = Duration::from_millis(500);
 
 /// How long nothing may happen before a real-broker run counts as quiesced.

@@ -534,8 +534,8 @@ where
 
 /// Replaces each fault by a crash at the same point, after or before the operation, where the
 /// scenario still breaks the same invariants: a crash is the easiest failure to read, and
-/// the one every broker can reproduce (a process freeze or a broker restart is not). proptest
-/// never tries it: it shrinks a fault within its kind.
+/// one every broker can replay (a process freeze none can, a broker restart only the brokers
+/// the kit starts). proptest never tries it: it shrinks a fault within its kind.
 fn simplify_faults(
     mut scenario: Scenario,
     mut breaks_the_same: impl FnMut(&Scenario) -> Result<bool, Error>,
