@@ -164,8 +164,9 @@ impl World {
             self.freeze(incarnation, freeze);
         }
         // While the broker is down, librdkafka holds the request until it is back.
-        let now = tokio::time::Instant::now();
-        let outage = self.broker_down().map_or(Duration::ZERO, |back| back - now);
+        let outage = self.broker_down().map_or(Duration::ZERO, |back| {
+            back.saturating_duration_since(tokio::time::Instant::now())
+        });
         let wait = injection.stall.unwrap_or_default()
             + injection.freeze.unwrap_or_default()
             + outage

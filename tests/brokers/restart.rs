@@ -4,9 +4,8 @@
 //! get the same verdicts through restarts on all three. A cluster the kit did not start
 //! refuses the fault, clearly.
 
-use std::time::Duration;
-
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use effectively_once::broker::{BrokerError, BrokerProvider};
 use effectively_once::{
