@@ -429,13 +429,7 @@ impl World {
         let now = Instant::now();
         let until = now + down;
         self.broker_down_until = Some(self.broker_down_until.map_or(until, |u| u.max(until)));
-        for group in self.groups.values_mut() {
-            for m in group.members.values_mut() {
-                if m.session_deadline.is_none() {
-                    m.session_deadline = Some(now + m.session_timeout);
-                }
-            }
-        }
+        self.stop_heartbeats(now, |_| true);
         for c in self.consumers.values_mut() {
             c.errors.push_back(broker_down_error());
         }
@@ -505,13 +499,7 @@ impl World {
         for id in dead {
             self.consumers.remove(&id);
         }
-        for group in self.groups.values_mut() {
-            for m in group.members.values_mut() {
-                if m.incarnation == incarnation && m.session_deadline.is_none() {
-                    m.session_deadline = Some(now + m.session_timeout);
-                }
-            }
-        }
+        self.stop_heartbeats(now, |i| i == incarnation);
         self.producers.retain(|_, p| p.incarnation != incarnation);
         let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.natives)
             .into_iter()
@@ -521,19 +509,26 @@ impl World {
         self.touch();
     }
 
+    /// From `now` on, no heartbeat of the members of the incarnations `which` selects reaches
+    /// the coordinator: each session runs out `session.timeout.ms` later, unless a deadline
+    /// is already running.
+    fn stop_heartbeats(&mut self, now: Instant, which: impl Fn(Incarnation) -> bool) {
+        for group in self.groups.values_mut() {
+            for m in group.members.values_mut() {
+                if which(m.incarnation) && m.session_deadline.is_none() {
+                    m.session_deadline = Some(now + m.session_timeout);
+                }
+            }
+        }
+    }
+
     /// Freezes the whole process: heartbeats stop until it thaws.
     pub(crate) fn freeze(&mut self, incarnation: Incarnation, duration: Duration) {
         let now = Instant::now();
         if let Some(state) = self.instances.get_mut(&incarnation.instance) {
             state.frozen_until = Some(now + duration);
         }
-        for group in self.groups.values_mut() {
-            for m in group.members.values_mut() {
-                if m.incarnation == incarnation && m.session_deadline.is_none() {
-                    m.session_deadline = Some(now + m.session_timeout);
-                }
-            }
-        }
+        self.stop_heartbeats(now, |i| i == incarnation);
         self.touch();
     }
 
