@@ -5,10 +5,18 @@
 mod fixtures;
 mod support;
 
+mod auto_commit;
 mod broker_restart;
+mod clock;
+mod config;
+mod delivery_offsets;
 mod groups;
+mod idempotence;
+mod instances;
 mod offsets;
-mod producer;
-mod runtime;
+mod partitioners;
+mod record_contents;
+mod send_failures;
 mod store;
+mod time_limit;
 mod transactions;
