@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use effectively_once::broker::BrokerProvider;
+use effectively_once::check::{compare_on_broker, run_scenario};
+use effectively_once::scenario::{Scenario, ScenarioSpace};
 use effectively_once::{
     CheckError, ConsumerHandle, FaultKind, InputRecord, InstanceContext, InstanceExit,
-    KafkaConsumer, Passed, Scenario, ScenarioSpace, Semantics, Simulation, Verifier, check,
-    compare_on_broker, run_scenario,
+    KafkaConsumer, Passed, Semantics, Simulation, Verifier, check,
 };
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -268,6 +269,24 @@ fn broker_rows(provider: &BrokerProvider, name: &str) -> Vec<Row> {
 }
 
 fn main() {
+    // `--profile-records N`: one run of N records through one instance and nothing else, for an
+    // instruction count under callgrind (`ci/instructions.sh`).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--profile-records") {
+        let records = args
+            .get(n + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--profile-records takes a record count");
+        QUICK.store(true, Ordering::Relaxed);
+        match sim_records_per_sec(1, records) {
+            Ok(stats) => println!("{records} records: {:.0} records/s", stats.median),
+            Err(e) => {
+                eprintln!("profile run failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let quick = !std::env::args().any(|a| a == "--bench");
     QUICK.store(quick, Ordering::Relaxed);
     let (records, cases, scaling): (usize, u32, &[usize]) = if quick {

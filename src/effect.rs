@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::fault::Operation;
+use crate::history::Operation;
 use crate::history::{EffectOutcome, HistoryEvent, Incarnation};
 use crate::sim::{Shared, unwind_crash};
 

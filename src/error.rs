@@ -1,7 +1,7 @@
 //! Errors of the kit itself (bad settings, infrastructure), as opposed to verdicts about the
 //! consumer under test.
 
-use crate::fault::FaultError;
+use crate::scenario::FaultError;
 
 /// An error setting up or running a simulation.
 #[derive(Debug, thiserror::Error)]

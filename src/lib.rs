@@ -187,7 +187,7 @@
 //!
 //! # Read the timeline
 //!
-//! [`History`]'s `Display` is the run's timeline, one line per event, with the virtual time and
+//! [`History`](history::History)'s `Display` is the run's timeline, one line per event, with the virtual time and
 //! the instance incarnation it happened in (`i0#1` is instance 0's first life, `i0#2` its
 //! restart). The run above prints:
 //!
@@ -215,7 +215,7 @@
 //! When the side effect is a write to the consumer's own database (an upsert by natural key, a
 //! state transition, a dedup mark in the outcome's transaction), keep that database in a
 //! [`DurableStore`] and tell the [`Verifier`] how to read the effect off the final state with a
-//! [`StoreEffect`] query: each event's effect must be there exactly once.
+//! [`StoreEffect`](ledger::StoreEffect) query: each event's effect must be there exactly once.
 //!
 //! ```
 //! use effectively_once::{
@@ -277,7 +277,8 @@
 //! `commit_transaction` calls come with the commit kinds.
 //!
 //! ```no_run
-//! use effectively_once::{InstanceContext, OutputTopic, Verifier, assert_exactly_once};
+//! use effectively_once::ledger::OutputTopic;
+//! use effectively_once::{InstanceContext, Verifier, assert_exactly_once};
 //! # type BoxError = Box<dyn std::error::Error + Send + Sync>;
 //! # async fn summarizer(ctx: InstanceContext) -> Result<(), BoxError> { Ok(()) }
 //!
@@ -296,9 +297,9 @@
 //! container, or a cluster of yours. With [`Verifier::broker`] (or `EFFECTIVELY_ONCE_BROKER=mock`
 //! in the environment) the search still runs on the simulator and the verdict is then confirmed
 //! on the broker: the minimal counterexample replayed there, or sampled scenarios on a pass,
-//! compared with the simulator's verdicts ([`compare_on_broker`]). A broker is probed first
+//! compared with the simulator's verdicts ([`compare_on_broker`](check::compare_on_broker)). A broker is probed first
 //! ([`broker::self_check`]); invariants that rely on a guarantee it lacks are reported as not
-//! checkable on it ([`NotCheckable`]), never as a consumer bug.
+//! checkable on it ([`NotCheckable`](check::NotCheckable)), never as a consumer bug.
 //!
 //! ```no_run
 //! use effectively_once::broker::BrokerProvider;
@@ -374,55 +375,41 @@
 //!   and ambiguous calls are injected at the client boundary, as on the simulator.
 #![deny(missing_docs)]
 
+// The root is the vocabulary a test is written in; everything else lives in the public modules
+// below, each item under one path.
 pub mod broker;
-mod check;
+pub mod check;
 mod client;
 mod effect;
 mod error;
-mod fault;
-mod harness;
-mod history;
-mod invariant;
-mod ledger;
+pub mod history;
+pub mod invariant;
+pub mod ledger;
 mod macros;
-mod record;
+mod run;
 pub mod scenario;
 mod sim;
 mod store;
 
-#[doc(hidden)]
-pub use check::_macro_support;
-pub use check::differential::{
-    Differential, broker_scenarios, compare_on_broker, runs_on_a_broker,
-};
-pub use check::{
-    CaseRun, CheckError, Counterexample, NotCheckable, Passed, Verifier, check,
-    check_at_least_once, check_at_most_once, check_effectively_once, check_exactly_once,
-    run_scenario,
-};
+// Writing the consumer: rdkafka's API as traits.
 pub use client::{
     ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
 };
+// What an instance of it gets in a test.
 pub use effect::{EffectError, EffectSink};
-pub use error::Error;
-pub use fault::{Anchor, Fault, FaultError, FaultRule, FaultSchedule, Operation};
-pub use harness::{
-    ClusterSnapshot, InputRecord, InstanceContext, InstanceExit, LoggedRecord, Outcome, Simulation,
-    SimulationBuilder,
-};
-pub use history::{
-    CommitKind, EffectOutcome, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag,
-    MemberRemoval,
-};
-pub use invariant::{
-    AtLeastOnce, AtMostOnce, EffectivelyOnce, ExactlyOnce, Invariant, Liveness, NoAbortedRead,
-    NoPhantomEffect, OffsetsMatchOutputs, PerKeyOrder, RunRecord, Semantics, Violation,
-};
-pub use ledger::{
-    EffectRecord, Ledger, Observed, OutputTopic, SqliteLedger, StoreEffect, StoreEffectError,
-};
-pub use record::{RecordPosition, TopicPartition};
-pub use scenario::strategy::{FaultKind, ScenarioSpace};
-pub use scenario::{Event, Scenario};
-pub use sim::{SimConsumer, SimProducer};
+pub use run::{InstanceContext, InstanceExit};
+pub use sim::{Consumer, Producer};
 pub use store::DurableStore;
+// Running it through chosen faults.
+pub use history::operation::{Fault, Operation};
+pub use run::{InputRecord, Outcome, Simulation, SimulationBuilder};
+pub use scenario::fault::{Anchor, FaultSchedule};
+// Checking it against generated ones.
+pub use check::config::Verifier;
+#[doc(hidden)]
+pub use check::entry::_macro_support;
+pub use check::entry::{CheckError, check, check_effectively_once};
+pub use check::report::{Counterexample, Passed};
+pub use error::Error;
+pub use invariant::semantics::Semantics;
+pub use scenario::strategy::FaultKind;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, Transaction, ffi};
 
-use crate::fault::Operation;
+use crate::history::Operation;
 use crate::history::{HistoryEvent, Incarnation};
 use crate::sim::{Shared, unwind_crash};
 

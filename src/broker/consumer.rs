@@ -24,9 +24,9 @@ use super::session::BrokerSession;
 use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler, explicit_offsets,
 };
-use crate::fault::Operation;
+use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation};
-use crate::record::{RecordPosition, TopicPartition};
+use crate::history::{RecordPosition, TopicPartition};
 use crate::sim::{Shared, crashed, dead_error};
 
 /// How long an idle `recv` sleeps between two polls, at most.
@@ -63,7 +63,7 @@ impl Owner {
         &self,
         operation: Operation,
         anchor: Option<RecordPosition>,
-    ) -> Result<crate::fault::Injection, ()> {
+    ) -> Result<crate::run::fault_plan::Injection, ()> {
         let injection = {
             let mut world = self.shared.lock();
             let anchor = anchor.or_else(|| world.current_record(self.incarnation));
@@ -135,7 +135,9 @@ impl Owner {
             CommitMode::Async => CommitKind::Async,
         };
         let result = if injection.fail {
-            Err(KafkaError::ConsumerCommit(crate::fault::COMMIT_FAILED))
+            Err(KafkaError::ConsumerCommit(
+                crate::run::fault_plan::COMMIT_FAILED,
+            ))
         } else {
             // An asynchronous commit is made synchronously here, so that its outcome is in the
             // history where the call was made.
@@ -162,9 +164,9 @@ impl Owner {
         };
         self.record(event);
         let result = match result {
-            Ok(()) if injection.ambiguous => {
-                Err(KafkaError::ConsumerCommit(crate::fault::COMMIT_TIMED_OUT))
-            }
+            Ok(()) if injection.ambiguous => Err(KafkaError::ConsumerCommit(
+                crate::run::fault_plan::COMMIT_TIMED_OUT,
+            )),
             other => other,
         };
         if injection.crash_after {
@@ -308,7 +310,7 @@ impl ConsumerHandle for CallbackHandle<'_> {
     }
 }
 
-/// A consumer of a real broker, behind [`SimConsumer`](crate::SimConsumer).
+/// A consumer of a real broker, behind [`Consumer`](crate::Consumer).
 pub(crate) struct BrokerConsumer {
     owner: Owner,
     native: Arc<ConsumerSlot>,

@@ -40,7 +40,7 @@ pub(crate) use switch::BrokerSwitch;
 
 use rdkafka::error::KafkaError;
 
-use crate::record::TopicPartition;
+use crate::history::TopicPartition;
 
 /// A real broker could not be started, reached or used.
 #[derive(Debug, thiserror::Error)]

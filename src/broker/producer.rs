@@ -14,13 +14,14 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 use super::native::{NativeClient, ProducerSlot, Slot};
 use super::session::BrokerSession;
 use crate::client::{GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
-use crate::fault::{Injection, Operation};
+use crate::history::Operation;
+use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation};
-use crate::record::TopicPartition;
+use crate::run::fault_plan::Injection;
 use crate::sim::txn_error::{TxnError, kafka_error};
 use crate::sim::{Shared, crashed, dead_error, unwind_crash};
 
-/// A producer of a real broker, behind [`SimProducer`](crate::SimProducer).
+/// A producer of a real broker, behind [`Producer`](crate::Producer).
 pub(crate) struct BrokerProducer {
     shared: Arc<Shared>,
     incarnation: Incarnation,

@@ -14,9 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::BrokerError;
-use crate::harness::{ClusterSnapshot, LoggedRecord};
+use crate::history::TopicPartition;
+use crate::history::{ClusterSnapshot, LoggedRecord};
 use crate::history::{Incarnation, Lag};
-use crate::record::TopicPartition;
 
 /// How long one admin-style call (metadata, offsets, a produce) may take.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);

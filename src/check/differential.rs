@@ -13,12 +13,12 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use super::Verifier;
-use super::runner::{CaseRun, run_scenario};
+use super::judge::{CaseRun, run_scenario};
 use crate::broker::{BrokerError, BrokerProvider};
 use crate::error::Error;
-use crate::fault::{Fault, Operation};
-use crate::harness::{InstanceContext, InstanceExit};
+use crate::history::{Fault, Operation};
 use crate::invariant::Semantics;
+use crate::run::{InstanceContext, InstanceExit};
 use crate::scenario::Scenario;
 
 /// One scenario's verdicts on the simulator and on a real broker.
@@ -152,7 +152,7 @@ pub fn runs_on_a_broker(scenario: &Scenario, provider: &BrokerProvider) -> bool 
         Fault::Freeze(_) => false,
         Fault::BrokerRestart(down) => {
             !matches!(provider, BrokerProvider::External { .. })
-                && down <= crate::harness::MAX_BROKER_OUTAGE
+                && down <= crate::run::MAX_BROKER_OUTAGE
         }
         _ => f.operation != Operation::AutoCommit,
     })

@@ -2,9 +2,11 @@
 
 use std::fmt;
 
-use super::Verifier;
-use super::runner::CaseRun;
-use crate::history::{History, HistoryEntry, HistoryEvent, Incarnation, InstanceId};
+use std::time::Duration;
+
+use crate::history::{
+    History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, PublishedEvent,
+};
 use crate::invariant::{Semantics, Violation};
 use crate::scenario::Scenario;
 
@@ -53,6 +55,9 @@ pub struct Counterexample {
     pub violations: Vec<Violation>,
     /// The minimal scenario.
     pub scenario: Scenario,
+    /// Where the minimal scenario's events landed in its run (empty when the consumer hung
+    /// the thread).
+    pub published: Vec<PublishedEvent>,
     /// The first failing scenario, before shrinking.
     pub shrunk_from: Scenario,
     /// How many shrinking runs it took.
@@ -76,24 +81,31 @@ pub struct Counterexample {
     pub broker: Option<String>,
 }
 
-fn saved_in(verifier: &Verifier) -> Option<String> {
-    verifier
-        .source_file
-        .filter(|_| verifier.persist)
-        .map(|file| format!("proptest's regression file for {file}"))
+/// How to replay a check's verdict: its seed, its input topic, and where proptest saved the
+/// failing case.
+#[derive(Clone, Debug)]
+pub(crate) struct Replay {
+    pub seed: u64,
+    pub topic: String,
+    pub saved_in: Option<String>,
 }
 
 impl Counterexample {
+    /// The report of a minimal `scenario` that broke `violations` (none: it passed when run
+    /// again) with `history`, found after `passed_before` passing cases from `first`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         semantics: Semantics,
-        verifier: &Verifier,
-        run: CaseRun,
+        mut violations: Vec<Violation>,
+        scenario: Scenario,
+        published: Vec<PublishedEvent>,
+        history: History,
+        replay: Replay,
         first: &Scenario,
         passed_before: u32,
         shrink_steps: u32,
         logs: String,
     ) -> Self {
-        let mut violations = run.violations;
         if violations.is_empty() {
             violations.push(Violation {
                 invariant: "determinism".into(),
@@ -108,23 +120,26 @@ impl Counterexample {
         Counterexample {
             semantics,
             violations,
-            scenario: run.scenario,
+            scenario,
+            published,
             shrunk_from: first.clone(),
             shrink_steps,
             passed_before,
-            history: Some(run.outcome.history().clone()),
+            history: Some(history),
             logs,
-            seed: verifier.seed,
-            topic: verifier.topic.clone(),
-            saved_in: saved_in(verifier),
+            seed: replay.seed,
+            topic: replay.topic,
+            saved_in: replay.saved_in,
             hung: false,
             broker: None,
         }
     }
 
+    /// The report of a case whose consumer blocked the thread for longer than `timeout`.
     pub(crate) fn hung(
         semantics: Semantics,
-        verifier: &Verifier,
+        timeout: Duration,
+        replay: Replay,
         scenario: Option<Scenario>,
     ) -> Self {
         let scenario = scenario.unwrap_or_else(|| Scenario {
@@ -143,19 +158,20 @@ impl Counterexample {
                     "the consumer blocked its thread for more than {}s of wall-clock time \
                      (a busy loop or a blocking call that never awaits); the simulation cannot \
                      preempt it, so this case was not shrunk",
-                    verifier.case_timeout.as_secs_f64()
+                    timeout.as_secs_f64()
                 ),
                 event_ids: Vec::new(),
                 details: Vec::new(),
             }],
             shrunk_from: scenario.clone(),
             scenario,
+            published: Vec::new(),
             shrink_steps: 0,
             passed_before: 0,
             history: None,
             logs: String::new(),
-            seed: verifier.seed,
-            topic: verifier.topic.clone(),
+            seed: replay.seed,
+            topic: replay.topic,
             saved_in: None,
             hung: true,
             broker: None,
@@ -236,7 +252,8 @@ impl fmt::Display for Counterexample {
                 if self.passed_before == 1 { "" } else { "s" }
             )?;
         }
-        for line in self.scenario.to_string().lines() {
+        let scenario = self.scenario.with_positions(&self.published).to_string();
+        for line in scenario.lines() {
             writeln!(f, "  {line}")?;
         }
         if let Some(history) = &self.history {

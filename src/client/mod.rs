@@ -1,7 +1,7 @@
 //! The client API a consumer under test is written against.
 //!
 //! The traits follow rdkafka's method names and types, so one generic function runs on the
-//! simulator in tests ([`SimConsumer`](crate::SimConsumer), [`SimProducer`](crate::SimProducer))
+//! simulator in tests ([`Consumer`](crate::Consumer), [`Producer`](crate::Producer))
 //! and on rdkafka's [`StreamConsumer`](rdkafka::consumer::StreamConsumer) and
 //! [`FutureProducer`](rdkafka::producer::FutureProducer) in production. Messages implement
 //! [`rdkafka::message::Message`]; errors are [`rdkafka::error::KafkaError`].
@@ -98,7 +98,7 @@ pub(crate) fn foreign_group_metadata() -> rdkafka::error::KafkaError {
 /// is `_NO_OFFSET`.
 pub(crate) fn explicit_offsets(
     list: &TopicPartitionList,
-) -> KafkaResult<Vec<(crate::record::TopicPartition, i64)>> {
+) -> KafkaResult<Vec<(crate::history::TopicPartition, i64)>> {
     use rdkafka::Offset;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode;
@@ -106,7 +106,7 @@ pub(crate) fn explicit_offsets(
     for e in list.elements() {
         match e.offset() {
             Offset::Offset(o) if o >= 0 => offsets.push((
-                crate::record::TopicPartition::new(e.topic(), e.partition()),
+                crate::history::TopicPartition::new(e.topic(), e.partition()),
                 o,
             )),
             Offset::Invalid => {}

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Invariant, RunRecord, Violation};
-use crate::fault::Fault;
 use crate::history::{HistoryEvent, InstanceId};
 
 /// The run reached quiescence (every published record consumed and committed) no later than
@@ -37,12 +36,7 @@ impl Invariant for Liveness {
         let last_fault_end = entries
             .iter()
             .filter_map(|e| match &e.event {
-                HistoryEvent::FaultInjected { fault, .. } => Some(
-                    e.at + match fault {
-                        Fault::Stall(d) | Fault::Freeze(d) | Fault::BrokerRestart(d) => *d,
-                        _ => Duration::ZERO,
-                    },
-                ),
+                HistoryEvent::FaultInjected { fault, .. } => Some(e.at + fault.pause()),
                 _ => None,
             })
             .max()
@@ -120,10 +114,10 @@ impl Invariant for Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::TopicPartition;
     use crate::history::{EffectOutcome::*, Lag};
     use crate::invariant::test_support::*;
     use crate::ledger::Ledger;
-    use crate::record::TopicPartition;
 
     #[test]
     fn a_quiesced_run_passes_and_a_run_that_stopped_short_fails() {

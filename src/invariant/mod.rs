@@ -14,6 +14,7 @@ mod no_aborted_read;
 mod no_phantom_effect;
 mod offsets_match_outputs;
 mod per_key_order;
+pub(crate) mod semantics;
 
 pub use at_least_once::AtLeastOnce;
 pub use at_most_once::AtMostOnce;
@@ -24,14 +25,15 @@ pub use no_aborted_read::NoAbortedRead;
 pub use no_phantom_effect::NoPhantomEffect;
 pub use offsets_match_outputs::OffsetsMatchOutputs;
 pub use per_key_order::PerKeyOrder;
+pub(crate) use semantics::Semantics;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::harness::ClusterSnapshot;
+use crate::history::ClusterSnapshot;
 use crate::history::History;
+use crate::history::PublishedEvent;
 use crate::ledger::{Ledger, Observed};
-use crate::scenario::PublishedEvent;
 
 /// What an invariant judges: the published events, the run's history, its effect ledger and
 /// the cluster as the run left it.
@@ -165,69 +167,17 @@ pub trait Invariant: Send + Sync + fmt::Debug {
     fn check(&self, run: &RunRecord<'_>) -> Option<Violation>;
 }
 
-/// The delivery semantics a consumer claims, each with its set of invariants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Semantics {
-    /// Each event's effect happens exactly once: nothing lost, nothing duplicated.
-    EffectivelyOnce,
-    /// Each event's effect happens at least once: nothing lost; duplicates allowed.
-    AtLeastOnce,
-    /// Each event's effect happens at most once: nothing duplicated; losses allowed.
-    AtMostOnce,
-    /// A consume-transform-produce pipeline: each input event's outputs are committed exactly
-    /// once on every output topic, with the input offsets committed if and only if the outputs
-    /// are. Needs at least one [`OutputTopic`](crate::OutputTopic).
-    ExactlyOnce,
-}
-
-impl Semantics {
-    /// The invariants checked for this semantic: liveness (the group gets to the end of the
-    /// input; checked first, so a wedged consumer is reported as such rather than as a loss),
-    /// the delivery property itself, no phantom effect, no aborted read, and for
-    /// [`ExactlyOnce`](Semantics::ExactlyOnce) offsets that match the outputs.
-    pub fn invariants(self) -> Vec<Box<dyn Invariant>> {
-        let delivery: Box<dyn Invariant> = match self {
-            Semantics::EffectivelyOnce => Box::new(EffectivelyOnce),
-            Semantics::AtLeastOnce => Box::new(AtLeastOnce),
-            Semantics::AtMostOnce => Box::new(AtMostOnce),
-            Semantics::ExactlyOnce => Box::new(ExactlyOnce),
-        };
-        let mut all: Vec<Box<dyn Invariant>> = vec![
-            Box::new(Liveness::default()),
-            delivery,
-            Box::new(NoPhantomEffect),
-            Box::new(NoAbortedRead),
-        ];
-        if self == Semantics::ExactlyOnce {
-            all.push(Box::new(OffsetsMatchOutputs));
-        }
-        all
-    }
-}
-
-impl fmt::Display for Semantics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Semantics::EffectivelyOnce => "effectively-once",
-            Semantics::AtLeastOnce => "at-least-once",
-            Semantics::AtMostOnce => "at-most-once",
-            Semantics::ExactlyOnce => "exactly-once",
-        })
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::time::Duration;
 
-    pub use crate::harness::ClusterSnapshot;
+    pub use crate::history::ClusterSnapshot;
 
+    use crate::history::PublishedEvent;
+    use crate::history::RecordPosition;
     use crate::history::{
         EffectOutcome, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId,
     };
-    use crate::record::RecordPosition;
-    use crate::scenario::PublishedEvent;
 
     pub fn published(ids: &[(&str, &str)]) -> Vec<PublishedEvent> {
         ids.iter()

@@ -79,11 +79,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::harness::{InputRecord, Simulation};
+    use crate::history::RecordPosition;
     use crate::history::{History, HistoryEntry, Incarnation, InstanceId};
     use crate::invariant::test_support::published;
     use crate::ledger::Ledger;
-    use crate::record::RecordPosition;
+    use crate::run::{InputRecord, Simulation};
 
     #[test]
     fn blames_read_uncommitted_consumers_and_brokers_that_hand_aborted_records_to_read_committed() {

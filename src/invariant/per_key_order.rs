@@ -7,7 +7,7 @@ use super::{Invariant, RunRecord, Violation};
 /// For each key and counted sink, the first effects of the key's events happened in the order
 /// the events were published (Kafka orders a key's records within its partition; a consumer
 /// that processes them concurrently or retries out of order breaks this). Effects read off the
-/// durable store ([`StoreEffect`](crate::StoreEffect)) carry no order: this invariant looks at
+/// durable store ([`StoreEffect`](crate::ledger::StoreEffect)) carry no order: this invariant looks at
 /// effect sink calls only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PerKeyOrder;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::harness::{ClusterSnapshot, LoggedRecord};
+use crate::history::{ClusterSnapshot, LoggedRecord};
 
 type EventIdOf = Arc<dyn Fn(&LoggedRecord) -> Option<String> + Send + Sync>;
 
@@ -19,7 +19,7 @@ type EventIdOf = Arc<dyn Fn(&LoggedRecord) -> Option<String> + Send + Sync>;
 /// a phantom effect.
 ///
 /// ```
-/// use effectively_once::OutputTopic;
+/// use effectively_once::ledger::OutputTopic;
 ///
 /// // Outputs are JSON objects that carry the input's `event_id`.
 /// let outputs = OutputTopic::new("task-summaries", 2, |record| {
@@ -88,7 +88,7 @@ impl OutputTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::{InputRecord, Simulation};
+    use crate::run::{InputRecord, Simulation};
 
     #[test]
     fn counts_what_read_committed_reads_and_names_unattributable_records() {

@@ -43,31 +43,8 @@ fn outcome_from(name: &str) -> Option<EffectOutcome> {
 }
 
 /// A ledger file several processes append to at once (SQLite in WAL mode; each writer waits up
-/// to 10 s for the write lock).
-///
-/// ```
-/// use effectively_once::{EffectOutcome, EffectRecord, Incarnation, InstanceId, SqliteLedger};
-/// use std::time::Duration;
-///
-/// let dir = std::env::temp_dir().join(format!("eo-ledger-doc-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir)?;
-/// let ledger = SqliteLedger::open(dir.join("ledger.db"))?;
-/// let attempt = EffectRecord {
-///     at: Duration::from_millis(5),
-///     incarnation: Incarnation { instance: InstanceId(0), number: 1 },
-///     generation: Some(1),
-///     sink: "payment".into(),
-///     event_id: "evt-0".into(),
-///     idempotency_key: Some("evt-0".into()),
-///     outcome: EffectOutcome::Performed,
-/// };
-/// assert_eq!(ledger.record(&attempt)?, EffectOutcome::Performed);
-/// // The same idempotency key again: nothing new happens.
-/// assert_eq!(ledger.record(&attempt)?, EffectOutcome::Deduplicated);
-/// assert_eq!(ledger.read()?.effective_counts("payment")["evt-0"], 1);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// to 10 s for the write lock). An idempotency key seen before makes the attempt
+/// [`EffectOutcome::Deduplicated`], across processes.
 #[derive(Debug)]
 pub struct SqliteLedger {
     path: PathBuf,

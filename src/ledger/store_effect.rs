@@ -14,7 +14,7 @@ use rusqlite::types::ValueRef;
 /// `(event_id, count)` rows with an integer count. Rows for the same event id add up.
 ///
 /// ```
-/// use effectively_once::StoreEffect;
+/// use effectively_once::ledger::StoreEffect;
 ///
 /// // An inbox row per notification.
 /// let inbox = StoreEffect::new("inbox", "SELECT event_id FROM inbox");

@@ -5,18 +5,21 @@
 //! poison record is), how many consumer instances and partitions there are, and which faults
 //! fire where. Faults name an event of the stream, an operation on it and an occurrence
 //! ("crash after the 2nd effect while handling `evt-3`"), so that shrinking the stream keeps them
-//! meaningful. The [`strategy`] module generates scenarios with proptest.
+//! meaningful. [`ScenarioSpace`] generates scenarios with proptest; a scenario is data, and the
+//! run resolves its faults' anchors to records as it writes the input ([`Scenario::fault_schedule`]).
 
-pub mod strategy;
+pub(crate) mod fault;
+pub(crate) mod strategy;
+
+pub(crate) use fault::{Anchor, FaultSchedule};
+pub use fault::{FaultError, FaultRule};
+pub(crate) use strategy::FaultKind;
+pub use strategy::{BROKER_RESTART, ScenarioSpace};
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::fault::{Anchor, Fault, FaultSchedule, Operation, human_duration};
-use crate::harness::{InputRecord, SimulationBuilder};
-use crate::history::InstanceId;
-use crate::record::RecordPosition;
-use crate::sim::partitioner::crc32;
+use crate::history::{Fault, InstanceId, Operation, PublishedEvent, human_duration};
 
 /// The payload of a poison record: not UTF-8, not JSON, not anything a consumer can parse.
 pub const POISON_PAYLOAD: &[u8] = b"\xff\xfe poison record: not an event";
@@ -116,71 +119,44 @@ pub struct Scenario {
     pub faults: Vec<ScenarioFault>,
 }
 
-/// An event as it was published: where its copies landed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublishedEvent {
-    /// The event id.
-    pub event_id: String,
-    /// The record key.
-    pub key: String,
-    /// The committed copies' positions, in order (two for an event produced twice).
-    pub positions: Vec<RecordPosition>,
-    /// Where the copy of an aborted upstream transaction landed, if there is one.
-    pub aborted: Option<RecordPosition>,
-    /// Whether the record is a poison record.
-    pub poison: bool,
-}
-
 impl Scenario {
-    /// Where each event lands when published to `topic`: keyed records go to the partition
-    /// librdkafka's default `consistent_random` partitioner picks (CRC-32 of the key), at the
-    /// next offset of that partition (transaction markers take an offset each).
-    pub fn published(&self, topic: &str) -> Vec<PublishedEvent> {
-        let partitions = self.partitions.max(1);
-        let mut next = vec![0i64; partitions as usize];
-        self.events
-            .iter()
-            .map(|e| {
-                let partition = (crc32(e.event.key.as_bytes()) % partitions as u32) as i32;
-                let next = &mut next[partition as usize];
-                // A record, and its transaction's marker if it has one.
-                let mut append = |transactional: bool| {
-                    let offset = *next;
-                    *next += if transactional { 2 } else { 1 };
-                    RecordPosition {
-                        topic: topic.to_string(),
-                        partition,
-                        offset,
-                    }
-                };
-                let aborted = e.aborted_first.then(|| append(true));
-                let copies = if e.produced_twice { 2 } else { 1 };
-                let positions = (0..copies).map(|_| append(e.aborted_first)).collect();
-                PublishedEvent {
-                    event_id: e.event.event_id.clone(),
-                    key: e.event.key.clone(),
-                    positions,
-                    aborted,
-                    poison: e.poison,
-                }
-            })
-            .collect()
+    /// The input records of the scenario, in the order they are produced: for each event, the
+    /// copy of its aborted upstream transaction if it has one, then its copy (two when it was
+    /// produced twice).
+    pub fn inputs(&self) -> Vec<ScenarioInput> {
+        let mut inputs = Vec::new();
+        for (index, e) in self.events.iter().enumerate() {
+            if e.aborted_first {
+                inputs.push(ScenarioInput {
+                    event: index,
+                    transaction: Some(false),
+                });
+            }
+            for _ in 0..if e.produced_twice { 2 } else { 1 } {
+                inputs.push(ScenarioInput {
+                    event: index,
+                    transaction: e.aborted_first.then_some(true),
+                });
+            }
+        }
+        inputs
     }
 
-    /// The faults as a schedule of the simulator, anchored to the record of the event they
-    /// name (its first copy).
-    pub fn fault_schedule(&self, topic: &str) -> FaultSchedule {
-        let published = self.published(topic);
+    /// The faults as a schedule, each anchored to the input record of the event it names (the
+    /// event's first committed copy), wherever the run puts that record.
+    pub fn fault_schedule(&self) -> FaultSchedule {
+        let inputs = self.inputs();
         let mut schedule = FaultSchedule::new();
         for f in &self.faults {
-            let Some(event) = published.get(f.event) else {
+            let first_copy = inputs
+                .iter()
+                .position(|i| i.event == f.event && i.transaction != Some(false));
+            let Some(input) = first_copy else {
                 continue; // the event was shrunk away
             };
-            let at = &event.positions[0];
             schedule.push(
                 Anchor::on(f.operation)
-                    .topic(topic)
-                    .record(at.partition, at.offset)
+                    .input(input)
                     .occurrence(f.occurrence),
                 f.fault,
             );
@@ -188,45 +164,12 @@ impl Scenario {
         schedule
     }
 
-    /// Configures `builder` with this scenario: the topic, the instances and their start
-    /// times, the records (payloads rendered by `encode`) and the faults.
-    pub fn configure(
-        &self,
-        builder: &mut SimulationBuilder,
-        topic: &str,
-        encode: &dyn Fn(&Event) -> Vec<u8>,
-    ) {
-        builder
-            .seed(self.seed)
-            .topic(topic, self.partitions)
-            .instances(self.instances)
-            .faults(self.fault_schedule(topic));
-        for join in &self.late_joins {
-            builder.start_at(join.instance, join.at);
-        }
-        for (e, published) in self.events.iter().zip(self.published(topic)) {
-            let payload = if e.poison {
-                POISON_PAYLOAD.to_vec()
-            } else {
-                encode(&e.event)
-            };
-            let record = |at: &RecordPosition| {
-                InputRecord::new(topic)
-                    .key(e.event.key.clone())
-                    .partition(at.partition)
-                    .payload(payload.clone())
-            };
-            if let Some(at) = &published.aborted {
-                builder.produce(record(at).in_transaction(false));
-            }
-            for at in &published.positions {
-                let copy = record(at);
-                builder.produce(if e.aborted_first {
-                    copy.in_transaction(true)
-                } else {
-                    copy
-                });
-            }
+    /// The scenario as [`Display`](fmt::Display) prints it, with where each event's copies
+    /// landed in a run of it.
+    pub fn with_positions<'a>(&'a self, published: &'a [PublishedEvent]) -> impl fmt::Display + 'a {
+        Positioned {
+            scenario: self,
+            published: Some(published),
         }
     }
 
@@ -284,13 +227,7 @@ impl Scenario {
 
     /// How much virtual time the scenario's pauses add up to.
     pub fn pause_total(&self) -> Duration {
-        self.faults
-            .iter()
-            .map(|f| match f.fault {
-                Fault::Stall(d) | Fault::Freeze(d) | Fault::BrokerRestart(d) => d,
-                _ => Duration::ZERO,
-            })
-            .sum()
+        self.faults.iter().map(|f| f.fault.pause()).sum()
     }
 
     /// A size for reports: events (copies counted once) plus faults plus late joins.
@@ -299,20 +236,45 @@ impl Scenario {
     }
 }
 
+/// One input record of a scenario (see [`Scenario::inputs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScenarioInput {
+    /// Index into [`Scenario::events`].
+    pub event: usize,
+    /// Written in a transaction of its own that commits (`true`) or aborts (`false`).
+    pub transaction: Option<bool>,
+}
+
+/// A scenario printed with (or without) where its events landed.
+struct Positioned<'a> {
+    scenario: &'a Scenario,
+    published: Option<&'a [PublishedEvent]>,
+}
+
 impl fmt::Display for Scenario {
-    /// The scenario as numbered steps, the way reports print it.
+    /// The scenario as numbered steps (without positions: see [`Scenario::with_positions`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let topic = "input";
+        Positioned {
+            scenario: self,
+            published: None,
+        }
+        .fmt(f)
+    }
+}
+
+impl fmt::Display for Positioned<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scenario = self.scenario;
         writeln!(
             f,
             "group: {} instance{}, {} partition{}, simulation seed {}",
-            self.instances,
-            if self.instances == 1 { "" } else { "s" },
-            self.partitions,
-            if self.partitions == 1 { "" } else { "s" },
-            self.seed
+            scenario.instances,
+            if scenario.instances == 1 { "" } else { "s" },
+            scenario.partitions,
+            if scenario.partitions == 1 { "" } else { "s" },
+            scenario.seed
         )?;
-        for join in &self.late_joins {
+        for join in &scenario.late_joins {
             writeln!(
                 f,
                 "  {} joins at {}",
@@ -320,21 +282,30 @@ impl fmt::Display for Scenario {
                 human_duration(join.at)
             )?;
         }
-        writeln!(f, "events ({}):", self.events.len())?;
-        for (e, p) in self.events.iter().zip(self.published(topic)) {
-            write!(f, "  {}  key={}  ", e.event.event_id, e.event.key)?;
-            if let Some(at) = &p.aborted {
-                write!(
-                    f,
-                    "partition {} offset {} (ABORTED upstream transaction), then ",
-                    at.partition, at.offset
-                )?;
-            }
-            for (i, at) in p.positions.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
+        writeln!(f, "events ({}):", scenario.events.len())?;
+        for (index, e) in scenario.events.iter().enumerate() {
+            write!(f, "  {}  key={}", e.event.event_id, e.event.key)?;
+            match self.published.and_then(|p| p.get(index)) {
+                Some(p) => {
+                    f.write_str("  ")?;
+                    if let Some(at) = &p.aborted {
+                        write!(
+                            f,
+                            "partition {} offset {} (ABORTED upstream transaction), then ",
+                            at.partition, at.offset
+                        )?;
+                    }
+                    for (i, at) in p.positions.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "partition {} offset {}", at.partition, at.offset)?;
+                    }
                 }
-                write!(f, "partition {} offset {}", at.partition, at.offset)?;
+                None if e.aborted_first => {
+                    f.write_str("  (after an ABORTED upstream transaction)")?
+                }
+                None => {}
             }
             if e.produced_twice {
                 f.write_str("  (produced twice: a producer retry)")?;
@@ -344,9 +315,9 @@ impl fmt::Display for Scenario {
             }
             writeln!(f)?;
         }
-        writeln!(f, "faults ({}):", self.faults.len())?;
-        for (i, fault) in self.faults.iter().enumerate() {
-            let event = self
+        writeln!(f, "faults ({}):", scenario.faults.len())?;
+        for (i, fault) in scenario.faults.iter().enumerate() {
+            let event = scenario
                 .events
                 .get(fault.event)
                 .map_or("?", |e| e.event.event_id.as_str());
@@ -378,78 +349,6 @@ mod tests {
     }
 
     #[test]
-    fn an_aborted_first_copy_and_the_markers_take_offsets_where_the_simulator_puts_them() {
-        let mut aborted = event(1, "k");
-        aborted.aborted_first = true;
-        let scenario = Scenario {
-            seed: 0,
-            partitions: 1,
-            instances: 1,
-            late_joins: vec![],
-            events: vec![event(0, "k"), aborted, event(2, "k")],
-            faults: vec![],
-        };
-        let published = scenario.published("t");
-        let at = |offset| RecordPosition {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-        };
-        assert_eq!(published[1].aborted, Some(at(1)));
-        assert_eq!(published[1].positions, [at(3)]);
-        assert_eq!(published[2].positions, [at(5)]);
-        let mut builder = crate::Simulation::builder();
-        scenario.configure(&mut builder, "t", &Event::to_json);
-        let outcome = builder.build().unwrap().run(|_| async {}).unwrap();
-        let log: Vec<(bool, bool)> = outcome
-            .cluster()
-            .records("t", 0)
-            .iter()
-            .map(|r| (r.control, r.aborted))
-            .collect();
-        assert_eq!(
-            log,
-            [
-                (false, false),
-                (false, true),
-                (true, false),
-                (false, false),
-                (true, false),
-                (false, false)
-            ]
-        );
-    }
-
-    #[test]
-    fn events_land_by_crc32_of_the_key_at_dense_offsets_and_duplicates_take_two() {
-        let mut twice = event(1, "k0");
-        twice.produced_twice = true;
-        let scenario = Scenario {
-            seed: 0,
-            partitions: 3,
-            instances: 1,
-            late_joins: vec![],
-            events: vec![event(0, "k0"), twice, event(2, "k0")],
-            faults: vec![],
-        };
-        let p = (crc32(b"k0") % 3) as i32;
-        let published = scenario.published("t");
-        let offsets: Vec<Vec<(i32, i64)>> = published
-            .iter()
-            .map(|e| {
-                e.positions
-                    .iter()
-                    .map(|r| (r.partition, r.offset))
-                    .collect()
-            })
-            .collect();
-        assert_eq!(
-            offsets,
-            vec![vec![(p, 0)], vec![(p, 1), (p, 2)], vec![(p, 3)]]
-        );
-    }
-
-    #[test]
     fn faults_anchor_to_their_events_first_copy_and_vanished_events_drop_out() {
         let scenario = Scenario {
             seed: 0,
@@ -472,14 +371,11 @@ mod tests {
                 },
             ],
         };
-        let schedule = scenario.fault_schedule("t");
+        let schedule = scenario.fault_schedule();
         assert_eq!(schedule.rules().len(), 1);
         assert_eq!(
             schedule.rules()[0].anchor,
-            Anchor::on(Operation::Effect)
-                .topic("t")
-                .record(0, 1)
-                .occurrence(2)
+            Anchor::on(Operation::Effect).input(1).occurrence(2)
         );
     }
 

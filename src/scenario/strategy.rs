@@ -1,7 +1,8 @@
 //! proptest strategies for scenarios, public so that tests can compose their own.
 //!
 //! ```
-//! use effectively_once::scenario::strategy::{FaultKind, ScenarioSpace};
+//! use effectively_once::FaultKind;
+//! use effectively_once::scenario::ScenarioSpace;
 //! use proptest::strategy::{Strategy, ValueTree};
 //! use proptest::test_runner::TestRunner;
 //!
@@ -21,7 +22,7 @@ use proptest::sample::{Index, select};
 use proptest::strategy::{BoxedStrategy, SBoxedStrategy, Union};
 
 use super::{Event, LateJoin, Scenario, ScenarioFault, StreamEvent};
-use crate::fault::{Fault, Operation};
+use crate::history::{Fault, Operation};
 
 /// How long a [`FaultKind::BrokerRestart`] keeps the broker down: a quick restart, back before
 /// any session (at least 1 s on a real broker run, 6 s by Kafka's default minimum) runs out.
@@ -487,7 +488,7 @@ mod tests {
         let mut runner = TestRunner::deterministic();
         for _ in 0..300 {
             let s = strategy.new_tree(&mut runner).unwrap().current();
-            assert!(s.fault_schedule("t").validate().is_ok(), "{s}");
+            assert!(s.fault_schedule().validate().is_ok(), "{s}");
         }
     }
 

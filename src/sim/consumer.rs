@@ -22,9 +22,9 @@ use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
     explicit_offsets,
 };
-use crate::fault::Operation;
+use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
-use crate::record::{RecordPosition, TopicPartition};
+use crate::history::{RecordPosition, TopicPartition};
 
 /// How long librdkafka waits before retrying a JoinGroup the coordinator refused.
 const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -693,7 +693,7 @@ impl World {
 ///
 /// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
 /// wraps librdkafka's consumer, with the same interception points.
-pub struct SimConsumer {
+pub struct Consumer {
     shared: Arc<Shared>,
     client: ClientId,
     incarnation: Incarnation,
@@ -702,9 +702,9 @@ pub struct SimConsumer {
     broker: Option<BrokerConsumer>,
 }
 
-impl std::fmt::Debug for SimConsumer {
+impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConsumer")
+        f.debug_struct("Consumer")
             .field("incarnation", &self.incarnation)
             .field("client", &self.client)
             .finish_non_exhaustive()
@@ -736,7 +736,7 @@ impl Drop for PollGuard<'_> {
     }
 }
 
-impl SimConsumer {
+impl Consumer {
     pub(crate) fn create(
         shared: Arc<Shared>,
         incarnation: Incarnation,
@@ -759,7 +759,7 @@ impl SimConsumer {
             world.consumers.insert(client, state);
             client
         };
-        Ok(SimConsumer {
+        Ok(Consumer {
             shared,
             client,
             incarnation,
@@ -777,7 +777,7 @@ impl SimConsumer {
         handler: Option<Arc<dyn RebalanceHandler>>,
     ) -> KafkaResult<Self> {
         let broker = BrokerConsumer::create(shared.clone(), incarnation, session, config, handler)?;
-        Ok(SimConsumer {
+        Ok(Consumer {
             shared,
             client: ClientId(0),
             incarnation,
@@ -950,7 +950,7 @@ impl SimConsumer {
     }
 }
 
-impl Drop for SimConsumer {
+impl Drop for Consumer {
     fn drop(&mut self) {
         if self.broker.is_some() {
             return;
@@ -960,7 +960,7 @@ impl Drop for SimConsumer {
     }
 }
 
-impl ConsumerHandle for SimConsumer {
+impl ConsumerHandle for Consumer {
     fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
         if let Some(broker) = &self.broker {
             return broker.subscribe(topics);
@@ -1153,7 +1153,7 @@ impl ConsumerHandle for SimConsumer {
     }
 }
 
-impl KafkaConsumer for SimConsumer {
+impl KafkaConsumer for Consumer {
     type Message<'a> = OwnedMessage;
 
     fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send {

@@ -17,8 +17,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::Instant;
 
 use super::assignor::{self, AssignmentStrategy};
+use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation, MemberRemoval};
-use crate::record::TopicPartition;
 
 /// History events a coordinator step produced, with the lane they belong to.
 pub(crate) type Events = Vec<(Option<Incarnation>, HistoryEvent)>;

@@ -26,17 +26,18 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+pub use consumer::Consumer;
 pub(crate) use consumer::ConsumerState;
-pub use consumer::SimConsumer;
+pub use producer::Producer;
 pub(crate) use producer::ProducerState;
-pub use producer::SimProducer;
 
 use crate::broker::{BrokerSwitch, NativeClient};
-use crate::fault::{self, FaultPlan, Injection, Operation};
+use crate::history::Operation;
+use crate::history::{ClusterSnapshot, RecordPosition, TopicPartition};
 use crate::history::{
     CommitKind, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag, MemberRemoval,
 };
-use crate::record::{RecordPosition, TopicPartition};
+use crate::run::fault_plan::{self as fault, FaultPlan, Injection};
 use group::{Events, Group, GroupState};
 use log::{RecordKind, StoredRecord, Topic};
 use rng::SimRng;
@@ -849,6 +850,41 @@ impl World {
             .chain(autos)
             .chain(asyncs)
             .min()
+    }
+
+    /// The cluster as it is now, for the run's outcome.
+    pub(crate) fn snapshot(&self) -> ClusterSnapshot {
+        let world = self;
+        let mut logs = BTreeMap::new();
+        for (name, topic) in &world.topics {
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let records = partition
+                    .records
+                    .iter()
+                    .enumerate()
+                    .map(|(offset, r)| crate::history::LoggedRecord {
+                        offset: offset as i64,
+                        key: r.key.clone(),
+                        payload: r.payload.clone(),
+                        control: r.kind == RecordKind::Control,
+                        aborted: partition.aborted_at(offset as i64),
+                        open: partition.open_at(offset as i64),
+                    })
+                    .collect();
+                logs.insert(TopicPartition::new(name.clone(), p as i32), records);
+            }
+        }
+        let committed = world
+            .groups
+            .iter()
+            .flat_map(|(g, group)| {
+                group
+                    .committed
+                    .iter()
+                    .map(move |(tp, o)| ((g.clone(), tp.clone()), *o))
+            })
+            .collect();
+        ClusterSnapshot::from_parts(logs, committed)
     }
 
     // ----- quiescence -----

@@ -21,9 +21,10 @@ use super::txn_error::{TxnError, kafka_error};
 use super::{ClientId, Shared, World, crashed, dead_error, unwind_crash};
 use crate::broker::{BrokerProducer, BrokerSession};
 use crate::client::{GroupMetadata, GroupMetadataRepr, KafkaProducer, foreign_group_metadata};
-use crate::fault::{Injection, Operation};
+use crate::history::Operation;
+use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation};
-use crate::record::TopicPartition;
+use crate::run::fault_plan::Injection;
 
 /// `RD_KAFKA_OFFSET_INVALID`.
 const OFFSET_INVALID: i64 = -1001;
@@ -262,7 +263,7 @@ impl World {
 /// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
 /// wraps librdkafka's `FutureProducer`; a lost acknowledgement is then played as librdkafka's
 /// retry would land: a second copy without idempotence, nothing with it.
-pub struct SimProducer {
+pub struct Producer {
     shared: Arc<Shared>,
     client: ClientId,
     incarnation: Incarnation,
@@ -270,16 +271,16 @@ pub struct SimProducer {
     broker: Option<BrokerProducer>,
 }
 
-impl std::fmt::Debug for SimProducer {
+impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimProducer")
+        f.debug_struct("Producer")
             .field("incarnation", &self.incarnation)
             .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
 
-impl SimProducer {
+impl Producer {
     pub(crate) fn create(
         shared: Arc<Shared>,
         incarnation: Incarnation,
@@ -309,7 +310,7 @@ impl SimProducer {
             );
             client
         };
-        Ok(SimProducer {
+        Ok(Producer {
             shared,
             client,
             incarnation,
@@ -325,7 +326,7 @@ impl SimProducer {
         config: &ClientConfig,
     ) -> rdkafka::error::KafkaResult<Self> {
         let broker = BrokerProducer::create(shared.clone(), incarnation, session, config)?;
-        Ok(SimProducer {
+        Ok(Producer {
             shared,
             client: ClientId(0),
             incarnation,
@@ -456,7 +457,7 @@ impl SimProducer {
     }
 }
 
-impl SimProducer {
+impl Producer {
     /// A synchronous transactional call: an interception point around `apply`.
     fn transactional_call(
         &self,
@@ -500,7 +501,7 @@ impl SimProducer {
     }
 }
 
-impl KafkaProducer for SimProducer {
+impl KafkaProducer for Producer {
     fn send<K, P, T>(
         &self,
         record: FutureRecord<'_, K, P>,
@@ -586,7 +587,7 @@ impl KafkaProducer for SimProducer {
     }
 }
 
-impl Drop for SimProducer {
+impl Drop for Producer {
     fn drop(&mut self) {
         if self.broker.is_some() {
             return;

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 use super::txn_error::{TxnError, TxnPhase};
 use super::{ClientId, World};
-use crate::fault::Injection;
 use crate::history::HistoryEvent;
-use crate::record::TopicPartition;
+use crate::history::TopicPartition;
+use crate::run::fault_plan::Injection;
 
 /// The coordinator's state of one `transactional.id`.
 #[derive(Debug)]

@@ -3,7 +3,8 @@
 
 use effectively_once::broker::BrokerProvider;
 use effectively_once::broker::self_check::Capability;
-use effectively_once::{FaultKind, Semantics, Verifier, compare_on_broker};
+use effectively_once::check::compare_on_broker;
+use effectively_once::{FaultKind, Semantics, Verifier};
 
 use crate::fixtures::services::{idempotency_key_service, read_uncommitted_service};
 use crate::support::*;
@@ -16,7 +17,7 @@ fn aborted_upstream() -> Verifier {
 
 /// The simulator's minimal scenario for the read_uncommitted consumer: one event whose first
 /// copy was aborted.
-fn one_aborted_write() -> effectively_once::Scenario {
+fn one_aborted_write() -> effectively_once::scenario::Scenario {
     let c = counterexample(effectively_once::check_effectively_once(
         &aborted_upstream(),
         read_uncommitted_service,

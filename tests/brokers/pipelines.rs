@@ -2,7 +2,8 @@
 //! offsets sent with the transaction) on librdkafka.
 
 use effectively_once::broker::BrokerProvider;
-use effectively_once::{FaultKind, Semantics, Verifier, compare_on_broker};
+use effectively_once::check::compare_on_broker;
+use effectively_once::{FaultKind, Semantics, Verifier};
 
 use crate::fixtures::pipeline::{self, Wiring};
 use crate::support::*;
@@ -39,7 +40,7 @@ fn a_non_transactional_pipeline_duplicates_on_the_container() {
 /// The transactional pipeline through crashes: exactly-once on the simulator; on a broker
 /// whose transactions fall short, not checkable there (never a consumer bug).
 fn the_transactional_pipeline(provider: &BrokerProvider, v: &Verifier, count: usize) {
-    let scenarios = effectively_once::broker_scenarios(v, provider, count);
+    let scenarios = effectively_once::check::broker_scenarios(v, provider, count);
     for scenario in &scenarios {
         let compared = compare_on_broker(Semantics::ExactlyOnce, v, provider, scenario, |ctx| {
             pipeline::instance(ctx, Wiring::Transactional)

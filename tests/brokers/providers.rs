@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use effectively_once::broker::{BrokerError, BrokerProvider};
-use effectively_once::{Error, Semantics, compare_on_broker, run_scenario};
+use effectively_once::check::{compare_on_broker, run_scenario};
+use effectively_once::{Error, Semantics};
 
 use crate::fixtures::scenarios::hundred_events_three_crashes;
 use crate::fixtures::services::{commit_after_service, idempotency_key_service};
@@ -68,7 +69,7 @@ fn an_external_cluster_gets_fresh_topics_and_is_cleaned_up() {
     };
     let mut v = email_verifier();
     v.broker(Some(external.clone()));
-    let scenario = effectively_once::broker_scenarios(&v, &external, 1).remove(0);
+    let scenario = effectively_once::check::broker_scenarios(&v, &external, 1).remove(0);
     let run = run_scenario(Semantics::AtLeastOnce, &v, &scenario, commit_after_service).unwrap();
     assert!(run.violations.is_empty(), "{:?}", run.violations);
     // The run deleted its topic: the same scenario runs again.

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use effectively_once::broker::{BrokerError, BrokerProvider};
+use effectively_once::check::compare_on_broker;
+use effectively_once::history::HistoryEvent;
 use effectively_once::{
-    Anchor, Error, Fault, FaultSchedule, HistoryEvent, InputRecord, Operation, Outcome, Semantics,
-    Simulation, compare_on_broker,
+    Anchor, Error, Fault, FaultSchedule, InputRecord, Operation, Outcome, Semantics, Simulation,
 };
 
 use crate::fixtures::commit_each;
@@ -246,14 +247,17 @@ fn brokers_the_kit_cannot_restart_and_outages_longer_than_a_session_are_refused(
     assert!(why.contains("at most 500ms"), "{why}");
     // And the sampled scenarios for such brokers leave restarts out.
     let restarting = twelve_events_three_restarts(2);
-    assert!(effectively_once::runs_on_a_broker(
+    assert!(effectively_once::check::runs_on_a_broker(
         &restarting,
         &BrokerProvider::MockCluster
     ));
-    assert!(!effectively_once::runs_on_a_broker(&restarting, &external));
+    assert!(!effectively_once::check::runs_on_a_broker(
+        &restarting,
+        &external
+    ));
     let mut longer = restarting.clone();
     longer.faults[0].fault = Fault::BrokerRestart(Duration::from_secs(3));
-    assert!(!effectively_once::runs_on_a_broker(
+    assert!(!effectively_once::check::runs_on_a_broker(
         &longer,
         &BrokerProvider::MockCluster
     ));

@@ -3,9 +3,8 @@
 use std::future::Future;
 
 use effectively_once::broker::BrokerProvider;
-use effectively_once::{
-    InstanceContext, InstanceExit, Semantics, Verifier, broker_scenarios, compare_on_broker,
-};
+use effectively_once::check::{broker_scenarios, compare_on_broker};
+use effectively_once::{InstanceContext, InstanceExit, Semantics, Verifier};
 
 /// The container provider the tests use: `EFFECTIVELY_ONCE_KAFKA_IMAGE` must name a local image
 /// (`ci/test.sh` builds one around Tansu and sets it); no registry is reachable here.
@@ -52,7 +51,7 @@ pub fn assert_sampled_scenarios_agree<F, Fut>(
     verifier: &Verifier,
     count: usize,
     factory: F,
-) -> Vec<effectively_once::Differential>
+) -> Vec<effectively_once::check::Differential>
 where
     F: Fn(InstanceContext) -> Fut + Clone + 'static,
     Fut: Future + 'static,

@@ -6,10 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use effectively_once::{
-    CommitKind, ConsumerHandle, HistoryEvent, InputRecord, KafkaConsumer, Outcome, Simulation,
-    TopicPartition,
-};
+use effectively_once::history::{CommitKind, HistoryEvent, TopicPartition};
+use effectively_once::{ConsumerHandle, InputRecord, KafkaConsumer, Outcome, Simulation};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -233,7 +231,7 @@ fn store_offsets_while_auto_offset_store_is_enabled_is_invalid_argument() {
 /// each message an instance runs `probe` with the partition it does not own.
 fn with_one_partition_each(
     config: ClientConfig,
-    probe: impl Fn(&effectively_once::SimConsumer, i32, i64, i32) -> String + 'static,
+    probe: impl Fn(&effectively_once::Consumer, i32, i64, i32) -> String + 'static,
 ) -> (Outcome, Vec<String>) {
     let mut b = Simulation::builder();
     b.topic(TOPIC, 2).instances(2);

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use effectively_once::history::{HistoryEvent, MemberRemoval};
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, KafkaConsumer, KafkaProducer,
-    MemberRemoval, Operation, Outcome,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, KafkaConsumer, KafkaProducer, Operation, Outcome,
 };
 use rdkafka::consumer::CommitMode;
 use rdkafka::producer::FutureRecord;

@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant as WallInstant};
 
-use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, KafkaConsumer, MemberRemoval,
-    Operation, TopicPartition,
-};
+use effectively_once::history::{HistoryEvent, MemberRemoval, TopicPartition};
+use effectively_once::{Anchor, ConsumerHandle, Fault, FaultSchedule, KafkaConsumer, Operation};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::CommitMode;
 

@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use effectively_once::{
-    Anchor, Error, Fault, FaultError, FaultSchedule, InputRecord, Operation, Simulation,
-};
+use effectively_once::scenario::FaultError;
+use effectively_once::{Anchor, Error, Fault, FaultSchedule, InputRecord, Operation, Simulation};
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use effectively_once::{InputRecord, Outcome, RecordPosition, Simulation};
+use effectively_once::history::RecordPosition;
+use effectively_once::{InputRecord, Outcome, Simulation};
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use effectively_once::history::{HistoryEvent, InstanceId, MemberRemoval, TopicPartition};
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, InputRecord, InstanceContext,
-    InstanceId, KafkaConsumer, MemberRemoval, Operation, Outcome, Simulation, TopicPartition,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, InputRecord, InstanceContext, KafkaConsumer,
+    Operation, Outcome, Simulation,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;

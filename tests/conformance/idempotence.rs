@@ -5,9 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use effectively_once::{
-    Anchor, Fault, FaultSchedule, HistoryEvent, Operation, RecordPosition, Simulation,
-};
+use effectively_once::history::{HistoryEvent, RecordPosition};
+use effectively_once::{Anchor, Fault, FaultSchedule, Operation, Simulation};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use effectively_once::history::{HistoryEvent, Incarnation, InstanceId};
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, Incarnation, InstanceId,
-    KafkaConsumer, Operation, Simulation,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, KafkaConsumer, Operation, Simulation,
 };
 use rdkafka::consumer::CommitMode;
 

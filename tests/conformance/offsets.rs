@@ -2,9 +2,9 @@
 //! partition, a stale member's commit is rejected with the error rdkafka reports,
 //! `auto.offset.reset` applies only without a committed offset, and a restart resumes there.
 
+use effectively_once::history::HistoryEvent;
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, HistoryEvent, InputRecord, KafkaConsumer,
-    Operation, Outcome,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, InputRecord, KafkaConsumer, Operation, Outcome,
 };
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;

@@ -2,9 +2,8 @@
 //! one returns the same error but the record is appended, unknown partitions and topics fail
 //! with librdkafka's errors, and a crash before or after a send loses or keeps the record.
 
-use effectively_once::{
-    Anchor, Fault, FaultSchedule, HistoryEvent, Operation, Outcome, Simulation, TopicPartition,
-};
+use effectively_once::history::{HistoryEvent, TopicPartition};
+use effectively_once::{Anchor, Fault, FaultSchedule, Operation, Outcome, Simulation};
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

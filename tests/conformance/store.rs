@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use effectively_once::history::{HistoryEvent, Incarnation, InstanceId};
 use effectively_once::{
-    Anchor, DurableStore, Fault, FaultSchedule, HistoryEvent, Incarnation, InstanceContext,
-    InstanceId, Operation, Outcome, Simulation,
+    Anchor, DurableStore, Fault, FaultSchedule, InstanceContext, Operation, Outcome, Simulation,
 };
 use rusqlite::{Connection, ErrorCode};
 

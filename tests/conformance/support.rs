@@ -4,9 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use effectively_once::history::{
+    HistoryEntry, HistoryEvent, Incarnation, InstanceId, RecordPosition, TopicPartition,
+};
 use effectively_once::{
-    EffectSink, HistoryEntry, HistoryEvent, Incarnation, InputRecord, InstanceId, KafkaConsumer,
-    KafkaProducer, Outcome, RecordPosition, Simulation, SimulationBuilder, TopicPartition,
+    EffectSink, InputRecord, KafkaConsumer, KafkaProducer, Outcome, Simulation, SimulationBuilder,
 };
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;

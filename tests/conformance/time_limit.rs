@@ -3,9 +3,8 @@
 
 use std::time::Instant as WallInstant;
 
-use effectively_once::{
-    ConsumerHandle, HistoryEvent, InputRecord, KafkaConsumer, Lag, Simulation, TopicPartition,
-};
+use effectively_once::history::{HistoryEvent, Lag, TopicPartition};
+use effectively_once::{ConsumerHandle, InputRecord, KafkaConsumer, Simulation};
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::Message;
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::fixtures::notification::{self, BoxError, EMAIL, TOPIC};
 use crate::fixtures::{auto_commit, commit_after, commit_before};
+use effectively_once::history::{CommitKind, HistoryEvent};
 use effectively_once::{
-    Anchor, CommitKind, Fault, FaultSchedule, HistoryEvent, InstanceContext, Operation, Outcome,
-    Simulation,
+    Anchor, Fault, FaultSchedule, InstanceContext, Operation, Outcome, Simulation,
 };
 
 const EVENTS: usize = 5;

@@ -114,5 +114,5 @@ fn rdkafka_types_implement_the_client_traits_and_agree_with_the_simulator_on_loc
 fn the_consumer_trait_is_usable_through_an_arc() {
     fn assert_consumer<C: KafkaConsumer>() {}
     assert_consumer::<std::sync::Arc<StreamConsumer>>();
-    assert_consumer::<std::sync::Arc<effectively_once::SimConsumer>>();
+    assert_consumer::<std::sync::Arc<effectively_once::Consumer>>();
 }

@@ -1,11 +1,13 @@
 //! Consume-transform-produce pipelines and transactional inputs: each wiring from the seeds
 //! gets its exact verdict.
 
+use effectively_once::check::{check_at_least_once, check_exactly_once, run_scenario};
+use effectively_once::history::HistoryEvent;
+use effectively_once::scenario::{Event, Scenario};
 use effectively_once::scenario::{ScenarioFault, StreamEvent};
 use effectively_once::{
-    CheckError, Event, Fault, FaultKind, HistoryEvent, InstanceContext, Operation, Scenario,
-    Semantics, Verifier, check_at_least_once, check_effectively_once, check_exactly_once,
-    run_scenario,
+    CheckError, Fault, FaultKind, InstanceContext, Operation, Semantics, Verifier,
+    check_effectively_once,
 };
 
 use crate::fixtures::notification::BoxError;

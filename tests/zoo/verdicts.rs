@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use effectively_once::{
-    CheckError, FaultKind, check_at_least_once, check_at_most_once, check_effectively_once,
-};
+use effectively_once::check::{check_at_least_once, check_at_most_once};
+use effectively_once::{CheckError, FaultKind, check_effectively_once};
 
 use crate::support::*;
 

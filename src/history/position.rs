@@ -1,4 +1,4 @@
-//! Names for partitions and records, shared by the history, fault anchors and the simulator.
+//! Names for partitions and records, shared by the history, fault anchors and the backends.
 
 use std::fmt;
 

@@ -1,0 +1,247 @@
+//! Configuring a simulation: topics, input records, instances, faults and timing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Simulation;
+use crate::error::Error;
+use crate::scenario::FaultSchedule;
+
+/// A record the simulation produces into its input topics (as the upstream service would).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputRecord {
+    pub(crate) topic: String,
+    pub(crate) partition: Option<i32>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) transaction: Option<bool>,
+}
+
+impl InputRecord {
+    /// A record for `topic` with no key and no payload.
+    pub fn new(topic: impl Into<String>) -> Self {
+        InputRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            payload: None,
+            transaction: None,
+        }
+    }
+
+    /// Sets the key; keyed records land on the partition librdkafka's default partitioner
+    /// (`consistent_random`: CRC32 of the key) picks.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the payload.
+    pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = Some(payload.into());
+        self
+    }
+
+    /// Pins the record to a partition instead of partitioning by key.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Writes the record as a transactional upstream producer does, in a transaction of its
+    /// own that commits (`true`) or aborts (`false`): the transaction's marker follows the
+    /// record at the next offset, and an aborted record stays in the log, hidden from
+    /// `read_committed` consumers only.
+    pub fn in_transaction(mut self, commit: bool) -> Self {
+        self.transaction = Some(commit);
+        self
+    }
+}
+
+/// The settings of a simulation; see [`SimulationBuilder`].
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) seed: u64,
+    pub(crate) topics: Vec<(String, i32)>,
+    pub(crate) instances: u32,
+    pub(crate) start_at: BTreeMap<u32, Duration>,
+    pub(crate) faults: FaultSchedule,
+    pub(crate) input: Vec<(Duration, InputRecord)>,
+    pub(crate) latency: (Duration, Duration),
+    pub(crate) restart_delay: Duration,
+    pub(crate) max_restarts: u32,
+    pub(crate) time_limit: Duration,
+    pub(crate) settle: Duration,
+    pub(crate) session_timeout_bounds: (Duration, Duration),
+}
+
+/// Builds a [`Simulation`]. Setters take `&mut self`; [`build`](Self::build) checks the settings
+/// and can be called again.
+#[derive(Clone, Debug)]
+pub struct SimulationBuilder {
+    pub(crate) config: Config,
+}
+
+impl Default for SimulationBuilder {
+    fn default() -> Self {
+        SimulationBuilder {
+            config: Config {
+                seed: 0,
+                topics: Vec::new(),
+                instances: 1,
+                start_at: BTreeMap::new(),
+                faults: FaultSchedule::new(),
+                input: Vec::new(),
+                latency: (Duration::from_millis(1), Duration::from_millis(5)),
+                restart_delay: Duration::from_secs(1),
+                max_restarts: 50,
+                time_limit: Duration::from_secs(30 * 60),
+                settle: Duration::from_secs(10),
+                session_timeout_bounds: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
+            },
+        }
+    }
+}
+
+impl SimulationBuilder {
+    /// The seed of every random choice in the run (latencies, fetch order, unkeyed partitions).
+    /// Same seed, same history. Default 0.
+    pub fn seed(&mut self, seed: u64) -> &mut Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Declares a topic with `partitions` partitions.
+    pub fn topic(&mut self, name: impl Into<String>, partitions: i32) -> &mut Self {
+        self.config.topics.push((name.into(), partitions));
+        self
+    }
+
+    /// How many consumer instances run (default 1).
+    pub fn instances(&mut self, instances: u32) -> &mut Self {
+        self.config.instances = instances;
+        self
+    }
+
+    /// Starts instance `instance` (counting from 0) at virtual time `at` instead of at the
+    /// start: a member that joins the group later and triggers a rebalance.
+    pub fn start_at(&mut self, instance: u32, at: Duration) -> &mut Self {
+        self.config.start_at.insert(instance, at);
+        self
+    }
+
+    /// The faults to inject (default none).
+    pub fn faults(&mut self, faults: FaultSchedule) -> &mut Self {
+        self.config.faults = faults;
+        self
+    }
+
+    /// Produces a record before the instances start.
+    pub fn produce(&mut self, record: InputRecord) -> &mut Self {
+        self.config.input.push((Duration::ZERO, record));
+        self
+    }
+
+    /// Produces a record at virtual time `at`.
+    pub fn produce_at(&mut self, at: Duration, record: InputRecord) -> &mut Self {
+        self.config.input.push((at, record));
+        self
+    }
+
+    /// Bounds of the random network latency of asynchronous calls, in whole milliseconds
+    /// (tokio's timer resolution; default 1ms..=5ms). The randomness decides how instances
+    /// interleave; a zero latency makes calls return without yielding to other instances.
+    pub fn latency(&mut self, min: Duration, max: Duration) -> &mut Self {
+        self.config.latency = (min, max);
+        self
+    }
+
+    /// How long a crashed or failed instance stays down before it restarts (default 1s).
+    pub fn restart_delay(&mut self, delay: Duration) -> &mut Self {
+        self.config.restart_delay = delay;
+        self
+    }
+
+    /// How many times an instance is restarted before it is left down (default 50).
+    pub fn max_restarts(&mut self, restarts: u32) -> &mut Self {
+        self.config.max_restarts = restarts;
+        self
+    }
+
+    /// The virtual time after which the run stops even if work remains (default 30 min).
+    pub fn time_limit(&mut self, limit: Duration) -> &mut Self {
+        self.config.time_limit = limit;
+        self
+    }
+
+    /// How long nothing must happen, with everything consumed and committed, before the run
+    /// counts as quiesced (default 10s).
+    pub fn settle(&mut self, settle: Duration) -> &mut Self {
+        self.config.settle = settle;
+        self
+    }
+
+    /// The broker's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` (default
+    /// 6s and 30min, Kafka's defaults). A consumer outside them cannot join.
+    pub fn broker_session_timeout_bounds(&mut self, min: Duration, max: Duration) -> &mut Self {
+        self.config.session_timeout_bounds = (min, max);
+        self
+    }
+
+    /// Checks the settings and builds the simulation.
+    pub fn build(&self) -> Result<Simulation, Error> {
+        let c = &self.config;
+        let invalid = |msg: String| Err(Error::InvalidSetting(msg));
+        if c.instances == 0 {
+            return invalid("at least one instance must run".into());
+        }
+        if let Some(instance) = c.start_at.keys().find(|i| **i >= c.instances) {
+            return invalid(format!(
+                "start_at names instance {instance}, but only {} instances run",
+                c.instances
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, partitions) in &c.topics {
+            if name.is_empty() {
+                return invalid("topic names must not be empty".into());
+            }
+            if !seen.insert(name) {
+                return invalid(format!("topic {name:?} is declared twice"));
+            }
+            if *partitions < 1 {
+                return invalid(format!(
+                    "topic {name:?} must have at least one partition, not {partitions}"
+                ));
+            }
+        }
+        if c.latency.0 > c.latency.1 {
+            return invalid(format!(
+                "minimum latency {:?} exceeds maximum latency {:?}",
+                c.latency.0, c.latency.1
+            ));
+        }
+        if c.session_timeout_bounds.0 > c.session_timeout_bounds.1 {
+            return invalid("minimum session timeout exceeds the maximum".into());
+        }
+        if c.time_limit.is_zero() {
+            return invalid("the time limit must be positive".into());
+        }
+        for (_, record) in &c.input {
+            match c.topics.iter().find(|(t, _)| *t == record.topic) {
+                None => return Err(Error::UnknownTopic(record.topic.clone())),
+                Some((_, partitions)) => {
+                    if let Some(p) = record.partition.filter(|p| !(0..*partitions).contains(p)) {
+                        return Err(Error::UnknownPartition {
+                            topic: record.topic.clone(),
+                            partition: p,
+                            partitions: *partitions,
+                        });
+                    }
+                }
+            }
+        }
+        c.faults.validate()?;
+        Ok(Simulation { config: c.clone() })
+    }
+}

@@ -1,0 +1,172 @@
+//! The crate's dependency rules (DESIGN.md, "Architecture"): data flows down from scenarios
+//! through the run and its backends to the history, and never back up. This test reads the
+//! sources and fails, naming the file and line, when a module imports one it must not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Which crate modules each module (or single file) may use. Modules not listed are free.
+const RULES: &[(&str, &[&str], &str)] = &[
+    (
+        "history",
+        &[],
+        "the history is plain data: the vocabulary of what happened, below everything",
+    ),
+    (
+        "scenario",
+        &["history"],
+        "a scenario is data: events and faults anchored to them, resolved at run time; it \
+         knows neither the run nor a backend",
+    ),
+    (
+        "invariant",
+        &["history", "ledger"],
+        "invariants are pure functions of the history and the ledger",
+    ),
+    (
+        "ledger",
+        &["history"],
+        "the ledger records effects from the history; it knows nothing of runs or backends",
+    ),
+    (
+        "client",
+        &["history"],
+        "the client traits are the API consumers are written against, nothing behind them",
+    ),
+    (
+        "check/report.rs",
+        &["history", "invariant", "scenario"],
+        "the report renders a finished verdict and its replay information",
+    ),
+];
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable source directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The crate modules a line names (`crate::history::X`, `crate::{a, b}`), outside comments.
+fn crate_modules(line: &str) -> BTreeSet<String> {
+    let code = line.split("//").next().unwrap_or_default();
+    let mut found = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let after = &rest[at + "crate::".len()..];
+        if let Some(group) = after.strip_prefix('{') {
+            let inner = group.split('}').next().unwrap_or_default();
+            for name in inner.split(',') {
+                let name = name.trim().split("::").next().unwrap_or_default();
+                if !name.is_empty() {
+                    found.insert(name.to_string());
+                }
+            }
+        } else {
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.insert(name);
+        }
+        rest = after;
+    }
+    found
+}
+
+/// The file's code without its unit tests (`#[cfg(test)]` modules sit at the end of a file).
+fn without_tests(text: &str) -> Vec<(usize, &str)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].contains("mod "))
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i + 1, *l))
+        .collect()
+}
+
+#[test]
+fn modules_import_only_what_the_architecture_allows() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut checked = BTreeSet::new();
+    for file in &files {
+        let relative = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let module = relative
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_string();
+        let text = std::fs::read_to_string(file).expect("readable source file");
+        for (rule, allowed, why) in RULES {
+            let applies = if rule.ends_with(".rs") {
+                relative == *rule
+            } else {
+                module == *rule
+            };
+            if !applies {
+                continue;
+            }
+            checked.insert(*rule);
+            for (number, line) in without_tests(&text) {
+                for used in crate_modules(line) {
+                    if used != module && !allowed.contains(&used.as_str()) {
+                        broken
+                            .entry(format!("{rule}: {why}"))
+                            .or_default()
+                            .push(format!(
+                                "src/{relative}:{number} uses crate::{used}: {}",
+                                line.trim()
+                            ));
+                    }
+                }
+            }
+        }
+    }
+    let missing: Vec<&&str> = RULES
+        .iter()
+        .map(|(rule, _, _)| rule)
+        .filter(|rule| !checked.contains(**rule))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules about modules that do not exist: {missing:?}"
+    );
+    let report: Vec<String> = broken
+        .iter()
+        .map(|(rule, lines)| format!("{rule}\n  {}", lines.join("\n  ")))
+        .collect();
+    assert!(
+        report.is_empty(),
+        "dependency rules broken:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn the_rule_reader_finds_grouped_and_nested_imports() {
+    assert_eq!(
+        crate_modules("use crate::{history::X, ledger};"),
+        ["history", "ledger"].map(String::from).into()
+    );
+    assert_eq!(
+        crate_modules("let x = crate::sim::World::new(); // crate::broker"),
+        ["sim"].map(String::from).into()
+    );
+}
