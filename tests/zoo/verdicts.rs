@@ -1,6 +1,6 @@
 //! Each fixture's exact verdict under the default verifier (default fault kinds, seed 0), with
-//! its report compared byte for byte against `tests/zoo/snapshots/` (run with
-//! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change).
+//! its report compared against its insta snapshot in `tests/zoo/snapshots/` (review a change
+//! with `cargo insta review`, or accept it with `INSTA_UPDATE=always cargo test --test zoo`).
 
 use std::time::Duration;
 
