@@ -46,8 +46,9 @@ cargo clippy --all-targets -- -D warnings
 
 say "cargo test --all-targets"
 # A report that differs from its insta snapshot fails the run and nothing is written (insta's
-# default under CI=true, made explicit here so that no environment variable can turn it off).
-INSTA_UPDATE=no INSTA_FORCE_PASS=0 cargo test --all-targets
+# default under CI=true, made explicit here so that no environment variable can turn it off);
+# likewise a compile error that differs from its tests/ui/*.stderr (no TRYBUILD=overwrite).
+env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 cargo test --all-targets
 
 say "cargo test --doc"
 cargo test --doc

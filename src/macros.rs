@@ -65,6 +65,14 @@ macro_rules! assert_at_most_once {
 /// otherwise as [`assert_effectively_once!`].
 #[macro_export]
 macro_rules! assert_exactly_once {
+    // Without a verifier there are no output topics to read: say so rather than "unexpected end
+    // of macro invocation".
+    ($factory:expr $(,)?) => {
+        ::core::compile_error!(
+            "assert_exactly_once! needs a verifier that names the output topics: \
+             `assert_exactly_once!(factory, &verifier)` after `verifier.output_topic(...)`"
+        )
+    };
     ($factory:expr, $verifier:expr $(,)?) => {
         $crate::_macro_support::assert_semantics(
             $crate::Semantics::ExactlyOnce,
