@@ -15,6 +15,11 @@ use crate::sim::{Consumer, Producer, Shared};
 use crate::store::{self, DurableStore};
 
 /// How a consumer's future ended: `()` or a `Result` whose error is displayed in the history.
+#[diagnostic::on_unimplemented(
+    message = "a consumer's future must end with `()` or a `Result`, not `{Self}`",
+    label = "this consumer's future ends with `{Self}`",
+    note = "end the consumer with `()`, or with a `Result<_, E>` whose error `E` implements `Display` (the report shows it)"
+)]
 pub trait InstanceExit {
     /// The error to report, if the consumer returned one.
     fn exit_error(self) -> Option<String>;
