@@ -348,6 +348,18 @@
 //! - Durable consumer state ([`DurableStore`], SQLite) that survives crashes within a run.
 //! - Virtual time: a paused tokio clock drives every timeout.
 //!
+//! # How the crate is organised
+//!
+//! The root holds what a test is written in: the client traits a consumer is written against
+//! ([`KafkaConsumer`], [`KafkaProducer`], ...), what an instance gets ([`InstanceContext`],
+//! [`EffectSink`], [`DurableStore`]), hand-chosen faults ([`Simulation`], [`FaultSchedule`]) and
+//! generated ones ([`Verifier`], [`check()`], the `assert_*!` macros). The rest is in modules,
+//! in the order data flows: [`scenario`] (generated cases, plain data whose faults are anchored to
+//! input records and resolved when the run writes them), the run (instances, fault plan, driver)
+//! on a backend (the simulator, or librdkafka against a [`broker`]), the [`history`] of what
+//! happened, the effect [`ledger`], the [`invariant`]s judging history and ledger, and the
+//! [`check`](mod@check) module that searches, shrinks and reports.
+//!
 //! # Limitations
 //!
 //! - Not modelled yet: the consumer's wait for unstable offsets (KIP-447's `require_stable`;
