@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::history::Operation;
 use crate::history::{EffectOutcome, HistoryEvent, Incarnation};
-use crate::sim::{Shared, unwind_crash};
+use crate::sim::{Crashed, Shared, unwind_crash};
 
 /// A failed effect-sink call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,20 +82,18 @@ impl EffectSink {
     }
 
     async fn call(&self, event_id: &str, key: Option<&str>) -> Result<(), EffectError> {
+        let effect = Operation::Effect;
+        // Names the call in a crash's cause; kept across the await, so no `format_args!`.
+        let what = EffectCall {
+            sink: &self.name,
+            event_id,
+        };
         let prepared = {
             let mut world = self.shared.lock();
-            if !world.alive(self.incarnation) {
-                None
-            } else {
-                let anchor = world.current_record(self.incarnation);
-                let injection = world.intercept(Operation::Effect, self.incarnation, anchor);
-                if injection.crash_before {
-                    world.crash(
-                        self.incarnation,
-                        format!("fault: crash before effect {}({event_id})", self.name),
-                    );
-                    None
-                } else {
+            let anchor = world.current_record(self.incarnation);
+            match world.intercept_call(effect, self.incarnation, anchor, &what) {
+                Err(Crashed) => None,
+                Ok(injection) => {
                     if let Some(freeze) = injection.freeze {
                         world.freeze(self.incarnation, freeze);
                     }
@@ -138,15 +136,10 @@ impl EffectSink {
                         outcome,
                     },
                 );
-                if injection.crash_after {
-                    world.crash(
-                        self.incarnation,
-                        format!("fault: crash after effect {}({event_id})", self.name),
-                    );
-                    None
-                } else {
-                    Some(outcome)
-                }
+                world
+                    .complete_call(&injection, self.incarnation, &what)
+                    .ok()
+                    .map(|()| outcome)
             }
         };
         self.shared.publish();
@@ -158,5 +151,17 @@ impl EffectSink {
             Some(_) if injection.ambiguous => Err(EffectError::TimedOut { sink, event_id }),
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// An effect call, as a crash's cause names it: `effect email(evt-0)`.
+struct EffectCall<'a> {
+    sink: &'a str,
+    event_id: &'a str,
+}
+
+impl std::fmt::Display for EffectCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}({})", Operation::Effect, self.sink, self.event_id)
     }
 }

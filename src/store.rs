@@ -95,20 +95,17 @@ impl DurableStore {
             tx.commit()?;
             return Ok(value);
         };
+        let commit = Operation::StoreCommit;
         let injection = {
             let mut world = shared.lock();
             let anchor = world.current_record(incarnation);
-            let injection = world.intercept(Operation::StoreCommit, incarnation, anchor);
-            if injection.crash_before {
-                world.crash(incarnation, "fault: crash before store commit".into());
-            }
-            injection
+            world.intercept_call(commit, incarnation, anchor, &commit)
         };
         shared.publish();
-        if injection.crash_before {
+        let Ok(injection) = injection else {
             drop(tx); // rolls back, as the dying process's connection would
             unwind_crash();
-        }
+        };
         let record = |event: HistoryEvent| {
             shared.lock().record(Some(incarnation), event);
             shared.publish();
@@ -124,10 +121,10 @@ impl DurableStore {
         } else {
             record(HistoryEvent::StoreCommitted);
         }
-        if injection.crash_after {
-            shared
-                .lock()
-                .crash(incarnation, "fault: crash after store commit".into());
+        let completed = shared
+            .lock()
+            .complete_call(&injection, incarnation, &commit);
+        if completed.is_err() {
             shared.publish();
             unwind_crash();
         }

@@ -27,6 +27,7 @@ use crate::client::{
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation};
 use crate::history::{RecordPosition, TopicPartition};
+use crate::run::fault_plan::Injection;
 use crate::sim::{Shared, crashed, dead_error};
 
 /// How long an idle `recv` sleeps between two polls, at most.
@@ -63,11 +64,11 @@ impl Owner {
         &self,
         operation: Operation,
         anchor: Option<RecordPosition>,
-    ) -> Result<crate::run::fault_plan::Injection, ()> {
+    ) -> Result<Injection, ()> {
         let injection = {
             let mut world = self.shared.lock();
             let anchor = anchor.or_else(|| world.current_record(self.incarnation));
-            world.intercept_or_crash(operation, self.incarnation, anchor)
+            world.intercept_call(operation, self.incarnation, anchor, &operation)
         };
         self.shared.publish();
         injection.map_err(|_| ())
@@ -113,11 +114,15 @@ impl Owner {
         Ok(offsets)
     }
 
-    fn crash_after(&self, operation: Operation) {
-        self.shared
+    /// Completes the interception step of `operation`: `Err(())` when the instance crashed
+    /// after the call.
+    fn complete(&self, injection: &Injection, operation: Operation) -> Result<(), ()> {
+        let completed = self
+            .shared
             .lock()
-            .crash(self.incarnation, format!("fault: crash after {operation}"));
+            .complete_call(injection, self.incarnation, &operation);
         self.shared.publish();
+        completed.map_err(|_| ())
     }
 
     /// A commit through an interception point, on `consumer`. `Err(())`: the instance crashed.
@@ -169,10 +174,7 @@ impl Owner {
             )),
             other => other,
         };
-        if injection.crash_after {
-            self.crash_after(operation);
-            return Err(());
-        }
+        self.complete(&injection, operation)?;
         Ok(result)
     }
 }
@@ -450,8 +452,7 @@ impl BrokerConsumer {
             );
         }
         self.owner.shared.publish();
-        if injection.crash_after {
-            self.owner.crash_after(Operation::Recv);
+        if self.owner.complete(&injection, Operation::Recv).is_err() {
             crashed_now();
         }
         if let Some(stall) = injection.stall {
@@ -506,8 +507,11 @@ impl BrokerConsumer {
             }
             result
         };
-        if injection.crash_after {
-            self.owner.crash_after(Operation::StoreOffset);
+        if self
+            .owner
+            .complete(&injection, Operation::StoreOffset)
+            .is_err()
+        {
             crashed_now();
         }
         result

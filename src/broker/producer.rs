@@ -72,18 +72,23 @@ impl BrokerProducer {
         let injection = {
             let mut world = self.shared.lock();
             let anchor = world.current_record(self.incarnation);
-            world.intercept_or_crash(operation, self.incarnation, anchor)
+            world.intercept_call(operation, self.incarnation, anchor, &operation)
         };
         self.shared.publish();
         injection.unwrap_or_else(|_| unwind_crash())
     }
 
-    fn crash_after(&self, what: String) -> ! {
-        self.shared
+    /// Completes the interception step of the call `what`: unwinds when the instance crashed
+    /// after it.
+    fn complete(&self, injection: &Injection, what: &dyn std::fmt::Display) {
+        let completed = self
+            .shared
             .lock()
-            .crash(self.incarnation, format!("fault: crash after {what}"));
+            .complete_call(injection, self.incarnation, what);
         self.shared.publish();
-        unwind_crash()
+        if completed.is_err() {
+            unwind_crash();
+        }
     }
 
     fn record(&self, event: HistoryEvent) {
@@ -162,17 +167,16 @@ impl BrokerProducer {
             });
             result = Err((timed_out, record));
         }
-        if injection.crash_after {
-            // Where the record landed, when the application did not pick the partition.
-            let partition = match &result {
-                Ok(delivery) => delivery.partition,
-                Err(_) => tp.partition,
-            };
-            self.crash_after(format!(
-                "send to {}",
-                TopicPartition::new(tp.topic.clone(), partition)
-            ));
-        }
+        // Where the record landed, when the application did not pick the partition.
+        let partition = match &result {
+            Ok(delivery) => delivery.partition,
+            Err(_) => tp.partition,
+        };
+        let send = Operation::Send;
+        self.complete(
+            &injection,
+            &format_args!("{send} to {}[{partition}]", tp.topic),
+        );
         result
     }
 
@@ -201,9 +205,7 @@ impl BrokerProducer {
                 error: error.to_string(),
             });
         }
-        if injection.crash_after {
-            self.crash_after(operation.to_string());
-        }
+        self.complete(&injection, &operation);
         result
     }
 

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage, Timestamp};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::config::{ConsumerSettings, IsolationLevel, OffsetReset};
-use super::group::{Events, GroupState, Member};
-use super::log::StoredRecord;
+use super::config::ConsumerSettings;
+use super::group::{Events, GroupState};
+use super::poll::PollStep;
 use super::{ClientId, Crashed, Shared, World, broker_down_error, crashed, dead_error};
 use crate::broker::{BrokerConsumer, BrokerSession};
 use crate::client::{
@@ -27,7 +27,7 @@ use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
 
 /// How long librdkafka waits before retrying a JoinGroup the coordinator refused.
-const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Offsets a commit covered, per partition.
 pub(crate) type Offsets = Vec<(TopicPartition, i64)>;
@@ -135,51 +135,7 @@ impl ConsumerState {
     }
 }
 
-/// What `recv` must do next.
-pub(crate) enum PollStep {
-    Dead,
-    Error(KafkaError),
-    Sleep(Duration),
-    Revoke {
-        partitions: Vec<TopicPartition>,
-        lost: bool,
-    },
-    Assign {
-        generation: i32,
-        partitions: Vec<TopicPartition>,
-    },
-    CommitCallback(KafkaResult<()>, Vec<(TopicPartition, i64)>),
-    Deliver {
-        message: OwnedMessage,
-        delay: Option<Duration>,
-    },
-    Wait,
-}
-
-fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessage {
-    let headers = (!record.headers.is_empty()).then(|| {
-        record.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(record.headers.len()),
-            |h, (key, value)| {
-                h.insert(Header {
-                    key: key.as_str(),
-                    value: value.as_deref(),
-                })
-            },
-        )
-    });
-    OwnedMessage::new(
-        record.payload.clone(),
-        record.key.clone(),
-        position.topic.clone(),
-        Timestamp::CreateTime(record.timestamp),
-        position.partition,
-        position.offset,
-        headers,
-    )
-}
-
-fn tpl(partitions: &[TopicPartition]) -> TopicPartitionList {
+pub(crate) fn tpl(partitions: &[TopicPartition]) -> TopicPartitionList {
     let mut list = TopicPartitionList::with_capacity(partitions.len());
     for tp in partitions {
         list.add_partition(&tp.topic, tp.partition);
@@ -187,7 +143,7 @@ fn tpl(partitions: &[TopicPartition]) -> TopicPartitionList {
     list
 }
 
-fn tpl_with_offsets(
+pub(crate) fn tpl_with_offsets(
     offsets: impl IntoIterator<Item = (TopicPartition, Option<i64>)>,
 ) -> KafkaResult<TopicPartitionList> {
     let mut list = TopicPartitionList::new();
@@ -199,486 +155,6 @@ fn tpl_with_offsets(
         )?;
     }
     Ok(list)
-}
-
-impl World {
-    /// Stored offsets newer than the group's committed offsets, for the assigned partitions.
-    pub(crate) fn uncommitted_stored(&self, client: ClientId) -> Vec<(TopicPartition, i64)> {
-        self.uncommitted_stored_iter(client)
-            .map(|(tp, stored)| (tp.clone(), stored))
-            .collect()
-    }
-
-    /// Whether [`uncommitted_stored`](Self::uncommitted_stored) has anything, without
-    /// building it (the driver asks on every step).
-    pub(crate) fn has_uncommitted_stored(&self, client: ClientId) -> bool {
-        self.uncommitted_stored_iter(client).next().is_some()
-    }
-
-    fn uncommitted_stored_iter(
-        &self,
-        client: ClientId,
-    ) -> impl Iterator<Item = (&TopicPartition, i64)> {
-        let c = self.consumers.get(&client);
-        let committed = c
-            .and_then(|c| self.groups.get(&c.settings.group_id))
-            .map(|g| &g.committed);
-        c.into_iter().flat_map(move |c| {
-            c.assignment.iter().filter_map(move |tp| {
-                let stored = *c.stored.get(tp)?;
-                let newer = committed
-                    .and_then(|m| m.get(tp))
-                    .is_none_or(|done| stored > *done);
-                newer.then_some((tp, stored))
-            })
-        })
-    }
-
-    /// librdkafka's auto-commit of stored offsets (periodic, on revoke, on close).
-    pub(crate) fn auto_commit(
-        &mut self,
-        client: ClientId,
-        kind: CommitKind,
-    ) -> Result<(), Crashed> {
-        let offsets = self.uncommitted_stored(client);
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let incarnation = self.consumers.get(&client).ok_or(Crashed)?.incarnation;
-        let anchor = self.current_record(incarnation);
-        let result =
-            self.intercepted_commit(client, Operation::AutoCommit, anchor, offsets.clone(), kind)?;
-        if let Some(c) = self.consumers.get_mut(&client) {
-            c.commit_callbacks.push_back((result, offsets));
-        }
-        Ok(())
-    }
-
-    fn poll_step(&mut self, client: ClientId, may_return: bool) -> PollStep {
-        let now = Instant::now();
-        let Some(c) = self.consumers.get(&client) else {
-            return PollStep::Dead;
-        };
-        let incarnation = c.incarnation;
-        if !self.alive(incarnation) {
-            return PollStep::Dead;
-        }
-        if let Some(until) = self.frozen_until(incarnation) {
-            return PollStep::Sleep(until - now);
-        }
-        let c = self.consumers.get_mut(&client).expect("checked");
-        if let Some((result, offsets)) = c.commit_callbacks.pop_front() {
-            // Serving the last callback can make the consumer idle: let the driver look again.
-            self.touch();
-            return PollStep::CommitCallback(result, offsets);
-        }
-        if self.broker_down().is_some() {
-            // Nothing reaches the broker: no fetch, no join, no sync. The lost connection is
-            // reported first; a session that runs out meanwhile costs the partitions at once
-            // (librdkafka revokes them as lost on its own); then the consumer waits for the
-            // broker (the world changes when it is back).
-            let c = self.consumers.get_mut(&client).expect("checked");
-            if let Some(error) = c.errors.pop_front() {
-                return PollStep::Error(error);
-            }
-            let session_lost = c.member.as_ref().is_some_and(|member| {
-                !self
-                    .groups
-                    .get(&c.settings.group_id)
-                    .is_some_and(|g| g.members.contains_key(member))
-            });
-            if session_lost && !c.assignment.is_empty() {
-                return PollStep::Revoke {
-                    partitions: c.assignment.clone(),
-                    lost: true,
-                };
-            }
-            return PollStep::Wait;
-        }
-        let c = self.consumers.get(&client).expect("checked");
-        if !c.subscription.is_empty() {
-            if let Some(step) = self.poll_group(client, now) {
-                return step;
-            }
-        }
-        let latency = self.latency();
-        let c = self.consumers.get_mut(&client).expect("checked");
-        if !c.errors.is_empty() {
-            if !may_return && !latency.is_zero() {
-                return PollStep::Sleep(latency);
-            }
-            return PollStep::Error(c.errors.pop_front().expect("not empty"));
-        }
-        self.poll_fetch(client, incarnation, may_return, latency)
-    }
-
-    /// Group membership work done inside poll: rejoin after losing the membership, join,
-    /// revoke for a rebalance, sync the new assignment.
-    fn poll_group(&mut self, client: ClientId, now: Instant) -> Option<PollStep> {
-        let c = self.consumers.get(&client).expect("caller checked");
-        let group_id = c.settings.group_id.clone();
-        let incarnation = c.incarnation;
-        // The coordinator removed us (session timeout, max.poll breach): the assignment is lost.
-        if let Some(member) = &c.member {
-            let known = self
-                .groups
-                .get(&group_id)
-                .is_some_and(|g| g.members.contains_key(member));
-            if !known {
-                if !c.assignment.is_empty() {
-                    return Some(PollStep::Revoke {
-                        partitions: c.assignment.clone(),
-                        lost: true,
-                    });
-                }
-                let c = self.consumers.get_mut(&client).expect("checked");
-                c.member = None;
-                c.generation = -1;
-            }
-        }
-        let c = self.consumers.get_mut(&client).expect("checked");
-        if c.poll_exceeded {
-            c.poll_exceeded = false;
-            self.touch();
-            return Some(PollStep::Error(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::PollExceeded,
-            )));
-        }
-        match c.member.clone() {
-            None => {
-                if c.join_retry_at.is_some_and(|t| t > now) {
-                    return Some(PollStep::Sleep(c.join_retry_at.expect("checked") - now));
-                }
-                let (min, max) = self.settings.session_timeout_bounds;
-                let session_timeout = c.settings.session_timeout;
-                let client_name = c.settings.client_id.clone();
-                if session_timeout < min || session_timeout > max {
-                    c.join_retry_at = Some(now + JOIN_RETRY_BACKOFF);
-                    return Some(PollStep::Error(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::InvalidSessionTimeout,
-                    )));
-                }
-                let member = Member {
-                    incarnation,
-                    subscription: c.subscription.clone(),
-                    strategies: c.settings.strategies.clone(),
-                    session_timeout,
-                    session_deadline: None,
-                    joined: true,
-                    assignment: Vec::new(),
-                };
-                let member_id = self.next_member_id(&client_name);
-                let mut out = Events::new();
-                let joined = self.group_mut(&group_id).join(&member_id, member, &mut out);
-                self.record_all(out);
-                let c = self.consumers.get_mut(&client).expect("checked");
-                match joined {
-                    Ok(()) => {
-                        c.member = Some(member_id);
-                        c.join_retry_at = None;
-                        self.complete_rebalance(&group_id);
-                    }
-                    Err(code) => {
-                        c.join_retry_at = Some(now + JOIN_RETRY_BACKOFF);
-                        return Some(PollStep::Error(KafkaError::MessageConsumption(code)));
-                    }
-                }
-            }
-            Some(member) => {
-                let g = self
-                    .groups
-                    .get(&group_id)
-                    .expect("member of an existing group");
-                if g.state == GroupState::PreparingRebalance && !g.members[&member].joined {
-                    if !c.assignment.is_empty() {
-                        return Some(PollStep::Revoke {
-                            partitions: c.assignment.clone(),
-                            lost: false,
-                        });
-                    }
-                    self.group_mut(&group_id).rejoin(&member);
-                    self.touch();
-                    self.complete_rebalance(&group_id);
-                }
-            }
-        }
-        let c = self.consumers.get(&client).expect("checked");
-        let member = c.member.as_ref()?;
-        let g = self.groups.get(&group_id)?;
-        let m = g.members.get(member)?;
-        (g.state == GroupState::Stable && c.generation != g.generation).then(|| PollStep::Assign {
-            generation: g.generation,
-            partitions: m.assignment.clone(),
-        })
-    }
-
-    /// Picks the next record to hand to the application, if any.
-    fn poll_fetch(
-        &mut self,
-        client: ClientId,
-        incarnation: Incarnation,
-        may_return: bool,
-        latency: Duration,
-    ) -> PollStep {
-        let c = self.consumers.get(&client).expect("caller checked");
-        let isolation = c.settings.isolation_level;
-        // Control records occupy offsets but are never delivered, nor (`read_committed`) are
-        // the records of aborted transactions: step over them, up to the fetch limit.
-        let mut skips = Vec::new();
-        for tp in &c.assignment {
-            let Some(&pos) = c.positions.get(tp) else {
-                continue;
-            };
-            let Some(partition) = self
-                .topics
-                .get(&tp.topic)
-                .and_then(|t| t.partitions.get(tp.partition as usize))
-            else {
-                continue;
-            };
-            let limit = partition.fetch_limit(isolation);
-            let mut next = pos;
-            while next < limit && !partition.delivers(next, isolation) {
-                next += 1;
-            }
-            if next != pos {
-                skips.push((tp.clone(), next));
-            }
-        }
-        let c = self.consumers.get_mut(&client).expect("caller checked");
-        for (tp, next) in skips {
-            c.positions.insert(tp, next);
-        }
-        let c = self.consumers.get(&client).expect("caller checked");
-        // Each candidate as (index in the assignment, offset): the record's position is only
-        // built for the one delivered (this runs on every poll).
-        let mut candidates: Vec<(usize, i64)> = Vec::new();
-        let mut eof = None;
-        for (i, tp) in c.assignment.iter().enumerate() {
-            let (Some(&pos), Some(end)) = (c.positions.get(tp), self.fetch_limit(tp, isolation))
-            else {
-                continue;
-            };
-            if pos < end {
-                candidates.push((i, pos));
-            } else if c.settings.enable_partition_eof
-                && c.eof_reported.get(tp) != Some(&pos)
-                && eof.is_none()
-            {
-                eof = Some((tp.clone(), pos));
-            }
-        }
-        if candidates.is_empty() && eof.is_none() {
-            return PollStep::Wait;
-        }
-        if !may_return && !latency.is_zero() {
-            return PollStep::Sleep(latency);
-        }
-        if let Some((tp, pos)) = eof {
-            let c = self.consumers.get_mut(&client).expect("caller checked");
-            c.eof_reported.insert(tp.clone(), pos);
-            return PollStep::Error(KafkaError::PartitionEOF(tp.partition));
-        }
-        let (index, offset) =
-            candidates.swap_remove(self.rng.below(candidates.len() as u64) as usize);
-        let position = self.consumers[&client].assignment[index].at(offset);
-        let injection = self.intercept(Operation::Recv, incarnation, Some(position.clone()));
-        if injection.crash_before {
-            self.crash(
-                incarnation,
-                format!("fault: crash before recv of {position}"),
-            );
-            return PollStep::Dead;
-        }
-        if injection.broker_restart.is_some() {
-            // The broker went down before handing the record out: the poll reports the lost
-            // connection (queued by the restart) and the record waits for the broker.
-            let c = self.consumers.get_mut(&client).expect("caller checked");
-            return PollStep::Error(c.errors.pop_front().unwrap_or_else(broker_down_error));
-        }
-        if injection.fail {
-            return PollStep::Error(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure,
-            ));
-        }
-        let record = &self.topics[&position.topic].partitions[position.partition as usize].records
-            [position.offset as usize];
-        let message = owned_message(&position, record);
-        let key = record
-            .key
-            .as_ref()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-        let c = self.consumers.get_mut(&client).expect("caller checked");
-        let tp = &c.assignment[index];
-        // The partition is assigned, so its position exists: update in place (no key clone).
-        if let Some(next) = c.positions.get_mut(tp) {
-            *next = position.offset + 1;
-        }
-        if c.settings.enable_auto_offset_store {
-            match c.stored.get_mut(tp) {
-                Some(stored) => *stored = position.offset + 1,
-                None => {
-                    c.stored.insert(tp.clone(), position.offset + 1);
-                }
-            }
-        }
-        if let Some(state) = self.instances.get_mut(&incarnation.instance) {
-            state.current_record = Some(position.clone());
-        }
-        self.record(
-            Some(incarnation),
-            HistoryEvent::Delivered {
-                position: position.clone(),
-                key,
-                read_committed: isolation == IsolationLevel::ReadCommitted,
-            },
-        );
-        if injection.crash_after {
-            self.crash(
-                incarnation,
-                format!("fault: crash after recv of {position}"),
-            );
-            return PollStep::Dead;
-        }
-        if let Some(freeze) = injection.freeze {
-            self.freeze(incarnation, freeze);
-        }
-        let delay = match (injection.stall, injection.freeze) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
-        };
-        PollStep::Deliver { message, delay }
-    }
-
-    /// After `pre_rebalance(Revoke)`: auto-commit (unless lost), drop the partitions, rejoin.
-    fn finish_revoke(&mut self, client: ClientId, lost: bool) -> Result<(), Crashed> {
-        let c = self.consumers.get(&client).ok_or(Crashed)?;
-        if !self.alive(c.incarnation) {
-            return Err(Crashed);
-        }
-        if !lost && c.settings.enable_auto_commit {
-            self.auto_commit(client, CommitKind::Revoke)?;
-        }
-        let c = self.consumers.get_mut(&client).ok_or(Crashed)?;
-        let partitions = std::mem::take(&mut c.assignment);
-        c.positions.clear();
-        c.starts.clear();
-        c.stored.clear();
-        c.eof_reported.clear();
-        let (incarnation, group, member) =
-            (c.incarnation, c.settings.group_id.clone(), c.member.clone());
-        if lost {
-            c.member = None;
-            c.generation = -1;
-        }
-        self.record(
-            Some(incarnation),
-            HistoryEvent::PartitionsRevoked {
-                group: group.clone(),
-                partitions,
-                lost,
-            },
-        );
-        if let (false, Some(member)) = (lost, member) {
-            self.group_mut(&group).rejoin(&member);
-            self.complete_rebalance(&group);
-        }
-        Ok(())
-    }
-
-    /// After `pre_rebalance(Assign)`: take the new partitions, starting from the committed
-    /// offsets or `auto.offset.reset`.
-    fn finish_assign(&mut self, client: ClientId, generation: i32) {
-        let Some(c) = self.consumers.get(&client) else {
-            return;
-        };
-        let (group_id, incarnation, reset) = (
-            c.settings.group_id.clone(),
-            c.incarnation,
-            c.settings.auto_offset_reset,
-        );
-        let Some(g) = self.groups.get(&group_id) else {
-            return;
-        };
-        let Some(m) = c.member.as_ref().and_then(|m| g.members.get(m)) else {
-            return;
-        };
-        if g.generation != generation || g.state != GroupState::Stable {
-            return;
-        }
-        let assignment = m.assignment.clone();
-        let mut starts = Vec::new();
-        let mut positions = BTreeMap::new();
-        let mut errors = Vec::new();
-        for tp in &assignment {
-            let start = match (g.committed.get(tp), reset) {
-                (Some(&committed), _) => Some(committed),
-                (None, OffsetReset::Earliest) => Some(0),
-                (None, OffsetReset::Latest) => self.end_offset(tp),
-                (None, OffsetReset::Error) => {
-                    errors.push(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::AutoOffsetReset,
-                    ));
-                    None
-                }
-            };
-            if let Some(start) = start {
-                positions.insert(tp.clone(), start);
-                starts.push((tp.clone(), start));
-            }
-        }
-        let c = self.consumers.get_mut(&client).expect("checked");
-        c.generation = generation;
-        c.assignment = assignment;
-        c.starts = positions.clone();
-        c.positions = positions;
-        c.stored.clear();
-        c.errors.extend(errors);
-        self.record(
-            Some(incarnation),
-            HistoryEvent::PartitionsAssigned {
-                group: group_id,
-                generation,
-                partitions: starts,
-            },
-        );
-    }
-
-    /// Graceful close (the consumer was dropped by a live instance): final auto-commit, then
-    /// LeaveGroup.
-    fn close_consumer(&mut self, client: ClientId) {
-        let Some(c) = self.consumers.get(&client) else {
-            return;
-        };
-        if !self.alive(c.incarnation) {
-            return;
-        }
-        if c.settings.enable_auto_commit {
-            let offsets = self.uncommitted_stored(client);
-            let c = &self.consumers[&client];
-            let (incarnation, group, member, generation) = (
-                c.incarnation,
-                c.settings.group_id.clone(),
-                c.member.clone(),
-                c.generation,
-            );
-            if !offsets.is_empty() {
-                let _ = self.apply_commit(
-                    incarnation,
-                    &group,
-                    member.as_deref(),
-                    generation,
-                    &offsets,
-                    CommitKind::Close,
-                );
-            }
-        }
-        let c = self.consumers.remove(&client).expect("checked");
-        if let Some(member) = c.member {
-            self.remove_member(&c.settings.group_id, &member, MemberRemoval::Left);
-        }
-        self.touch();
-    }
 }
 
 /// A consumer of the simulated cluster, created by
@@ -907,18 +383,10 @@ impl Consumer {
                     RDKafkaErrorCode::InvalidArgument,
                 )));
             }
-            let injection = world.intercept(
-                Operation::StoreOffset,
-                self.incarnation,
-                Some(anchor.clone()),
-            );
-            if injection.crash_before {
-                world.crash(
-                    self.incarnation,
-                    format!("fault: crash before store_offset of {anchor}"),
-                );
-                return Err(Crashed);
-            }
+            let store = Operation::StoreOffset;
+            let what = format_args!("{store} of {anchor}");
+            let injection =
+                world.intercept_call(store, self.incarnation, Some(anchor.clone()), &what)?;
             let result = if injection.fail {
                 Err(KafkaError::StoreOffset(RDKafkaErrorCode::Fail))
             } else if !c.assignment.contains(&tp) {
@@ -934,13 +402,7 @@ impl Consumer {
                 );
                 Ok(())
             };
-            if injection.crash_after {
-                world.crash(
-                    self.incarnation,
-                    format!("fault: crash after store_offset of {anchor}"),
-                );
-                return Err(Crashed);
-            }
+            world.complete_call(&injection, self.incarnation, &what)?;
             Ok(result)
         })?;
         match outcome {

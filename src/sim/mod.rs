@@ -6,21 +6,25 @@
 //! timer, so timeouts of minutes cost nothing and nothing sleeps in real time.
 
 pub(crate) mod assignor;
+mod commit;
 pub(crate) mod config;
 mod consumer;
 pub(crate) mod group;
 pub(crate) mod log;
 pub(crate) mod partitioner;
+mod poll;
 mod producer;
 pub(crate) mod rng;
+mod timers;
 pub(crate) mod txn;
 pub(crate) mod txn_error;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -445,24 +449,43 @@ impl World {
         self.broker_down_until.filter(|t| *t > Instant::now())
     }
 
-    /// [`intercept`](Self::intercept) for a live incarnation, with the crash-before fault
-    /// carried out: `Err(Crashed)` when the incarnation is dead or crashed right here (the
-    /// caller publishes and unwinds).
-    pub(crate) fn intercept_or_crash(
+    /// The interception step every client call, effect and store commit goes through, before
+    /// the call: the incarnation must be alive; the call is counted against the fault plan and
+    /// the faults that fire are recorded ([`intercept`](Self::intercept)); a crash before the
+    /// call is carried out here, its cause naming the call (`what`). `Err(Crashed)`: the
+    /// incarnation is dead or crashed right here (the caller publishes and unwinds). After the
+    /// call, [`complete_call`](Self::complete_call) carries out a crash after it.
+    pub(crate) fn intercept_call(
         &mut self,
         operation: Operation,
         incarnation: Incarnation,
         record: Option<RecordPosition>,
+        what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
         if !self.alive(incarnation) {
             return Err(Crashed);
         }
         let injection = self.intercept(operation, incarnation, record);
         if injection.crash_before {
-            self.crash(incarnation, format!("fault: crash before {operation}"));
+            self.crash(incarnation, format!("fault: crash before {what}"));
             return Err(Crashed);
         }
         Ok(injection)
+    }
+
+    /// The end of the interception step, once the call took effect: the crash after it, if
+    /// one fired (`Err(Crashed)`: the caller publishes and unwinds).
+    pub(crate) fn complete_call(
+        &mut self,
+        injection: &Injection,
+        incarnation: Incarnation,
+        what: &dyn fmt::Display,
+    ) -> Result<(), Crashed> {
+        if injection.crash_after {
+            self.crash(incarnation, format!("fault: crash after {what}"));
+            return Err(Crashed);
+        }
+        Ok(())
     }
 
     /// The instance dies on the spot: its clients vanish without a word (no LeaveGroup, no
@@ -531,446 +554,6 @@ impl World {
         }
         self.stop_heartbeats(now, |i| i == incarnation);
         self.touch();
-    }
-
-    // ----- commits -----
-
-    /// Applies a commit at the coordinator and records the outcome.
-    pub(crate) fn apply_commit(
-        &mut self,
-        incarnation: Incarnation,
-        group: &str,
-        member: Option<&str>,
-        generation: i32,
-        offsets: &[(TopicPartition, i64)],
-        kind: CommitKind,
-    ) -> Result<(), RDKafkaErrorCode> {
-        let g = self.group_mut(group);
-        let result = g.check_commit(member, generation);
-        if result.is_ok() {
-            for (tp, offset) in offsets {
-                g.committed.insert(tp.clone(), *offset);
-            }
-        }
-        let event = match result {
-            Ok(()) => HistoryEvent::OffsetsCommitted {
-                group: group.to_string(),
-                generation,
-                offsets: offsets.to_vec(),
-                kind,
-            },
-            Err(code) => HistoryEvent::CommitRejected {
-                group: group.to_string(),
-                offsets: offsets.to_vec(),
-                kind,
-                error: KafkaError::ConsumerCommit(code).to_string(),
-            },
-        };
-        self.record(Some(incarnation), event);
-        result
-    }
-
-    /// Whether the broker is down and `member`'s session ends before it is back. A commit made
-    /// while the broker is down otherwise waits for it and is applied then (the simulator
-    /// applies it at once: nobody else can reach the coordinator in between).
-    fn session_outlasted_by_outage(&self, group: &str, member: Option<&str>) -> bool {
-        let (Some(back), Some(member)) = (self.broker_down(), member) else {
-            return false;
-        };
-        self.groups
-            .get(group)
-            .and_then(|g| g.members.get(member))
-            .and_then(|m| m.session_deadline)
-            .is_some_and(|deadline| deadline <= back)
-    }
-
-    /// A commit as the application (or librdkafka on its behalf) makes it, through the
-    /// interception point `operation`. `Err(None)` means the instance crashed.
-    pub(crate) fn intercepted_commit(
-        &mut self,
-        client: ClientId,
-        operation: Operation,
-        anchor: Option<RecordPosition>,
-        offsets: Vec<(TopicPartition, i64)>,
-        kind: CommitKind,
-    ) -> Result<KafkaResult<()>, Crashed> {
-        let Some(c) = self.consumers.get(&client) else {
-            return Err(Crashed);
-        };
-        let incarnation = c.incarnation;
-        let (group, member, generation) =
-            (c.settings.group_id.clone(), c.member.clone(), c.generation);
-        let injection = self.intercept_or_crash(operation, incarnation, anchor)?;
-        let reject = |world: &mut World, why: &str, code| {
-            world.record(
-                Some(incarnation),
-                HistoryEvent::CommitRejected {
-                    group: group.clone(),
-                    offsets: offsets.clone(),
-                    kind,
-                    error: format!("{why} (not applied)"),
-                },
-            );
-            Err(KafkaError::ConsumerCommit(code))
-        };
-        let result = if injection.fail {
-            reject(
-                self,
-                "injected failure: group rebalance in progress",
-                fault::COMMIT_FAILED,
-            )
-        } else if kind != CommitKind::Async
-            && self.session_outlasted_by_outage(&group, member.as_deref())
-        {
-            // librdkafka holds the commit until the coordinator is back, but the member's
-            // session runs out first: it gives up.
-            reject(
-                self,
-                "the broker is down and the member's session runs out before it is back: \
-                 waiting for coordinator",
-                RDKafkaErrorCode::WaitingForCoordinator,
-            )
-        } else if kind == CommitKind::Async {
-            // While the broker is down the request waits for it.
-            let now = Instant::now();
-            let due = (now + self.latency()).max(self.broker_down().unwrap_or(now));
-            self.async_commits.push(PendingCommit {
-                due,
-                client,
-                incarnation,
-                group,
-                member,
-                generation,
-                offsets,
-                ambiguous: injection.ambiguous,
-            });
-            self.touch();
-            Ok(())
-        } else {
-            match self.apply_commit(
-                incarnation,
-                &group,
-                member.as_deref(),
-                generation,
-                &offsets,
-                kind,
-            ) {
-                Ok(()) if injection.ambiguous => {
-                    Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT))
-                }
-                Ok(()) => Ok(()),
-                Err(code) => Err(KafkaError::ConsumerCommit(code)),
-            }
-        };
-        if injection.crash_after {
-            self.crash(incarnation, format!("fault: crash after {operation}"));
-            return Err(Crashed);
-        }
-        Ok(result)
-    }
-
-    // ----- timers -----
-
-    /// Fires every timer that is due: thaws, session timeouts, max.poll.interval breaches,
-    /// auto-commits and asynchronous commits reaching the coordinator.
-    pub(crate) fn fire_timers(&mut self) {
-        let now = Instant::now();
-        // Thaw frozen processes: heartbeats resume for members that were not removed.
-        let thawed: Vec<(InstanceId, u32)> = self
-            .instances
-            .iter()
-            .filter(|(_, s)| s.frozen_until.is_some_and(|t| t <= now))
-            .map(|(id, s)| (*id, s.incarnation))
-            .collect();
-        for (id, number) in thawed {
-            self.instances.get_mut(&id).expect("listed").frozen_until = None;
-            let incarnation = Incarnation {
-                instance: id,
-                number,
-            };
-            if self.alive(incarnation) && self.broker_down_until.is_none() {
-                for group in self.groups.values_mut() {
-                    for m in group.members.values_mut() {
-                        if m.incarnation == incarnation {
-                            m.session_deadline = None;
-                        }
-                    }
-                }
-            }
-            self.touch();
-        }
-        self.expire_transactions(now);
-        // Session timeouts.
-        let expired: Vec<(String, String)> = self
-            .groups
-            .iter()
-            .flat_map(|(g, group)| {
-                group
-                    .members
-                    .iter()
-                    .filter(|(_, m)| m.session_deadline.is_some_and(|d| d <= now))
-                    .map(move |(id, _)| (g.clone(), id.clone()))
-            })
-            .collect();
-        for (group, member) in expired {
-            self.remove_member(&group, &member, MemberRemoval::SessionTimeout);
-        }
-        // The broker is back: the sessions that outlasted the outage resume (heartbeats of
-        // running, unfrozen processes reach the coordinator again).
-        if self.broker_down_until.is_some_and(|t| t <= now) {
-            self.broker_down_until = None;
-            self.record(None, HistoryEvent::BrokerBack);
-            let resumed: BTreeSet<Incarnation> = self
-                .instances
-                .iter()
-                .filter(|(_, s)| s.status == InstanceStatus::Running && s.frozen_until.is_none())
-                .map(|(id, s)| Incarnation {
-                    instance: *id,
-                    number: s.incarnation,
-                })
-                .collect();
-            for group in self.groups.values_mut() {
-                for m in group.members.values_mut() {
-                    if resumed.contains(&m.incarnation) {
-                        m.session_deadline = None;
-                    }
-                }
-            }
-            self.touch();
-        }
-        // max.poll.interval.ms: librdkafka leaves the group on the application's behalf.
-        let breached: Vec<ClientId> = self
-            .consumers
-            .iter()
-            .filter(|(_, c)| c.max_poll_deadline().is_some_and(|d| d <= now))
-            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in breached {
-            let c = self.consumers.get_mut(&id).expect("listed");
-            c.poll_exceeded = true;
-            let (group, member) = (
-                c.settings.group_id.clone(),
-                c.member.clone().expect("deadline needs a member"),
-            );
-            let still_member = self
-                .groups
-                .get(&group)
-                .is_some_and(|g| g.members.contains_key(&member));
-            if still_member {
-                self.remove_member(&group, &member, MemberRemoval::MaxPollIntervalExceeded);
-            }
-        }
-        // Periodic auto-commit, on a grid of `auto.commit.interval.ms` from the consumer's
-        // creation. The driver only wakes for ticks with something to commit (see
-        // `next_timer`), so a tick is real only when `now` falls exactly on the grid.
-        let due: Vec<ClientId> = self
-            .consumers
-            .iter()
-            .filter(|(_, c)| c.next_auto_commit.is_some_and(|t| t <= now))
-            // A frozen process runs no timers.
-            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let c = self.consumers.get_mut(&id).expect("listed");
-            let interval = c.settings.auto_commit_interval.as_nanos();
-            let next = c.next_auto_commit.expect("due");
-            let elapsed = (now - next).as_nanos();
-            let ticks = elapsed / interval + 1;
-            c.next_auto_commit = Some(next + Duration::from_nanos((ticks * interval) as u64));
-            if elapsed % interval == 0 {
-                // A crash here is recorded by the commit itself; the timer has nothing to add.
-                let _ = self.auto_commit(id, CommitKind::Auto);
-            }
-        }
-        // Asynchronous commits reaching the coordinator.
-        let (arrived, pending): (Vec<PendingCommit>, Vec<PendingCommit>) =
-            std::mem::take(&mut self.async_commits)
-                .into_iter()
-                .partition(|p| p.due <= now);
-        self.async_commits = pending;
-        for p in arrived {
-            let result = self.apply_commit(
-                p.incarnation,
-                &p.group,
-                p.member.as_deref(),
-                p.generation,
-                &p.offsets,
-                CommitKind::Async,
-            );
-            let result = match result {
-                Ok(()) if p.ambiguous => Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT)),
-                Ok(()) => Ok(()),
-                Err(code) => Err(KafkaError::ConsumerCommit(code)),
-            };
-            if let Some(c) = self.consumers.get_mut(&p.client) {
-                c.commit_callbacks.push_back((result, p.offsets));
-            }
-            self.touch();
-        }
-    }
-
-    /// The earliest moment a timer fires.
-    pub(crate) fn next_timer(&self) -> Option<Instant> {
-        let thaws = self.instances.values().filter_map(|s| s.frozen_until);
-        let sessions = self
-            .groups
-            .values()
-            .flat_map(|g| g.members.values().filter_map(|m| m.session_deadline));
-        let polls = self
-            .consumers
-            .values()
-            .filter(|c| self.frozen_until(c.incarnation).is_none())
-            .filter_map(ConsumerState::max_poll_deadline);
-        // The next grid tick of each auto-committing consumer with something to commit.
-        let now = Instant::now();
-        let autos = self
-            .consumers
-            .iter()
-            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
-            .filter(|(id, _)| self.has_uncommitted_stored(**id))
-            .filter_map(|(_, c)| {
-                let next = c.next_auto_commit?;
-                if next >= now {
-                    return Some(next);
-                }
-                let interval = c.settings.auto_commit_interval.as_nanos();
-                let elapsed = (now - next).as_nanos();
-                let ticks = elapsed.div_ceil(interval);
-                Some(next + Duration::from_nanos((ticks * interval) as u64))
-            });
-        let asyncs = self.async_commits.iter().map(|p| p.due);
-        let transactions = self.next_transaction_timeout();
-        thaws
-            .chain(self.broker_down_until)
-            .chain(transactions)
-            .chain(sessions)
-            .chain(polls)
-            .chain(autos)
-            .chain(asyncs)
-            .min()
-    }
-
-    /// The cluster as it is now, for the run's outcome.
-    pub(crate) fn snapshot(&self) -> ClusterSnapshot {
-        let world = self;
-        let mut logs = BTreeMap::new();
-        for (name, topic) in &world.topics {
-            for (p, partition) in topic.partitions.iter().enumerate() {
-                let records = partition
-                    .records
-                    .iter()
-                    .enumerate()
-                    .map(|(offset, r)| crate::history::LoggedRecord {
-                        offset: offset as i64,
-                        key: r.key.clone(),
-                        payload: r.payload.clone(),
-                        control: r.kind == RecordKind::Control,
-                        aborted: partition.aborted_at(offset as i64),
-                        open: partition.open_at(offset as i64),
-                    })
-                    .collect();
-                logs.insert(TopicPartition::new(name.clone(), p as i32), records);
-            }
-        }
-        let committed = world
-            .groups
-            .iter()
-            .flat_map(|(g, group)| {
-                group
-                    .committed
-                    .iter()
-                    .map(move |(tp, o)| ((g.clone(), tp.clone()), *o))
-            })
-            .collect();
-        ClusterSnapshot::from_parts(logs, committed)
-    }
-
-    // ----- quiescence -----
-
-    /// Each group's committed offset against the end of every partition of the topics it
-    /// consumes (every topic a member subscribed to, and the topics it has committed offsets
-    /// for).
-    pub(crate) fn lag(&self) -> Vec<Lag> {
-        let mut lag = Vec::new();
-        for (id, group) in &self.groups {
-            let mut topics: BTreeSet<&String> = group.consumed_topics.iter().collect();
-            topics.extend(group.committed.keys().map(|tp| &tp.topic));
-            for topic in topics {
-                let Some(t) = self.topics.get(topic) else {
-                    continue;
-                };
-                for (p, partition) in t.partitions.iter().enumerate() {
-                    let tp = TopicPartition::new(topic.clone(), p as i32);
-                    lag.push(Lag {
-                        group: id.clone(),
-                        committed: group.committed.get(&tp).copied(),
-                        partition: tp,
-                        end: partition.end_offset(),
-                    });
-                }
-            }
-        }
-        lag
-    }
-
-    /// True when nothing is left to do: every running instance waits in `recv` on consumers
-    /// that have nothing to fetch and nothing uncommitted; no rebalance, commit, thaw or open
-    /// transaction is pending; partitions that no live consumer owns are committed to their end.
-    pub(crate) fn idle(&self) -> bool {
-        // An open transaction still has to commit, abort or time out: its outcome decides
-        // what read_committed readers see.
-        if !self.async_commits.is_empty()
-            || self.broker_down_until.is_some()
-            || self.next_transaction_timeout().is_some()
-            || self.instances.values().any(|i| i.frozen_until.is_some())
-            || self
-                .groups
-                .values()
-                .any(|g| g.state == GroupState::PreparingRebalance)
-        {
-            return false;
-        }
-        let parked = self
-            .instances
-            .iter()
-            .filter(|(_, i)| i.status == InstanceStatus::Running)
-            .all(|(id, i)| {
-                let incarnation = Incarnation {
-                    instance: *id,
-                    number: i.incarnation,
-                };
-                let mut consumers = self
-                    .consumers
-                    .values()
-                    .filter(|c| c.incarnation == incarnation)
-                    .peekable();
-                consumers.peek().is_some() && consumers.all(|c| c.idle(self))
-            });
-        if !parked {
-            return false;
-        }
-        let owned: BTreeSet<(&String, &TopicPartition)> = self
-            .consumers
-            .values()
-            .flat_map(|c| {
-                c.assignment
-                    .iter()
-                    .map(move |tp| (&c.settings.group_id, tp))
-            })
-            .collect();
-        self.lag()
-            .iter()
-            .filter(|l| !owned.contains(&(&l.group, &l.partition)))
-            .all(|l| {
-                self.partition(&l.partition).is_none_or(|p| {
-                    p.settled_from(
-                        l.committed.unwrap_or(0),
-                        config::IsolationLevel::ReadCommitted,
-                    )
-                })
-            })
     }
 }
 

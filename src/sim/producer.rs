@@ -18,7 +18,7 @@ use super::config::{Acks, ProducerSettings};
 use super::log::{Append, RecordKind, StoredRecord};
 use super::txn::{SendRefused, TxnClient};
 use super::txn_error::{TxnError, kafka_error};
-use super::{ClientId, Shared, World, crashed, dead_error, unwind_crash};
+use super::{ClientId, Crashed, Shared, World, crashed, dead_error, unwind_crash};
 use crate::broker::{BrokerProducer, BrokerSession};
 use crate::client::{GroupMetadata, GroupMetadataRepr, KafkaProducer, foreign_group_metadata};
 use crate::history::Operation;
@@ -153,14 +153,11 @@ impl World {
             None => partitioner.partition(record.key.as_deref(), partitions, &mut self.rng),
         };
         let anchor = self.current_record(incarnation);
-        let injection = self.intercept(Operation::Send, incarnation, anchor);
-        if injection.crash_before {
-            self.crash(
-                incarnation,
-                format!("fault: crash before send to {}[{partition}]", record.topic),
-            );
-            return Err(());
-        }
+        let send = Operation::Send;
+        let what = format_args!("{send} to {}[{partition}]", record.topic);
+        let injection = self
+            .intercept_call(send, incarnation, anchor, &what)
+            .map_err(|_: Crashed| ())?;
         if let Some(freeze) = injection.freeze {
             self.freeze(incarnation, freeze);
         }
@@ -432,10 +429,13 @@ impl Producer {
             drop(world);
             self.shared.publish();
         }
-        if injection.crash_after {
-            self.shared
-                .lock()
-                .crash(self.incarnation, format!("fault: crash after send to {tp}"));
+        let send = Operation::Send;
+        let completed = self.shared.lock().complete_call(
+            &injection,
+            self.incarnation,
+            &format_args!("{send} to {tp}"),
+        );
+        if completed.is_err() {
             self.shared.publish();
             unwind_crash();
         }
@@ -466,7 +466,8 @@ impl Producer {
     ) -> KafkaResult<()> {
         let mut world = self.shared.lock();
         let anchor = world.current_record(self.incarnation);
-        let Ok(injection) = world.intercept_or_crash(operation, self.incarnation, anchor) else {
+        let Ok(injection) = world.intercept_call(operation, self.incarnation, anchor, &operation)
+        else {
             drop(world);
             self.shared.publish();
             unwind_crash();
@@ -489,10 +490,11 @@ impl Producer {
             );
         }
         let result = result.map_err(kafka_error);
-        if injection.crash_after {
-            self.shared
-                .lock()
-                .crash(self.incarnation, format!("fault: crash after {operation}"));
+        let completed = self
+            .shared
+            .lock()
+            .complete_call(&injection, self.incarnation, &operation);
+        if completed.is_err() {
             self.shared.publish();
             unwind_crash();
         }

@@ -1,0 +1,142 @@
+//! Offset commits at the coordinator: applied, rejected, or held while the broker is down.
+
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::time::Instant;
+
+use super::*;
+
+impl World {
+    // ----- commits -----
+
+    /// Applies a commit at the coordinator and records the outcome.
+    pub(crate) fn apply_commit(
+        &mut self,
+        incarnation: Incarnation,
+        group: &str,
+        member: Option<&str>,
+        generation: i32,
+        offsets: &[(TopicPartition, i64)],
+        kind: CommitKind,
+    ) -> Result<(), RDKafkaErrorCode> {
+        let g = self.group_mut(group);
+        let result = g.check_commit(member, generation);
+        if result.is_ok() {
+            for (tp, offset) in offsets {
+                g.committed.insert(tp.clone(), *offset);
+            }
+        }
+        let event = match result {
+            Ok(()) => HistoryEvent::OffsetsCommitted {
+                group: group.to_string(),
+                generation,
+                offsets: offsets.to_vec(),
+                kind,
+            },
+            Err(code) => HistoryEvent::CommitRejected {
+                group: group.to_string(),
+                offsets: offsets.to_vec(),
+                kind,
+                error: KafkaError::ConsumerCommit(code).to_string(),
+            },
+        };
+        self.record(Some(incarnation), event);
+        result
+    }
+
+    /// Whether the broker is down and `member`'s session ends before it is back. A commit made
+    /// while the broker is down otherwise waits for it and is applied then (the simulator
+    /// applies it at once: nobody else can reach the coordinator in between).
+    fn session_outlasted_by_outage(&self, group: &str, member: Option<&str>) -> bool {
+        let (Some(back), Some(member)) = (self.broker_down(), member) else {
+            return false;
+        };
+        self.groups
+            .get(group)
+            .and_then(|g| g.members.get(member))
+            .and_then(|m| m.session_deadline)
+            .is_some_and(|deadline| deadline <= back)
+    }
+
+    /// A commit as the application (or librdkafka on its behalf) makes it, through the
+    /// interception point `operation`. `Err(None)` means the instance crashed.
+    pub(crate) fn intercepted_commit(
+        &mut self,
+        client: ClientId,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        kind: CommitKind,
+    ) -> Result<KafkaResult<()>, Crashed> {
+        let Some(c) = self.consumers.get(&client) else {
+            return Err(Crashed);
+        };
+        let incarnation = c.incarnation;
+        let (group, member, generation) =
+            (c.settings.group_id.clone(), c.member.clone(), c.generation);
+        let injection = self.intercept_call(operation, incarnation, anchor, &operation)?;
+        let reject = |world: &mut World, why: &str, code| {
+            world.record(
+                Some(incarnation),
+                HistoryEvent::CommitRejected {
+                    group: group.clone(),
+                    offsets: offsets.clone(),
+                    kind,
+                    error: format!("{why} (not applied)"),
+                },
+            );
+            Err(KafkaError::ConsumerCommit(code))
+        };
+        let result = if injection.fail {
+            reject(
+                self,
+                "injected failure: group rebalance in progress",
+                fault::COMMIT_FAILED,
+            )
+        } else if kind != CommitKind::Async
+            && self.session_outlasted_by_outage(&group, member.as_deref())
+        {
+            // librdkafka holds the commit until the coordinator is back, but the member's
+            // session runs out first: it gives up.
+            reject(
+                self,
+                "the broker is down and the member's session runs out before it is back: \
+                 waiting for coordinator",
+                RDKafkaErrorCode::WaitingForCoordinator,
+            )
+        } else if kind == CommitKind::Async {
+            // While the broker is down the request waits for it.
+            let now = Instant::now();
+            let due = (now + self.latency()).max(self.broker_down().unwrap_or(now));
+            self.async_commits.push(PendingCommit {
+                due,
+                client,
+                incarnation,
+                group,
+                member,
+                generation,
+                offsets,
+                ambiguous: injection.ambiguous,
+            });
+            self.touch();
+            Ok(())
+        } else {
+            match self.apply_commit(
+                incarnation,
+                &group,
+                member.as_deref(),
+                generation,
+                &offsets,
+                kind,
+            ) {
+                Ok(()) if injection.ambiguous => {
+                    Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT))
+                }
+                Ok(()) => Ok(()),
+                Err(code) => Err(KafkaError::ConsumerCommit(code)),
+            }
+        };
+        self.complete_call(&injection, incarnation, &operation)?;
+        Ok(result)
+    }
+}
