@@ -355,9 +355,11 @@
 //! [`EffectSink`], [`DurableStore`]), hand-chosen faults ([`Simulation`], [`FaultSchedule`]) and
 //! generated ones ([`Verifier`], [`check()`], the `assert_*!` macros). The rest is in modules,
 //! in the order data flows: [`scenario`] (generated cases, plain data whose faults are anchored to
-//! input records and resolved when the run writes them), the run (instances, fault plan, driver)
-//! on a backend (the simulator, or librdkafka against a [`broker`]), the [`history`] of what
-//! happened, the effect [`ledger`], the [`invariant`]s judging history and ledger, and the
+//! input records and resolved when the run writes them), the run (instances, the fault plan and
+//! the one interception step every client call, effect and store commit goes through, the
+//! driver) on a backend behind one trait (the simulator, or librdkafka against a [`broker`];
+//! neither knows the other, and the [`Consumer`] and [`Producer`] an instance gets are the
+//! backend's own clients), the [`history`] of what happened, the effect [`ledger`], the [`invariant`]s judging history and ledger, and the
 //! [`check`](mod@check) module that searches, shrinks and reports.
 //!
 //! # Limitations
@@ -392,7 +394,6 @@
 pub mod broker;
 pub mod check;
 mod client;
-mod effect;
 mod error;
 pub mod history;
 pub mod invariant;
@@ -401,21 +402,22 @@ mod macros;
 mod run;
 pub mod scenario;
 mod sim;
-mod store;
+mod simulation;
 
 // Writing the consumer: rdkafka's API as traits.
 pub use client::{
     ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
 };
 // What an instance of it gets in a test.
-pub use effect::{EffectError, EffectSink};
+pub use run::effect::{EffectError, EffectSink};
+pub use run::store::DurableStore;
+pub use run::{Consumer, Producer};
 pub use run::{InstanceContext, InstanceExit};
-pub use sim::{Consumer, Producer};
-pub use store::DurableStore;
 // Running it through chosen faults.
 pub use history::operation::{Fault, Operation};
-pub use run::{InputRecord, Outcome, Simulation, SimulationBuilder};
+pub use run::{InputRecord, Simulation, SimulationBuilder};
 pub use scenario::fault::{Anchor, FaultSchedule};
+pub use simulation::Outcome;
 // Checking it against generated ones.
 pub use check::config::Verifier;
 #[doc(hidden)]

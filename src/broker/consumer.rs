@@ -19,6 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::backend::BrokerShared;
 use super::native::{ConsumerSlot, NativeClient, Slot};
 use super::session::BrokerSession;
 use crate::client::{
@@ -27,8 +28,9 @@ use crate::client::{
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation};
 use crate::history::{RecordPosition, TopicPartition};
+use crate::run::backend::{BoxFuture, ConsumerClient};
+use crate::run::core::{crashed, dead_error, unwind_crash};
 use crate::run::fault_plan::Injection;
-use crate::sim::{Shared, crashed, dead_error};
 
 /// How long an idle `recv` sleeps between two polls, at most.
 const MAX_POLL_PAUSE: Duration = Duration::from_millis(10);
@@ -40,7 +42,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The consumer's identity in the run, shared by the wrapper and its callbacks.
 #[derive(Clone)]
 pub(crate) struct Owner {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<BrokerShared>,
     pub incarnation: Incarnation,
     pub group: String,
     /// `enable.auto.offset.store` (librdkafka's default: true).
@@ -51,11 +53,11 @@ pub(crate) struct Owner {
 
 impl Owner {
     fn alive(&self) -> bool {
-        self.shared.lock().alive(self.incarnation)
+        self.shared.run.lock().alive(self.incarnation)
     }
 
     fn record(&self, event: HistoryEvent) {
-        self.shared.lock().record(Some(self.incarnation), event);
+        self.shared.run.lock().record(Some(self.incarnation), event);
         self.shared.publish();
     }
 
@@ -66,7 +68,7 @@ impl Owner {
         anchor: Option<RecordPosition>,
     ) -> Result<Injection, ()> {
         let injection = {
-            let mut world = self.shared.lock();
+            let mut world = self.shared.run.lock();
             let anchor = anchor.or_else(|| world.current_record(self.incarnation));
             world.intercept_call(operation, self.incarnation, anchor, &operation)
         };
@@ -117,10 +119,11 @@ impl Owner {
     /// Completes the interception step of `operation`: `Err(())` when the instance crashed
     /// after the call.
     fn complete(&self, injection: &Injection, operation: Operation) -> Result<(), ()> {
-        let completed = self
-            .shared
-            .lock()
-            .complete_call(injection, self.incarnation, &operation);
+        let completed =
+            self.shared
+                .run
+                .lock()
+                .complete_call(injection, self.incarnation, &operation);
         self.shared.publish();
         completed.map_err(|_| ())
     }
@@ -322,13 +325,13 @@ pub(crate) struct BrokerConsumer {
 
 impl BrokerConsumer {
     pub(crate) fn create(
-        shared: Arc<Shared>,
+        shared: Arc<BrokerShared>,
         incarnation: Incarnation,
-        session: Arc<BrokerSession>,
         config: &ClientConfig,
         handler: Option<Arc<dyn RebalanceHandler>>,
     ) -> KafkaResult<Self> {
-        if !shared.lock().alive(incarnation) {
+        let session = shared.session.clone();
+        if !shared.run.lock().alive(incarnation) {
             return Err(crashed(dead_error()));
         }
         let group = config.get("group.id").unwrap_or_default().to_string();
@@ -354,9 +357,10 @@ impl BrokerConsumer {
         };
         let consumer: BaseConsumer<BrokerContext> = config.create_with_context(context)?;
         let native = Slot::new(consumer);
-        shared
-            .lock()
-            .register_native(incarnation, NativeClient::Consumer(native.clone()));
+        shared.run.lock().register_handle(
+            incarnation,
+            Arc::new(NativeClient::Consumer(native.clone())),
+        );
         Ok(BrokerConsumer {
             owner,
             native,
@@ -394,7 +398,7 @@ impl BrokerConsumer {
         }
     }
 
-    pub(crate) async fn recv(&self) -> KafkaResult<OwnedMessage> {
+    async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
         let _polling = self.session.polling(self.owner.incarnation);
         let mut pause = Duration::from_millis(1);
         loop {
@@ -436,10 +440,8 @@ impl BrokerConsumer {
             ));
         }
         {
-            let mut world = self.owner.shared.lock();
-            if let Some(state) = world.instances.get_mut(&self.owner.incarnation.instance) {
-                state.current_record = Some(position.clone());
-            }
+            let mut world = self.owner.shared.run.lock();
+            world.set_current_record(self.owner.incarnation, position.clone());
             world.record(
                 Some(self.owner.incarnation),
                 HistoryEvent::Delivered {
@@ -462,21 +464,6 @@ impl BrokerConsumer {
             }
         }
         Ok(message)
-    }
-
-    pub(crate) fn commit_message(
-        &self,
-        message: &OwnedMessage,
-        mode: CommitMode,
-    ) -> KafkaResult<()> {
-        let tp = TopicPartition::new(message.topic(), message.partition());
-        let anchor = tp.at(message.offset());
-        self.commit_offsets(
-            Operation::CommitMessage,
-            Some(anchor),
-            vec![(tp, message.offset() + 1)],
-            mode,
-        )
     }
 
     fn store(
@@ -520,7 +507,7 @@ impl BrokerConsumer {
 
 /// Unwinds the calling task as its crashed process.
 fn crashed_now() -> ! {
-    crate::sim::unwind_crash()
+    unwind_crash()
 }
 
 impl Drop for BrokerConsumer {
@@ -603,5 +590,26 @@ impl ConsumerHandle for BrokerConsumer {
     fn group_metadata(&self) -> Option<GroupMetadata> {
         self.with_native(Consumer::group_metadata)
             .map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
+    }
+}
+
+impl ConsumerClient for BrokerConsumer {
+    fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>> {
+        Box::pin(self.recv_message())
+    }
+
+    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
+        let tp = TopicPartition::new(message.topic(), message.partition());
+        let anchor = tp.at(message.offset());
+        self.commit_offsets(
+            Operation::CommitMessage,
+            Some(anchor),
+            vec![(tp, message.offset() + 1)],
+            mode,
+        )
+    }
+
+    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
+        self.store_offset(message.topic(), message.partition(), message.offset())
     }
 }

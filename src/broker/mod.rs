@@ -23,6 +23,7 @@
 //! kept, as a restart with durable storage would. An external cluster refuses it
 //! ([`BrokerError::Unsupported`]).
 
+mod backend;
 mod consumer;
 mod native;
 mod producer;
@@ -31,12 +32,9 @@ pub mod self_check;
 mod session;
 mod switch;
 
-pub(crate) use consumer::BrokerConsumer;
-pub(crate) use native::NativeClient;
-pub(crate) use producer::BrokerProducer;
+pub(crate) use backend::BrokerBackend;
 pub use provider::{BrokerProvider, DEFAULT_KAFKA_IMAGE, RunningBroker};
-pub(crate) use session::{BrokerSession, InputWrite, MAX_SESSION_TIMEOUT};
-pub(crate) use switch::BrokerSwitch;
+pub(crate) use session::MAX_SESSION_TIMEOUT;
 
 use rdkafka::error::KafkaError;
 

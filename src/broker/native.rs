@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::consumer::BrokerContext;
+use crate::run::core::ClientHandle;
 
 /// A librdkafka handle shared by the client wrapper the consumer code holds and the run,
 /// which takes it out to destroy it when the instance crashes.
@@ -50,10 +51,10 @@ pub(crate) enum NativeClient {
     Producer(Arc<ProducerSlot>),
 }
 
-impl NativeClient {
+impl ClientHandle for NativeClient {
     /// Destroys the handle the way a killed process leaves it; `false` when its holder is
     /// inside a call on it (try again after that call returns).
-    pub(crate) fn kill(&self) -> bool {
+    fn kill(&self) -> bool {
         match self {
             NativeClient::Consumer(slot) => match slot.try_take() {
                 Err(()) => false,

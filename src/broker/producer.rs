@@ -11,19 +11,21 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, TopicPartitionList};
 
+use super::backend::BrokerShared;
 use super::native::{NativeClient, ProducerSlot, Slot};
-use super::session::BrokerSession;
+use crate::client::txn_error::{TxnError, kafka_error};
 use crate::client::{GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
 use crate::history::Operation;
 use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation};
+use crate::run::backend::{BoxFuture, ProducerClient};
+use crate::run::client::OutgoingRecord;
+use crate::run::core::{crashed, dead_error, unwind_crash};
 use crate::run::fault_plan::Injection;
-use crate::sim::txn_error::{TxnError, kafka_error};
-use crate::sim::{Shared, crashed, dead_error, unwind_crash};
 
 /// A producer of a real broker, behind [`Producer`](crate::Producer).
 pub(crate) struct BrokerProducer {
-    shared: Arc<Shared>,
+    shared: Arc<BrokerShared>,
     incarnation: Incarnation,
     native: Arc<ProducerSlot>,
     /// Whether the broker drops a retried batch (`enable.idempotence` or a `transactional.id`).
@@ -33,12 +35,12 @@ pub(crate) struct BrokerProducer {
 
 impl BrokerProducer {
     pub(crate) fn create(
-        shared: Arc<Shared>,
+        shared: Arc<BrokerShared>,
         incarnation: Incarnation,
-        session: &BrokerSession,
         config: &ClientConfig,
     ) -> KafkaResult<Self> {
-        if !shared.lock().alive(incarnation) {
+        let session = &shared.session;
+        if !shared.run.lock().alive(incarnation) {
             return Err(crashed(dead_error()));
         }
         let transactional_id = config.get("transactional.id").map(str::to_string);
@@ -46,9 +48,10 @@ impl BrokerProducer {
             transactional_id.is_some() || config.get("enable.idempotence") == Some("true");
         let producer: FutureProducer = session.client_config(config).create()?;
         let native = Slot::new(producer);
-        shared
-            .lock()
-            .register_native(incarnation, NativeClient::Producer(native.clone()));
+        shared.run.lock().register_handle(
+            incarnation,
+            Arc::new(NativeClient::Producer(native.clone())),
+        );
         Ok(BrokerProducer {
             shared,
             incarnation,
@@ -59,7 +62,7 @@ impl BrokerProducer {
     }
 
     fn alive(&self) -> bool {
-        self.shared.lock().alive(self.incarnation)
+        self.shared.run.lock().alive(self.incarnation)
     }
 
     fn check_alive(&self) {
@@ -70,7 +73,7 @@ impl BrokerProducer {
 
     fn intercept(&self, operation: Operation) -> Injection {
         let injection = {
-            let mut world = self.shared.lock();
+            let mut world = self.shared.run.lock();
             let anchor = world.current_record(self.incarnation);
             world.intercept_call(operation, self.incarnation, anchor, &operation)
         };
@@ -83,6 +86,7 @@ impl BrokerProducer {
     fn complete(&self, injection: &Injection, what: &dyn std::fmt::Display) {
         let completed = self
             .shared
+            .run
             .lock()
             .complete_call(injection, self.incarnation, what);
         self.shared.publish();
@@ -92,7 +96,7 @@ impl BrokerProducer {
     }
 
     fn record(&self, event: HistoryEvent) {
-        self.shared.lock().record(Some(self.incarnation), event);
+        self.shared.run.lock().record(Some(self.incarnation), event);
         self.shared.publish();
     }
 
@@ -137,7 +141,7 @@ impl BrokerProducer {
         delivered
     }
 
-    pub(crate) async fn send(&self, record: OwnedMessage) -> OwnedDeliveryResult {
+    async fn send_message(&self, record: OwnedMessage) -> OwnedDeliveryResult {
         let injection = self.intercept(Operation::Send);
         if let Some(stall) = injection.stall {
             tokio::time::sleep(stall).await;
@@ -208,18 +212,36 @@ impl BrokerProducer {
         self.complete(&injection, &operation);
         result
     }
+}
 
-    pub(crate) fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()> {
+impl Drop for BrokerProducer {
+    fn drop(&mut self) {
+        // A clean exit flushes and closes as librdkafka does; a crashed instance's handle is
+        // the run's to destroy.
+        if self.alive() {
+            let producer = self.native.lock().take();
+            drop(producer);
+        }
+    }
+}
+
+impl ProducerClient for BrokerProducer {
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'_, OwnedDeliveryResult> {
+        let partition = record.partition.unwrap_or(-1);
+        Box::pin(self.send_message(record.into_message(partition, 0)))
+    }
+
+    fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::InitTransactions, |p, _| {
             p.init_transactions(timeout)
         })
     }
 
-    pub(crate) fn begin_transaction(&self) -> KafkaResult<()> {
+    fn begin_transaction(&self) -> KafkaResult<()> {
         self.transactional_call(Operation::BeginTransaction, |p, _| p.begin_transaction())
     }
 
-    pub(crate) fn send_offsets_to_transaction(
+    fn send_offsets_to_transaction(
         &self,
         offsets: &TopicPartitionList,
         metadata: &GroupMetadata,
@@ -233,7 +255,7 @@ impl BrokerProducer {
         })
     }
 
-    pub(crate) fn commit_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
+    fn commit_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::CommitTransaction, |p, injection| {
             if injection.fail {
                 return Err(kafka_error(TxnError::CommitTimedOut));
@@ -246,20 +268,9 @@ impl BrokerProducer {
         })
     }
 
-    pub(crate) fn abort_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
+    fn abort_transaction(&self, timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::AbortTransaction, |p, _| {
             p.abort_transaction(timeout)
         })
-    }
-}
-
-impl Drop for BrokerProducer {
-    fn drop(&mut self) {
-        // A clean exit flushes and closes as librdkafka does; a crashed instance's handle is
-        // the run's to destroy.
-        if self.alive() {
-            let producer = self.native.lock().take();
-            drop(producer);
-        }
     }
 }

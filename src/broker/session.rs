@@ -15,21 +15,12 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::BrokerError;
 use crate::history::TopicPartition;
-use crate::history::{ClusterSnapshot, LoggedRecord};
+use crate::history::{ClusterSnapshot, LoggedRecord, RecordPosition};
 use crate::history::{Incarnation, Lag};
+use crate::run::backend::InputWrite;
 
 /// How long one admin-style call (metadata, offsets, a produce) may take.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One input record as the run writes it.
-pub(crate) struct InputWrite {
-    pub topic: String,
-    pub partition: i32,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// In a transaction of its own that commits (`true`) or aborts.
-    pub transaction: Option<bool>,
-}
 
 /// The longest `session.timeout.ms` a consumer gets on a real broker.
 pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -151,7 +142,13 @@ impl BrokerSession {
     /// offset the scenario expects (dense offsets from 0; a transaction's marker takes the
     /// offset after its record) and that each partition ends where the last record (or
     /// marker) does.
-    pub(crate) async fn produce_input(&self, records: &[InputWrite]) -> Result<(), BrokerError> {
+    /// Writes the input, one record per batch (a transactional one in a transaction of its
+    /// own), where the producer's default partitioner puts it unless it names a partition,
+    /// and says where each landed. Offsets must come out dense (markers included).
+    pub(crate) async fn produce_input(
+        &self,
+        records: &[InputWrite],
+    ) -> Result<Vec<RecordPosition>, BrokerError> {
         let producer = |transactional: bool| -> Result<FutureProducer, BrokerError> {
             let mut config = ClientConfig::new();
             config
@@ -168,9 +165,12 @@ impl BrokerSession {
         let plain = producer(false)?;
         let mut transactional: Option<FutureProducer> = None;
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut positions = Vec::new();
         for input in records {
-            let mut record =
-                FutureRecord::<[u8], [u8]>::to(&input.topic).partition(input.partition);
+            let mut record = FutureRecord::<[u8], [u8]>::to(&input.topic);
+            if let Some(partition) = input.partition {
+                record = record.partition(partition);
+            }
             if let Some(key) = &input.key {
                 record = record.key(key);
             }
@@ -205,9 +205,9 @@ impl BrokerSession {
                     .map_err(client("aborting the input's transaction"))?,
                 None => {}
             }
-            let partition = TopicPartition::new(input.topic.clone(), input.partition);
+            let partition = TopicPartition::new(input.topic.clone(), delivered.partition);
             let expected = next
-                .entry((input.topic.clone(), input.partition))
+                .entry((input.topic.clone(), delivered.partition))
                 .or_default();
             if delivered.offset != *expected {
                 return Err(BrokerError::UnexpectedOffset {
@@ -218,6 +218,7 @@ impl BrokerSession {
                 });
             }
             *expected += if input.transaction.is_some() { 2 } else { 1 };
+            positions.push(partition.at(delivered.offset));
         }
         for ((topic, partition), expected) in next {
             let (_, end) = plain
@@ -233,7 +234,7 @@ impl BrokerSession {
                 });
             }
         }
-        Ok(())
+        Ok(positions)
     }
 
     /// Each subscribed group's committed offset against the end of every partition of the

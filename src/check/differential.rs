@@ -152,7 +152,7 @@ pub fn runs_on_a_broker(scenario: &Scenario, provider: &BrokerProvider) -> bool 
         Fault::Freeze(_) => false,
         Fault::BrokerRestart(down) => {
             !matches!(provider, BrokerProvider::External { .. })
-                && down <= crate::run::MAX_BROKER_OUTAGE
+                && down <= crate::simulation::MAX_BROKER_OUTAGE
         }
         _ => f.operation != Operation::AutoCommit,
     })

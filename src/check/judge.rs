@@ -11,10 +11,9 @@ use crate::history::PublishedEvent;
 use crate::history::RecordPosition;
 use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::{Ledger, Observed, StoreEffectError};
-use crate::run::{
-    InputRecord, InstanceContext, InstanceExit, Outcome, Simulation, SimulationBuilder,
-};
+use crate::run::{InputRecord, InstanceContext, InstanceExit, Simulation, SimulationBuilder};
 use crate::scenario::{Event, POISON_PAYLOAD, Scenario};
+use crate::simulation::Outcome;
 
 /// The sink name used when the consumer called no effect sink and none was declared: every
 /// event then counts as lost.

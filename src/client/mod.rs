@@ -11,6 +11,7 @@
 //! [`InstanceContext::create_consumer_with_handler`](crate::InstanceContext::create_consumer_with_handler).
 
 mod rdkafka_impl;
+pub(crate) mod txn_error;
 
 use std::future::Future;
 use std::sync::Arc;

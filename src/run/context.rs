@@ -7,12 +7,13 @@ use std::sync::Arc;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
 
-use crate::broker::BrokerSession;
+use super::backend::Backend;
+use super::client::{Consumer, Producer};
+use super::core::{Interception, Run};
 use crate::client::RebalanceHandler;
-use crate::effect::EffectSink;
 use crate::history::{Incarnation, InstanceId};
-use crate::sim::{Consumer, Producer, Shared};
-use crate::store::{self, DurableStore};
+use crate::run::effect::EffectSink;
+use crate::run::store::{self, DurableStore};
 
 /// How a consumer's future ended: `()` or a `Result` whose error is displayed in the history.
 #[diagnostic::on_unimplemented(
@@ -41,10 +42,10 @@ impl<T, E: Display> InstanceExit for Result<T, E> {
 /// durable store. Everything created from it belongs to this incarnation and dies with it.
 #[derive(Clone)]
 pub struct InstanceContext {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) run: Arc<Run>,
+    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) incarnation: Incarnation,
     pub(crate) store_uri: Rc<str>,
-    pub(crate) broker: Option<Arc<BrokerSession>>,
 }
 
 impl std::fmt::Debug for InstanceContext {
@@ -79,16 +80,9 @@ impl InstanceContext {
         config: &ClientConfig,
         handler: Option<Arc<dyn RebalanceHandler>>,
     ) -> KafkaResult<Consumer> {
-        match &self.broker {
-            Some(session) => Consumer::on_broker(
-                self.shared.clone(),
-                self.incarnation,
-                session.clone(),
-                config,
-                handler,
-            ),
-            None => Consumer::create(self.shared.clone(), self.incarnation, config, handler),
-        }
+        self.backend
+            .create_consumer(self.incarnation, config, handler)
+            .map(Consumer::new)
     }
 
     /// Creates a consumer whose rebalance and commit callbacks go to `handler`.
@@ -102,26 +96,27 @@ impl InstanceContext {
 
     /// Creates a producer.
     pub fn create_producer(&self, config: &ClientConfig) -> KafkaResult<Producer> {
-        match &self.broker {
-            Some(session) => {
-                Producer::on_broker(self.shared.clone(), self.incarnation, session, config)
-            }
-            None => Producer::create(self.shared.clone(), self.incarnation, config),
-        }
+        self.backend
+            .create_producer(self.incarnation, config)
+            .map(Producer::new)
     }
 
     /// An effect sink named `name` (`"email"`, `"payment"`).
     pub fn effect_sink(&self, name: &str) -> EffectSink {
-        EffectSink::new(self.shared.clone(), self.incarnation, name)
+        EffectSink::new(self.interception(), name)
     }
 
     /// A new connection to the scenario's durable database, which outlives crashes.
     pub fn durable_store(&self) -> rusqlite::Result<DurableStore> {
         let conn = store::open_scenario_db(&self.store_uri)?;
-        Ok(DurableStore::intercepted(
-            conn,
-            self.shared.clone(),
-            self.incarnation,
-        ))
+        Ok(DurableStore::intercepted(conn, self.interception()))
+    }
+
+    fn interception(&self) -> Interception {
+        Interception {
+            run: self.run.clone(),
+            backend: self.backend.clone(),
+            incarnation: self.incarnation,
+        }
     }
 }

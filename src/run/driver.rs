@@ -13,16 +13,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::backend::{Backend, InputWrite};
+use super::core::{CrashSignal, InstanceState, InstanceStatus, Run};
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
-use crate::broker::{BrokerSession, InputWrite};
 use crate::error::Error;
 use crate::history::{HistoryEvent, Incarnation, InstanceId};
-use crate::sim::{CrashSignal, InstanceState, InstanceStatus, Shared, World};
-
-/// How long nothing may happen before a real-broker run counts as quiesced.
-const BROKER_SETTLE: Duration = Duration::from_secs(1);
-/// How often a real-broker run looks at the group's lag.
-const BROKER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a run may stop.
 enum Ending {
@@ -31,12 +26,13 @@ enum Ending {
     Quiet,
 }
 
+/// Drives one run: the instances on the backend, until the run ends.
 pub(crate) struct Driver<F> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) run: Arc<Run>,
+    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) config: Config,
     pub(crate) factory: Rc<F>,
     pub(crate) store_uri: Rc<str>,
-    pub(crate) broker: Option<Arc<BrokerSession>>,
 }
 
 impl<F, Fut> Driver<F>
@@ -46,7 +42,7 @@ where
     Fut::Output: InstanceExit,
 {
     pub(crate) async fn run(self) -> Result<(), Error> {
-        let origin = self.shared.lock().origin;
+        let origin = self.run.lock().origin;
         let mut input: Vec<(Duration, usize, InputRecord)> = self
             .config
             .input
@@ -58,9 +54,9 @@ where
         input.sort_by_key(|(at, i, _)| (*at, *i));
         let mut input: VecDeque<(Duration, usize, InputRecord)> = input.into_iter().collect();
         {
-            let mut world = self.shared.lock();
+            let mut run = self.run.lock();
             for id in 0..self.config.instances {
-                world.instances.insert(
+                run.instances.insert(
                     InstanceId(id),
                     InstanceState {
                         incarnation: 0,
@@ -76,131 +72,81 @@ where
                 );
             }
         }
-        // On a real broker the input is written before anything starts (the world keeps its
-        // own copy, for the timeline and where each record lands).
-        if let Some(session) = &self.broker {
-            let mut records = Vec::new();
-            {
-                let mut world = self.shared.lock();
-                while let Some((_, index, r)) = input.pop_front() {
-                    let position = world.append_input(
-                        &r.topic,
-                        r.partition,
-                        r.key.clone(),
-                        r.payload.clone(),
-                        r.transaction,
-                    )?;
-                    world.faults.input_landed(index, position.clone());
-                    records.push(InputWrite {
-                        topic: r.topic,
-                        partition: position.partition,
-                        key: r.key,
-                        payload: r.payload,
-                        transaction: r.transaction,
-                    });
-                }
-            }
-            session.produce_input(&records).await?;
-        }
         loop {
             let now = Instant::now();
             let mut to_start = Vec::new();
             let mut wake_at = vec![origin + self.config.time_limit];
-            if self.broker.is_some() {
-                wake_at.push(now + BROKER_CHECK_INTERVAL);
+            if let Some(interval) = self.backend.check_interval() {
+                wake_at.push(now + interval);
             }
-            let ending = {
-                let mut world = self.shared.lock();
-                world.fire_timers();
-                while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
-                    let (_, index, r) = input.pop_front().expect("checked");
-                    let position = world.append_input(
-                        &r.topic,
-                        r.partition,
-                        r.key,
-                        r.payload,
-                        r.transaction,
-                    )?;
-                    world.faults.input_landed(index, position);
-                }
-                if let Some((at, _, _)) = input.front() {
-                    wake_at.push(origin + *at);
-                }
-                self.schedule_restarts(&mut world, now, &mut to_start, &mut wake_at);
-                let ending = if now >= origin + self.config.time_limit {
-                    Some(Ending::TimeLimit)
-                } else if input.is_empty()
-                    && world
-                        .instances
-                        .values()
-                        .all(|i| i.status == InstanceStatus::Stopped)
-                {
-                    Some(Ending::AllStopped)
-                } else if input.is_empty()
-                    && to_start.is_empty()
-                    // Nothing settles while the broker is down (on a real broker the lag
-                    // cannot even be read then).
-                    && world.broker_down().is_none()
-                    && world.instances.values().all(|i| {
-                        matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped)
-                    })
-                    && self.idle(&world)
-                {
-                    let quiet_until = world.last_activity + self.settle();
-                    if now >= quiet_until {
-                        Some(Ending::Quiet)
-                    } else {
-                        wake_at.push(quiet_until);
-                        None
-                    }
+            self.backend.fire_timers();
+            self.write_due_input(&mut input, now).await?;
+            if let Some((at, _, _)) = input.front() {
+                wake_at.push(origin + *at);
+            }
+            self.schedule_restarts(now, &mut to_start, &mut wake_at);
+            let ending = if now >= origin + self.config.time_limit {
+                Some(Ending::TimeLimit)
+            } else if input.is_empty()
+                && self
+                    .run
+                    .lock()
+                    .instances
+                    .values()
+                    .all(|i| i.status == InstanceStatus::Stopped)
+            {
+                Some(Ending::AllStopped)
+            } else if input.is_empty()
+                && to_start.is_empty()
+                // Nothing settles while the broker is down (on a real broker the lag
+                // cannot even be read then).
+                && self.backend.broker_down().is_none()
+                && self.run.lock().instances.values().all(|i| {
+                    matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped)
+                })
+                && self.idle()
+            {
+                let quiet_until =
+                    self.run.lock().last_activity + self.backend.settle(self.config.settle);
+                if now >= quiet_until {
+                    Some(Ending::Quiet)
                 } else {
+                    wake_at.push(quiet_until);
                     None
-                };
-                if let Some(next) = world.next_timer() {
-                    wake_at.push(next);
                 }
-                ending
+            } else {
+                None
             };
+            if let Some(next) = self.backend.next_timer() {
+                wake_at.push(next);
+            }
             let end = match ending {
                 None => None,
-                Some(Ending::TimeLimit) => {
-                    Some(HistoryEvent::TimeLimitReached { lag: self.lag()? })
-                }
-                Some(Ending::AllStopped) => {
-                    Some(HistoryEvent::AllInstancesStopped { lag: self.lag()? })
-                }
-                Some(Ending::Quiet) if self.broker.is_none() => Some(HistoryEvent::Quiesced),
-                // The broker decides: every group committed to the end of what it subscribed to.
+                Some(Ending::TimeLimit) => Some(HistoryEvent::TimeLimitReached {
+                    lag: self.backend.lag()?,
+                }),
+                Some(Ending::AllStopped) => Some(HistoryEvent::AllInstancesStopped {
+                    lag: self.backend.lag()?,
+                }),
+                // The backend decides whether quiet means done (on a real broker: every group
+                // committed to the end of what it subscribed to).
                 Some(Ending::Quiet) => {
-                    let lag = self.lag()?;
-                    let world = self.shared.lock();
-                    lag.iter()
-                        .all(|l| {
-                            let committed = l.committed.unwrap_or(0);
-                            // Only transaction markers left (a consumer commits the offset
-                            // after its last record, not after the marker that follows).
-                            committed >= l.end
-                                || world.partition(&l.partition).is_some_and(|p| {
-                                    p.end_offset() == l.end
-                                        && p.settled_from(
-                                            committed,
-                                            crate::sim::config::IsolationLevel::ReadCommitted,
-                                        )
-                                })
-                        })
+                    let lag = self.backend.lag()?;
+                    self.backend
+                        .caught_up(&lag)
                         .then_some(HistoryEvent::Quiesced)
                 }
             };
             let ended = match end {
                 Some(event) => {
-                    let mut world = self.shared.lock();
-                    world.record(None, event);
-                    world.finished = true;
+                    let mut run = self.run.lock();
+                    run.record(None, event);
+                    run.finished = true;
                     true
                 }
                 None => false,
             };
-            self.shared.publish();
+            self.run.publish();
             if ended {
                 return Ok(());
             }
@@ -216,55 +162,59 @@ where
                 .expect("time limit is always there");
             tokio::select! {
                 biased;
-                _ = self.shared.changed() => {}
+                _ = self.run.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }
 
-    /// Whether every running instance waits for records with nothing left to do (on a real
-    /// broker: waits in `recv`; the lag decides the rest).
-    fn idle(&self, world: &World) -> bool {
-        match &self.broker {
-            None => world.idle(),
-            Some(session) => world
-                .instances
-                .iter()
-                .filter(|(_, i)| i.status == InstanceStatus::Running)
-                .all(|(id, i)| {
-                    session.parked(Incarnation {
-                        instance: *id,
-                        number: i.incarnation,
-                    })
-                }),
+    /// Writes the input records due by `now`, noting where each landed.
+    async fn write_due_input(
+        &self,
+        input: &mut VecDeque<(Duration, usize, InputRecord)>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let origin = self.run.lock().origin;
+        let mut indices = Vec::new();
+        let mut batch = Vec::new();
+        while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
+            let (_, index, r) = input.pop_front().expect("checked");
+            indices.push(index);
+            batch.push(InputWrite {
+                topic: r.topic,
+                partition: r.partition,
+                key: r.key,
+                payload: r.payload,
+                transaction: r.transaction,
+            });
         }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let positions = self.backend.write_input(batch).await?;
+        let mut run = self.run.lock();
+        for (index, position) in indices.into_iter().zip(positions) {
+            run.faults.input_landed(index, position);
+        }
+        Ok(())
     }
 
-    fn settle(&self) -> Duration {
-        match &self.broker {
-            None => self.config.settle,
-            Some(_) => self.config.settle.min(BROKER_SETTLE),
-        }
-    }
-
-    /// Each group's committed offsets against the end offsets.
-    fn lag(&self) -> Result<Vec<crate::history::Lag>, Error> {
-        match &self.broker {
-            None => Ok(self.shared.lock().lag()),
-            Some(session) => Ok(session.lag()?),
-        }
+    /// Whether every running instance waits for records with nothing left to do.
+    fn idle(&self) -> bool {
+        let running: Vec<Incarnation> = self.run.lock().running().collect();
+        self.backend.idle(&running)
     }
 
     /// Decides which dead instances restart now, which later, which never.
     fn schedule_restarts(
         &self,
-        world: &mut World,
         now: Instant,
         to_start: &mut Vec<InstanceId>,
         wake_at: &mut Vec<Instant>,
     ) {
+        let mut run = self.run.lock();
         let mut exhausted = Vec::new();
-        for (id, state) in &world.instances {
+        for (id, state) in &run.instances {
             let waiting = matches!(
                 state.status,
                 InstanceStatus::NotStarted
@@ -294,8 +244,8 @@ where
             }
         }
         for (id, number, restarts) in exhausted {
-            world.instances.get_mut(&id).expect("listed").status = InstanceStatus::Stopped;
-            world.record(
+            run.instances.get_mut(&id).expect("listed").status = InstanceStatus::Stopped;
+            run.record(
                 Some(Incarnation {
                     instance: id,
                     number,
@@ -308,8 +258,8 @@ where
     /// Starts a new incarnation of an instance.
     fn start(&self, id: InstanceId) {
         let incarnation = {
-            let mut world = self.shared.lock();
-            let state = world.instances.get_mut(&id).expect("instance exists");
+            let mut run = self.run.lock();
+            let state = run.instances.get_mut(&id).expect("instance exists");
             if state.status != InstanceStatus::NotStarted {
                 state.restarts += 1;
             }
@@ -321,18 +271,18 @@ where
                 instance: id,
                 number: state.incarnation,
             };
-            world.record(Some(incarnation), HistoryEvent::InstanceStarted);
+            run.record(Some(incarnation), HistoryEvent::InstanceStarted);
             incarnation
         };
-        self.shared.publish();
+        self.run.publish();
         let context = InstanceContext {
-            shared: self.shared.clone(),
+            run: self.run.clone(),
+            backend: self.backend.clone(),
             incarnation,
             store_uri: self.store_uri.clone(),
-            broker: self.broker.clone(),
         };
         let factory = self.factory.clone();
-        let shared = self.shared.clone();
+        let (run, backend) = (self.run.clone(), self.backend.clone());
         let handle = tokio::task::spawn_local(async move {
             let started = catch_unwind(AssertUnwindSafe(|| factory(context)));
             let result = match started {
@@ -344,10 +294,10 @@ where
                 }
                 Err(payload) => Err(payload),
             };
-            instance_ended(&shared, incarnation, result);
+            instance_ended(&run, &*backend, incarnation, result);
         });
-        let mut world = self.shared.lock();
-        if let Some(state) = world.instances.get_mut(&id) {
+        let mut run = self.run.lock();
+        if let Some(state) = run.instances.get_mut(&id) {
             if state.incarnation == incarnation.number && state.status == InstanceStatus::Running {
                 state.root = Some(handle.abort_handle());
             }
@@ -357,12 +307,13 @@ where
 
 /// Records how an instance's future ended (a crash was recorded when it fired).
 fn instance_ended<T: InstanceExit>(
-    shared: &Shared,
+    run: &Run,
+    backend: &dyn Backend,
     incarnation: Incarnation,
     result: Result<T, Box<dyn Any + Send>>,
 ) {
-    let mut world = shared.lock();
-    if !world.alive(incarnation) {
+    let mut core = run.lock();
+    if !core.alive(incarnation) {
         return; // crashed: already recorded
     }
     let (status, event) = match result {
@@ -384,8 +335,8 @@ fn instance_ended<T: InstanceExit>(
             },
         ),
     };
-    world.record(Some(incarnation), event);
-    let state = world
+    core.record(Some(incarnation), event);
+    let state = core
         .instances
         .get_mut(&incarnation.instance)
         .expect("alive");
@@ -393,9 +344,10 @@ fn instance_ended<T: InstanceExit>(
     state.died_at = Some(Instant::now());
     state.root = None;
     // The process is gone: whatever clients its other tasks still hold die with it.
-    world.drop_clients(incarnation);
-    drop(world);
-    shared.publish();
+    core.clients_gone(incarnation);
+    drop(core);
+    backend.react();
+    run.publish();
 }
 
 pub(crate) fn panic_message(payload: &Box<dyn Any + Send>) -> String {

@@ -1,7 +1,6 @@
 //! The simulated group consumer: librdkafka's consumer semantics over the simulated cluster.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,15 +15,15 @@ use tokio::time::Instant;
 use super::config::ConsumerSettings;
 use super::group::{Events, GroupState};
 use super::poll::PollStep;
-use super::{ClientId, Crashed, Shared, World, broker_down_error, crashed, dead_error};
-use crate::broker::{BrokerConsumer, BrokerSession};
+use super::{ClientId, Shared, World, broker_down_error};
 use crate::client::{
-    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, RebalanceHandler,
-    explicit_offsets,
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler, explicit_offsets,
 };
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
+use crate::run::backend::{BoxFuture, ConsumerClient};
+use crate::run::core::{Crashed, crashed, dead_error};
 
 /// How long librdkafka waits before retrying a JoinGroup the coordinator refused.
 pub(crate) const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -167,20 +166,16 @@ pub(crate) fn tpl_with_offsets(
 /// when partitions are revoked or the consumer is dropped. Every call is an interception point
 /// of the fault schedule. Once its instance crashed, any use of it unwinds the calling task.
 ///
-/// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
-/// wraps librdkafka's consumer, with the same interception points.
-pub struct Consumer {
+pub(crate) struct SimConsumer {
     shared: Arc<Shared>,
     client: ClientId,
     incarnation: Incarnation,
     handler: Option<Arc<dyn RebalanceHandler>>,
-    /// On a real broker, librdkafka's consumer does the work.
-    broker: Option<BrokerConsumer>,
 }
 
-impl std::fmt::Debug for Consumer {
+impl std::fmt::Debug for SimConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer")
+        f.debug_struct("SimConsumer")
             .field("incarnation", &self.incarnation)
             .field("client", &self.client)
             .finish_non_exhaustive()
@@ -212,7 +207,7 @@ impl Drop for PollGuard<'_> {
     }
 }
 
-impl Consumer {
+impl SimConsumer {
     pub(crate) fn create(
         shared: Arc<Shared>,
         incarnation: Incarnation,
@@ -235,30 +230,11 @@ impl Consumer {
             world.consumers.insert(client, state);
             client
         };
-        Ok(Consumer {
+        Ok(SimConsumer {
             shared,
             client,
             incarnation,
             handler,
-            broker: None,
-        })
-    }
-
-    /// A consumer of the run's real broker.
-    pub(crate) fn on_broker(
-        shared: Arc<Shared>,
-        incarnation: Incarnation,
-        session: Arc<BrokerSession>,
-        config: &ClientConfig,
-        handler: Option<Arc<dyn RebalanceHandler>>,
-    ) -> KafkaResult<Self> {
-        let broker = BrokerConsumer::create(shared.clone(), incarnation, session, config, handler)?;
-        Ok(Consumer {
-            shared,
-            client: ClientId(0),
-            incarnation,
-            handler: None,
-            broker: Some(broker),
         })
     }
 
@@ -314,9 +290,6 @@ impl Consumer {
     }
 
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
-        if let Some(broker) = &self.broker {
-            return broker.recv().await;
-        }
         let _poll = PollGuard::enter(&self.shared, self.client);
         let mut may_return = false;
         loop {
@@ -412,21 +385,15 @@ impl Consumer {
     }
 }
 
-impl Drop for Consumer {
+impl Drop for SimConsumer {
     fn drop(&mut self) {
-        if self.broker.is_some() {
-            return;
-        }
         self.shared.lock().close_consumer(self.client);
         self.shared.publish();
     }
 }
 
-impl ConsumerHandle for Consumer {
+impl ConsumerHandle for SimConsumer {
     fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.subscribe(topics);
-        }
         if topics.is_empty() {
             return Err(KafkaError::Subscription("no topics given".into()));
         }
@@ -454,9 +421,6 @@ impl ConsumerHandle for Consumer {
     }
 
     fn unsubscribe(&self) {
-        if let Some(broker) = &self.broker {
-            return broker.unsubscribe();
-        }
         let _ = self.with_live(|world, c| {
             if c.settings.enable_auto_commit && !c.assignment.is_empty() {
                 let offsets: Vec<(TopicPartition, i64)> = c
@@ -499,26 +463,17 @@ impl ConsumerHandle for Consumer {
     }
 
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
-        if let Some(broker) = &self.broker {
-            return broker.assignment();
-        }
         let partitions = self.with_live(|_, c| c.assignment.clone())?;
         Ok(tpl(&partitions))
     }
 
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.commit(offsets, mode);
-        }
         let list = explicit_offsets(offsets)?;
         let anchor = self.shared.lock().current_record(self.incarnation);
         self.commit_offsets(Operation::Commit, anchor, list, mode)
     }
 
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.commit_consumer_state(mode);
-        }
         let (offsets, anchor) = {
             let world = self.shared.lock();
             (
@@ -537,18 +492,12 @@ impl ConsumerHandle for Consumer {
     }
 
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.store_offset(topic, partition, offset);
-        }
         let tp = TopicPartition::new(topic, partition);
         let anchor = tp.at(offset);
         self.store(tp, offset + 1, anchor, false)
     }
 
     fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.store_offsets(offsets);
-        }
         // As rd_kafka_offsets_store: each partition is stored on its own; the call fails only
         // when none could be stored, with the last error.
         let mut last_error = None;
@@ -574,9 +523,6 @@ impl ConsumerHandle for Consumer {
     }
 
     fn position(&self) -> KafkaResult<TopicPartitionList> {
-        if let Some(broker) = &self.broker {
-            return broker.position();
-        }
         let positions = self.with_live(|_, c| {
             c.assignment
                 .iter()
@@ -587,9 +533,6 @@ impl ConsumerHandle for Consumer {
     }
 
     fn committed(&self, _timeout: Timeout) -> KafkaResult<TopicPartitionList> {
-        if let Some(broker) = &self.broker {
-            return broker.committed(_timeout);
-        }
         let committed = self.with_live(|world, c| {
             let group = world.groups.get(&c.settings.group_id);
             c.assignment
@@ -601,9 +544,6 @@ impl ConsumerHandle for Consumer {
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
-        if let Some(broker) = &self.broker {
-            return broker.group_metadata();
-        }
         self.with_live(|_, c| {
             GroupMetadata(GroupMetadataRepr::Simulated {
                 group: c.settings.group_id.clone(),
@@ -615,17 +555,12 @@ impl ConsumerHandle for Consumer {
     }
 }
 
-impl KafkaConsumer for Consumer {
-    type Message<'a> = OwnedMessage;
-
-    fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send {
-        self.recv_message()
+impl ConsumerClient for SimConsumer {
+    fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>> {
+        Box::pin(self.recv_message())
     }
 
     fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.commit_message(message, mode);
-        }
         let tp = TopicPartition::new(message.topic(), message.partition());
         let anchor = tp.at(message.offset());
         self.commit_offsets(

@@ -1,11 +1,14 @@
 //! The simulated Kafka cluster: deterministic, in-process, driven by a virtual clock.
 //!
-//! One [`World`] holds the whole cluster (topics, groups, clients) and the run's history, behind
-//! a mutex shared by every client handle. All of it runs on one current-thread tokio runtime
-//! whose clock is paused: time only moves when every task is waiting, straight to the next
-//! timer, so timeouts of minutes cost nothing and nothing sleeps in real time.
+//! One [`World`] holds the whole cluster (topics, groups, clients, the transaction
+//! coordinator), behind a mutex shared by every client handle; the run it serves keeps the
+//! history, the instances and the fault plan ([`Run`]), and the simulator reports to it. All of
+//! it runs on one current-thread tokio runtime whose clock is paused: time only moves when
+//! every task is waiting, straight to the next timer, so timeouts of minutes cost nothing and
+//! nothing sleeps in real time. [`SimBackend`] is the run's view of it.
 
 pub(crate) mod assignor;
+mod backend;
 mod commit;
 pub(crate) mod config;
 mod consumer;
@@ -14,80 +17,41 @@ pub(crate) mod log;
 pub(crate) mod partitioner;
 mod poll;
 mod producer;
-pub(crate) mod rng;
 mod timers;
 pub(crate) mod txn;
-pub(crate) mod txn_error;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-pub use consumer::Consumer;
+pub(crate) use backend::SimBackend;
 pub(crate) use consumer::ConsumerState;
-pub use producer::Producer;
+pub(crate) use consumer::SimConsumer;
 pub(crate) use producer::ProducerState;
+pub(crate) use producer::SimProducer;
 
-use crate::broker::{BrokerSwitch, NativeClient};
 use crate::history::Operation;
 use crate::history::{ClusterSnapshot, RecordPosition, TopicPartition};
-use crate::history::{
-    CommitKind, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag, MemberRemoval,
-};
-use crate::run::fault_plan::{self as fault, FaultPlan, Injection};
+use crate::history::{CommitKind, HistoryEvent, Incarnation, Lag, MemberRemoval};
+use crate::run::core::{Crashed, Run, RunEvent};
+use crate::run::fault_plan::{self as fault, Injection};
 use group::{Events, Group, GroupState};
 use log::{RecordKind, StoredRecord, Topic};
-use rng::SimRng;
 
 /// A client (consumer or producer) created by an instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ClientId(pub u64);
 
-/// The panic payload a simulated crash unwinds the instance's task with. The harness
-/// recognises it; it never reaches the user.
-pub(crate) struct CrashSignal;
-
-/// Unwinds the current task as a crashed process. Uses `resume_unwind`, so no panic hook
-/// prints anything.
-pub(crate) fn unwind_crash() -> ! {
-    std::panic::resume_unwind(Box::new(CrashSignal))
-}
-
 /// Cluster-wide settings of a run.
 #[derive(Clone, Debug)]
 pub(crate) struct SimSettings {
-    /// Network latency bounds for asynchronous calls (recv, send, effects).
-    pub latency: (Duration, Duration),
     /// The broker's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub session_timeout_bounds: (Duration, Duration),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InstanceStatus {
-    NotStarted,
-    Running,
-    Crashed,
-    Panicked,
-    Failed,
-    Stopped,
-}
-
-#[derive(Debug)]
-pub(crate) struct InstanceState {
-    pub incarnation: u32,
-    pub status: InstanceStatus,
-    pub died_at: Option<Instant>,
-    pub frozen_until: Option<Instant>,
-    pub current_record: Option<RecordPosition>,
-    pub root: Option<AbortHandle>,
-    pub restarts: u32,
 }
 
 /// An asynchronous commit on its way to the coordinator.
@@ -103,53 +67,29 @@ pub(crate) struct PendingCommit {
     pub ambiguous: bool,
 }
 
-/// The whole simulated cluster and the run's history.
+/// The whole simulated cluster.
 pub(crate) struct World {
-    pub rng: SimRng,
-    pub origin: Instant,
+    /// The run the cluster serves: its record and the one interception step.
+    pub run: Arc<Run>,
     pub settings: SimSettings,
     pub topics: BTreeMap<String, Topic>,
     pub groups: BTreeMap<String, Group>,
     pub consumers: BTreeMap<ClientId, ConsumerState>,
     pub producers: BTreeMap<ClientId, ProducerState>,
-    pub instances: BTreeMap<InstanceId, InstanceState>,
-    pub faults: FaultPlan,
-    /// How many times each interception point was reached.
-    pub operations: BTreeMap<Operation, u64>,
-    pub history: History,
-    pub last_activity: Instant,
-    pub idempotency_keys: BTreeSet<(String, String)>,
     pub async_commits: Vec<PendingCommit>,
-    pub finished: bool,
     /// The transaction coordinator's state, per `transactional.id`.
     pub transactions: BTreeMap<String, txn::TxnRecord>,
     /// While the broker restarts: when it is back.
     pub broker_down_until: Option<Instant>,
-    /// On a real broker: takes it down and brings it back for a restart fault.
-    pub broker_switch: Option<BrokerSwitch>,
-    changed: bool,
-    /// Root tasks of crashed instances, aborted once the lock is released.
-    pending_aborts: Vec<AbortHandle>,
-    /// On a real broker: the librdkafka handles of each incarnation's clients.
-    natives: Vec<(Incarnation, NativeClient)>,
-    /// Handles of crashed incarnations, destroyed once the lock is released.
-    pending_kills: Vec<NativeClient>,
     next_client: u64,
     next_member: u64,
     next_producer_id: i64,
 }
 
 impl World {
-    pub(crate) fn new(
-        seed: u64,
-        settings: SimSettings,
-        topics: &[(String, i32)],
-        faults: FaultPlan,
-    ) -> Self {
-        let now = Instant::now();
+    pub(crate) fn new(run: Arc<Run>, settings: SimSettings, topics: &[(String, i32)]) -> Self {
         World {
-            rng: SimRng::new(seed),
-            origin: now,
+            run,
             settings,
             topics: topics
                 .iter()
@@ -158,21 +98,9 @@ impl World {
             groups: BTreeMap::new(),
             consumers: BTreeMap::new(),
             producers: BTreeMap::new(),
-            instances: BTreeMap::new(),
-            faults,
-            operations: BTreeMap::new(),
-            history: History::default(),
-            last_activity: now,
-            idempotency_keys: BTreeSet::new(),
             async_commits: Vec::new(),
-            finished: false,
             transactions: BTreeMap::new(),
             broker_down_until: None,
-            broker_switch: None,
-            changed: false,
-            pending_aborts: Vec::new(),
-            natives: Vec::new(),
-            pending_kills: Vec::new(),
             next_client: 0,
             next_member: 0,
             next_producer_id: 1000,
@@ -181,18 +109,12 @@ impl World {
 
     /// Virtual time since the run started.
     pub(crate) fn elapsed(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.origin)
+        self.run.lock().elapsed()
     }
 
+    /// Records an event in the run's history.
     pub(crate) fn record(&mut self, incarnation: Option<Incarnation>, event: HistoryEvent) {
-        let at = self.elapsed();
-        self.history.push(HistoryEntry {
-            at,
-            incarnation,
-            event,
-        });
-        self.last_activity = Instant::now();
-        self.changed = true;
+        self.run.lock().record(incarnation, event);
     }
 
     pub(crate) fn record_all(&mut self, events: Events) {
@@ -203,29 +125,7 @@ impl World {
 
     /// Marks the state as changed so that waiting tasks re-check it.
     pub(crate) fn touch(&mut self) {
-        self.changed = true;
-    }
-
-    fn take_changed(&mut self) -> (bool, Vec<AbortHandle>, Vec<NativeClient>) {
-        (
-            std::mem::take(&mut self.changed),
-            std::mem::take(&mut self.pending_aborts),
-            std::mem::take(&mut self.pending_kills),
-        )
-    }
-
-    /// Registers a real broker client's handle, destroyed as a killed process leaves it if
-    /// its incarnation crashes.
-    pub(crate) fn register_native(&mut self, incarnation: Incarnation, client: NativeClient) {
-        self.natives.push((incarnation, client));
-    }
-
-    /// Every registered handle, for destruction at the end of the run.
-    pub(crate) fn take_natives(&mut self) -> Vec<NativeClient> {
-        self.pending_kills
-            .drain(..)
-            .chain(self.natives.drain(..).map(|(_, c)| c))
-            .collect()
+        self.run.lock().touch();
     }
 
     pub(crate) fn next_client_id(&mut self) -> ClientId {
@@ -245,11 +145,7 @@ impl World {
 
     /// A random network latency, in whole milliseconds (tokio's timer resolution).
     pub(crate) fn latency(&mut self) -> Duration {
-        let (lo, hi) = self.settings.latency;
-        let millis = self
-            .rng
-            .between(lo.as_millis() as u64, hi.as_millis() as u64);
-        Duration::from_millis(millis)
+        self.run.lock().latency()
     }
 
     pub(crate) fn partitions_of(&self, topic: &str) -> Option<i32> {
@@ -313,14 +209,14 @@ impl World {
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
         transaction: Option<bool>,
-    ) -> Result<RecordPosition, crate::Error> {
+    ) -> Result<RecordPosition, crate::error::Error> {
         let partitions = self
             .partitions_of(topic)
-            .ok_or_else(|| crate::Error::UnknownTopic(topic.to_string()))?;
+            .ok_or_else(|| crate::error::Error::UnknownTopic(topic.to_string()))?;
         let partition = match partition {
             Some(p) if (0..partitions).contains(&p) => p,
             Some(p) => {
-                return Err(crate::Error::UnknownPartition {
+                return Err(crate::error::Error::UnknownPartition {
                     topic: topic.to_string(),
                     partition: p,
                     partitions,
@@ -329,7 +225,7 @@ impl World {
             None => partitioner::Partitioner::ConsistentRandom.partition(
                 key.as_deref(),
                 partitions,
-                &mut self.rng,
+                &mut self.run.lock().rng,
             ),
         };
         let timestamp = self.elapsed().as_millis() as i64;
@@ -379,51 +275,31 @@ impl World {
     // ----- instances -----
 
     pub(crate) fn alive(&self, incarnation: Incarnation) -> bool {
-        self.instances.get(&incarnation.instance).is_some_and(|i| {
-            i.incarnation == incarnation.number && i.status == InstanceStatus::Running
-        }) && !self.finished
+        self.run.lock().alive(incarnation)
     }
 
     pub(crate) fn frozen_until(&self, incarnation: Incarnation) -> Option<Instant> {
-        self.instances
-            .get(&incarnation.instance)
-            .and_then(|i| i.frozen_until)
-            .filter(|t| *t > Instant::now())
+        self.run.lock().frozen_until(incarnation)
     }
 
     pub(crate) fn current_record(&self, incarnation: Incarnation) -> Option<RecordPosition> {
-        self.instances
-            .get(&incarnation.instance)
-            .and_then(|i| i.current_record.clone())
+        self.run.lock().current_record(incarnation)
     }
 
-    /// Counts one call of `operation` against the fault schedule, records the faults that
-    /// fire and folds them into an [`Injection`].
-    pub(crate) fn intercept(
-        &mut self,
-        operation: Operation,
-        incarnation: Incarnation,
-        record: Option<RecordPosition>,
-    ) -> Injection {
-        *self.operations.entry(operation).or_default() += 1;
-        let fired = self
-            .faults
-            .intercept(operation, incarnation.instance, record.as_ref());
-        for fault in &fired {
-            self.record(
-                Some(incarnation),
-                HistoryEvent::FaultInjected {
-                    operation,
-                    fault: *fault,
-                    record: record.clone(),
-                },
-            );
+    /// Carries out what the run did to its instances: crashed and exited incarnations lose
+    /// their clients, frozen ones stop heartbeating, a broker restart takes the broker down.
+    /// Called right after every step that may queue such events, before anything else happens.
+    pub(crate) fn react(&mut self) {
+        let events = self.run.lock().take_events();
+        for event in events {
+            match event {
+                RunEvent::ClientsGone(incarnation) => self.drop_clients(incarnation),
+                RunEvent::Frozen(incarnation) => {
+                    self.stop_heartbeats(Instant::now(), |i| i == incarnation);
+                }
+                RunEvent::BrokerRestart(down) => self.restart_broker(down),
+            }
         }
-        let injection = fault::injection(&fired);
-        if let Some(down) = injection.broker_restart {
-            self.restart_broker(down);
-        }
-        injection
     }
 
     /// The broker goes down for `down` (a restart with durable storage). Heartbeats stop
@@ -438,9 +314,6 @@ impl World {
         for c in self.consumers.values_mut() {
             c.errors.push_back(broker_down_error());
         }
-        if let Some(switch) = &self.broker_switch {
-            switch.restart(down);
-        }
         self.touch();
     }
 
@@ -449,12 +322,8 @@ impl World {
         self.broker_down_until.filter(|t| *t > Instant::now())
     }
 
-    /// The interception step every client call, effect and store commit goes through, before
-    /// the call: the incarnation must be alive; the call is counted against the fault plan and
-    /// the faults that fire are recorded ([`intercept`](Self::intercept)); a crash before the
-    /// call is carried out here, its cause naming the call (`what`). `Err(Crashed)`: the
-    /// incarnation is dead or crashed right here (the caller publishes and unwinds). After the
-    /// call, [`complete_call`](Self::complete_call) carries out a crash after it.
+    /// The run's interception step ([`RunCore::intercept_call`](crate::run::core::RunCore::intercept_call)),
+    /// with the cluster's reaction to what it did.
     pub(crate) fn intercept_call(
         &mut self,
         operation: Operation,
@@ -462,74 +331,40 @@ impl World {
         record: Option<RecordPosition>,
         what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
-        if !self.alive(incarnation) {
-            return Err(Crashed);
-        }
-        let injection = self.intercept(operation, incarnation, record);
-        if injection.crash_before {
-            self.crash(incarnation, format!("fault: crash before {what}"));
-            return Err(Crashed);
-        }
-        Ok(injection)
+        let result = self
+            .run
+            .lock()
+            .intercept_call(operation, incarnation, record, what);
+        self.react();
+        result
     }
 
-    /// The end of the interception step, once the call took effect: the crash after it, if
-    /// one fired (`Err(Crashed)`: the caller publishes and unwinds).
+    /// The end of the run's interception step
+    /// ([`RunCore::complete_call`](crate::run::core::RunCore::complete_call)), with the
+    /// cluster's reaction to a crash.
     pub(crate) fn complete_call(
         &mut self,
         injection: &Injection,
         incarnation: Incarnation,
         what: &dyn fmt::Display,
     ) -> Result<(), Crashed> {
-        if injection.crash_after {
-            self.crash(incarnation, format!("fault: crash after {what}"));
-            return Err(Crashed);
-        }
-        Ok(())
+        let result = self.run.lock().complete_call(injection, incarnation, what);
+        self.react();
+        result
     }
 
-    /// The instance dies on the spot: its clients vanish without a word (no LeaveGroup, no
-    /// final commit; its group members time out after `session.timeout.ms`), its tasks are
-    /// aborted. Returns false when it was not running.
-    pub(crate) fn crash(&mut self, incarnation: Incarnation, cause: String) -> bool {
-        if !self.alive(incarnation) {
-            return false;
-        }
-        let now = Instant::now();
-        let state = self
-            .instances
-            .get_mut(&incarnation.instance)
-            .expect("alive");
-        state.status = InstanceStatus::Crashed;
-        state.died_at = Some(now);
-        state.frozen_until = None;
-        if let Some(root) = state.root.take() {
-            self.pending_aborts.push(root);
-        }
-        self.record(Some(incarnation), HistoryEvent::InstanceCrashed { cause });
-        self.drop_clients(incarnation);
-        true
+    /// Freezes the whole process: nothing of it runs and its heartbeats stop until it thaws.
+    pub(crate) fn freeze(&mut self, incarnation: Incarnation, duration: Duration) {
+        self.run.lock().freeze(incarnation, duration);
+        self.react();
     }
 
     /// Forgets an incarnation's clients; their group members stop heartbeating.
     pub(crate) fn drop_clients(&mut self, incarnation: Incarnation) {
         let now = Instant::now();
-        let dead: Vec<ClientId> = self
-            .consumers
-            .iter()
-            .filter(|(_, c)| c.incarnation == incarnation)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dead {
-            self.consumers.remove(&id);
-        }
+        self.consumers.retain(|_, c| c.incarnation != incarnation);
         self.stop_heartbeats(now, |i| i == incarnation);
         self.producers.retain(|_, p| p.incarnation != incarnation);
-        let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.natives)
-            .into_iter()
-            .partition(|(i, _)| *i == incarnation);
-        self.natives = live;
-        self.pending_kills.extend(dead.into_iter().map(|(_, c)| c));
         self.touch();
     }
 
@@ -545,33 +380,20 @@ impl World {
             }
         }
     }
-
-    /// Freezes the whole process: heartbeats stop until it thaws.
-    pub(crate) fn freeze(&mut self, incarnation: Incarnation, duration: Duration) {
-        let now = Instant::now();
-        if let Some(state) = self.instances.get_mut(&incarnation.instance) {
-            state.frozen_until = Some(now + duration);
-        }
-        self.stop_heartbeats(now, |i| i == incarnation);
-        self.touch();
-    }
 }
 
-/// The instance crashed during the call: unwind.
-#[derive(Debug)]
-pub(crate) struct Crashed;
-
-/// The world and the signal that it changed, shared by the harness and every client handle.
+/// The cluster shared by the run's backend view and every simulated client handle.
 pub(crate) struct Shared {
     world: Mutex<World>,
-    changed: Notify,
+    run: Arc<Run>,
 }
 
 impl Shared {
     pub(crate) fn new(world: World) -> Self {
+        let run = world.run.clone();
         Shared {
             world: Mutex::new(world),
-            changed: Notify::new(),
+            run,
         }
     }
 
@@ -579,47 +401,18 @@ impl Shared {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes every task waiting for the world to change, if it did, and aborts the root tasks
-    /// of instances that crashed. Call after releasing the lock.
+    /// Publishes the run's changes ([`Run::publish`]). Call after releasing the lock.
     pub(crate) fn publish(&self) {
-        let (changed, aborts, kills) = self.lock().take_changed();
-        for root in aborts {
-            root.abort();
-        }
-        // A handle in use right now (a crash inside one of its callbacks) is destroyed at the
-        // next publish, after that call returned.
-        let busy: Vec<NativeClient> = kills.into_iter().filter(|c| !c.kill()).collect();
-        if !busy.is_empty() {
-            self.lock().pending_kills.extend(busy);
-        }
-        if changed {
-            self.changed.notify_waiters();
-        }
+        self.run.publish();
     }
 
-    /// Waits until the world changes. Call right after [`publish`](Self::publish), with no
-    /// await in between, so no change can be missed.
+    /// Waits until the run changes ([`Run::changed`]).
     pub(crate) async fn changed(&self) {
-        self.changed.notified().await
-    }
-}
-
-/// Unwinds as a crash, unless the thread is already unwinding (a handle used from a
-/// destructor during a crash must not abort the process with a double panic).
-pub(crate) fn crashed<T>(fallback: T) -> T {
-    if std::thread::panicking() {
-        fallback
-    } else {
-        unwind_crash()
+        self.run.changed().await
     }
 }
 
 /// What librdkafka's poll returns when the broker connection is lost.
 pub(crate) fn broker_down_error() -> KafkaError {
     KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure)
-}
-
-/// The error a handle of a crashed instance returns while its task is already unwinding.
-pub(crate) fn dead_error() -> KafkaError {
-    KafkaError::Canceled
 }

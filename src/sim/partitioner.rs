@@ -1,6 +1,6 @@
 //! librdkafka's partitioners, so that keys land where a Rust user's production producer puts them.
 
-use super::rng::SimRng;
+use crate::run::rng::SimRng;
 
 /// librdkafka's `partitioner` setting (the ones the simulator models).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -342,7 +342,7 @@ impl World {
             return PollStep::Error(KafkaError::PartitionEOF(tp.partition));
         }
         let (index, offset) =
-            candidates.swap_remove(self.rng.below(candidates.len() as u64) as usize);
+            candidates.swap_remove(self.run.lock().rng.below(candidates.len() as u64) as usize);
         let position = self.consumers[&client].assignment[index].at(offset);
         let recv = Operation::Recv;
         let Ok(injection) = self.intercept_call(
@@ -385,9 +385,9 @@ impl World {
                 }
             }
         }
-        if let Some(state) = self.instances.get_mut(&incarnation.instance) {
-            state.current_record = Some(position.clone());
-        }
+        self.run
+            .lock()
+            .set_current_record(incarnation, position.clone());
         self.record(
             Some(incarnation),
             HistoryEvent::Delivered {

@@ -1,14 +1,12 @@
 //! The simulated producer: acks, librdkafka's internal retries, the idempotent producer.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::Timestamp;
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
@@ -17,13 +15,15 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::config::{Acks, ProducerSettings};
 use super::log::{Append, RecordKind, StoredRecord};
 use super::txn::{SendRefused, TxnClient};
-use super::txn_error::{TxnError, kafka_error};
-use super::{ClientId, Crashed, Shared, World, crashed, dead_error, unwind_crash};
-use crate::broker::{BrokerProducer, BrokerSession};
-use crate::client::{GroupMetadata, GroupMetadataRepr, KafkaProducer, foreign_group_metadata};
+use super::{ClientId, Shared, World};
+use crate::client::txn_error::{TxnError, kafka_error};
+use crate::client::{GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
 use crate::history::Operation;
 use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation};
+use crate::run::backend::{BoxFuture, ProducerClient};
+use crate::run::client::OutgoingRecord;
+use crate::run::core::{Crashed, crashed, dead_error, unwind_crash};
 use crate::run::fault_plan::Injection;
 
 /// `RD_KAFKA_OFFSET_INVALID`.
@@ -40,67 +40,6 @@ pub(crate) struct ProducerState {
     pub sequences: BTreeMap<TopicPartition, i32>,
     /// The transactional state, with `transactional.id`.
     pub txn: Option<TxnClient>,
-}
-
-/// A record on its way out, detached from the caller's borrows.
-#[derive(Clone, Debug)]
-struct Outgoing {
-    topic: String,
-    partition: Option<i32>,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    timestamp: Option<i64>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl Outgoing {
-    fn from_record<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
-        record: FutureRecord<'_, K, P>,
-    ) -> Self {
-        let headers = record
-            .headers
-            .as_ref()
-            .map(|h| {
-                (0..h.count())
-                    .map(|i| {
-                        let header = h.get(i);
-                        (header.key.to_string(), header.value.map(<[u8]>::to_vec))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Outgoing {
-            topic: record.topic.to_string(),
-            partition: record.partition,
-            key: record.key.map(|k| k.to_bytes().to_vec()),
-            payload: record.payload.map(|p| p.to_bytes().to_vec()),
-            timestamp: record.timestamp,
-            headers,
-        }
-    }
-
-    /// The message handed back with a delivery error, as rdkafka does.
-    fn into_message(self, partition: i32, timestamp: i64) -> OwnedMessage {
-        let headers = (!self.headers.is_empty()).then(|| {
-            self.headers
-                .iter()
-                .fold(OwnedHeaders::new(), |h, (key, value)| {
-                    h.insert(Header {
-                        key: key.as_str(),
-                        value: value.as_deref(),
-                    })
-                })
-        });
-        OwnedMessage::new(
-            self.payload,
-            self.key,
-            self.topic,
-            Timestamp::CreateTime(timestamp),
-            partition,
-            -1,
-            headers,
-        )
-    }
 }
 
 /// What the first, synchronous part of a send decided.
@@ -120,7 +59,7 @@ impl World {
     fn prepare_send(
         &mut self,
         client: ClientId,
-        record: &Outgoing,
+        record: &OutgoingRecord,
     ) -> Result<Result<Prepared, KafkaError>, ()> {
         let Some(p) = self.producers.get(&client) else {
             return Err(());
@@ -150,7 +89,9 @@ impl World {
                     RDKafkaErrorCode::UnknownPartition,
                 )));
             }
-            None => partitioner.partition(record.key.as_deref(), partitions, &mut self.rng),
+            None => {
+                partitioner.partition(record.key.as_deref(), partitions, &mut self.run.lock().rng)
+            }
         };
         let anchor = self.current_record(incarnation);
         let send = Operation::Send;
@@ -187,7 +128,7 @@ impl World {
     fn append_sent(
         &mut self,
         client: ClientId,
-        record: &Outgoing,
+        record: &OutgoingRecord,
         prepared: &Prepared,
         retry: bool,
     ) -> Option<i64> {
@@ -257,27 +198,22 @@ impl World {
 /// makes librdkafka retry: without `enable.idempotence` the retry appends a duplicate, with it
 /// the broker drops the duplicate by (producer id, epoch, sequence).
 ///
-/// In a run on a real broker ([`Simulation::run_on`](crate::Simulation::run_on)) the same type
-/// wraps librdkafka's `FutureProducer`; a lost acknowledgement is then played as librdkafka's
-/// retry would land: a second copy without idempotence, nothing with it.
-pub struct Producer {
+pub(crate) struct SimProducer {
     shared: Arc<Shared>,
     client: ClientId,
     incarnation: Incarnation,
-    /// On a real broker, librdkafka's producer does the work.
-    broker: Option<BrokerProducer>,
 }
 
-impl std::fmt::Debug for Producer {
+impl std::fmt::Debug for SimProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer")
+        f.debug_struct("SimProducer")
             .field("incarnation", &self.incarnation)
             .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
 
-impl Producer {
+impl SimProducer {
     pub(crate) fn create(
         shared: Arc<Shared>,
         incarnation: Incarnation,
@@ -307,27 +243,10 @@ impl Producer {
             );
             client
         };
-        Ok(Producer {
+        Ok(SimProducer {
             shared,
             client,
             incarnation,
-            broker: None,
-        })
-    }
-
-    /// A producer of the run's real broker.
-    pub(crate) fn on_broker(
-        shared: Arc<Shared>,
-        incarnation: Incarnation,
-        session: &BrokerSession,
-        config: &ClientConfig,
-    ) -> rdkafka::error::KafkaResult<Self> {
-        let broker = BrokerProducer::create(shared.clone(), incarnation, session, config)?;
-        Ok(Producer {
-            shared,
-            client: ClientId(0),
-            incarnation,
-            broker: Some(broker),
         })
     }
 
@@ -337,11 +256,7 @@ impl Producer {
         }
     }
 
-    async fn send_outgoing(&self, record: Outgoing) -> OwnedDeliveryResult {
-        if let Some(broker) = &self.broker {
-            let partition = record.partition.unwrap_or(-1);
-            return broker.send(record.into_message(partition, 0)).await;
-        }
+    async fn send_outgoing(&self, record: OutgoingRecord) -> OwnedDeliveryResult {
         let prepared = self.shared.lock().prepare_send(self.client, &record);
         self.shared.publish();
         let prepared = match prepared {
@@ -457,7 +372,7 @@ impl Producer {
     }
 }
 
-impl Producer {
+impl SimProducer {
     /// A synchronous transactional call: an interception point around `apply`.
     fn transactional_call(
         &self,
@@ -503,49 +418,30 @@ impl Producer {
     }
 }
 
-impl KafkaProducer for Producer {
-    fn send<K, P, T>(
-        &self,
-        record: FutureRecord<'_, K, P>,
-        _queue_timeout: T,
-    ) -> impl Future<Output = OwnedDeliveryResult> + Send
-    where
-        K: ToBytes + ?Sized + Sync,
-        P: ToBytes + ?Sized + Sync,
-        T: Into<Timeout> + Send,
-    {
-        let outgoing = Outgoing::from_record(record);
-        self.send_outgoing(outgoing)
+impl ProducerClient for SimProducer {
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'_, OwnedDeliveryResult> {
+        Box::pin(self.send_outgoing(record))
     }
 
-    fn init_transactions<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.init_transactions(_timeout.into());
-        }
+    fn init_transactions(&self, _timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::InitTransactions, |world, client, _| {
             world.txn_init(client)
         })
     }
 
     fn begin_transaction(&self) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.begin_transaction();
-        }
         self.transactional_call(Operation::BeginTransaction, |world, client, _| {
             world.txn_begin(client)
         })
     }
 
     /// Group metadata from an rdkafka consumer is an `InvalidArgument` error.
-    fn send_offsets_to_transaction<T: Into<Timeout>>(
+    fn send_offsets_to_transaction(
         &self,
         offsets: &TopicPartitionList,
         metadata: &GroupMetadata,
-        _timeout: T,
+        _timeout: Timeout,
     ) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.send_offsets_to_transaction(offsets, metadata, _timeout.into());
-        }
         let GroupMetadataRepr::Simulated {
             group,
             generation,
@@ -570,30 +466,21 @@ impl KafkaProducer for Producer {
         })
     }
 
-    fn commit_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.commit_transaction(_timeout.into());
-        }
+    fn commit_transaction(&self, _timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::CommitTransaction, |world, client, injection| {
             world.txn_commit(client, injection)
         })
     }
 
-    fn abort_transaction<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
-        if let Some(broker) = &self.broker {
-            return broker.abort_transaction(_timeout.into());
-        }
+    fn abort_transaction(&self, _timeout: Timeout) -> KafkaResult<()> {
         self.transactional_call(Operation::AbortTransaction, |world, client, _| {
             world.txn_abort(client)
         })
     }
 }
 
-impl Drop for Producer {
+impl Drop for SimProducer {
     fn drop(&mut self) {
-        if self.broker.is_some() {
-            return;
-        }
         let mut world = self.shared.lock();
         if world.alive(self.incarnation) {
             world.producers.remove(&self.client);

@@ -17,18 +17,8 @@ impl World {
     pub(crate) fn fire_timers(&mut self) {
         let now = Instant::now();
         // Thaw frozen processes: heartbeats resume for members that were not removed.
-        let thawed: Vec<(InstanceId, u32)> = self
-            .instances
-            .iter()
-            .filter(|(_, s)| s.frozen_until.is_some_and(|t| t <= now))
-            .map(|(id, s)| (*id, s.incarnation))
-            .collect();
-        for (id, number) in thawed {
-            self.instances.get_mut(&id).expect("listed").frozen_until = None;
-            let incarnation = Incarnation {
-                instance: id,
-                number,
-            };
+        let thawed = self.run.lock().thaw(now);
+        for incarnation in thawed {
             if self.alive(incarnation) && self.broker_down_until.is_none() {
                 for group in self.groups.values_mut() {
                     for m in group.members.values_mut() {
@@ -61,15 +51,7 @@ impl World {
         if self.broker_down_until.is_some_and(|t| t <= now) {
             self.broker_down_until = None;
             self.record(None, HistoryEvent::BrokerBack);
-            let resumed: BTreeSet<Incarnation> = self
-                .instances
-                .iter()
-                .filter(|(_, s)| s.status == InstanceStatus::Running && s.frozen_until.is_none())
-                .map(|(id, s)| Incarnation {
-                    instance: *id,
-                    number: s.incarnation,
-                })
-                .collect();
+            let resumed: BTreeSet<Incarnation> = self.run.lock().running_unfrozen().collect();
             for group in self.groups.values_mut() {
                 for m in group.members.values_mut() {
                     if resumed.contains(&m.incarnation) {
@@ -154,7 +136,7 @@ impl World {
 
     /// The earliest moment a timer fires.
     pub(crate) fn next_timer(&self) -> Option<Instant> {
-        let thaws = self.instances.values().filter_map(|s| s.frozen_until);
+        let thaws = self.run.lock().next_thaw();
         let sessions = self
             .groups
             .values()
@@ -184,6 +166,7 @@ impl World {
         let asyncs = self.async_commits.iter().map(|p| p.due);
         let transactions = self.next_transaction_timeout();
         thaws
+            .into_iter()
             .chain(self.broker_down_until)
             .chain(transactions)
             .chain(sessions)
@@ -265,7 +248,7 @@ impl World {
         if !self.async_commits.is_empty()
             || self.broker_down_until.is_some()
             || self.next_transaction_timeout().is_some()
-            || self.instances.values().any(|i| i.frozen_until.is_some())
+            || self.run.lock().any_frozen()
             || self
                 .groups
                 .values()
@@ -273,22 +256,15 @@ impl World {
         {
             return false;
         }
-        let parked = self
-            .instances
-            .iter()
-            .filter(|(_, i)| i.status == InstanceStatus::Running)
-            .all(|(id, i)| {
-                let incarnation = Incarnation {
-                    instance: *id,
-                    number: i.incarnation,
-                };
-                let mut consumers = self
-                    .consumers
-                    .values()
-                    .filter(|c| c.incarnation == incarnation)
-                    .peekable();
-                consumers.peek().is_some() && consumers.all(|c| c.idle(self))
-            });
+        let running: Vec<Incarnation> = self.run.lock().running().collect();
+        let parked = running.into_iter().all(|incarnation| {
+            let mut consumers = self
+                .consumers
+                .values()
+                .filter(|c| c.incarnation == incarnation)
+                .peekable();
+            consumers.peek().is_some() && consumers.all(|c| c.idle(self))
+        });
         if !parked {
             return false;
         }

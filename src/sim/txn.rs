@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::time::Instant;
 
-use super::txn_error::{TxnError, TxnPhase};
 use super::{ClientId, World};
+use crate::client::txn_error::{TxnError, TxnPhase};
 use crate::history::HistoryEvent;
 use crate::history::TopicPartition;
 use crate::run::fault_plan::Injection;

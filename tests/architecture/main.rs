@@ -1,5 +1,6 @@
 //! The crate's dependency rules (DESIGN.md, "Architecture"): data flows down from scenarios
-//! through the run and its backends to the history, and never back up. This test reads the
+//! through the run and its backends to the history, and never back up; a backend knows
+//! nothing of another, and the run knows none of them (only `simulation` picks one). This test reads the
 //! sources and fails, naming the file and line, when a module imports one it must not.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,23 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "client",
         &["history"],
         "the client traits are the API consumers are written against, nothing behind them",
+    ),
+    (
+        "run",
+        &["history", "scenario", "client", "error"],
+        "the run owns instances, the fault plan, the interception step and the driver; it drives \
+         a backend through one trait and knows none of them",
+    ),
+    (
+        "sim",
+        &["history", "run", "client", "error"],
+        "the simulated cluster is a backend: it knows the run's interface, nothing of librdkafka \
+         or of another backend",
+    ),
+    (
+        "broker",
+        &["history", "run", "client", "error"],
+        "librdkafka's backend knows the run's interface, nothing of the simulator",
     ),
     (
         "check/report.rs",

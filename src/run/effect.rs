@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::history::Operation;
-use crate::history::{EffectOutcome, HistoryEvent, Incarnation};
-use crate::sim::{Crashed, Shared, unwind_crash};
+use crate::history::{EffectOutcome, HistoryEvent};
+use crate::run::core::{Crashed, Interception, unwind_crash};
 
 /// A failed effect-sink call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +37,7 @@ pub enum EffectError {
 /// across instances and restarts, as a payment provider does.
 #[derive(Clone)]
 pub struct EffectSink {
-    shared: Arc<Shared>,
-    incarnation: Incarnation,
+    interception: Interception,
     name: Arc<str>,
 }
 
@@ -46,16 +45,15 @@ impl std::fmt::Debug for EffectSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EffectSink")
             .field("name", &self.name)
-            .field("incarnation", &self.incarnation)
+            .field("incarnation", &self.interception.incarnation)
             .finish()
     }
 }
 
 impl EffectSink {
-    pub(crate) fn new(shared: Arc<Shared>, incarnation: Incarnation, name: &str) -> Self {
+    pub(crate) fn new(interception: Interception, name: &str) -> Self {
         EffectSink {
-            shared,
-            incarnation,
+            interception,
             name: name.into(),
         }
     }
@@ -88,37 +86,37 @@ impl EffectSink {
             sink: &self.name,
             event_id,
         };
+        let incarnation = self.interception.incarnation;
         let prepared = {
-            let mut world = self.shared.lock();
-            let anchor = world.current_record(self.incarnation);
-            match world.intercept_call(effect, self.incarnation, anchor, &what) {
+            let mut run = self.interception.run.lock();
+            let anchor = run.current_record(incarnation);
+            match run.intercept_call(effect, incarnation, anchor, &what) {
                 Err(Crashed) => None,
                 Ok(injection) => {
                     if let Some(freeze) = injection.freeze {
-                        world.freeze(self.incarnation, freeze);
+                        run.freeze(incarnation, freeze);
                     }
                     let wait = injection.stall.unwrap_or_default()
                         + injection.freeze.unwrap_or_default()
-                        + world.latency();
+                        + run.latency();
                     Some((injection, wait))
                 }
             }
         };
-        self.shared.publish();
+        self.interception.react_and_publish();
         let Some((injection, wait)) = prepared else {
             unwind_crash()
         };
         tokio::time::sleep(wait).await;
         let result = {
-            let mut world = self.shared.lock();
-            if !world.alive(self.incarnation) {
+            let mut run = self.interception.run.lock();
+            if !run.alive(incarnation) {
                 None
             } else {
                 let outcome = if injection.fail {
                     EffectOutcome::Failed
                 } else if key.is_some_and(|k| {
-                    !world
-                        .idempotency_keys
+                    !run.idempotency_keys
                         .insert((self.name.to_string(), k.to_string()))
                 }) {
                     EffectOutcome::Deduplicated
@@ -127,8 +125,8 @@ impl EffectSink {
                 } else {
                     EffectOutcome::Performed
                 };
-                world.record(
-                    Some(self.incarnation),
+                run.record(
+                    Some(incarnation),
                     HistoryEvent::Effect {
                         sink: self.name.to_string(),
                         event_id: event_id.to_string(),
@@ -136,13 +134,12 @@ impl EffectSink {
                         outcome,
                     },
                 );
-                world
-                    .complete_call(&injection, self.incarnation, &what)
+                run.complete_call(&injection, incarnation, &what)
                     .ok()
                     .map(|()| outcome)
             }
         };
-        self.shared.publish();
+        self.interception.react_and_publish();
         let sink = self.name.to_string();
         let event_id = event_id.to_string();
         match result {

@@ -9,24 +9,25 @@
 //!
 //! In production wrap your own connection with [`DurableStore::new`]: nothing is intercepted.
 
-use std::sync::Arc;
-
 use rusqlite::{Connection, OpenFlags, Transaction, ffi};
 
+use crate::history::HistoryEvent;
 use crate::history::Operation;
-use crate::history::{HistoryEvent, Incarnation};
-use crate::sim::{Shared, unwind_crash};
+use crate::run::core::{Interception, unwind_crash};
 
 /// A SQLite connection whose write transactions go through [`transaction`](Self::transaction).
 pub struct DurableStore {
     conn: Connection,
-    intercept: Option<(Arc<Shared>, Incarnation)>,
+    intercept: Option<Interception>,
 }
 
 impl std::fmt::Debug for DurableStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurableStore")
-            .field("intercepted", &self.intercept.as_ref().map(|(_, inc)| *inc))
+            .field(
+                "intercepted",
+                &self.intercept.as_ref().map(|i| i.incarnation),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -64,14 +65,10 @@ impl DurableStore {
         }
     }
 
-    pub(crate) fn intercepted(
-        conn: Connection,
-        shared: Arc<Shared>,
-        incarnation: Incarnation,
-    ) -> Self {
+    pub(crate) fn intercepted(conn: Connection, interception: Interception) -> Self {
         DurableStore {
             conn,
-            intercept: Some((shared, incarnation)),
+            intercept: Some(interception),
         }
     }
 
@@ -84,31 +81,30 @@ impl DurableStore {
         &mut self,
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        if let Some((shared, incarnation)) = &self.intercept {
-            if !shared.lock().alive(*incarnation) {
-                unwind_crash();
-            }
+        if self.intercept.as_ref().is_some_and(|i| !i.alive()) {
+            unwind_crash();
         }
         let tx = self.conn.transaction()?;
         let value = f(&tx)?;
-        let Some((shared, incarnation)) = self.intercept.clone() else {
+        let Some(interception) = self.intercept.clone() else {
             tx.commit()?;
             return Ok(value);
         };
+        let incarnation = interception.incarnation;
         let commit = Operation::StoreCommit;
         let injection = {
-            let mut world = shared.lock();
-            let anchor = world.current_record(incarnation);
-            world.intercept_call(commit, incarnation, anchor, &commit)
+            let mut run = interception.run.lock();
+            let anchor = run.current_record(incarnation);
+            run.intercept_call(commit, incarnation, anchor, &commit)
         };
-        shared.publish();
+        interception.react_and_publish();
         let Ok(injection) = injection else {
             drop(tx); // rolls back, as the dying process's connection would
             unwind_crash();
         };
         let record = |event: HistoryEvent| {
-            shared.lock().record(Some(incarnation), event);
-            shared.publish();
+            interception.run.record(Some(incarnation), event);
+            interception.run.publish();
         };
         if injection.fail {
             tx.rollback()?;
@@ -121,11 +117,12 @@ impl DurableStore {
         } else {
             record(HistoryEvent::StoreCommitted);
         }
-        let completed = shared
+        let completed = interception
+            .run
             .lock()
             .complete_call(&injection, incarnation, &commit);
         if completed.is_err() {
-            shared.publish();
+            interception.react_and_publish();
             unwind_crash();
         }
         if injection.ambiguous {
@@ -140,10 +137,8 @@ impl DurableStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        if let Some((shared, incarnation)) = &self.intercept {
-            if !shared.lock().alive(*incarnation) {
-                unwind_crash();
-            }
+        if self.intercept.as_ref().is_some_and(|i| !i.alive()) {
+            unwind_crash();
         }
         self.conn.pragma_update(None, "query_only", true)?;
         let result = f(&self.conn);

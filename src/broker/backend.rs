@@ -1,0 +1,249 @@
+//! A real broker as the run's backend: librdkafka's clients against the mock cluster, a
+//! container or an external cluster, in real time.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaResult;
+use tokio::time::Instant;
+
+use super::consumer::BrokerConsumer;
+use super::producer::BrokerProducer;
+use super::session::BrokerSession;
+use super::switch::BrokerSwitch;
+use crate::client::RebalanceHandler;
+use crate::error::Error;
+use crate::history::{
+    ClusterSnapshot, HistoryEvent, Incarnation, Lag, LoggedRecord, RecordPosition, TopicPartition,
+};
+use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
+use crate::run::core::{Run, RunEvent};
+
+/// How long nothing may happen before a real-broker run counts as quiesced.
+const BROKER_SETTLE: Duration = Duration::from_secs(1);
+/// How often a real-broker run looks at the groups' lag.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The run's real broker.
+pub(crate) struct BrokerBackend {
+    shared: Arc<BrokerShared>,
+}
+
+/// What the backend and its clients share: the run, the broker, and what the run has done to
+/// the broker.
+pub(crate) struct BrokerShared {
+    pub run: Arc<Run>,
+    pub session: Arc<BrokerSession>,
+    /// Takes the broker down and back for a restart fault (the brokers the kit started).
+    switch: Option<BrokerSwitch>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// While the broker restarts: when it is back.
+    down_until: Option<Instant>,
+    /// The input as it was written, per partition, with its transaction markers: the
+    /// broker's `read_committed` readers are not trusted to tell aborted records apart (see
+    /// the self-check).
+    written: BTreeMap<TopicPartition, Vec<LoggedRecord>>,
+}
+
+impl BrokerBackend {
+    pub(crate) fn new(run: Arc<Run>, bootstrap: String, switch: Option<BrokerSwitch>) -> Self {
+        BrokerBackend {
+            shared: Arc::new(BrokerShared {
+                run,
+                session: Arc::new(BrokerSession::new(bootstrap)),
+                switch,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+}
+
+impl BrokerShared {
+    /// A crashed incarnation's librdkafka handles are destroyed by the run (they were
+    /// registered with it); a restart takes the broker down. (Freezes are refused on brokers.)
+    pub(crate) fn react(&self) {
+        let events = self.run.lock().take_events();
+        for event in events {
+            if let RunEvent::BrokerRestart(down) = event {
+                let until = Instant::now() + down;
+                let mut state = self.state();
+                state.down_until = Some(state.down_until.map_or(until, |u| u.max(until)));
+                if let Some(switch) = &self.switch {
+                    switch.restart(down);
+                }
+            }
+        }
+    }
+
+    /// Carries out what the run did ([`react`](Self::react)), then publishes the run's changes.
+    pub(crate) fn publish(&self) {
+        self.react();
+        self.run.publish();
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a written input record (and its transaction's marker) where it landed.
+    fn note_written(&self, input: &InputWrite, at: &RecordPosition) {
+        let mut state = self.state();
+        let log = state.written.entry(at.topic_partition()).or_default();
+        log.push(LoggedRecord {
+            offset: at.offset,
+            key: input.key.clone(),
+            payload: input.payload.clone(),
+            control: false,
+            aborted: input.transaction == Some(false),
+            open: false,
+        });
+        if input.transaction.is_some() {
+            log.push(LoggedRecord {
+                offset: at.offset + 1,
+                key: None,
+                payload: None,
+                control: true,
+                aborted: false,
+                open: false,
+            });
+        }
+    }
+}
+
+impl Backend for BrokerBackend {
+    fn react(&self) {
+        self.shared.react();
+    }
+
+    fn write_input<'a>(
+        &'a self,
+        records: Vec<InputWrite>,
+    ) -> LocalBoxFuture<'a, Result<Vec<RecordPosition>, Error>> {
+        Box::pin(async move {
+            let positions = self.shared.session.produce_input(&records).await?;
+            for (input, at) in records.iter().zip(&positions) {
+                self.shared.note_written(input, at);
+                self.shared.run.record(
+                    None,
+                    HistoryEvent::RecordProduced {
+                        position: at.clone(),
+                        key: input
+                            .key
+                            .as_ref()
+                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        retry: false,
+                    },
+                );
+                if input.transaction == Some(false) {
+                    self.shared.run.record(
+                        None,
+                        HistoryEvent::TransactionAborted {
+                            transactional_id: "upstream".into(),
+                            partitions: vec![at.topic_partition()],
+                            reason: "the upstream producer aborted it".into(),
+                        },
+                    );
+                }
+            }
+            Ok(positions)
+        })
+    }
+
+    /// The broker is back: recorded when the outage is over.
+    fn fire_timers(&self) {
+        let back = {
+            let mut state = self.shared.state();
+            let back = state.down_until.is_some_and(|t| t <= Instant::now());
+            if back {
+                state.down_until = None;
+            }
+            back
+        };
+        if back {
+            self.shared.run.record(None, HistoryEvent::BrokerBack);
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.shared.state().down_until
+    }
+
+    fn broker_down(&self) -> Option<Instant> {
+        self.shared
+            .state()
+            .down_until
+            .filter(|t| *t > Instant::now())
+    }
+
+    /// Every running incarnation waits in `recv`; the lag decides the rest.
+    fn idle(&self, running: &[Incarnation]) -> bool {
+        running.iter().all(|i| self.shared.session.parked(*i))
+    }
+
+    fn settle(&self, configured: Duration) -> Duration {
+        configured.min(BROKER_SETTLE)
+    }
+
+    fn check_interval(&self) -> Option<Duration> {
+        Some(BROKER_CHECK_INTERVAL)
+    }
+
+    fn lag(&self) -> Result<Vec<Lag>, Error> {
+        Ok(self.shared.session.lag()?)
+    }
+
+    /// Every group committed to the end of what it subscribed to, or only transaction markers
+    /// and aborted records of the input are left (a consumer commits the offset after its last
+    /// record, not after the marker that follows).
+    fn caught_up(&self, lag: &[Lag]) -> bool {
+        let state = self.shared.state();
+        lag.iter().all(|l| {
+            let committed = l.committed.unwrap_or(0);
+            committed >= l.end
+                || state.written.get(&l.partition).is_some_and(|log| {
+                    log.len() as i64 == l.end
+                        && log
+                            .iter()
+                            .skip(committed.max(0) as usize)
+                            .all(|r| r.control || r.aborted)
+                })
+        })
+    }
+
+    fn create_consumer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+        handler: Option<Arc<dyn RebalanceHandler>>,
+    ) -> KafkaResult<Box<dyn ConsumerClient>> {
+        let consumer = BrokerConsumer::create(self.shared.clone(), incarnation, config, handler)?;
+        Ok(Box::new(consumer))
+    }
+
+    fn create_producer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> KafkaResult<Box<dyn ProducerClient>> {
+        let producer = BrokerProducer::create(self.shared.clone(), incarnation, config)?;
+        Ok(Box::new(producer))
+    }
+
+    /// What the topics hold and what the groups committed, read back from the broker, with
+    /// the input's transactional flags as written.
+    fn snapshot(&self, topics: &[(String, i32)]) -> Result<ClusterSnapshot, Error> {
+        let written =
+            ClusterSnapshot::from_parts(self.shared.state().written.clone(), BTreeMap::new());
+        Ok(self
+            .shared
+            .session
+            .snapshot(topics)?
+            .with_input_flags(&written))
+    }
+}

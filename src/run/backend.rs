@@ -1,0 +1,132 @@
+//! What a run needs of a backend: the cluster the consumers run against.
+//!
+//! Two backends implement [`Backend`]: the simulated cluster (`sim`, the reference semantics,
+//! on virtual time) and librdkafka against a real broker (`broker`: the mock cluster, a
+//! container or an external cluster, in real time). The run drives a backend through this
+//! trait and nothing else; a backend reports to the run through its record
+//! ([`Run`](super::core::Run)) and its one interception step, and knows nothing of the other
+//! backends. The clients an instance creates are the backend's own, behind
+//! [`ConsumerClient`] and [`ProducerClient`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::util::Timeout;
+use tokio::time::Instant;
+
+use super::client::OutgoingRecord;
+use crate::client::{ConsumerHandle, GroupMetadata, RebalanceHandler};
+use crate::error::Error;
+use crate::history::{ClusterSnapshot, Incarnation, Lag, RecordPosition};
+
+/// A future a backend hands out.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A future of the driver's own task (not sent anywhere).
+pub(crate) type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One input record as a backend writes it.
+#[derive(Clone, Debug)]
+pub(crate) struct InputWrite {
+    pub topic: String,
+    /// The partition, or `None` for the producer's default partitioner.
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// In a transaction of its own that commits (`true`) or aborts.
+    pub transaction: Option<bool>,
+}
+
+/// The cluster a run drives.
+pub(crate) trait Backend: Send + Sync {
+    /// Carries out, at once, what the run did to its instances: a crashed or exited
+    /// incarnation's clients vanish, a frozen one stops heartbeating, the broker restarts.
+    fn react(&self);
+
+    /// Writes input records, in order, and says where each landed.
+    fn write_input<'a>(
+        &'a self,
+        records: Vec<InputWrite>,
+    ) -> LocalBoxFuture<'a, Result<Vec<RecordPosition>, Error>>;
+
+    /// Fires the cluster's timers that are due (sessions, auto-commits, the broker's return).
+    fn fire_timers(&self);
+
+    /// When the next timer of the cluster fires.
+    fn next_timer(&self) -> Option<Instant>;
+
+    /// While the broker is down: when it is back. Nothing settles meanwhile.
+    fn broker_down(&self) -> Option<Instant>;
+
+    /// Whether every running incarnation waits for records with nothing left to do.
+    fn idle(&self, running: &[Incarnation]) -> bool;
+
+    /// How long nothing must happen before the run counts as quiesced.
+    fn settle(&self, configured: Duration) -> Duration;
+
+    /// How often the driver must look again although nothing changed (a real broker's
+    /// progress is not reported to the run), if at all.
+    fn check_interval(&self) -> Option<Duration>;
+
+    /// Each group's committed offsets against the end offsets.
+    fn lag(&self) -> Result<Vec<Lag>, Error>;
+
+    /// Whether a quiet run with this lag has consumed everything there is to consume.
+    fn caught_up(&self, lag: &[Lag]) -> bool;
+
+    /// Creates a consumer of the incarnation.
+    fn create_consumer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+        handler: Option<Arc<dyn RebalanceHandler>>,
+    ) -> KafkaResult<Box<dyn ConsumerClient>>;
+
+    /// Creates a producer of the incarnation.
+    fn create_producer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> KafkaResult<Box<dyn ProducerClient>>;
+
+    /// The topics, their records and the committed offsets once the run stopped.
+    fn snapshot(&self, topics: &[(String, i32)]) -> Result<ClusterSnapshot, Error>;
+}
+
+/// A backend's consumer, behind the public [`Consumer`](super::client::Consumer).
+pub(crate) trait ConsumerClient: ConsumerHandle + Send + Sync {
+    /// `recv`; a crash unwinds the calling task.
+    fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>>;
+    /// `commit_message`.
+    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()>;
+    /// `store_offset_from_message`.
+    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()>;
+}
+
+/// A backend's producer, behind the public [`Producer`](super::client::Producer).
+pub(crate) trait ProducerClient: Send + Sync {
+    /// Sends a record and waits for its delivery report.
+    fn send(&self, record: OutgoingRecord) -> BoxFuture<'_, OwnedDeliveryResult>;
+    /// `init_transactions`.
+    fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()>;
+    /// `begin_transaction`.
+    fn begin_transaction(&self) -> KafkaResult<()>;
+    /// `send_offsets_to_transaction`.
+    fn send_offsets_to_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: Timeout,
+    ) -> KafkaResult<()>;
+    /// `commit_transaction`.
+    fn commit_transaction(&self, timeout: Timeout) -> KafkaResult<()>;
+    /// `abort_transaction`.
+    fn abort_transaction(&self, timeout: Timeout) -> KafkaResult<()>;
+}

@@ -1,0 +1,208 @@
+//! The clients an instance creates: the backend's own consumer and producer, behind the
+//! rdkafka-shaped traits.
+
+use std::future::Future;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
+use rdkafka::producer::FutureRecord;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::util::Timeout;
+
+use super::backend::{ConsumerClient, ProducerClient};
+use crate::client::{ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer};
+
+/// The consumer an [`InstanceContext`](crate::InstanceContext) creates: the simulator's, or
+/// librdkafka's on a real broker. It implements [`KafkaConsumer`]; messages are
+/// [`OwnedMessage`]s.
+pub struct Consumer {
+    inner: Box<dyn ConsumerClient>,
+}
+
+impl Consumer {
+    pub(crate) fn new(inner: Box<dyn ConsumerClient>) -> Self {
+        Consumer { inner }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").finish_non_exhaustive()
+    }
+}
+
+impl ConsumerHandle for Consumer {
+    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        self.inner.subscribe(topics)
+    }
+    fn unsubscribe(&self) {
+        self.inner.unsubscribe()
+    }
+    fn assignment(&self) -> KafkaResult<TopicPartitionList> {
+        self.inner.assignment()
+    }
+    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
+        self.inner.commit(offsets, mode)
+    }
+    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
+        self.inner.commit_consumer_state(mode)
+    }
+    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        self.inner.store_offset(topic, partition, offset)
+    }
+    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.store_offsets(offsets)
+    }
+    fn position(&self) -> KafkaResult<TopicPartitionList> {
+        self.inner.position()
+    }
+    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
+        self.inner.committed(timeout)
+    }
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.inner.group_metadata()
+    }
+}
+
+impl KafkaConsumer for Consumer {
+    type Message<'a> = OwnedMessage;
+
+    fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send {
+        self.inner.recv()
+    }
+
+    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
+        self.inner.commit_message(message, mode)
+    }
+
+    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
+        self.inner.store_offset_from_message(message)
+    }
+}
+
+/// The producer an [`InstanceContext`](crate::InstanceContext) creates: the simulator's, or
+/// librdkafka's `FutureProducer` on a real broker. It implements [`KafkaProducer`].
+///
+/// A lost acknowledgement ([`Fault::LoseAck`](crate::Fault::LoseAck)) makes librdkafka retry:
+/// without `enable.idempotence` the retry appends a duplicate, with it the broker drops the
+/// duplicate by (producer id, epoch, sequence); `acks=0` reports no offsets.
+pub struct Producer {
+    inner: Box<dyn ProducerClient>,
+}
+
+impl Producer {
+    pub(crate) fn new(inner: Box<dyn ProducerClient>) -> Self {
+        Producer { inner }
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl KafkaProducer for Producer {
+    fn send<K, P, T>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        _queue_timeout: T,
+    ) -> impl Future<Output = OwnedDeliveryResult> + Send
+    where
+        K: ToBytes + ?Sized + Sync,
+        P: ToBytes + ?Sized + Sync,
+        T: Into<Timeout> + Send,
+    {
+        self.inner.send(OutgoingRecord::from_record(record))
+    }
+
+    fn init_transactions<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        self.inner.init_transactions(timeout.into())
+    }
+
+    fn begin_transaction(&self) -> KafkaResult<()> {
+        self.inner.begin_transaction()
+    }
+
+    /// Group metadata from a consumer of another backend is an `InvalidArgument` error.
+    fn send_offsets_to_transaction<T: Into<Timeout>>(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: T,
+    ) -> KafkaResult<()> {
+        self.inner
+            .send_offsets_to_transaction(offsets, metadata, timeout.into())
+    }
+
+    fn commit_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        self.inner.commit_transaction(timeout.into())
+    }
+
+    fn abort_transaction<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        self.inner.abort_transaction(timeout.into())
+    }
+}
+
+/// A record on its way out, detached from the caller's borrows.
+#[derive(Clone, Debug)]
+pub(crate) struct OutgoingRecord {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl OutgoingRecord {
+    pub(crate) fn from_record<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        record: FutureRecord<'_, K, P>,
+    ) -> Self {
+        let headers = record
+            .headers
+            .as_ref()
+            .map(|h| {
+                (0..h.count())
+                    .map(|i| {
+                        let header = h.get(i);
+                        (header.key.to_string(), header.value.map(<[u8]>::to_vec))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        OutgoingRecord {
+            topic: record.topic.to_string(),
+            partition: record.partition,
+            key: record.key.map(|k| k.to_bytes().to_vec()),
+            payload: record.payload.map(|p| p.to_bytes().to_vec()),
+            timestamp: record.timestamp,
+            headers,
+        }
+    }
+
+    /// The message handed back with a delivery error, as rdkafka does.
+    pub(crate) fn into_message(self, partition: i32, timestamp: i64) -> OwnedMessage {
+        let headers = (!self.headers.is_empty()).then(|| {
+            self.headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| {
+                    h.insert(Header {
+                        key: key.as_str(),
+                        value: value.as_deref(),
+                    })
+                })
+        });
+        OwnedMessage::new(
+            self.payload,
+            self.key,
+            self.topic,
+            Timestamp::CreateTime(timestamp),
+            partition,
+            -1,
+            headers,
+        )
+    }
+}
