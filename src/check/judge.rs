@@ -167,7 +167,10 @@ pub(crate) fn simulation_of(
 
 /// Where each event of `scenario` landed, from the positions of the run's input records
 /// (in the order [`Scenario::inputs`] lists them).
-pub(crate) fn published(scenario: &Scenario, landed: &[RecordPosition]) -> Vec<PublishedEvent> {
+pub(crate) fn published(
+    scenario: &Scenario,
+    landed: &[Option<RecordPosition>],
+) -> Vec<PublishedEvent> {
     let mut published: Vec<PublishedEvent> = scenario
         .events
         .iter()
@@ -180,6 +183,9 @@ pub(crate) fn published(scenario: &Scenario, landed: &[RecordPosition]) -> Vec<P
         })
         .collect();
     for (input, at) in scenario.inputs().into_iter().zip(landed) {
+        let Some(at) = at else {
+            continue; // never written: the run stopped first
+        };
         let event = &mut published[input.event];
         match input.transaction {
             Some(false) => event.aborted = Some(at.clone()),

@@ -14,10 +14,38 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::backend::{Backend, InputWrite};
-use super::core::{CrashSignal, InstanceState, InstanceStatus, Run};
+use super::core::{CrashSignal, InstanceState, InstanceStatus, Run, RunCore};
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
 use crate::error::Error;
 use crate::history::{HistoryEvent, Incarnation, InstanceId};
+
+/// What the driver reads of the instances to decide whether the run is over.
+struct Instances {
+    /// Every instance stopped for good.
+    all_stopped: bool,
+    /// Every instance runs or stopped for good (none waits for a restart).
+    none_dead: bool,
+    /// A process is frozen (its thaw is still to come).
+    frozen: bool,
+    /// The incarnations running now.
+    running: Vec<Incarnation>,
+    /// When anything last happened.
+    last_activity: Instant,
+}
+
+impl Instances {
+    fn of(run: &RunCore) -> Self {
+        let statuses = || run.instances.values().map(|i| i.status);
+        Instances {
+            all_stopped: statuses().all(|s| s == InstanceStatus::Stopped),
+            none_dead: statuses()
+                .all(|s| matches!(s, InstanceStatus::Running | InstanceStatus::Stopped)),
+            frozen: run.any_frozen(),
+            running: run.running().collect(),
+            last_activity: run.last_activity,
+        }
+    }
+}
 
 /// Why a run may stop.
 enum Ending {
@@ -80,34 +108,26 @@ where
                 wake_at.push(now + interval);
             }
             self.backend.fire_timers();
-            self.write_due_input(&mut input, now).await?;
+            self.write_due_input(&mut input, origin, now).await?;
             if let Some((at, _, _)) = input.front() {
                 wake_at.push(origin + *at);
             }
             self.schedule_restarts(now, &mut to_start, &mut wake_at);
+            let instances = Instances::of(&self.run.lock());
             let ending = if now >= origin + self.config.time_limit {
                 Some(Ending::TimeLimit)
-            } else if input.is_empty()
-                && self
-                    .run
-                    .lock()
-                    .instances
-                    .values()
-                    .all(|i| i.status == InstanceStatus::Stopped)
-            {
+            } else if input.is_empty() && instances.all_stopped {
                 Some(Ending::AllStopped)
             } else if input.is_empty()
                 && to_start.is_empty()
                 // Nothing settles while the broker is down (on a real broker the lag
-                // cannot even be read then).
+                // cannot even be read then), nor while a process is frozen.
                 && self.backend.broker_down().is_none()
-                && self.run.lock().instances.values().all(|i| {
-                    matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped)
-                })
-                && self.idle()
+                && instances.none_dead
+                && !instances.frozen
+                && self.backend.idle(&instances.running)
             {
-                let quiet_until =
-                    self.run.lock().last_activity + self.backend.settle(self.config.settle);
+                let quiet_until = instances.last_activity + self.backend.settle(self.config.settle);
                 if now >= quiet_until {
                     Some(Ending::Quiet)
                 } else {
@@ -172,9 +192,9 @@ where
     async fn write_due_input(
         &self,
         input: &mut VecDeque<(Duration, usize, InputRecord)>,
+        origin: Instant,
         now: Instant,
     ) -> Result<(), Error> {
-        let origin = self.run.lock().origin;
         let mut indices = Vec::new();
         let mut batch = Vec::new();
         while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
@@ -197,12 +217,6 @@ where
             run.faults.input_landed(index, position);
         }
         Ok(())
-    }
-
-    /// Whether every running instance waits for records with nothing left to do.
-    fn idle(&self) -> bool {
-        let running: Vec<Incarnation> = self.run.lock().running().collect();
-        self.backend.idle(&running)
     }
 
     /// Decides which dead instances restart now, which later, which never.

@@ -1,7 +1,6 @@
 //! A fault schedule being executed: which faults fire on each intercepted call, with input
 //! anchors resolved as the run writes its input, and the errors injected faults produce.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::types::RDKafkaErrorCode;
@@ -43,7 +42,7 @@ pub(crate) struct FaultPlan {
     rules: Vec<FaultRule>,
     seen: Vec<u32>,
     /// Where each input record landed, by its index.
-    inputs: BTreeMap<usize, RecordPosition>,
+    inputs: Vec<Option<RecordPosition>>,
 }
 
 impl FaultPlan {
@@ -51,18 +50,22 @@ impl FaultPlan {
         FaultPlan {
             rules: schedule.rules().to_vec(),
             seen: vec![0; schedule.rules().len()],
-            inputs: BTreeMap::new(),
+            inputs: Vec::new(),
         }
     }
 
     /// Notes where input record `index` landed: anchors on it match that position from now on.
     pub(crate) fn input_landed(&mut self, index: usize, position: RecordPosition) {
-        self.inputs.insert(index, position);
+        if self.inputs.len() <= index {
+            self.inputs.resize(index + 1, None);
+        }
+        self.inputs[index] = Some(position);
     }
 
-    /// Where each input record landed, in input order.
-    pub(crate) fn inputs(&self) -> Vec<RecordPosition> {
-        self.inputs.values().cloned().collect()
+    /// Where each input record landed, in input order, `None` for one never written (taken
+    /// out of the plan).
+    pub(crate) fn take_inputs(&mut self) -> Vec<Option<RecordPosition>> {
+        std::mem::take(&mut self.inputs)
     }
 
     /// Counts one call of `operation` and returns the faults that fire on it.
@@ -74,10 +77,9 @@ impl FaultPlan {
     ) -> Vec<Fault> {
         let mut fired = Vec::new();
         for (rule, seen) in self.rules.iter().zip(self.seen.iter_mut()) {
-            let on_input = rule
-                .anchor
-                .input_record()
-                .is_none_or(|index| record.is_some_and(|r| self.inputs.get(&index) == Some(r)));
+            let on_input = rule.anchor.input_record().is_none_or(|index| {
+                record.is_some_and(|r| self.inputs.get(index).and_then(Option::as_ref) == Some(r))
+            });
             if on_input && rule.anchor.matches(operation, instance, record) {
                 *seen += 1;
                 if *seen == rule.anchor.occurrence_number() {

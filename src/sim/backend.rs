@@ -58,8 +58,8 @@ impl Backend for SimBackend {
         self.shared.lock().broker_down()
     }
 
-    fn idle(&self, _running: &[Incarnation]) -> bool {
-        self.shared.lock().idle()
+    fn idle(&self, running: &[Incarnation]) -> bool {
+        self.shared.lock().idle(running)
     }
 
     fn settle(&self, configured: Duration) -> Duration {

@@ -291,6 +291,11 @@ impl World {
     /// Called right after every step that may queue such events, before anything else happens.
     pub(crate) fn react(&mut self) {
         let events = self.run.lock().take_events();
+        self.react_to(events);
+    }
+
+    /// [`react`](Self::react) to events already taken from the run.
+    fn react_to(&mut self, events: Vec<RunEvent>) {
         for event in events {
             match event {
                 RunEvent::ClientsGone(incarnation) => self.drop_clients(incarnation),
@@ -331,11 +336,12 @@ impl World {
         record: Option<RecordPosition>,
         what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
-        let result = self
-            .run
-            .lock()
-            .intercept_call(operation, incarnation, record, what);
-        self.react();
+        let (result, events) = {
+            let mut run = self.run.lock();
+            let result = run.intercept_call(operation, incarnation, record, what);
+            (result, run.take_events())
+        };
+        self.react_to(events);
         result
     }
 
@@ -348,8 +354,12 @@ impl World {
         incarnation: Incarnation,
         what: &dyn fmt::Display,
     ) -> Result<(), Crashed> {
-        let result = self.run.lock().complete_call(injection, incarnation, what);
-        self.react();
+        let (result, events) = {
+            let mut run = self.run.lock();
+            let result = run.complete_call(injection, incarnation, what);
+            (result, run.take_events())
+        };
+        self.react_to(events);
         result
     }
 

@@ -122,10 +122,14 @@ impl World {
             return PollStep::Dead;
         };
         let incarnation = c.incarnation;
-        if !self.alive(incarnation) {
+        let (alive, frozen_until) = {
+            let run = self.run.lock();
+            (run.alive(incarnation), run.frozen_until(incarnation))
+        };
+        if !alive {
             return PollStep::Dead;
         }
-        if let Some(until) = self.frozen_until(incarnation) {
+        if let Some(until) = frozen_until {
             return PollStep::Sleep(until - now);
         }
         let c = self.consumers.get_mut(&client).expect("checked");
@@ -385,17 +389,18 @@ impl World {
                 }
             }
         }
-        self.run
-            .lock()
-            .set_current_record(incarnation, position.clone());
-        self.record(
-            Some(incarnation),
-            HistoryEvent::Delivered {
-                position: position.clone(),
-                key,
-                read_committed: isolation == IsolationLevel::ReadCommitted,
-            },
-        );
+        {
+            let mut run = self.run.lock();
+            run.set_current_record(incarnation, position.clone());
+            run.record(
+                Some(incarnation),
+                HistoryEvent::Delivered {
+                    position: position.clone(),
+                    key,
+                    read_committed: isolation == IsolationLevel::ReadCommitted,
+                },
+            );
+        }
         let what = format_args!("{recv} of {position}");
         if self.complete_call(&injection, incarnation, &what).is_err() {
             return PollStep::Dead;

@@ -239,16 +239,16 @@ impl World {
         lag
     }
 
-    /// True when nothing is left to do: every running instance waits in `recv` on consumers
-    /// that have nothing to fetch and nothing uncommitted; no rebalance, commit, thaw or open
-    /// transaction is pending; partitions that no live consumer owns are committed to their end.
-    pub(crate) fn idle(&self) -> bool {
+    /// True when nothing is left to do: every `running` incarnation waits in `recv` on
+    /// consumers that have nothing to fetch and nothing uncommitted; no rebalance, commit or
+    /// open transaction is pending; partitions that no live consumer owns are committed to
+    /// their end. (Frozen processes are the run's to know.)
+    pub(crate) fn idle(&self, running: &[Incarnation]) -> bool {
         // An open transaction still has to commit, abort or time out: its outcome decides
         // what read_committed readers see.
         if !self.async_commits.is_empty()
             || self.broker_down_until.is_some()
             || self.next_transaction_timeout().is_some()
-            || self.run.lock().any_frozen()
             || self
                 .groups
                 .values()
@@ -256,8 +256,7 @@ impl World {
         {
             return false;
         }
-        let running: Vec<Incarnation> = self.run.lock().running().collect();
-        let parked = running.into_iter().all(|incarnation| {
+        let parked = running.iter().all(|&incarnation| {
             let mut consumers = self
                 .consumers
                 .values()

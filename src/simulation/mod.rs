@@ -199,7 +199,7 @@ impl Simulation {
         let cluster = backend.snapshot(&self.config.topics)?;
         drop(backend);
         drop(broker);
-        let core = run.lock();
+        let mut core = run.lock();
         Ok(Outcome {
             history: core.history.clone(),
             cluster,
@@ -207,7 +207,7 @@ impl Simulation {
             unfired: core.faults.unfired(),
             operations: core.operations.clone(),
             store,
-            inputs: core.faults.inputs(),
+            inputs: core.faults.take_inputs(),
         })
     }
 }

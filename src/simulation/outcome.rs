@@ -19,7 +19,7 @@ pub struct Outcome {
     pub(crate) unfired: Vec<FaultRule>,
     pub(crate) operations: BTreeMap<Operation, u64>,
     pub(crate) store: Connection,
-    pub(crate) inputs: Vec<RecordPosition>,
+    pub(crate) inputs: Vec<Option<RecordPosition>>,
 }
 
 impl std::fmt::Debug for Outcome {
@@ -54,9 +54,9 @@ impl Outcome {
     }
 
     /// Where each input record landed, in the order they were produced
-    /// ([`SimulationBuilder::produce`](crate::SimulationBuilder::produce) and `produce_at`;
-    /// records produced after the run stopped are missing).
-    pub fn inputs(&self) -> &[RecordPosition] {
+    /// ([`SimulationBuilder::produce`](crate::SimulationBuilder::produce) and `produce_at`);
+    /// `None` for a record the run stopped before writing.
+    pub fn inputs(&self) -> &[Option<RecordPosition>] {
         &self.inputs
     }
 

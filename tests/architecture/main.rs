@@ -188,3 +188,87 @@ fn the_rule_reader_finds_grouped_and_nested_imports() {
         ["sim"].map(String::from).into()
     );
 }
+
+/// The names `src/lib.rs` makes public at the crate root: `pub mod`s, `pub use`d items and
+/// exported macros (the hidden macro support excluded).
+fn root_names(lib: &str, macros: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut hidden = false;
+    let mut statement = String::new();
+    for line in lib.lines().map(str::trim) {
+        if line == "#[doc(hidden)]" {
+            hidden = true;
+            continue;
+        }
+        if let Some(module) = line.strip_prefix("pub mod ") {
+            names.push(module.trim_end_matches(';').to_string());
+        } else if line.starts_with("pub use ") || !statement.is_empty() {
+            statement.push_str(line);
+            if !line.ends_with(';') {
+                continue;
+            }
+            let list = std::mem::take(&mut statement);
+            if hidden {
+                hidden = false;
+                continue;
+            }
+            let list = list.trim_end_matches(';');
+            let items = match list.find('{') {
+                Some(open) => list[open + 1..].trim_end_matches('}').to_string(),
+                None => list.rsplit("::").next().unwrap_or_default().to_string(),
+            };
+            names.extend(
+                items
+                    .split(',')
+                    .map(|n| n.trim().rsplit(' ').next().unwrap_or_default().to_string())
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        hidden = false;
+    }
+    let mut lines = macros.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[macro_export]" {
+            let rule = lines.next().unwrap_or_default();
+            if let Some(name) = rule.trim().strip_prefix("macro_rules! ") {
+                let name = name.trim_end_matches(" {");
+                if !name.starts_with('_') {
+                    names.push(format!("{name}!"));
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_public_root_is_a_vocabulary_of_at_most_40_names() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs");
+    let macros = std::fs::read_to_string(src.join("macros.rs")).expect("src/macros.rs");
+    let names = root_names(&lib, &macros);
+    assert!(
+        names.contains(&"Verifier".to_string())
+            && names.contains(&"assert_effectively_once!".to_string()),
+        "the reader missed the root: {names:?}"
+    );
+    assert!(
+        names.len() <= 40,
+        "{} names at the root (at most 40; move the rest into a module): {names:?}",
+        names.len()
+    );
+    // A module may share its name with an item (the `check` function and the `check` module
+    // with the rest of the check API live in different namespaces); items may not repeat.
+    let modules = lib
+        .lines()
+        .filter(|l| l.trim().starts_with("pub mod "))
+        .count();
+    let mut items = names[modules..].to_vec();
+    items.sort();
+    items.dedup();
+    assert_eq!(
+        items.len(),
+        names.len() - modules,
+        "an item is exported twice: {names:?}"
+    );
+}
