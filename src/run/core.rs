@@ -155,13 +155,14 @@ impl RunCore {
     }
 
     pub(crate) fn record(&mut self, incarnation: Option<Incarnation>, event: HistoryEvent) {
-        let at = self.elapsed();
+        // One read of the clock (tokio's paused clock is not free).
+        let now = Instant::now();
         self.history.push(HistoryEntry {
-            at,
+            at: now.saturating_duration_since(self.origin),
             incarnation,
             event,
         });
-        self.last_activity = Instant::now();
+        self.last_activity = now;
         self.changed = true;
     }
 
@@ -193,10 +194,28 @@ impl RunCore {
     }
 
     pub(crate) fn frozen_until(&self, incarnation: Incarnation) -> Option<Instant> {
+        self.frozen_until_at(incarnation, Instant::now())
+    }
+
+    /// [`frozen_until`](Self::frozen_until) as of `now`.
+    pub(crate) fn frozen_until_at(
+        &self,
+        incarnation: Incarnation,
+        now: Instant,
+    ) -> Option<Instant> {
         self.instances
             .get(&incarnation.instance)
             .and_then(|i| i.frozen_until)
-            .filter(|t| *t > Instant::now())
+            .filter(|t| *t > now)
+    }
+
+    /// The instances frozen at `now`.
+    pub(crate) fn frozen_at(&self, now: Instant) -> Vec<InstanceId> {
+        self.instances
+            .iter()
+            .filter(|(_, i)| i.frozen_until.is_some_and(|t| t > now))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Whether any instance is frozen (thawing is still to come).

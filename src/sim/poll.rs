@@ -124,7 +124,10 @@ impl World {
         let incarnation = c.incarnation;
         let (alive, frozen_until) = {
             let run = self.run.lock();
-            (run.alive(incarnation), run.frozen_until(incarnation))
+            (
+                run.alive(incarnation),
+                run.frozen_until_at(incarnation, now),
+            )
         };
         if !alive {
             return PollStep::Dead;

@@ -136,7 +136,11 @@ impl World {
 
     /// The earliest moment a timer fires.
     pub(crate) fn next_timer(&self) -> Option<Instant> {
-        let thaws = self.run.lock().next_thaw();
+        let now = Instant::now();
+        let (thaws, frozen) = {
+            let run = self.run.lock();
+            (run.next_thaw(), run.frozen_at(now))
+        };
         let sessions = self
             .groups
             .values()
@@ -144,14 +148,13 @@ impl World {
         let polls = self
             .consumers
             .values()
-            .filter(|c| self.frozen_until(c.incarnation).is_none())
+            .filter(|c| !frozen.contains(&c.incarnation.instance))
             .filter_map(ConsumerState::max_poll_deadline);
         // The next grid tick of each auto-committing consumer with something to commit.
-        let now = Instant::now();
         let autos = self
             .consumers
             .iter()
-            .filter(|(_, c)| self.frozen_until(c.incarnation).is_none())
+            .filter(|(_, c)| !frozen.contains(&c.incarnation.instance))
             .filter(|(id, _)| self.has_uncommitted_stored(**id))
             .filter_map(|(_, c)| {
                 let next = c.next_auto_commit?;
