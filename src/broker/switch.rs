@@ -26,7 +26,7 @@ const MOCK_BROKER_ID: i32 = 1;
 /// The Docker network broker containers are started on.
 const CONTAINER_NETWORK: &str = "bridge";
 
-/// Restarts the run's broker. Cloned into the world; the [`RunningBroker`](super::RunningBroker)
+/// Restarts the run's broker. Cloned into its backend; the [`RunningBroker`](super::RunningBroker)
 /// that made it [`retire`](Self::retire)s it before the broker goes away.
 #[derive(Clone, Debug)]
 pub(crate) struct BrokerSwitch {

@@ -31,7 +31,7 @@ use std::time::Duration;
 pub struct HistoryEntry {
     /// Virtual time since the run started.
     pub at: Duration,
-    /// The instance incarnation it happened in; `None` for the cluster itself (the harness's
+    /// The instance incarnation it happened in; `None` for the cluster itself (the run's
     /// input producer, the group coordinator's timers).
     pub incarnation: Option<Incarnation>,
     /// What happened.

@@ -27,21 +27,25 @@ struct Instances {
     none_dead: bool,
     /// A process is frozen (its thaw is still to come).
     frozen: bool,
-    /// The incarnations running now.
-    running: Vec<Incarnation>,
+    /// How many incarnations run now (listed in the driver's buffer).
+    running: usize,
     /// When anything last happened.
     last_activity: Instant,
 }
 
 impl Instances {
-    fn of(run: &RunCore) -> Self {
+    /// Reads the instances; the running incarnations go to `running` (a buffer the driver
+    /// reuses, so that a look costs no allocation).
+    fn of(run: &RunCore, running: &mut Vec<Incarnation>) -> Self {
         let statuses = || run.instances.values().map(|i| i.status);
+        running.clear();
+        running.extend(run.running());
         Instances {
             all_stopped: statuses().all(|s| s == InstanceStatus::Stopped),
             none_dead: statuses()
                 .all(|s| matches!(s, InstanceStatus::Running | InstanceStatus::Stopped)),
             frozen: run.any_frozen(),
-            running: run.running().collect(),
+            running: running.len(),
             last_activity: run.last_activity,
         }
     }
@@ -100,10 +104,13 @@ where
                 );
             }
         }
+        // Buffers reused by every turn of the loop (a turn per change of the run).
+        let (mut running, mut wake_at) = (Vec::new(), Vec::new());
         loop {
             let now = Instant::now();
             let mut to_start = Vec::new();
-            let mut wake_at = vec![origin + self.config.time_limit];
+            wake_at.clear();
+            wake_at.push(origin + self.config.time_limit);
             if let Some(interval) = self.backend.check_interval() {
                 wake_at.push(now + interval);
             }
@@ -113,7 +120,7 @@ where
                 wake_at.push(origin + *at);
             }
             self.schedule_restarts(now, &mut to_start, &mut wake_at);
-            let instances = Instances::of(&self.run.lock());
+            let instances = Instances::of(&self.run.lock(), &mut running);
             let ending = if now >= origin + self.config.time_limit {
                 Some(Ending::TimeLimit)
             } else if input.is_empty() && instances.all_stopped {
@@ -125,7 +132,7 @@ where
                 && self.backend.broker_down().is_none()
                 && instances.none_dead
                 && !instances.frozen
-                && self.backend.idle(&instances.running)
+                && self.backend.idle(&running[..instances.running])
             {
                 let quiet_until = instances.last_activity + self.backend.settle(self.config.settle);
                 if now >= quiet_until {
@@ -177,7 +184,8 @@ where
                 continue;
             }
             let deadline = wake_at
-                .into_iter()
+                .iter()
+                .copied()
                 .min()
                 .expect("time limit is always there");
             tokio::select! {
