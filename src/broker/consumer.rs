@@ -70,7 +70,7 @@ impl Owner {
         let injection = {
             let mut world = self.shared.run.lock();
             let anchor = anchor.or_else(|| world.current_record(self.incarnation));
-            world.intercept_call(operation, self.incarnation, anchor, &operation)
+            world.intercept_call(operation, self.incarnation, anchor.as_ref(), &operation)
         };
         self.shared.publish();
         injection.map_err(|_| ())

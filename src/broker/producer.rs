@@ -75,7 +75,7 @@ impl BrokerProducer {
         let injection = {
             let mut world = self.shared.run.lock();
             let anchor = world.current_record(self.incarnation);
-            world.intercept_call(operation, self.incarnation, anchor, &operation)
+            world.intercept_call(operation, self.incarnation, anchor.as_ref(), &operation)
         };
         self.shared.publish();
         injection.unwrap_or_else(|_| unwind_crash())

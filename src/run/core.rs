@@ -349,19 +349,19 @@ impl RunCore {
         &mut self,
         operation: Operation,
         incarnation: Incarnation,
-        record: Option<RecordPosition>,
+        record: Option<&RecordPosition>,
     ) -> Injection {
         *self.operations.entry(operation).or_default() += 1;
         let fired = self
             .faults
-            .intercept(operation, incarnation.instance, record.as_ref());
+            .intercept(operation, incarnation.instance, record);
         for fault in &fired {
             self.record(
                 Some(incarnation),
                 HistoryEvent::FaultInjected {
                     operation,
                     fault: *fault,
-                    record: record.clone(),
+                    record: record.cloned(),
                 },
             );
         }
@@ -384,7 +384,7 @@ impl RunCore {
         &mut self,
         operation: Operation,
         incarnation: Incarnation,
-        record: Option<RecordPosition>,
+        record: Option<&RecordPosition>,
         what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
         if !self.alive(incarnation) {

@@ -90,7 +90,7 @@ impl EffectSink {
         let prepared = {
             let mut run = self.interception.run.lock();
             let anchor = run.current_record(incarnation);
-            match run.intercept_call(effect, incarnation, anchor, &what) {
+            match run.intercept_call(effect, incarnation, anchor.as_ref(), &what) {
                 Err(Crashed) => None,
                 Ok(injection) => {
                     if let Some(freeze) = injection.freeze {

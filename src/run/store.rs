@@ -95,7 +95,7 @@ impl DurableStore {
         let injection = {
             let mut run = interception.run.lock();
             let anchor = run.current_record(incarnation);
-            run.intercept_call(commit, incarnation, anchor, &commit)
+            run.intercept_call(commit, incarnation, anchor.as_ref(), &commit)
         };
         interception.react_and_publish();
         let Ok(injection) = injection else {

@@ -74,7 +74,7 @@ impl World {
         let incarnation = c.incarnation;
         let (group, member, generation) =
             (c.settings.group_id.clone(), c.member.clone(), c.generation);
-        let injection = self.intercept_call(operation, incarnation, anchor, &operation)?;
+        let injection = self.intercept_call(operation, incarnation, anchor.as_ref(), &operation)?;
         let reject = |world: &mut World, why: &str, code| {
             world.record(
                 Some(incarnation),

@@ -358,8 +358,7 @@ impl SimConsumer {
             }
             let store = Operation::StoreOffset;
             let what = format_args!("{store} of {anchor}");
-            let injection =
-                world.intercept_call(store, self.incarnation, Some(anchor.clone()), &what)?;
+            let injection = world.intercept_call(store, self.incarnation, Some(&anchor), &what)?;
             let result = if injection.fail {
                 Err(KafkaError::StoreOffset(RDKafkaErrorCode::Fail))
             } else if !c.assignment.contains(&tp) {

@@ -333,7 +333,7 @@ impl World {
         &mut self,
         operation: Operation,
         incarnation: Incarnation,
-        record: Option<RecordPosition>,
+        record: Option<&RecordPosition>,
         what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
         let (result, events) = {

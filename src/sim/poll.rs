@@ -355,7 +355,7 @@ impl World {
         let Ok(injection) = self.intercept_call(
             recv,
             incarnation,
-            Some(position.clone()),
+            Some(&position),
             &format_args!("{recv} of {position}"),
         ) else {
             return PollStep::Dead;

@@ -97,7 +97,7 @@ impl World {
         let send = Operation::Send;
         let what = format_args!("{send} to {}[{partition}]", record.topic);
         let injection = self
-            .intercept_call(send, incarnation, anchor, &what)
+            .intercept_call(send, incarnation, anchor.as_ref(), &what)
             .map_err(|_: Crashed| ())?;
         if let Some(freeze) = injection.freeze {
             self.freeze(incarnation, freeze);
@@ -381,7 +381,8 @@ impl SimProducer {
     ) -> KafkaResult<()> {
         let mut world = self.shared.lock();
         let anchor = world.current_record(self.incarnation);
-        let Ok(injection) = world.intercept_call(operation, self.incarnation, anchor, &operation)
+        let Ok(injection) =
+            world.intercept_call(operation, self.incarnation, anchor.as_ref(), &operation)
         else {
             drop(world);
             self.shared.publish();
