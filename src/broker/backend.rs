@@ -10,16 +10,19 @@ use rdkafka::error::KafkaResult;
 use tokio::time::Instant;
 
 use super::consumer::BrokerConsumer;
+use super::native::NativeClient;
 use super::producer::BrokerProducer;
 use super::session::BrokerSession;
 use super::switch::BrokerSwitch;
 use crate::client::RebalanceHandler;
 use crate::error::Error;
+use crate::history::Operation;
 use crate::history::{
     ClusterSnapshot, HistoryEvent, Incarnation, Lag, LoggedRecord, RecordPosition, TopicPartition,
 };
 use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
-use crate::run::core::{Run, RunEvent};
+use crate::run::core::{Crashed, Run, RunEvent};
+use crate::run::fault_plan::Injection;
 
 /// How long nothing may happen before a real-broker run counts as quiesced.
 const BROKER_SETTLE: Duration = Duration::from_secs(1);
@@ -39,6 +42,17 @@ pub(crate) struct BrokerShared {
     /// Takes the broker down and back for a restart fault (the brokers the kit started).
     switch: Option<BrokerSwitch>,
     state: Mutex<State>,
+    /// The librdkafka handles of each incarnation's clients, destroyed as a killed process
+    /// leaves them when it dies.
+    handles: Mutex<Handles>,
+}
+
+#[derive(Default)]
+struct Handles {
+    live: Vec<(Incarnation, NativeClient)>,
+    /// Handles of dead incarnations, destroyed once no lock is held (a handle in use right
+    /// now, by a crash inside one of its callbacks, is destroyed at the next reaction).
+    doomed: Vec<NativeClient>,
 }
 
 #[derive(Default)]
@@ -59,26 +73,79 @@ impl BrokerBackend {
                 session: Arc::new(BrokerSession::new(bootstrap)),
                 switch,
                 state: Mutex::new(State::default()),
+                handles: Mutex::new(Handles::default()),
             }),
         }
     }
 }
 
 impl BrokerShared {
-    /// A crashed incarnation's librdkafka handles are destroyed by the run (they were
-    /// registered with it); a restart takes the broker down. (Freezes are refused on brokers.)
+    /// A dead incarnation's librdkafka handles are destroyed as a killed process leaves them;
+    /// a restart takes the broker down. (Freezes are refused on brokers.)
     pub(crate) fn react(&self) {
         let events = self.run.lock().take_events();
         for event in events {
-            if let RunEvent::BrokerRestart(down) = event {
-                let until = Instant::now() + down;
-                let mut state = self.state();
-                state.down_until = Some(state.down_until.map_or(until, |u| u.max(until)));
-                if let Some(switch) = &self.switch {
-                    switch.restart(down);
+            match event {
+                RunEvent::BrokerRestart(down) => {
+                    let until = Instant::now() + down;
+                    let mut state = self.state();
+                    state.down_until = Some(state.down_until.map_or(until, |u| u.max(until)));
+                    if let Some(switch) = &self.switch {
+                        switch.restart(down);
+                    }
                 }
+                RunEvent::ClientsGone(incarnation) => {
+                    let mut handles = self.handles();
+                    let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut handles.live)
+                        .into_iter()
+                        .partition(|(i, _)| *i == incarnation);
+                    handles.live = live;
+                    handles.doomed.extend(dead.into_iter().map(|(_, c)| c));
+                }
+                RunEvent::Frozen(_) => {}
             }
         }
+        let doomed = std::mem::take(&mut self.handles().doomed);
+        let busy: Vec<NativeClient> = doomed.into_iter().filter(|c| !c.kill()).collect();
+        self.handles().doomed.extend(busy);
+    }
+
+    /// Registers a client's librdkafka handle, destroyed when its incarnation dies.
+    pub(crate) fn register(&self, incarnation: Incarnation, client: NativeClient) {
+        self.handles().live.push((incarnation, client));
+    }
+
+    /// The run's interception step for a call of a librdkafka client, anchored on `anchor` or
+    /// else on the record the incarnation handles; the backend reacts and the run publishes.
+    pub(crate) fn intercept(
+        &self,
+        operation: Operation,
+        incarnation: Incarnation,
+        anchor: Option<RecordPosition>,
+    ) -> Result<Injection, Crashed> {
+        let injection = {
+            let mut run = self.run.lock();
+            let anchor = anchor.or_else(|| run.current_record(incarnation));
+            run.intercept_call(operation, incarnation, anchor.as_ref(), &operation)
+        };
+        self.publish();
+        injection
+    }
+
+    /// The end of the run's interception step for the call `what`.
+    pub(crate) fn complete(
+        &self,
+        injection: &Injection,
+        incarnation: Incarnation,
+        what: &dyn std::fmt::Display,
+    ) -> Result<(), Crashed> {
+        let completed = self.run.lock().complete_call(injection, incarnation, what);
+        self.publish();
+        completed
+    }
+
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Carries out what the run did ([`react`](Self::react)), then publishes the run's changes.
@@ -119,6 +186,17 @@ impl BrokerShared {
 impl Backend for BrokerBackend {
     fn react(&self) {
         self.shared.react();
+    }
+
+    /// What is left of the clients dies as a killed process would.
+    fn finish(&self) {
+        let Handles { live, doomed } = std::mem::take(&mut *self.shared.handles());
+        let left = doomed.into_iter().chain(live.into_iter().map(|(_, c)| c));
+        for client in left {
+            while !client.kill() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     fn write_input<'a>(
@@ -201,9 +279,10 @@ impl Backend for BrokerBackend {
     /// Every group committed to the end of what it subscribed to, or only transaction markers
     /// and aborted records of the input are left (a consumer commits the offset after its last
     /// record, not after the marker that follows).
-    fn caught_up(&self, lag: &[Lag]) -> bool {
+    fn quiesced(&self) -> Result<bool, Error> {
+        let lag = self.lag()?;
         let state = self.shared.state();
-        lag.iter().all(|l| {
+        Ok(lag.iter().all(|l| {
             let committed = l.committed.unwrap_or(0);
             committed >= l.end
                 || state.written.get(&l.partition).is_some_and(|log| {
@@ -213,7 +292,7 @@ impl Backend for BrokerBackend {
                             .skip(committed.max(0) as usize)
                             .all(|r| r.control || r.aborted)
                 })
-        })
+        }))
     }
 
     fn create_consumer(

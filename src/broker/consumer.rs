@@ -67,13 +67,9 @@ impl Owner {
         operation: Operation,
         anchor: Option<RecordPosition>,
     ) -> Result<Injection, ()> {
-        let injection = {
-            let mut world = self.shared.run.lock();
-            let anchor = anchor.or_else(|| world.current_record(self.incarnation));
-            world.intercept_call(operation, self.incarnation, anchor.as_ref(), &operation)
-        };
-        self.shared.publish();
-        injection.map_err(|_| ())
+        self.shared
+            .intercept(operation, self.incarnation, anchor)
+            .map_err(|_| ())
     }
 
     /// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
@@ -119,13 +115,9 @@ impl Owner {
     /// Completes the interception step of `operation`: `Err(())` when the instance crashed
     /// after the call.
     fn complete(&self, injection: &Injection, operation: Operation) -> Result<(), ()> {
-        let completed =
-            self.shared
-                .run
-                .lock()
-                .complete_call(injection, self.incarnation, &operation);
-        self.shared.publish();
-        completed.map_err(|_| ())
+        self.shared
+            .complete(injection, self.incarnation, &operation)
+            .map_err(|_| ())
     }
 
     /// A commit through an interception point, on `consumer`. `Err(())`: the instance crashed.
@@ -357,10 +349,7 @@ impl BrokerConsumer {
         };
         let consumer: BaseConsumer<BrokerContext> = config.create_with_context(context)?;
         let native = Slot::new(consumer);
-        shared.run.lock().register_handle(
-            incarnation,
-            Arc::new(NativeClient::Consumer(native.clone())),
-        );
+        shared.register(incarnation, NativeClient::Consumer(native.clone()));
         Ok(BrokerConsumer {
             owner,
             native,
@@ -381,7 +370,7 @@ impl BrokerConsumer {
         self.owner.shared.publish();
         match result {
             Some(value) if self.owner.alive() => value,
-            _ => crashed_now(),
+            _ => unwind_crash(),
         }
     }
 
@@ -394,7 +383,7 @@ impl BrokerConsumer {
     ) -> KafkaResult<()> {
         match self.with_native(|c| self.owner.commit(c, operation, anchor, offsets, mode)) {
             Ok(result) => result,
-            Err(()) => crashed_now(),
+            Err(()) => unwind_crash(),
         }
     }
 
@@ -422,7 +411,7 @@ impl BrokerConsumer {
             .owner
             .intercept(Operation::Recv, Some(position.clone()))
         else {
-            crashed_now()
+            unwind_crash()
         };
         if injection.fail || injection.broker_restart.is_some() {
             // Not handed out (a failed fetch, or the broker went down before answering it):
@@ -440,9 +429,9 @@ impl BrokerConsumer {
             ));
         }
         {
-            let mut world = self.owner.shared.run.lock();
-            world.set_current_record(self.owner.incarnation, position.clone());
-            world.record(
+            let mut run = self.owner.shared.run.lock();
+            run.set_current_record(self.owner.incarnation, position.clone());
+            run.record(
                 Some(self.owner.incarnation),
                 HistoryEvent::Delivered {
                     position,
@@ -455,12 +444,12 @@ impl BrokerConsumer {
         }
         self.owner.shared.publish();
         if self.owner.complete(&injection, Operation::Recv).is_err() {
-            crashed_now();
+            unwind_crash();
         }
         if let Some(stall) = injection.stall {
             tokio::time::sleep(stall).await;
             if !self.owner.alive() {
-                crashed_now();
+                unwind_crash();
             }
         }
         Ok(message)
@@ -475,7 +464,7 @@ impl BrokerConsumer {
             .owner
             .intercept(Operation::StoreOffset, Some(anchor.clone()))
         else {
-            crashed_now()
+            unwind_crash()
         };
         let result = if injection.fail {
             Err(KafkaError::StoreOffset(RDKafkaErrorCode::Fail))
@@ -499,15 +488,10 @@ impl BrokerConsumer {
             .complete(&injection, Operation::StoreOffset)
             .is_err()
         {
-            crashed_now();
+            unwind_crash();
         }
         result
     }
-}
-
-/// Unwinds the calling task as its crashed process.
-fn crashed_now() -> ! {
-    unwind_crash()
 }
 
 impl Drop for BrokerConsumer {

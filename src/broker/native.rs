@@ -14,7 +14,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, Producer};
 
 use super::consumer::BrokerContext;
-use crate::run::core::ClientHandle;
 
 /// A librdkafka handle shared by the client wrapper the consumer code holds and the run,
 /// which takes it out to destroy it when the instance crashes.
@@ -51,10 +50,10 @@ pub(crate) enum NativeClient {
     Producer(Arc<ProducerSlot>),
 }
 
-impl ClientHandle for NativeClient {
+impl NativeClient {
     /// Destroys the handle the way a killed process leaves it; `false` when its holder is
     /// inside a call on it (try again after that call returns).
-    fn kill(&self) -> bool {
+    pub(crate) fn kill(&self) -> bool {
         match self {
             NativeClient::Consumer(slot) => match slot.try_take() {
                 Err(()) => false,

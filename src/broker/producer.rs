@@ -48,10 +48,7 @@ impl BrokerProducer {
             transactional_id.is_some() || config.get("enable.idempotence") == Some("true");
         let producer: FutureProducer = session.client_config(config).create()?;
         let native = Slot::new(producer);
-        shared.run.lock().register_handle(
-            incarnation,
-            Arc::new(NativeClient::Producer(native.clone())),
-        );
+        shared.register(incarnation, NativeClient::Producer(native.clone()));
         Ok(BrokerProducer {
             shared,
             incarnation,
@@ -72,25 +69,19 @@ impl BrokerProducer {
     }
 
     fn intercept(&self, operation: Operation) -> Injection {
-        let injection = {
-            let mut world = self.shared.run.lock();
-            let anchor = world.current_record(self.incarnation);
-            world.intercept_call(operation, self.incarnation, anchor.as_ref(), &operation)
-        };
-        self.shared.publish();
-        injection.unwrap_or_else(|_| unwind_crash())
+        self.shared
+            .intercept(operation, self.incarnation, None)
+            .unwrap_or_else(|_| unwind_crash())
     }
 
     /// Completes the interception step of the call `what`: unwinds when the instance crashed
     /// after it.
     fn complete(&self, injection: &Injection, what: &dyn std::fmt::Display) {
-        let completed = self
+        if self
             .shared
-            .run
-            .lock()
-            .complete_call(injection, self.incarnation, what);
-        self.shared.publish();
-        if completed.is_err() {
+            .complete(injection, self.incarnation, what)
+            .is_err()
+        {
             unwind_crash();
         }
     }

@@ -137,14 +137,11 @@ impl BrokerSession {
             .map_err(client("creating a reader"))
     }
 
-    /// Writes the run's input in order, one record per produce request (some brokers report
-    /// wrong end offsets for multi-record batches), and checks that each record lands at the
-    /// offset the scenario expects (dense offsets from 0; a transaction's marker takes the
-    /// offset after its record) and that each partition ends where the last record (or
-    /// marker) does.
-    /// Writes the input, one record per batch (a transactional one in a transaction of its
-    /// own), where the producer's default partitioner puts it unless it names a partition,
-    /// and says where each landed. Offsets must come out dense (markers included).
+    /// Writes the run's input in order to the partitions the run chose, one record per
+    /// produce request (some brokers report wrong end offsets for multi-record batches; a
+    /// transactional record in a transaction of its own), checks that the offsets come out
+    /// dense from 0 (a transaction's marker takes the offset after its record) and that each
+    /// partition ends where its last record (or marker) does, and says where each landed.
     pub(crate) async fn produce_input(
         &self,
         records: &[InputWrite],
@@ -167,10 +164,8 @@ impl BrokerSession {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut positions = Vec::new();
         for input in records {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&input.topic);
-            if let Some(partition) = input.partition {
-                record = record.partition(partition);
-            }
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&input.topic).partition(input.partition);
             if let Some(key) = &input.key {
                 record = record.key(key);
             }

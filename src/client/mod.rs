@@ -10,6 +10,7 @@
 //! [`RebalanceContext`] when creating the rdkafka consumer, in tests hand it to
 //! [`InstanceContext::create_consumer_with_handler`](crate::InstanceContext::create_consumer_with_handler).
 
+pub(crate) mod partitioner;
 mod rdkafka_impl;
 pub(crate) mod txn_error;
 

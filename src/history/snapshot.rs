@@ -73,7 +73,7 @@ impl ClusterSnapshot {
     }
 
     /// Takes the transactional flags (aborted, marker) of the input partitions from the
-    /// record the run kept of what it wrote: a broker's `read_committed` readers are not
+    /// record the backend kept of what it wrote: a broker's `read_committed` readers are not
     /// trusted to tell aborted records apart (see the self-check). Partitions whose content
     /// differs from what was written keep what the broker said.
     pub(crate) fn with_input_flags(mut self, written: &ClusterSnapshot) -> Self {

@@ -36,8 +36,9 @@ pub(crate) type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 #[derive(Clone, Debug)]
 pub(crate) struct InputWrite {
     pub topic: String,
-    /// The partition, or `None` for the producer's default partitioner.
-    pub partition: Option<i32>,
+    /// The partition: the record's own, or where the upstream producer's default partitioner
+    /// (librdkafka's `consistent_random`, with the run's RNG) puts it.
+    pub partition: i32,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     /// In a transaction of its own that commits (`true`) or aborts.
@@ -78,8 +79,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Each group's committed offsets against the end offsets.
     fn lag(&self) -> Result<Vec<Lag>, Error>;
 
-    /// Whether a quiet run with this lag has consumed everything there is to consume.
-    fn caught_up(&self, lag: &[Lag]) -> bool;
+    /// Whether a quiet run (every running incarnation idle for the settle period) has
+    /// consumed everything there is to consume.
+    fn quiesced(&self) -> Result<bool, Error>;
 
     /// Creates a consumer of the incarnation.
     fn create_consumer(
@@ -95,6 +97,10 @@ pub(crate) trait Backend: Send + Sync {
         incarnation: Incarnation,
         config: &ClientConfig,
     ) -> KafkaResult<Box<dyn ProducerClient>>;
+
+    /// The run is over and its runtime gone: what is left of the clients dies as a killed
+    /// process would.
+    fn finish(&self) {}
 
     /// The topics, their records and the committed offsets once the run stopped.
     fn snapshot(&self, topics: &[(String, i32)]) -> Result<ClusterSnapshot, Error>;

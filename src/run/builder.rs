@@ -242,6 +242,19 @@ impl SimulationBuilder {
             }
         }
         c.faults.validate()?;
+        if let Some(rule) = c
+            .faults
+            .rules()
+            .iter()
+            .find(|r| r.anchor.input_record().is_some_and(|i| i >= c.input.len()))
+        {
+            return invalid(format!(
+                "fault rule ({}) names input record {}, but only {} are produced",
+                rule.anchor,
+                rule.anchor.input_record().unwrap_or_default(),
+                c.input.len()
+            ));
+        }
         Ok(Simulation { config: c.clone() })
     }
 }

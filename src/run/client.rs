@@ -14,9 +14,15 @@ use rdkafka::util::Timeout;
 use super::backend::{ConsumerClient, ProducerClient};
 use crate::client::{ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer};
 
-/// The consumer an [`InstanceContext`](crate::InstanceContext) creates: the simulator's, or
-/// librdkafka's on a real broker. It implements [`KafkaConsumer`]; messages are
-/// [`OwnedMessage`]s.
+/// The consumer an [`InstanceContext`](crate::InstanceContext) creates from the same
+/// `ClientConfig` production uses: the simulator's, or librdkafka's on a real broker. It
+/// implements [`KafkaConsumer`]; messages are [`OwnedMessage`]s.
+///
+/// It behaves as librdkafka's consumer: `recv` polls the group (joins, rebalances and their
+/// callbacks happen inside it), `enable.auto.offset.store` stores each offset as the message is
+/// handed out, `enable.auto.commit` commits stored offsets every `auto.commit.interval.ms` and
+/// when partitions are revoked or the consumer is dropped. Every call is an interception point
+/// of the fault schedule. Once its instance crashed, any use of it unwinds the calling task.
 pub struct Consumer {
     inner: Box<dyn ConsumerClient>,
 }
@@ -87,7 +93,9 @@ impl KafkaConsumer for Consumer {
 ///
 /// A lost acknowledgement ([`Fault::LoseAck`](crate::Fault::LoseAck)) makes librdkafka retry:
 /// without `enable.idempotence` the retry appends a duplicate, with it the broker drops the
-/// duplicate by (producer id, epoch, sequence); `acks=0` reports no offsets.
+/// duplicate by (producer id, epoch, sequence); `acks=0` reports no offsets. On a real broker
+/// the lost acknowledgement is played as librdkafka's retry would land: a second copy without
+/// idempotence, nothing with it.
 pub struct Producer {
     inner: Box<dyn ProducerClient>,
 }

@@ -93,13 +93,6 @@ pub(crate) enum RunEvent {
     BrokerRestart(Duration),
 }
 
-/// A client of a real broker whose handle dies with its incarnation.
-pub(crate) trait ClientHandle: Send + Sync {
-    /// Destroys the handle the way a killed process leaves it; `false` when its holder is
-    /// inside a call on it right now (try again after that call returns).
-    fn kill(&self) -> bool;
-}
-
 /// The run's record. Reached through [`Run::lock`].
 pub(crate) struct RunCore {
     /// The one source of randomness of the run.
@@ -121,10 +114,6 @@ pub(crate) struct RunCore {
     events: Vec<RunEvent>,
     /// Root tasks of crashed instances, aborted once the lock is released.
     pending_aborts: Vec<AbortHandle>,
-    /// Real broker clients, by incarnation, destroyed when it dies.
-    handles: Vec<(Incarnation, Arc<dyn ClientHandle>)>,
-    /// Handles of dead incarnations, destroyed once the lock is released.
-    pending_kills: Vec<Arc<dyn ClientHandle>>,
 }
 
 impl RunCore {
@@ -144,8 +133,6 @@ impl RunCore {
             changed: false,
             events: Vec::new(),
             pending_aborts: Vec::new(),
-            handles: Vec::new(),
-            pending_kills: Vec::new(),
         }
     }
 
@@ -301,13 +288,8 @@ impl RunCore {
     }
 
     /// The incarnation's clients are gone (it crashed or its future ended): the backend
-    /// drops them, real handles are destroyed as a killed process leaves them.
+    /// drops them as a killed process leaves them ([`RunEvent::ClientsGone`]).
     pub(crate) fn clients_gone(&mut self, incarnation: Incarnation) {
-        let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handles)
-            .into_iter()
-            .partition(|(i, _)| *i == incarnation);
-        self.handles = live;
-        self.pending_kills.extend(dead.into_iter().map(|(_, c)| c));
         self.events.push(RunEvent::ClientsGone(incarnation));
         self.touch();
     }
@@ -320,24 +302,6 @@ impl RunCore {
         }
         self.events.push(RunEvent::Frozen(incarnation));
         self.touch();
-    }
-
-    /// Registers a real broker client's handle, destroyed as a killed process leaves it
-    /// when its incarnation dies.
-    pub(crate) fn register_handle(
-        &mut self,
-        incarnation: Incarnation,
-        handle: Arc<dyn ClientHandle>,
-    ) {
-        self.handles.push((incarnation, handle));
-    }
-
-    /// Every registered handle, for destruction at the end of the run.
-    pub(crate) fn take_handles(&mut self) -> Vec<Arc<dyn ClientHandle>> {
-        self.pending_kills
-            .drain(..)
-            .chain(self.handles.drain(..).map(|(_, c)| c))
-            .collect()
     }
 
     // ----- the interception step -----
@@ -466,26 +430,19 @@ impl Run {
         self.lock().record(incarnation, event);
     }
 
-    /// Wakes every task waiting for the run to change, if it did, aborts the root tasks of
-    /// crashed instances and destroys the handles of dead ones. Call after releasing every
-    /// lock (and after the backend reacted to the run's events).
+    /// Wakes every task waiting for the run to change, if it did, and aborts the root tasks
+    /// of crashed instances. Call after releasing every lock (and after the backend reacted to
+    /// the run's events).
     pub(crate) fn publish(&self) {
-        let (changed, aborts, kills) = {
+        let (changed, aborts) = {
             let mut core = self.lock();
             (
                 std::mem::take(&mut core.changed),
                 std::mem::take(&mut core.pending_aborts),
-                std::mem::take(&mut core.pending_kills),
             )
         };
         for root in aborts {
             root.abort();
-        }
-        // A handle in use right now (a crash inside one of its callbacks) is destroyed at the
-        // next publish, after that call returned.
-        let busy: Vec<Arc<dyn ClientHandle>> = kills.into_iter().filter(|c| !c.kill()).collect();
-        if !busy.is_empty() {
-            self.lock().pending_kills.extend(busy);
         }
         if changed {
             self.changed.notify_waiters();

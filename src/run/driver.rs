@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::backend::{Backend, InputWrite};
 use super::core::{CrashSignal, InstanceState, InstanceStatus, Run, RunCore};
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
+use crate::client::partitioner::Partitioner;
 use crate::error::Error;
 use crate::history::{HistoryEvent, Incarnation, InstanceId};
 
@@ -27,8 +28,6 @@ struct Instances {
     none_dead: bool,
     /// A process is frozen (its thaw is still to come).
     frozen: bool,
-    /// How many incarnations run now (listed in the driver's buffer).
-    running: usize,
     /// When anything last happened.
     last_activity: Instant,
 }
@@ -45,7 +44,6 @@ impl Instances {
             none_dead: statuses()
                 .all(|s| matches!(s, InstanceStatus::Running | InstanceStatus::Stopped)),
             frozen: run.any_frozen(),
-            running: running.len(),
             last_activity: run.last_activity,
         }
     }
@@ -87,6 +85,7 @@ where
         let mut input: VecDeque<(Duration, usize, InputRecord)> = input.into_iter().collect();
         {
             let mut run = self.run.lock();
+            run.faults.expect_inputs(self.config.input.len());
             for id in 0..self.config.instances {
                 run.instances.insert(
                     InstanceId(id),
@@ -132,7 +131,7 @@ where
                 && self.backend.broker_down().is_none()
                 && instances.none_dead
                 && !instances.frozen
-                && self.backend.idle(&running[..instances.running])
+                && self.backend.idle(&running)
             {
                 let quiet_until = instances.last_activity + self.backend.settle(self.config.settle);
                 if now >= quiet_until {
@@ -157,12 +156,7 @@ where
                 }),
                 // The backend decides whether quiet means done (on a real broker: every group
                 // committed to the end of what it subscribed to).
-                Some(Ending::Quiet) => {
-                    let lag = self.backend.lag()?;
-                    self.backend
-                        .caught_up(&lag)
-                        .then_some(HistoryEvent::Quiesced)
-                }
+                Some(Ending::Quiet) => self.backend.quiesced()?.then_some(HistoryEvent::Quiesced),
             };
             let ended = match end {
                 Some(event) => {
@@ -208,9 +202,25 @@ where
         while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
             let (_, index, r) = input.pop_front().expect("checked");
             indices.push(index);
+            let partition = match r.partition {
+                Some(p) => p,
+                None => {
+                    let partitions = self
+                        .config
+                        .topics
+                        .iter()
+                        .find(|(t, _)| *t == r.topic)
+                        .map(|(_, n)| *n)
+                        .ok_or_else(|| Error::UnknownTopic(r.topic.clone()))?;
+                    // The upstream producer's default partitioner, as librdkafka's.
+                    Partitioner::ConsistentRandom.partition(r.key.as_deref(), partitions, |n| {
+                        self.run.lock().rng.below(n)
+                    })
+                }
+            };
             batch.push(InputWrite {
                 topic: r.topic,
-                partition: r.partition,
+                partition,
                 key: r.key,
                 payload: r.payload,
                 transaction: r.transaction,

@@ -54,6 +54,11 @@ impl FaultPlan {
         }
     }
 
+    /// Makes room for `count` input records, none of them written yet.
+    pub(crate) fn expect_inputs(&mut self, count: usize) {
+        self.inputs = vec![None; count];
+    }
+
     /// Notes where input record `index` landed: anchors on it match that position from now on.
     pub(crate) fn input_landed(&mut self, index: usize, position: RecordPosition) {
         if self.inputs.len() <= index {

@@ -75,8 +75,8 @@ impl Backend for SimBackend {
     }
 
     /// The simulator's idleness already covers the lag: quiet means done.
-    fn caught_up(&self, _lag: &[Lag]) -> bool {
-        true
+    fn quiesced(&self) -> Result<bool, Error> {
+        Ok(true)
     }
 
     fn create_consumer(

@@ -59,7 +59,7 @@ impl World {
     }
 
     /// A commit as the application (or librdkafka on its behalf) makes it, through the
-    /// interception point `operation`. `Err(None)` means the instance crashed.
+    /// interception point `operation`. `Err(Crashed)`: the instance crashed.
     pub(crate) fn intercepted_commit(
         &mut self,
         client: ClientId,

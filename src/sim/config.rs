@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 
 use super::assignor::AssignmentStrategy;
-use super::partitioner::Partitioner;
+use crate::client::partitioner::Partitioner;
 
 /// `auto.offset.reset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

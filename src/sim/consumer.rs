@@ -156,16 +156,8 @@ pub(crate) fn tpl_with_offsets(
     Ok(list)
 }
 
-/// A consumer of the simulated cluster, created by
-/// [`InstanceContext::create_consumer`](crate::InstanceContext::create_consumer) from the same
-/// `ClientConfig` production uses.
-///
-/// It behaves as librdkafka's consumer: `recv` polls the group (joins, rebalances and their
-/// callbacks happen inside it), `enable.auto.offset.store` stores each offset as the message is
-/// handed out, `enable.auto.commit` commits stored offsets every `auto.commit.interval.ms` and
-/// when partitions are revoked or the consumer is dropped. Every call is an interception point
-/// of the fault schedule. Once its instance crashed, any use of it unwinds the calling task.
-///
+/// A consumer of the simulated cluster, librdkafka's consumer semantics (see
+/// [`Consumer`](crate::Consumer), the handle users hold).
 pub(crate) struct SimConsumer {
     shared: Arc<Shared>,
     client: ClientId,

@@ -14,7 +14,7 @@ pub(crate) mod config;
 mod consumer;
 pub(crate) mod group;
 pub(crate) mod log;
-pub(crate) mod partitioner;
+
 mod poll;
 mod producer;
 mod timers;
@@ -38,7 +38,7 @@ pub(crate) use producer::SimProducer;
 use crate::history::Operation;
 use crate::history::{ClusterSnapshot, RecordPosition, TopicPartition};
 use crate::history::{CommitKind, HistoryEvent, Incarnation, Lag, MemberRemoval};
-use crate::run::core::{Crashed, Run, RunEvent};
+use crate::run::core::{Crashed, Run, RunCore, RunEvent};
 use crate::run::fault_plan::{self as fault, Injection};
 use group::{Events, Group, GroupState};
 use log::{RecordKind, StoredRecord, Topic};
@@ -201,11 +201,11 @@ impl World {
         self.complete_rebalance(group);
     }
 
-    /// Appends a record on behalf of the cluster (the harness's input producer).
+    /// Appends a record on behalf of the cluster (the run's input producer).
     pub(crate) fn append_input(
         &mut self,
         topic: &str,
-        partition: Option<i32>,
+        partition: i32,
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
         transaction: Option<bool>,
@@ -213,21 +213,13 @@ impl World {
         let partitions = self
             .partitions_of(topic)
             .ok_or_else(|| crate::error::Error::UnknownTopic(topic.to_string()))?;
-        let partition = match partition {
-            Some(p) if (0..partitions).contains(&p) => p,
-            Some(p) => {
-                return Err(crate::error::Error::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                    partitions,
-                });
-            }
-            None => partitioner::Partitioner::ConsistentRandom.partition(
-                key.as_deref(),
+        if !(0..partitions).contains(&partition) {
+            return Err(crate::error::Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
                 partitions,
-                &mut self.run.lock().rng,
-            ),
-        };
+            });
+        }
         let timestamp = self.elapsed().as_millis() as i64;
         let key_text = key
             .as_ref()
@@ -336,13 +328,7 @@ impl World {
         record: Option<&RecordPosition>,
         what: &dyn fmt::Display,
     ) -> Result<Injection, Crashed> {
-        let (result, events) = {
-            let mut run = self.run.lock();
-            let result = run.intercept_call(operation, incarnation, record, what);
-            (result, run.take_events())
-        };
-        self.react_to(events);
-        result
+        self.with_run(|run| run.intercept_call(operation, incarnation, record, what))
     }
 
     /// The end of the run's interception step
@@ -354,19 +340,24 @@ impl World {
         incarnation: Incarnation,
         what: &dyn fmt::Display,
     ) -> Result<(), Crashed> {
-        let (result, events) = {
-            let mut run = self.run.lock();
-            let result = run.complete_call(injection, incarnation, what);
-            (result, run.take_events())
-        };
-        self.react_to(events);
-        result
+        self.with_run(|run| run.complete_call(injection, incarnation, what))
     }
 
     /// Freezes the whole process: nothing of it runs and its heartbeats stop until it thaws.
     pub(crate) fn freeze(&mut self, incarnation: Incarnation, duration: Duration) {
-        self.run.lock().freeze(incarnation, duration);
-        self.react();
+        self.with_run(|run| run.freeze(incarnation, duration));
+    }
+
+    /// Runs a step of the run's (`f`, under its lock) and carries out at once what it did to
+    /// the instances: the one way the simulator changes the run's instances.
+    fn with_run<T>(&mut self, f: impl FnOnce(&mut RunCore) -> T) -> T {
+        let (result, events) = {
+            let mut run = self.run.lock();
+            let result = f(&mut run);
+            (result, run.take_events())
+        };
+        self.react_to(events);
+        result
     }
 
     /// Forgets an incarnation's clients; their group members stop heartbeating.

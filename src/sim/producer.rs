@@ -89,9 +89,9 @@ impl World {
                     RDKafkaErrorCode::UnknownPartition,
                 )));
             }
-            None => {
-                partitioner.partition(record.key.as_deref(), partitions, &mut self.run.lock().rng)
-            }
+            None => partitioner.partition(record.key.as_deref(), partitions, |n| {
+                self.run.lock().rng.below(n)
+            }),
         };
         let anchor = self.current_record(incarnation);
         let send = Operation::Send;
@@ -191,13 +191,8 @@ impl World {
     }
 }
 
-/// A producer of the simulated cluster, created by
-/// [`InstanceContext::create_producer`](crate::InstanceContext::create_producer).
-///
-/// `acks=0` reports no offsets; a lost acknowledgement ([`Fault::LoseAck`](crate::Fault::LoseAck))
-/// makes librdkafka retry: without `enable.idempotence` the retry appends a duplicate, with it
-/// the broker drops the duplicate by (producer id, epoch, sequence).
-///
+/// A producer of the simulated cluster (see [`Producer`](crate::Producer), the handle users
+/// hold): acks, librdkafka's retries, the idempotent and the transactional producer.
 pub(crate) struct SimProducer {
     shared: Arc<Shared>,
     client: ClientId,

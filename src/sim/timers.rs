@@ -181,9 +181,8 @@ impl World {
 
     /// The cluster as it is now, for the run's outcome.
     pub(crate) fn snapshot(&self) -> ClusterSnapshot {
-        let world = self;
         let mut logs = BTreeMap::new();
-        for (name, topic) in &world.topics {
+        for (name, topic) in &self.topics {
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let records = partition
                     .records
@@ -201,7 +200,7 @@ impl World {
                 logs.insert(TopicPartition::new(name.clone(), p as i32), records);
             }
         }
-        let committed = world
+        let committed = self
             .groups
             .iter()
             .flat_map(|(g, group)| {

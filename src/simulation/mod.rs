@@ -180,13 +180,7 @@ impl Simulation {
         // run finished and do nothing.
         drop(local);
         drop(runtime);
-        // What is left of the real clients dies as a killed process would.
-        let handles = run.lock().take_handles();
-        for handle in handles {
-            while !handle.kill() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        backend.finish();
         result?;
         // A restart that did not happen must not pass for one that did.
         if let Some(failures) = restarts.map(|s| s.failures()).filter(|f| !f.is_empty()) {

@@ -1,6 +1,6 @@
-//! The crate's dependency rules (DESIGN.md, "Architecture"): data flows down from scenarios
-//! through the run and its backends to the history, and never back up; a backend knows
-//! nothing of another, and the run knows none of them (only `simulation` picks one). This test reads the
+//! The crate's dependency rules (the README's Layout): data flows down from scenarios through
+//! the run and its backends to the history, and never back up; a backend knows nothing of
+//! another, and the run knows none of them (only `simulation` picks one). This test reads the
 //! sources and fails, naming the file and line, when a module imports one it must not.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +32,8 @@ const RULES: &[(&str, &[&str], &str)] = &[
     (
         "client",
         &["history"],
-        "the client traits are the API consumers are written against, nothing behind them",
+        "the client traits are the API consumers are written against, with librdkafka's own \
+         client-side semantics (partitioners, transactional errors); nothing of runs or backends",
     ),
     (
         "run",
@@ -55,6 +56,28 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "check/report.rs",
         &["history", "invariant", "scenario"],
         "the report renders a finished verdict and its replay information",
+    ),
+];
+
+/// Which modules may use a module at all: a backend is picked in one place.
+const IMPORTERS: &[(&str, &[&str], &str)] = &[
+    (
+        "sim",
+        &["simulation"],
+        "only `simulation` picks a backend; everything else reaches the simulator through the \
+         run's Backend trait",
+    ),
+    (
+        "broker",
+        &["simulation", "check", "error"],
+        "only `simulation` picks a backend; the check names a broker to confirm verdicts on and \
+         the crate's error wraps a broker's",
+    ),
+    (
+        "simulation",
+        &["check"],
+        "`simulation` runs a Simulation on a backend; the check is its only caller inside the \
+         crate",
     ),
 ];
 
@@ -153,6 +176,33 @@ fn modules_import_only_what_the_architecture_allows() {
                                 line.trim()
                             ));
                     }
+                }
+            }
+        }
+    }
+    for file in &files {
+        let relative = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let module = relative
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_string();
+        let text = std::fs::read_to_string(file).expect("readable source file");
+        for (used_module, importers, why) in IMPORTERS {
+            if module == *used_module || importers.contains(&module.as_str()) {
+                continue;
+            }
+            for (number, line) in without_tests(&text) {
+                if crate_modules(line).contains(*used_module) {
+                    broken
+                        .entry(format!("{used_module}: {why}"))
+                        .or_default()
+                        .push(format!("src/{relative}:{number} uses crate::{used_module}"));
                 }
             }
         }

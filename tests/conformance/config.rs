@@ -101,6 +101,18 @@ fn fault_schedules_that_cannot_fire_are_rejected_by_build() {
         b.build(),
         Err(Error::Fault(FaultError::ZeroOccurrence { .. }))
     ));
+    // An anchor on an input record the simulation never produces could never fire.
+    let mut b = builder(1, 1);
+    b.faults(FaultSchedule::new().with(Anchor::on(Operation::Recv).input(1), Fault::CrashAfter));
+    match b.build() {
+        Err(Error::InvalidSetting(why)) => assert!(
+            why.contains("names input record 1, but only 1 are produced"),
+            "{why}"
+        ),
+        other => panic!("an anchor past the input: {other:?}"),
+    }
+    b.faults(FaultSchedule::new().with(Anchor::on(Operation::Recv).input(0), Fault::CrashAfter));
+    assert!(b.build().is_ok());
 }
 
 #[test]

@@ -1,7 +1,5 @@
 //! librdkafka's partitioners, so that keys land where a Rust user's production producer puts them.
 
-use crate::run::rng::SimRng;
-
 /// librdkafka's `partitioner` setting (the ones the simulator models).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Partitioner {
@@ -29,22 +27,28 @@ impl Partitioner {
         })
     }
 
-    /// The partition librdkafka picks for `key` among `partitions` (> 0).
-    pub(crate) fn partition(self, key: Option<&[u8]>, partitions: i32, rng: &mut SimRng) -> i32 {
+    /// The partition librdkafka picks for `key` among `partitions` (> 0); `below(n)` draws a
+    /// uniform random number in `0..n` (the run's RNG), called only when the choice is random.
+    pub(crate) fn partition(
+        self,
+        key: Option<&[u8]>,
+        partitions: i32,
+        below: impl FnOnce(u64) -> u64,
+    ) -> i32 {
         let n = partitions as u32;
-        let random = |rng: &mut SimRng| rng.below(u64::from(n)) as i32;
+        let random = move || below(u64::from(n)) as i32;
         match self {
             Partitioner::ConsistentRandom => match key {
                 Some(k) if !k.is_empty() => (crc32(k) % n) as i32,
-                _ => random(rng),
+                _ => random(),
             },
             Partitioner::Consistent => (crc32(key.unwrap_or_default()) % n) as i32,
             Partitioner::Murmur2Random => match key {
                 Some(k) => ((murmur2(k) & 0x7fff_ffff) % n) as i32,
-                None => random(rng),
+                None => random(),
             },
             Partitioner::Murmur2 => ((murmur2(key.unwrap_or_default()) & 0x7fff_ffff) % n) as i32,
-            Partitioner::Random => random(rng),
+            Partitioner::Random => random(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub(crate) fn murmur2(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::rng::SimRng;
 
     #[test]
     fn murmur2_matches_kafkas_reference_values() {
@@ -119,15 +124,18 @@ mod tests {
     fn consistent_random_hashes_keys_and_randomises_empty_keys() {
         let mut rng = SimRng::new(3);
         assert_eq!(
-            Partitioner::ConsistentRandom.partition(Some(b"task-1"), 7, &mut rng),
+            Partitioner::ConsistentRandom.partition(Some(b"task-1"), 7, |n| rng.below(n)),
             (crc32(b"task-1") % 7) as i32
         );
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..64 {
-            seen.insert(Partitioner::ConsistentRandom.partition(Some(b""), 4, &mut rng));
-            seen.insert(Partitioner::ConsistentRandom.partition(None, 4, &mut rng));
+            seen.insert(Partitioner::ConsistentRandom.partition(Some(b""), 4, |n| rng.below(n)));
+            seen.insert(Partitioner::ConsistentRandom.partition(None, 4, |n| rng.below(n)));
         }
         assert_eq!(seen.len(), 4);
-        assert_eq!(Partitioner::Consistent.partition(Some(b""), 4, &mut rng), 0);
+        assert_eq!(
+            Partitioner::Consistent.partition(Some(b""), 4, |n| rng.below(n)),
+            0
+        );
     }
 }
