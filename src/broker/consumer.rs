@@ -430,7 +430,7 @@ impl BrokerConsumer {
         }
         {
             let mut run = self.owner.shared.run.lock();
-            run.set_current_record(self.owner.incarnation, position.clone());
+            run.set_current_record(self.owner.incarnation, &position);
             run.record(
                 Some(self.owner.incarnation),
                 HistoryEvent::Delivered {

@@ -37,7 +37,7 @@ impl fmt::Display for TopicPartition {
 }
 
 /// Where a record sits in the log, printed as `topic[partition]@offset`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordPosition {
     /// The topic name.
     pub topic: String,
@@ -45,6 +45,23 @@ pub struct RecordPosition {
     pub partition: i32,
     /// The record's offset in its partition.
     pub offset: i64,
+}
+
+impl Clone for RecordPosition {
+    fn clone(&self) -> Self {
+        RecordPosition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+
+    /// Reuses the topic name's allocation.
+    fn clone_from(&mut self, source: &Self) {
+        self.topic.clone_from(&source.topic);
+        self.partition = source.partition;
+        self.offset = source.offset;
+    }
 }
 
 impl RecordPosition {

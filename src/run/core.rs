@@ -260,9 +260,13 @@ impl RunCore {
     }
 
     /// Notes the record the incarnation was just handed.
-    pub(crate) fn set_current_record(&mut self, incarnation: Incarnation, record: RecordPosition) {
+    pub(crate) fn set_current_record(&mut self, incarnation: Incarnation, record: &RecordPosition) {
         if let Some(state) = self.instances.get_mut(&incarnation.instance) {
-            state.current_record = Some(record);
+            match &mut state.current_record {
+                // The same topic as a rule: reuse the name's allocation.
+                Some(current) => current.clone_from(record),
+                None => state.current_record = Some(record.clone()),
+            }
         }
     }
 

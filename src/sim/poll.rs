@@ -394,7 +394,7 @@ impl World {
         }
         {
             let mut run = self.run.lock();
-            run.set_current_record(incarnation, position.clone());
+            run.set_current_record(incarnation, &position);
             run.record(
                 Some(incarnation),
                 HistoryEvent::Delivered {
