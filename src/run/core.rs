@@ -205,11 +205,6 @@ impl RunCore {
             .collect()
     }
 
-    /// Whether any instance is frozen (thawing is still to come).
-    pub(crate) fn any_frozen(&self) -> bool {
-        self.instances.values().any(|i| i.frozen_until.is_some())
-    }
-
     /// Thaws the processes whose freeze is over by `now`; returns their incarnations.
     pub(crate) fn thaw(&mut self, now: Instant) -> Vec<Incarnation> {
         let mut thawed = Vec::new();
@@ -235,17 +230,6 @@ impl RunCore {
         self.instances
             .iter()
             .filter(|(_, i)| i.status == InstanceStatus::Running && i.frozen_until.is_none())
-            .map(|(id, i)| Incarnation {
-                instance: *id,
-                number: i.incarnation,
-            })
-    }
-
-    /// The incarnations running now, frozen ones included.
-    pub(crate) fn running(&self) -> impl Iterator<Item = Incarnation> + '_ {
-        self.instances
-            .iter()
-            .filter(|(_, i)| i.status == InstanceStatus::Running)
             .map(|(id, i)| Incarnation {
                 instance: *id,
                 number: i.incarnation,

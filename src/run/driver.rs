@@ -33,17 +33,26 @@ struct Instances {
 }
 
 impl Instances {
-    /// Reads the instances; the running incarnations go to `running` (a buffer the driver
-    /// reuses, so that a look costs no allocation).
+    /// Reads the instances in one pass; the running incarnations go to `running` (a buffer
+    /// the driver reuses, so that a look costs no allocation).
     fn of(run: &RunCore, running: &mut Vec<Incarnation>) -> Self {
-        let statuses = || run.instances.values().map(|i| i.status);
         running.clear();
-        running.extend(run.running());
+        let (mut all_stopped, mut none_dead, mut frozen) = (true, true, false);
+        for (id, i) in &run.instances {
+            all_stopped &= i.status == InstanceStatus::Stopped;
+            none_dead &= matches!(i.status, InstanceStatus::Running | InstanceStatus::Stopped);
+            frozen |= i.frozen_until.is_some();
+            if i.status == InstanceStatus::Running {
+                running.push(Incarnation {
+                    instance: *id,
+                    number: i.incarnation,
+                });
+            }
+        }
         Instances {
-            all_stopped: statuses().all(|s| s == InstanceStatus::Stopped),
-            none_dead: statuses()
-                .all(|s| matches!(s, InstanceStatus::Running | InstanceStatus::Stopped)),
-            frozen: run.any_frozen(),
+            all_stopped,
+            none_dead,
+            frozen,
             last_activity: run.last_activity,
         }
     }
@@ -71,13 +80,12 @@ where
     Fut: Future + 'static,
     Fut::Output: InstanceExit,
 {
-    pub(crate) async fn run(self) -> Result<(), Error> {
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
         let origin = self.run.lock().origin;
-        let mut input: Vec<(Duration, usize, InputRecord)> = self
-            .config
-            .input
-            .iter()
-            .cloned()
+        // The driver's copy of the settings is its own: the input moves out of it.
+        let inputs = self.config.input.len();
+        let mut input: Vec<(Duration, usize, InputRecord)> = std::mem::take(&mut self.config.input)
+            .into_iter()
             .enumerate()
             .map(|(i, (at, r))| (at, i, r))
             .collect();
@@ -85,7 +93,7 @@ where
         let mut input: VecDeque<(Duration, usize, InputRecord)> = input.into_iter().collect();
         {
             let mut run = self.run.lock();
-            run.faults.expect_inputs(self.config.input.len());
+            run.faults.expect_inputs(inputs);
             for id in 0..self.config.instances {
                 run.instances.insert(
                     InstanceId(id),
