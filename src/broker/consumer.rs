@@ -374,19 +374,6 @@ impl BrokerConsumer {
         }
     }
 
-    fn commit_offsets(
-        &self,
-        operation: Operation,
-        anchor: Option<RecordPosition>,
-        offsets: Vec<(TopicPartition, i64)>,
-        mode: CommitMode,
-    ) -> KafkaResult<()> {
-        match self.with_native(|c| self.owner.commit(c, operation, anchor, offsets, mode)) {
-            Ok(result) => result,
-            Err(()) => unwind_crash(),
-        }
-    }
-
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
         let _polling = self.session.polling(self.owner.incarnation);
         let mut pause = Duration::from_millis(1);
@@ -532,11 +519,11 @@ impl ConsumerHandle for BrokerConsumer {
         self.with_native(Consumer::assignment)
     }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
-        self.commit_offsets(Operation::Commit, None, explicit_offsets(offsets)?, mode)
+        self.commit_intercepted(Operation::Commit, None, explicit_offsets(offsets)?, mode)
     }
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
         let offsets = self.with_native(|c| self.owner.stored_offsets(c))?;
-        self.commit_offsets(Operation::Commit, None, offsets, mode)
+        self.commit_intercepted(Operation::Commit, None, offsets, mode)
     }
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
         let anchor = TopicPartition::new(topic, partition).at(offset);
@@ -582,18 +569,16 @@ impl ConsumerClient for BrokerConsumer {
         Box::pin(self.recv_message())
     }
 
-    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
-        let tp = TopicPartition::new(message.topic(), message.partition());
-        let anchor = tp.at(message.offset());
-        self.commit_offsets(
-            Operation::CommitMessage,
-            Some(anchor),
-            vec![(tp, message.offset() + 1)],
-            mode,
-        )
-    }
-
-    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
-        self.store_offset(message.topic(), message.partition(), message.offset())
+    fn commit_intercepted(
+        &self,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        match self.with_native(|c| self.owner.commit(c, operation, anchor, offsets, mode)) {
+            Ok(result) => result,
+            Err(()) => unwind_crash(),
+        }
     }
 }

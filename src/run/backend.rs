@@ -17,7 +17,7 @@ use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use super::client::OutgoingRecord;
 use crate::client::{ConsumerHandle, GroupMetadata, RebalanceHandler};
 use crate::error::Error;
-use crate::history::{ClusterSnapshot, Incarnation, Lag, RecordPosition};
+use crate::history::{
+    ClusterSnapshot, Incarnation, Lag, Operation, RecordPosition, TopicPartition,
+};
 
 /// A future a backend hands out.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -110,10 +112,34 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) trait ConsumerClient: ConsumerHandle + Send + Sync {
     /// `recv`; a crash unwinds the calling task.
     fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>>;
-    /// `commit_message`.
-    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()>;
+
+    /// Commits `offsets` through the interception point `operation`, anchored on `anchor`
+    /// (else on the record the instance handles).
+    fn commit_intercepted(
+        &self,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> KafkaResult<()>;
+
+    /// `commit_message`: commits `message.offset() + 1`, anchored on the message.
+    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
+        let tp = TopicPartition::new(message.topic(), message.partition());
+        let anchor = tp.at(message.offset());
+        let next = message.offset() + 1;
+        self.commit_intercepted(
+            Operation::CommitMessage,
+            Some(anchor),
+            vec![(tp, next)],
+            mode,
+        )
+    }
+
     /// `store_offset_from_message`.
-    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()>;
+    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
+        self.store_offset(message.topic(), message.partition(), message.offset())
+    }
 }
 
 /// A backend's producer, behind the public [`Producer`](super::client::Producer).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -249,28 +249,6 @@ impl SimConsumer {
         Ok(result)
     }
 
-    fn commit_offsets(
-        &self,
-        operation: Operation,
-        anchor: Option<RecordPosition>,
-        offsets: Vec<(TopicPartition, i64)>,
-        mode: CommitMode,
-    ) -> KafkaResult<()> {
-        let kind = match mode {
-            CommitMode::Sync => CommitKind::Sync,
-            CommitMode::Async => CommitKind::Async,
-        };
-        let outcome =
-            self.shared
-                .lock()
-                .intercepted_commit(self.client, operation, anchor, offsets, kind);
-        self.shared.publish();
-        match outcome {
-            Ok(result) => result,
-            Err(Crashed) => Err(crashed(dead_error())),
-        }
-    }
-
     fn rebalance_callback(&self, pre: bool, rebalance: &Rebalance<'_>) {
         if let Some(handler) = &self.handler {
             if pre {
@@ -461,7 +439,7 @@ impl ConsumerHandle for SimConsumer {
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         let list = explicit_offsets(offsets)?;
         let anchor = self.shared.lock().current_record(self.incarnation);
-        self.commit_offsets(Operation::Commit, anchor, list, mode)
+        self.commit_intercepted(Operation::Commit, anchor, list, mode)
     }
 
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
@@ -479,7 +457,7 @@ impl ConsumerHandle for SimConsumer {
             }
             return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
         }
-        self.commit_offsets(Operation::Commit, anchor, offsets, mode)
+        self.commit_intercepted(Operation::Commit, anchor, offsets, mode)
     }
 
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
@@ -551,18 +529,25 @@ impl ConsumerClient for SimConsumer {
         Box::pin(self.recv_message())
     }
 
-    fn commit_message(&self, message: &OwnedMessage, mode: CommitMode) -> KafkaResult<()> {
-        let tp = TopicPartition::new(message.topic(), message.partition());
-        let anchor = tp.at(message.offset());
-        self.commit_offsets(
-            Operation::CommitMessage,
-            Some(anchor),
-            vec![(tp, message.offset() + 1)],
-            mode,
-        )
-    }
-
-    fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
-        self.store_offset(message.topic(), message.partition(), message.offset())
+    fn commit_intercepted(
+        &self,
+        operation: Operation,
+        anchor: Option<RecordPosition>,
+        offsets: Vec<(TopicPartition, i64)>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        let kind = match mode {
+            CommitMode::Sync => CommitKind::Sync,
+            CommitMode::Async => CommitKind::Async,
+        };
+        let outcome =
+            self.shared
+                .lock()
+                .intercepted_commit(self.client, operation, anchor, offsets, kind);
+        self.shared.publish();
+        match outcome {
+            Ok(result) => result,
+            Err(Crashed) => Err(crashed(dead_error())),
+        }
     }
 }

@@ -134,40 +134,66 @@ fn without_tests(text: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
-#[test]
-fn modules_import_only_what_the_architecture_allows() {
+/// A source file: its path under `src/`, the top-level module it belongs to, its text.
+struct Source {
+    relative: String,
+    module: String,
+    text: String,
+}
+
+/// Every source file of the crate, in path order.
+fn crate_sources() -> Vec<Source> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     files.sort();
+    files
+        .iter()
+        .map(|file| {
+            let relative = file
+                .strip_prefix(&src)
+                .expect("under src")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let module = relative
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(".rs")
+                .to_string();
+            let text = std::fs::read_to_string(file).expect("readable source file");
+            Source {
+                relative,
+                module,
+                text,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn modules_import_only_what_the_architecture_allows() {
     let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut checked = BTreeSet::new();
-    for file in &files {
-        let relative = file
-            .strip_prefix(&src)
-            .expect("under src")
-            .to_string_lossy()
-            .replace('\\', "/");
-        let module = relative
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(".rs")
-            .to_string();
-        let text = std::fs::read_to_string(file).expect("readable source file");
+    for Source {
+        relative,
+        module,
+        text,
+    } in &crate_sources()
+    {
         for (rule, allowed, why) in RULES {
             let applies = if rule.ends_with(".rs") {
-                relative == *rule
+                relative == rule
             } else {
-                module == *rule
+                module == rule
             };
             if !applies {
                 continue;
             }
             checked.insert(*rule);
-            for (number, line) in without_tests(&text) {
+            for (number, line) in without_tests(text) {
                 for used in crate_modules(line) {
-                    if used != module && !allowed.contains(&used.as_str()) {
+                    if used != *module && !allowed.contains(&used.as_str()) {
                         broken
                             .entry(format!("{rule}: {why}"))
                             .or_default()
@@ -179,25 +205,11 @@ fn modules_import_only_what_the_architecture_allows() {
                 }
             }
         }
-    }
-    for file in &files {
-        let relative = file
-            .strip_prefix(&src)
-            .expect("under src")
-            .to_string_lossy()
-            .replace('\\', "/");
-        let module = relative
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(".rs")
-            .to_string();
-        let text = std::fs::read_to_string(file).expect("readable source file");
         for (used_module, importers, why) in IMPORTERS {
-            if module == *used_module || importers.contains(&module.as_str()) {
+            if module == used_module || importers.contains(&module.as_str()) {
                 continue;
             }
-            for (number, line) in without_tests(&text) {
+            for (number, line) in without_tests(text) {
                 if crate_modules(line).contains(*used_module) {
                     broken
                         .entry(format!("{used_module}: {why}"))
