@@ -285,20 +285,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::StreamEvent;
-
-    fn event(n: usize, key: &str) -> StreamEvent {
-        StreamEvent {
-            event: Event {
-                event_id: format!("evt-{n}"),
-                key: key.into(),
-                payload: serde_json::json!({ "n": n }),
-            },
-            produced_twice: false,
-            poison: false,
-            aborted_first: false,
-        }
-    }
+    use crate::scenario::tests::event;
 
     #[test]
     fn an_aborted_first_copy_and_the_markers_take_offsets_and_the_events_learn_where_they_landed() {

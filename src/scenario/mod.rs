@@ -332,10 +332,11 @@ impl fmt::Display for Positioned<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn event(n: usize, key: &str) -> StreamEvent {
+    /// Event `evt-{n}` with `key`, published once, as tests here and elsewhere build it.
+    pub(crate) fn event(n: usize, key: &str) -> StreamEvent {
         StreamEvent {
             event: Event {
                 event_id: format!("evt-{n}"),
