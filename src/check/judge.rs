@@ -287,6 +287,18 @@ mod tests {
     use super::*;
     use crate::scenario::tests::event;
 
+    /// Runs `scenario` on topic `t` with consumers that do nothing, and says where its events
+    /// landed.
+    fn run_and_publish(scenario: &Scenario) -> (Outcome, Vec<PublishedEvent>) {
+        let outcome = simulation_of(scenario, "t", &Event::to_json)
+            .build()
+            .unwrap()
+            .run(|_| async {})
+            .unwrap();
+        let published = published(scenario, &outcome.inputs);
+        (outcome, published)
+    }
+
     #[test]
     fn an_aborted_first_copy_and_the_markers_take_offsets_and_the_events_learn_where_they_landed() {
         let mut aborted = event(1, "k");
@@ -299,12 +311,7 @@ mod tests {
             events: vec![event(0, "k"), aborted, event(2, "k")],
             faults: vec![],
         };
-        let outcome = simulation_of(&scenario, "t", &Event::to_json)
-            .build()
-            .unwrap()
-            .run(|_| async {})
-            .unwrap();
-        let published = published(&scenario, &outcome.inputs);
+        let (outcome, published) = run_and_publish(&scenario);
         let at = |offset| RecordPosition {
             topic: "t".into(),
             partition: 0,
@@ -345,12 +352,7 @@ mod tests {
             faults: vec![],
         };
         let p = (crc32fast::hash(b"k0") % 3) as i32;
-        let outcome = simulation_of(&scenario, "t", &Event::to_json)
-            .build()
-            .unwrap()
-            .run(|_| async {})
-            .unwrap();
-        let published = published(&scenario, &outcome.inputs);
+        let (_, published) = run_and_publish(&scenario);
         let offsets: Vec<Vec<(i32, i64)>> = published
             .iter()
             .map(|e| {
