@@ -5,14 +5,11 @@ use std::future::Future;
 use super::Verifier;
 use crate::broker::self_check::Capability;
 use crate::error::Error;
-use crate::history::HistoryEvent;
-use crate::history::Operation;
-use crate::history::PublishedEvent;
-use crate::history::RecordPosition;
+use crate::history::{HistoryEvent, Operation, PublishedEvent, RecordPosition, poison_payload};
 use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::{Ledger, Observed, StoreEffectError};
 use crate::run::{InputRecord, InstanceContext, InstanceExit, Simulation, SimulationBuilder};
-use crate::scenario::{Event, POISON_PAYLOAD, Scenario};
+use crate::scenario::{Event, Scenario};
 use crate::simulation::Outcome;
 
 /// The sink name used when the consumer called no effect sink and none was declared: every
@@ -150,7 +147,7 @@ pub(crate) fn simulation_of(
     for input in scenario.inputs() {
         let e = &scenario.events[input.event];
         let payload = if e.poison {
-            POISON_PAYLOAD.to_vec()
+            poison_payload(&e.event.event_id)
         } else {
             encode(&e.event)
         };

@@ -19,7 +19,7 @@ pub use instance::{Incarnation, InstanceId};
 pub(crate) use operation::human_duration;
 pub(crate) use operation::{Fault, Operation};
 pub use position::{RecordPosition, TopicPartition};
-pub use published::PublishedEvent;
+pub use published::{POISON_PAYLOAD, PublishedEvent, poison_event_id, poison_payload};
 pub use snapshot::{ClusterSnapshot, LoggedRecord};
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::history::{ClusterSnapshot, LoggedRecord};
+use crate::history::{ClusterSnapshot, LoggedRecord, poison_event_id};
 
 type EventIdOf = Arc<dyn Fn(&LoggedRecord) -> Option<String> + Send + Sync>;
 
@@ -14,7 +14,9 @@ type EventIdOf = Arc<dyn Fn(&LoggedRecord) -> Option<String> + Send + Sync>;
 /// would (no markers, no records of aborted or still-open transactions) and counts the records
 /// per event: each input event should have exactly one.
 ///
-/// A record `event_id` cannot attribute (it returns `None`) counts under the id
+/// A record `event_id` cannot attribute (it returns `None`) is, if it is a verbatim copy of a
+/// poison record ([`poison_event_id`]), that poison record's (a consumer may forward what it
+/// cannot parse to a dead-letter or output topic); otherwise it counts under the id
 /// `unattributable <topic>[<partition>]@<offset>`, which no input event has: it shows up as
 /// a phantom effect.
 ///
@@ -73,12 +75,17 @@ impl OutputTopic {
     pub fn observe(&self, cluster: &ClusterSnapshot) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for (partition, record) in cluster.committed_records(&self.topic) {
-            let event_id = (self.event_id)(record).unwrap_or_else(|| {
-                format!(
-                    "unattributable {}[{partition}]@{}",
-                    self.topic, record.offset
-                )
-            });
+            let event_id = (self.event_id)(record)
+                .or_else(|| {
+                    let payload = record.payload.as_deref()?;
+                    poison_event_id(payload).map(str::to_string)
+                })
+                .unwrap_or_else(|| {
+                    format!(
+                        "unattributable {}[{partition}]@{}",
+                        self.topic, record.offset
+                    )
+                });
             *counts.entry(event_id).or_insert(0) += 1;
         }
         counts
@@ -91,12 +98,13 @@ mod tests {
     use crate::run::{InputRecord, Simulation};
 
     #[test]
-    fn counts_what_read_committed_reads_and_names_unattributable_records() {
+    fn counts_what_read_committed_reads_attributes_poison_copies_and_names_the_rest() {
         let mut b = Simulation::builder();
         b.topic("out", 1);
         for payload in ["a", "b", "a", "?"] {
             b.produce(InputRecord::new("out").payload(payload));
         }
+        b.produce(InputRecord::new("out").payload(crate::history::poison_payload("evt-9")));
         let outcome = b.build().unwrap().run(|_| async {}).unwrap();
         let outputs = OutputTopic::new("out", 1, |r| {
             let p = String::from_utf8(r.payload.clone()?).ok()?;
@@ -107,6 +115,7 @@ mod tests {
             BTreeMap::from([
                 ("a".to_string(), 2),
                 ("b".to_string(), 1),
+                ("evt-9".to_string(), 1),
                 ("unattributable out[0]@3".to_string(), 1)
             ])
         );

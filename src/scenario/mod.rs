@@ -19,10 +19,8 @@ pub use strategy::{BROKER_RESTART, ScenarioSpace};
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::history::POISON_PAYLOAD;
 use crate::history::{Fault, InstanceId, Operation, PublishedEvent, human_duration};
-
-/// The payload of a poison record: not UTF-8, not JSON, not anything a consumer can parse.
-pub const POISON_PAYLOAD: &[u8] = b"\xff\xfe poison record: not an event";
 
 /// One event an upstream service publishes.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,8 +56,10 @@ pub struct StreamEvent {
     /// Published twice in a row, as a producer without idempotence does when it retries after
     /// a lost acknowledgement. Both copies carry the same event id.
     pub produced_twice: bool,
-    /// Published with [`POISON_PAYLOAD`] instead of its payload: a record no consumer can
-    /// process. It expects no effect, but the group must get past it.
+    /// Published with a poison payload ([`POISON_PAYLOAD`] and the event id) instead of its
+    /// payload: a record no consumer can process. It expects no effect, but the group must get
+    /// past it; a verbatim copy of it (forwarded to a dead-letter or output topic) is
+    /// attributed to it and is never a phantom.
     pub poison: bool,
     /// Published by a transactional upstream producer whose first transaction aborted: the
     /// aborted record and its marker stay in the log, then the event is published again in a
