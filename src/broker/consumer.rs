@@ -49,6 +49,11 @@ pub(crate) struct Owner {
     auto_store: bool,
     /// The offsets stored explicitly (`store_offset`), which librdkafka keeps to itself.
     stored: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
+    /// The committed offsets as this client knows them, as librdkafka keeps its own: read
+    /// when partitions are assigned, moved by every commit it makes. `commit_consumer_state`
+    /// compares with them, with no request to the broker (a request from a callback during
+    /// the consumer's close never gets its answer).
+    committed: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
 }
 
 impl Owner {
@@ -73,7 +78,8 @@ impl Owner {
     }
 
     /// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
-    /// differ from the committed ones (librdkafka answers `_NO_OFFSET` when there are none).
+    /// are ahead of the committed ones, as librdkafka commits only a stored offset newer than
+    /// the one it knows committed (it answers `_NO_OFFSET` when there are none).
     /// With `enable.auto.offset.store` librdkafka stores each position as it hands a message
     /// out; without it, what the application stored.
     fn stored_offsets(
@@ -81,14 +87,7 @@ impl Owner {
         consumer: &BaseConsumer<BrokerContext>,
     ) -> KafkaResult<Vec<(TopicPartition, i64)>> {
         let candidates: Vec<(TopicPartition, i64)> = if self.auto_store {
-            Consumer::position(consumer)?
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect()
+            offsets_in(&Consumer::position(consumer)?)
         } else {
             let assigned = partitions(&Consumer::assignment(consumer)?);
             let stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
@@ -97,19 +96,29 @@ impl Owner {
                 .filter_map(|tp| stored.get(&tp).map(|o| (tp, *o)))
                 .collect()
         };
-        let committed = Consumer::committed(consumer, CALLBACK_TIMEOUT)?;
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let offsets: Vec<(TopicPartition, i64)> = candidates
             .into_iter()
-            .filter(|(tp, o)| {
-                committed
-                    .find_partition(&tp.topic, tp.partition)
-                    .is_none_or(|c| c.offset() != Offset::Offset(*o))
-            })
+            .filter(|(tp, o)| committed.get(tp).is_none_or(|c| o > c))
             .collect();
         if offsets.is_empty() {
             return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset));
         }
         Ok(offsets)
+    }
+
+    /// Notes offsets the group now has committed.
+    fn note_committed(&self, offsets: &[(TopicPartition, i64)]) {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (tp, offset) in offsets {
+            committed.insert(tp.clone(), *offset);
+        }
     }
 
     /// Completes the interception step of `operation`: `Err(())` when the instance crashed
@@ -144,6 +153,9 @@ impl Owner {
             tpl(offsets.iter().map(|(tp, o)| (tp, Offset::Offset(*o))))
                 .and_then(|list| Consumer::commit(consumer, &list, CommitMode::Sync))
         };
+        if result.is_ok() {
+            self.note_committed(&offsets);
+        }
         let event = match &result {
             Ok(()) => HistoryEvent::OffsetsCommitted {
                 group: self.group.clone(),
@@ -213,7 +225,10 @@ impl ConsumerContext for BrokerContext {
                         .unwrap_or(0);
                     (tp, start)
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            if let Ok(committed) = &committed {
+                self.owner.note_committed(&offsets_in(committed));
+            }
             self.owner.record(HistoryEvent::PartitionsAssigned {
                 group: self.owner.group.clone(),
                 generation: -1,
@@ -226,6 +241,10 @@ impl ConsumerContext for BrokerContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            // librdkafka's own commits (auto-commit, close) move what it knows committed.
+            self.owner.note_committed(&offsets_in(offsets));
+        }
         if let Some(handler) = &self.handler {
             handler.commit_callback(result, offsets);
         }
@@ -236,6 +255,17 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements()
         .iter()
         .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+/// The partitions of `list` that carry an offset, with it.
+fn offsets_in(list: &TopicPartitionList) -> Vec<(TopicPartition, i64)> {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+            _ => None,
+        })
         .collect()
 }
 
@@ -313,6 +343,9 @@ pub(crate) struct BrokerConsumer {
     native: Arc<ConsumerSlot>,
     session: Arc<BrokerSession>,
     read_committed: bool,
+    /// A message librdkafka handed out that a stalled `recv` had not handed over yet when its
+    /// future was dropped: the next `recv` hands it over (`recv` is cancel-safe).
+    stalled: Mutex<Option<(OwnedMessage, Injection)>>,
 }
 
 impl BrokerConsumer {
@@ -342,6 +375,7 @@ impl BrokerConsumer {
             group,
             auto_store: config.get("enable.auto.offset.store") != Some("false"),
             stored: Arc::default(),
+            committed: Arc::default(),
         };
         let context = BrokerContext {
             owner: owner.clone(),
@@ -355,6 +389,7 @@ impl BrokerConsumer {
             native,
             session,
             read_committed,
+            stalled: Mutex::new(None),
         })
     }
 
@@ -376,6 +411,14 @@ impl BrokerConsumer {
 
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
         let _polling = self.session.polling(self.owner.incarnation);
+        let stalled = self
+            .stalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((message, injection)) = stalled {
+            return Ok(self.hand_over(message, &injection));
+        }
         let mut pause = Duration::from_millis(1);
         loop {
             let polled =
@@ -386,12 +429,18 @@ impl BrokerConsumer {
                     pause = (pause * 2).min(MAX_POLL_PAUSE);
                 }
                 Some(Err(e)) => return Err(e),
-                Some(Ok(message)) => return self.deliver(message).await,
+                Some(Ok(message)) => {
+                    if let Some(delivered) = self.deliver(message).await {
+                        return delivered;
+                    }
+                }
             }
         }
     }
 
-    async fn deliver(&self, message: OwnedMessage) -> KafkaResult<OwnedMessage> {
+    /// Intercepts the `recv` of `message` and hands it over; `None` when a stall ended with
+    /// the message handed over by another `recv` of the consumer.
+    async fn deliver(&self, message: OwnedMessage) -> Option<KafkaResult<OwnedMessage>> {
         let position =
             TopicPartition::new(message.topic(), message.partition()).at(message.offset());
         let Ok(injection) = self
@@ -411,10 +460,35 @@ impl BrokerConsumer {
                     CALLBACK_TIMEOUT,
                 )
             });
-            return Err(KafkaError::MessageConsumption(
+            return Some(Err(KafkaError::MessageConsumption(
                 RDKafkaErrorCode::BrokerTransportFailure,
-            ));
+            )));
         }
+        if let Some(stall) = injection.stall {
+            // The call takes this long before the message reaches the application; a future
+            // dropped meanwhile leaves it for the next `recv`.
+            *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((message, injection));
+            tokio::time::sleep(stall).await;
+            if !self.owner.alive() {
+                unwind_crash();
+            }
+            let stalled = self
+                .stalled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            // Another `recv` of the same consumer may have handed it over meanwhile.
+            return stalled.map(|(message, injection)| Ok(self.hand_over(message, &injection)));
+        }
+        Some(Ok(self.hand_over(message, &injection)))
+    }
+
+    /// Hands `message` to the application: recorded as delivered, then the crash after the
+    /// `recv`, if one fired.
+    fn hand_over(&self, message: OwnedMessage, injection: &Injection) -> OwnedMessage {
+        let position =
+            TopicPartition::new(message.topic(), message.partition()).at(message.offset());
         {
             let mut run = self.owner.shared.run.lock();
             run.set_current_record(self.owner.incarnation, &position);
@@ -430,16 +504,10 @@ impl BrokerConsumer {
             );
         }
         self.owner.shared.publish();
-        if self.owner.complete(&injection, Operation::Recv).is_err() {
+        if self.owner.complete(injection, Operation::Recv).is_err() {
             unwind_crash();
         }
-        if let Some(stall) = injection.stall {
-            tokio::time::sleep(stall).await;
-            if !self.owner.alive() {
-                unwind_crash();
-            }
-        }
-        Ok(message)
+        message
     }
 
     fn store(
