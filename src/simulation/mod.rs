@@ -131,11 +131,16 @@ impl Simulation {
             return Err(Error::NestedRuntime);
         }
         // A real broker runs in real time; the simulator on a paused, virtual clock.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(provider.is_none())
-            .build()
-            .map_err(Error::Runtime)?;
+        let mut runtime = tokio::runtime::Builder::new_current_thread();
+        runtime.enable_time().start_paused(provider.is_none());
+        // tokio draws the branch an unbiased `select!` polls first from the runtime's RNG,
+        // which it seeds at random unless told otherwise, and only its unstable API can: with
+        // `--cfg tokio_unstable` the run's seed decides it, so that such a `select!` replays.
+        #[cfg(tokio_unstable)]
+        runtime.rng_seed(tokio::runtime::RngSeed::from_bytes(
+            &self.config.seed.to_le_bytes(),
+        ));
+        let runtime = runtime.build().map_err(Error::Runtime)?;
         let self_check = provider.map(BrokerProvider::self_check).transpose()?;
         let broker = provider.map(|p| p.start(&self.config.topics)).transpose()?;
         let bootstrap = broker.as_ref().map(|b| b.bootstrap().to_string());

@@ -62,3 +62,52 @@ fn different_seeds_interleave_differently() {
     let histories: std::collections::BTreeSet<String> = (1..=4).map(scenario).collect();
     assert_eq!(histories.len(), 4, "every seed gave its own interleaving");
 }
+
+/// Which branch of an unbiased `select!` between two ready futures wins, 32 times over, as the
+/// effects the instance records (`a` or `b`).
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+fn unbiased_select_choices(seed: u64) -> String {
+    let mut builder = Simulation::builder();
+    builder.seed(seed).topic(TOPIC, 1);
+    let outcome = builder
+        .build()
+        .expect("valid")
+        .run(|ctx: InstanceContext| async move {
+            let sink = ctx.effect_sink("branch");
+            for _ in 0..32 {
+                let branch = tokio::select! {
+                    _ = std::future::ready(()) => "a",
+                    _ = std::future::ready(()) => "b",
+                };
+                sink.perform(branch).await.expect("no fault");
+            }
+        })
+        .expect("runs");
+    outcome
+        .history()
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.event {
+            effectively_once::history::HistoryEvent::Effect { event_id, .. } => {
+                Some(event_id.as_str())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// With `--cfg tokio_unstable` the kit seeds tokio's RNG from the run's seed: an unbiased
+/// `select!` replays. (`ci/test.sh` runs this target once with that flag.)
+#[cfg(tokio_unstable)]
+#[test]
+fn an_unbiased_select_replays_from_the_seed_with_tokio_unstable() {
+    let first = unbiased_select_choices(5);
+    assert_eq!(first.len(), 32);
+    assert!(first.contains('a') && first.contains('b'), "{first}");
+    assert_eq!(unbiased_select_choices(5), first);
+    assert_ne!(
+        unbiased_select_choices(6),
+        first,
+        "another seed, other choices"
+    );
+}
