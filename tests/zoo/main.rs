@@ -3,6 +3,7 @@
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
 
+mod corpus;
 mod pipelines;
 mod support;
 mod verdicts;
