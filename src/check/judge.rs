@@ -157,6 +157,9 @@ pub(crate) fn simulation_of(
         if let Some(commit) = input.transaction {
             record = record.in_transaction(commit);
         }
+        if input.transaction != Some(false) {
+            record = record.event_id(e.event.event_id.clone());
+        }
         builder.produce(record);
     }
     builder

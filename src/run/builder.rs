@@ -15,6 +15,7 @@ pub struct InputRecord {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) payload: Option<Vec<u8>>,
     pub(crate) transaction: Option<bool>,
+    pub(crate) event_id: Option<String>,
 }
 
 impl InputRecord {
@@ -26,6 +27,7 @@ impl InputRecord {
             key: None,
             payload: None,
             transaction: None,
+            event_id: None,
         }
     }
 
@@ -54,6 +56,15 @@ impl InputRecord {
     /// `read_committed` consumers only.
     pub fn in_transaction(mut self, commit: bool) -> Self {
         self.transaction = Some(commit);
+        self
+    }
+
+    /// Names the event the record carries. An effect for the same event id
+    /// ([`EffectSink::perform`](crate::EffectSink::perform)) belongs to this record: faults
+    /// anchored on the record's effects fire on it, and the report attributes it to the
+    /// record, even when the consumer received other records in between (a batch).
+    pub fn event_id(mut self, event_id: impl Into<String>) -> Self {
+        self.event_id = Some(event_id.into());
         self
     }
 }

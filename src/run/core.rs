@@ -106,6 +106,8 @@ pub(crate) struct RunCore {
     pub operations: BTreeMap<Operation, u64>,
     pub history: History,
     pub last_activity: Instant,
+    /// Where the records of each named event landed ([`InputRecord::event_id`](super::InputRecord::event_id)).
+    event_records: BTreeMap<String, Vec<RecordPosition>>,
     /// Idempotency keys seen by effect sinks, per sink name.
     pub idempotency_keys: BTreeSet<(String, String)>,
     pub finished: bool,
@@ -128,6 +130,7 @@ impl RunCore {
             operations: BTreeMap::new(),
             history: History::default(),
             last_activity: now,
+            event_records: BTreeMap::new(),
             idempotency_keys: BTreeSet::new(),
             finished: false,
             changed: false,
@@ -241,6 +244,34 @@ impl RunCore {
         self.instances
             .get(&incarnation.instance)
             .and_then(|i| i.current_record.clone())
+    }
+
+    /// Notes that a record of `event_id` landed at `position`.
+    pub(crate) fn event_landed(&mut self, event_id: String, position: &RecordPosition) {
+        self.event_records
+            .entry(event_id)
+            .or_default()
+            .push(position.clone());
+    }
+
+    /// The record an effect for `event_id` belongs to: the record of that event the
+    /// incarnation is handling, else the event's first record; for an event no input record
+    /// named, the record the incarnation received last.
+    pub(crate) fn record_of_event(
+        &self,
+        incarnation: Incarnation,
+        event_id: &str,
+    ) -> Option<RecordPosition> {
+        let current = self.current_record(incarnation);
+        match self
+            .event_records
+            .get(event_id)
+            .and_then(|c| c.first().map(|f| (c, f)))
+        {
+            None => current,
+            Some((copies, _)) if current.as_ref().is_some_and(|c| copies.contains(c)) => current,
+            Some((_, first)) => Some(first.clone()),
+        }
     }
 
     /// Notes the record the incarnation was just handed.

@@ -209,7 +209,7 @@ where
         let mut batch = Vec::new();
         while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
             let (_, index, r) = input.pop_front().expect("checked");
-            indices.push(index);
+            indices.push((index, r.event_id));
             let partition = match r.partition {
                 Some(p) => p,
                 None => {
@@ -239,7 +239,10 @@ where
         }
         let positions = self.backend.write_input(batch).await?;
         let mut run = self.run.lock();
-        for (index, position) in indices.into_iter().zip(positions) {
+        for ((index, event_id), position) in indices.into_iter().zip(positions) {
+            if let Some(event_id) = event_id {
+                run.event_landed(event_id, &position);
+            }
             run.faults.input_landed(index, position);
         }
         Ok(())

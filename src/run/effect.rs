@@ -89,7 +89,7 @@ impl EffectSink {
         let incarnation = self.interception.incarnation;
         let prepared = {
             let mut run = self.interception.run.lock();
-            let anchor = run.current_record(incarnation);
+            let anchor = run.record_of_event(incarnation, event_id);
             match run.intercept_call(effect, incarnation, anchor.as_ref(), &what) {
                 Err(Crashed) => None,
                 Ok(injection) => {

@@ -10,6 +10,7 @@ mod broker_restart;
 mod clock;
 mod config;
 mod delivery_offsets;
+mod effects;
 mod groups;
 mod idempotence;
 mod instances;
