@@ -192,7 +192,10 @@ pub trait RebalanceHandler: Send + Sync + 'static {
         let _ = (consumer, rebalance);
     }
 
-    /// After an asynchronous or automatic commit completed.
+    /// After one of librdkafka's automatic commits completed (`enable.auto.commit`). A
+    /// manual asynchronous commit (`CommitMode::Async`) never gets here: rust-rdkafka 0.39
+    /// sends it without a reply queue (fede1024/rust-rdkafka#856), and the kit behaves the
+    /// same on every backend.
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let _ = (result, offsets);
     }

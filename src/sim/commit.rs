@@ -87,7 +87,7 @@ impl World {
             );
             Err(KafkaError::ConsumerCommit(code))
         };
-        let result = if injection.fail {
+        let result = if injection.fail && kind != CommitKind::Async {
             reject(
                 self,
                 "injected failure: group rebalance in progress",
@@ -110,15 +110,18 @@ impl World {
             let due = (now + self.latency()).max(self.broker_down().unwrap_or(now));
             self.async_commits.push(PendingCommit {
                 due,
-                client,
                 incarnation,
                 group,
                 member,
                 generation,
                 offsets,
-                ambiguous: injection.ambiguous,
+                refused: injection.fail,
             });
             self.touch();
+            // The call only sends the request; its outcome reaches the application nowhere:
+            // rust-rdkafka 0.39 gives a manual asynchronous commit no reply queue, so the
+            // commit callback never hears of it (fede1024/rust-rdkafka#856, measured in
+            // `tests/brokers/commit_errors.rs`).
             Ok(())
         } else {
             match self.apply_commit(

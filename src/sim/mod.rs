@@ -58,13 +58,13 @@ pub(crate) struct SimSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingCommit {
     pub due: Instant,
-    pub client: ClientId,
     pub incarnation: Incarnation,
     pub group: String,
     pub member: Option<String>,
     pub generation: i32,
     pub offsets: Vec<(TopicPartition, i64)>,
-    pub ambiguous: bool,
+    /// Refused by the coordinator ([`Fault::Fail`](crate::history::Fault::Fail)).
+    pub refused: bool,
 }
 
 /// The whole simulated cluster.

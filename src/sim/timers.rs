@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
 use tokio::time::Instant;
 
 use super::*;
@@ -113,22 +112,27 @@ impl World {
                 .into_iter()
                 .partition(|p| p.due <= now);
         self.async_commits = pending;
+        // Their outcome reaches no callback (see `intercepted_commit`).
         for p in arrived {
-            let result = self.apply_commit(
-                p.incarnation,
-                &p.group,
-                p.member.as_deref(),
-                p.generation,
-                &p.offsets,
-                CommitKind::Async,
-            );
-            let result = match result {
-                Ok(()) if p.ambiguous => Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT)),
-                Ok(()) => Ok(()),
-                Err(code) => Err(KafkaError::ConsumerCommit(code)),
-            };
-            if let Some(c) = self.consumers.get_mut(&p.client) {
-                c.commit_callbacks.push_back((result, p.offsets));
+            if p.refused {
+                self.record(
+                    Some(p.incarnation),
+                    HistoryEvent::CommitRejected {
+                        group: p.group,
+                        offsets: p.offsets,
+                        kind: CommitKind::Async,
+                        error: "injected failure: group rebalance in progress (not applied)".into(),
+                    },
+                );
+            } else {
+                let _ = self.apply_commit(
+                    p.incarnation,
+                    &p.group,
+                    p.member.as_deref(),
+                    p.generation,
+                    &p.offsets,
+                    CommitKind::Async,
+                );
             }
             self.touch();
         }

@@ -8,6 +8,7 @@
 use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
 
+use effectively_once::broker::BrokerProvider;
 use effectively_once::{Anchor, Fault, FaultSchedule, InputRecord, Operation, Simulation};
 use rdkafka::bindings::{
     rd_kafka_handle_mock_cluster, rd_kafka_mock_broker_push_request_error_rtts,
@@ -188,4 +189,196 @@ fn kit_commit_errors() -> Vec<String> {
         })
         .unwrap();
     errors.lock().unwrap().clone()
+}
+
+/// A consumer context that keeps what the commit callbacks got.
+#[derive(Default)]
+struct Callbacks(std::sync::Mutex<Vec<String>>);
+
+impl rdkafka::client::ClientContext for Callbacks {}
+impl rdkafka::consumer::ConsumerContext for Callbacks {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        self.0.lock().unwrap().push(format!("{result:?}"));
+    }
+}
+
+/// A consumer of topic `t` on the mock cluster at `bootstrap` that keeps its commit callbacks.
+fn consumer_with_callbacks(bootstrap: &str, auto_commit: bool) -> BaseConsumer<Callbacks> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", if auto_commit { "auto" } else { "async" })
+        .set("enable.auto.commit", auto_commit.to_string())
+        .set("auto.offset.reset", "earliest");
+    if auto_commit {
+        config.set("auto.commit.interval.ms", "100");
+    }
+    let consumer: BaseConsumer<Callbacks> =
+        config.create_with_context(Callbacks::default()).unwrap();
+    consumer.subscribe(&["t"]).unwrap();
+    consumer
+}
+
+/// Polls `consumer` for `how_long`; returns the commit callbacks it got.
+fn callbacks_within(consumer: &BaseConsumer<Callbacks>, how_long: Duration) -> Vec<String> {
+    let deadline = Instant::now() + how_long;
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    consumer.context().0.lock().unwrap().clone()
+}
+
+/// rust-rdkafka 0.39 submits a manual asynchronous commit with neither a reply queue nor a
+/// callback, so `ConsumerContext::commit_callback` never hears of it, whether the broker
+/// accepted or refused it (fede1024/rust-rdkafka#856, open); the call itself returns `Ok`.
+/// librdkafka's own auto-commits do reach the callback. The simulator matches
+/// (`tests/conformance/auto_commit.rs`).
+#[test]
+fn rdkafka_never_calls_the_commit_callback_for_a_manual_async_commit_only_for_auto_commits() {
+    let (_owner, cluster, plain) = cluster_and_consumer();
+    // SAFETY: the cluster lives as long as `_owner`.
+    let bootstrap =
+        unsafe { CStr::from_ptr(rdkafka::bindings::rd_kafka_mock_cluster_bootstraps(cluster)) }
+            .to_string_lossy()
+            .into_owned();
+    drop(plain);
+    let consumer = consumer_with_callbacks(&bootstrap, false);
+    // Accepted.
+    let m = next_of(&consumer);
+    let accepted_at = m.offset() + 1;
+    assert_eq!(consumer.commit_message(&m, CommitMode::Async), Ok(()));
+    drop(m);
+    assert_eq!(
+        callbacks_within(&consumer, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+    assert_eq!(committed_of(&consumer), Offset::Offset(accepted_at));
+    // Refused: the call still says Ok, nothing is committed, and no callback says otherwise.
+    // (The polls above consumed the rest of the partition: commit an offset of it.)
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset("t", 0, Offset::Offset(accepted_at + 5))
+        .unwrap();
+    let error = RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+    // SAFETY: as above.
+    unsafe { rd_kafka_mock_push_request_errors_array(cluster, OFFSET_COMMIT, 1, &error) };
+    assert_eq!(consumer.commit(&offsets, CommitMode::Async), Ok(()));
+    assert_eq!(
+        callbacks_within(&consumer, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+    assert_eq!(committed_of(&consumer), Offset::Offset(accepted_at));
+    // librdkafka's auto-commit reports through the callback.
+    let auto = consumer_with_callbacks(&bootstrap, true);
+    drop(next_of(&auto));
+    let got = callbacks_within(&auto, Duration::from_secs(2));
+    assert!(got.iter().any(|c| c == "Ok(())"), "{got:?}");
+}
+
+fn next_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+) -> BorrowedMessage<'_> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            return m.unwrap();
+        }
+    }
+    panic!("no record within 20 s");
+}
+
+fn committed_of<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>) -> Offset {
+    consumer
+        .committed(Duration::from_secs(10))
+        .unwrap()
+        .elements()[0]
+        .offset()
+}
+
+/// What a consumer of the kit sees of three asynchronous commits, the second refused
+/// (`Fault::Fail`): the calls' results, the commit callbacks, and the commits the history
+/// shows (`offset ok` or `offset refused`).
+fn kit_async_commits(provider: Option<&BrokerProvider>) -> (Vec<String>, Vec<String>, Vec<String>) {
+    use effectively_once::history::HistoryEvent;
+    use effectively_once::{ConsumerHandle, KafkaConsumer, RebalanceHandler};
+    use std::sync::{Arc, Mutex};
+
+    struct Callbacks(Arc<Mutex<Vec<String>>>);
+    impl RebalanceHandler for Callbacks {
+        fn commit_callback(
+            &self,
+            result: rdkafka::error::KafkaResult<()>,
+            _offsets: &rdkafka::TopicPartitionList,
+        ) {
+            self.0.lock().unwrap().push(format!("{result:?}"));
+        }
+    }
+
+    let mut b = Simulation::builder();
+    b.topic("t", 1).faults(FaultSchedule::new().with(
+        Anchor::on(Operation::CommitMessage).record(0, 1),
+        Fault::Fail,
+    ));
+    for payload in ["a", "b", "c"] {
+        b.produce(InputRecord::new("t").payload(payload));
+    }
+    let results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let callbacks: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen_results, seen_callbacks) = (results.clone(), Arc::clone(&callbacks));
+    let simulation = b.build().unwrap();
+    let factory = move |ctx: effectively_once::InstanceContext| {
+        let (results, callbacks) = (seen_results.clone(), seen_callbacks.clone());
+        async move {
+            let consumer = ctx.create_consumer_with_handler(
+                ClientConfig::new()
+                    .set("group.id", "g")
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "earliest"),
+                Callbacks(callbacks),
+            )?;
+            consumer.subscribe(&["t"])?;
+            for _ in 0..3 {
+                let m = consumer.recv().await?;
+                let result = consumer.commit_message(&m, CommitMode::Async);
+                results.lock().unwrap().push(format!("{result:?}"));
+            }
+            // Time for the requests to be answered, polling as a consumer does.
+            let _ = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        }
+    };
+    let outcome = match provider {
+        None => simulation.run(factory),
+        Some(provider) => simulation.run_on(provider, factory),
+    }
+    .unwrap();
+    let commits = outcome
+        .history()
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.event {
+            HistoryEvent::OffsetsCommitted { offsets, .. } => Some(format!("{} ok", offsets[0].1)),
+            HistoryEvent::CommitRejected { offsets, .. } => {
+                Some(format!("{} refused", offsets[0].1))
+            }
+            _ => None,
+        })
+        .collect();
+    let results = results.lock().unwrap().clone();
+    let callbacks = callbacks.lock().unwrap().clone();
+    (results, callbacks, commits)
+}
+
+#[test]
+fn an_async_commit_returns_ok_and_reports_to_no_callback_on_the_simulator_and_the_mock_cluster() {
+    for provider in [None, Some(BrokerProvider::MockCluster)] {
+        let (results, callbacks, commits) = kit_async_commits(provider.as_ref());
+        assert_eq!(results, ["Ok(())"; 3], "{provider:?}");
+        assert_eq!(callbacks, Vec::<String>::new(), "{provider:?}");
+        assert_eq!(commits, ["1 ok", "2 refused", "3 ok"], "{provider:?}");
+    }
 }
