@@ -373,8 +373,12 @@
 //! - Heartbeats are continuous: a crashed or frozen member is removed exactly
 //!   `session.timeout.ms` after its last sign of life. JoinGroup and SyncGroup are one step.
 //! - Instances run on one current-thread tokio runtime with paused time. `tokio::spawn`,
-//!   `tokio::time`, channels and `select!` work; a `select!` without `biased;` picks among ready
-//!   branches with tokio's own unseeded randomness and so can make a run non-deterministic.
+//!   `tokio::time`, channels and `select!` work. A `select!` without `biased;` picks among
+//!   ready branches with tokio's own random generator, which only tokio's unstable API can
+//!   seed: build the tests with `RUSTFLAGS="--cfg tokio_unstable"` and the run's seed seeds
+//!   it, so that such a run replays (`tests/scenarios/determinism.rs`); without that flag
+//!   the run may differ from one execution to the next (add `biased;` to the `select!`, or
+//!   set the flag).
 //!   Tasks an instance spawned stop at their next call into the kit once it crashed. Code that
 //!   spins without awaiting freezes the whole simulation. Synchronous calls (commits, stores)
 //!   take no virtual time.
@@ -382,8 +386,9 @@
 //!   `#[tokio::test]`.
 //! - On a real broker ([`Simulation::run_on`]) runs are in real time and not deterministic;
 //!   `Freeze` faults, faults on librdkafka's auto-commit and input produced after the start
-//!   are refused; an asynchronous commit is made synchronously (so that its outcome is in the
-//!   history where it was called); group generations are not known to the kit (`-1`); broker
+//!   are refused; a manual asynchronous commit is made synchronously (rust-rdkafka 0.39
+//!   reports its outcome nowhere, fede1024/rust-rdkafka#856, and the history needs it; the
+//!   call returns `Ok` as the asynchronous one does); group generations are not known to the kit (`-1`); broker
 //!   restarts run on the mock cluster and containers only, for at most 500 ms (see
 //!   [`broker`]); request-error injection (the mock's `request_errors`) is not used: failed
 //!   and ambiguous calls are injected at the client boundary, as on the simulator.
