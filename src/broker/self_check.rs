@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -144,6 +146,10 @@ pub enum Capability {
     /// A commit from a member that is no longer in the group's current generation is
     /// rejected.
     RejectsStaleGenerations,
+    /// A commit made in the revoke callback while the group rebalances (its member still in
+    /// the generation that is ending) is accepted, as Kafka's coordinator accepts it in
+    /// `PreparingRebalance`. librdkafka's mock cluster refuses it (`REBALANCE_IN_PROGRESS`).
+    AcceptsCommitsDuringRebalance,
 }
 
 impl std::fmt::Display for Capability {
@@ -154,6 +160,9 @@ impl std::fmt::Display for Capability {
             Capability::FencesZombies => "init_transactions fences the older producer",
             Capability::ReportsEndOffsets => "end offsets are right after multi-record batches",
             Capability::RejectsStaleGenerations => "commits of a stale generation are rejected",
+            Capability::AcceptsCommitsDuringRebalance => {
+                "a commit in the revoke callback is accepted while the group rebalances"
+            }
         })
     }
 }
@@ -206,13 +215,15 @@ impl std::fmt::Display for SelfCheck {
 }
 
 /// The topics the probes use, with their partition counts; they must exist.
-pub const PROBE_TOPICS: [(&str, i32); 5] = [
+pub const PROBE_TOPICS: [(&str, i32); 6] = [
     ("effectively-once-probe-read-committed", 1),
     ("effectively-once-probe-offsets", 1),
     ("effectively-once-probe-fencing", 1),
     ("effectively-once-probe-end-offsets", 1),
     // Two: the second member gets a partition whether or not the first is still a member.
     ("effectively-once-probe-generations", 2),
+    // Two: the rebalance moves one partition to the second member.
+    ("effectively-once-probe-revoke-commit", 2),
 ];
 
 /// Runs every probe against the broker at `bootstrap` (whose [`PROBE_TOPICS`] exist).
@@ -256,6 +267,10 @@ pub fn run(bootstrap: &str, timeout: Duration) -> SelfCheck {
             finding(
                 Capability::RejectsStaleGenerations,
                 stale_generation(bootstrap, PROBE_TOPICS[4].0, timeout),
+            ),
+            finding(
+                Capability::AcceptsCommitsDuringRebalance,
+                commit_during_rebalance(bootstrap, PROBE_TOPICS[5].0, timeout),
             ),
         ],
     }
@@ -367,17 +382,17 @@ fn fencing(bootstrap: &str, topic: &str, timeout: Duration) -> Result<(bool, Str
 /// A probe's group member. It goes the way a killed process does: a consumer's close can wait
 /// forever on a broker that misbehaves (seen on Tansu: the revocation inside the close never
 /// returned).
-struct Member(Option<BaseConsumer>);
+struct Member<C: ConsumerContext + 'static = DefaultConsumerContext>(Option<BaseConsumer<C>>);
 
-impl std::ops::Deref for Member {
-    type Target = BaseConsumer;
+impl<C: ConsumerContext> std::ops::Deref for Member<C> {
+    type Target = BaseConsumer<C>;
 
-    fn deref(&self) -> &BaseConsumer {
+    fn deref(&self) -> &BaseConsumer<C> {
         self.0.as_ref().expect("present until dropped")
     }
 }
 
-impl Drop for Member {
+impl<C: ConsumerContext> Drop for Member<C> {
     fn drop(&mut self) {
         if let Some(consumer) = self.0.take() {
             super::native::abandon(consumer);
@@ -460,6 +475,108 @@ fn stale_generation(
     }
 }
 
+/// Commits offset 1 of partition 0 from the first revoke callback it gets.
+struct RevokeCommitter {
+    topic: String,
+    result: std::sync::Mutex<Option<Result<(), KafkaError>>>,
+}
+
+impl rdkafka::client::ClientContext for RevokeCommitter {}
+
+impl ConsumerContext for RevokeCommitter {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut result = self
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if revoked.count() == 0 || result.is_some() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        *result = Some(
+            offsets
+                .add_partition_offset(&self.topic, 0, Offset::Offset(1))
+                .and_then(|()| consumer.commit(&offsets, CommitMode::Sync)),
+        );
+    }
+}
+
+/// Member A holds both partitions; member B joins; A's revoke callback commits, while the
+/// group rebalances.
+fn commit_during_rebalance(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(bool, String), ProbeError> {
+    let group = format!("{topic}-group");
+    let committer: BaseConsumer<RevokeCommitter> = step(
+        "creating a group consumer",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "2000")
+            .set("heartbeat.interval.ms", "500")
+            .set("log_level", "0")
+            .create_with_context(RevokeCommitter {
+                topic: topic.to_string(),
+                result: std::sync::Mutex::new(None),
+            }),
+    )?;
+    let committer = Member(Some(committer));
+    step("subscribing", committer.subscribe(&[topic]))?;
+    let deadline = Instant::now() + timeout;
+    while !committer.assignment().is_ok_and(|a| a.count() > 0) {
+        if Instant::now() >= deadline {
+            return Err(ProbeError::NotJoined {
+                group,
+                waited: timeout,
+            });
+        }
+        let _ = committer.poll(Duration::from_millis(100));
+    }
+    let joiner = Member(Some(plain_consumer(bootstrap, &group)?));
+    step("subscribing", joiner.subscribe(&[topic]))?;
+    while Instant::now() < deadline {
+        let _ = committer.poll(Duration::from_millis(50));
+        let _ = joiner.poll(Duration::from_millis(50));
+        let result = committer
+            .context()
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match result {
+            None => continue,
+            Some(Ok(())) => {
+                return Ok((
+                    true,
+                    "the commit in the revoke callback went through".into(),
+                ));
+            }
+            Some(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress) =>
+            {
+                return Ok((
+                    false,
+                    format!("the commit in the revoke callback was refused: {e}"),
+                ));
+            }
+            Some(Err(source)) => {
+                return Err(ProbeError::Client {
+                    step: "committing in the revoke callback",
+                    source,
+                });
+            }
+        }
+    }
+    Err(ProbeError::Timeout(timeout))
+}
+
 /// Writes three records in one batch, then asks for the end offset.
 fn end_offsets(
     bootstrap: &str,
@@ -516,5 +633,9 @@ mod tests {
             found.shortfall(Capability::HidesAbortedRecords).is_some(),
             "{found}"
         );
+        let revoke_commit = found
+            .shortfall(Capability::AcceptsCommitsDuringRebalance)
+            .expect("the mock refuses commits while the group rebalances");
+        assert!(revoke_commit.contains("refused"), "{found}");
     }
 }

@@ -99,6 +99,23 @@ fn relies_on(invariant: &str, outcome: &Outcome) -> &'static [Capability] {
     }
 }
 
+/// Whether the broker refused a commit because the group was rebalancing (a refusal the kit
+/// did not inject): a broker that refuses what Kafka accepts (a commit from the revoke
+/// callback, see [`Capability::AcceptsCommitsDuringRebalance`]) moves the group's offsets
+/// differently.
+fn refused_a_commit_while_rebalancing(outcome: &Outcome) -> bool {
+    outcome.history().events().any(|e| {
+        matches!(e, HistoryEvent::CommitRejected { error, .. }
+            if error.contains("RebalanceInProgress") && !error.starts_with("injected"))
+    })
+}
+
+/// Whether an invariant's verdict depends on where the group's committed offsets went
+/// (redeliveries, losses, catching up); those that judge what was done with a record do not.
+fn rests_on_the_groups_offsets(invariant: &str) -> bool {
+    !matches!(invariant, "no phantom effect" | "no aborted read")
+}
+
 /// Splits the violations into those that stand and those the broker's shortfalls leave
 /// undecided.
 fn split_not_checkable(
@@ -110,8 +127,13 @@ fn split_not_checkable(
     };
     let mut stand = Vec::new();
     let mut undecided = Vec::new();
+    let refused_while_rebalancing = refused_a_commit_while_rebalancing(outcome);
     for violation in violations {
-        let shortfalls: Vec<String> = relies_on(&violation.invariant, outcome)
+        let mut relied_on = relies_on(&violation.invariant, outcome).to_vec();
+        if refused_while_rebalancing && rests_on_the_groups_offsets(&violation.invariant) {
+            relied_on.push(Capability::AcceptsCommitsDuringRebalance);
+        }
+        let shortfalls: Vec<String> = relied_on
             .iter()
             .filter_map(|c| found.shortfall(*c))
             .collect();

@@ -28,6 +28,8 @@ fn the_mock_cluster_stubs_transactions() {
             (Capability::FencesZombies, Some(false)),
             (Capability::ReportsEndOffsets, Some(true)),
             (Capability::RejectsStaleGenerations, Some(true)),
+            // Kafka accepts it; the mock answers REBALANCE_IN_PROGRESS.
+            (Capability::AcceptsCommitsDuringRebalance, Some(false)),
         ]
     );
 }
@@ -51,6 +53,7 @@ fn the_container() {
             // A second member gets no partitions while the first has stopped polling (10 s),
             // so the probe cannot make a stale member.
             (Capability::RejectsStaleGenerations, None),
+            (Capability::AcceptsCommitsDuringRebalance, Some(true)),
         ]
     } else {
         [
@@ -59,6 +62,7 @@ fn the_container() {
             (Capability::FencesZombies, Some(true)),
             (Capability::ReportsEndOffsets, Some(true)),
             (Capability::RejectsStaleGenerations, Some(true)),
+            (Capability::AcceptsCommitsDuringRebalance, Some(true)),
         ]
     };
     assert_eq!(found, expected);
