@@ -6,6 +6,7 @@
 mod fixtures;
 
 mod aborted_read;
+mod cancel_safety;
 mod commit_errors;
 mod pipelines;
 mod providers;
