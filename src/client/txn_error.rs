@@ -37,6 +37,9 @@ pub(crate) enum TxnError {
     /// A transactional call outside the state it needs (before `init_transactions`, without
     /// an open transaction, `begin_transaction` twice).
     State(TxnPhase),
+    /// A transactional call on a producer without a `transactional.id` (librdkafka:
+    /// `_NOT_CONFIGURED`, neither fatal nor abortable).
+    NotConfigured,
 }
 
 /// The producer's transactional state, as librdkafka names it in its errors.
@@ -64,6 +67,9 @@ impl std::fmt::Display for TxnError {
                 "the consumer's group generation is stale: illegal generation (abortable)",
             ),
             TxnError::State(phase) => write!(f, "operation not valid in state {phase:?}"),
+            TxnError::NotConfigured => {
+                f.write_str("the transactional API requires transactional.id to be configured")
+            }
         }
     }
 }
@@ -73,13 +79,63 @@ fn captured() -> &'static Mutex<BTreeMap<TxnError, KafkaError>> {
     CAPTURED.get_or_init(|| Mutex::new(BTreeMap::new()))
 }
 
+/// Where the probe's messages differ between processes, with the stable text for each: the
+/// whole message as librdkafka wrote it, and as the kit records it.
+fn rewrites() -> &'static Mutex<Vec<(String, String)>> {
+    static REWRITES: OnceLock<Mutex<Vec<(String, String)>>> = OnceLock::new();
+    REWRITES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// The name the probe's broker goes by in recorded text.
+const PROBE_BROKER: &str = "kit-probe:9092";
+
+/// `message` (from the probe on `address`) without what differs between processes: the
+/// broker's address (a random port) and how long the request took (`" (after 3ms)"`).
+fn stable_message(message: &str, address: &str) -> String {
+    let mut stable = message.replace(address, PROBE_BROKER);
+    if let Some(start) = stable.rfind(" (after ") {
+        if let Some(len) = stable[start..].find("ms)") {
+            stable.replace_range(start..start + len + "ms)".len(), "");
+        }
+    }
+    stable
+}
+
+/// `text` (an error the application reported, which may quote the errors the simulator handed
+/// it) with each of the probe's messages replaced by its stable form, so that the same run
+/// reads the same in every process.
+pub(crate) fn stable_text(text: String) -> String {
+    let rewrites = rewrites().lock().unwrap_or_else(|e| e.into_inner());
+    rewrites.iter().fold(text, |text, (from, to)| {
+        if text.contains(from.as_str()) {
+            text.replace(from.as_str(), to)
+        } else {
+            text
+        }
+    })
+}
+
 /// The `KafkaError` librdkafka returns for `error`.
 pub(crate) fn kafka_error(error: TxnError) -> KafkaError {
     let mut cache = captured().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = cache.get(&error) {
         return e.clone();
     }
-    let e = capture(error).unwrap_or_else(|why| {
+    let e = capture(error).map(|(e, address)| {
+        let message = match &e {
+            KafkaError::Transaction(inner) => inner.string(),
+            other => other.to_string(),
+        };
+        let stable = stable_message(&message, &address);
+        if stable != message {
+            rewrites()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((message, stable));
+        }
+        e
+    });
+    let e = e.unwrap_or_else(|why| {
         tracing::warn!(
             target: "effectively_once::sim",
             "could not obtain librdkafka's error for {error:?} ({why}); using a local stand-in"
@@ -99,14 +155,35 @@ fn stand_in(error: TxnError) -> KafkaError {
         TxnError::CommitTimedOut => RDKafkaErrorCode::RequestTimedOut,
         TxnError::StaleGeneration => RDKafkaErrorCode::IllegalGeneration,
         TxnError::State(_) => RDKafkaErrorCode::State,
+        TxnError::NotConfigured => RDKafkaErrorCode::NotConfigured,
     })
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Drives a transactional producer on a fresh mock cluster into `error`'s situation.
-fn capture(error: TxnError) -> Result<KafkaError, String> {
+/// Drives a transactional producer on a fresh mock cluster into `error`'s situation; the
+/// error, and the cluster's address.
+fn capture(error: TxnError) -> Result<(KafkaError, String), String> {
     let mock = MockCluster::new(1).map_err(|e| e.to_string())?;
+    let address = mock.bootstrap_servers();
+    drive(&mock, error).map(|e| (e, address))
+}
+
+fn drive(
+    mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    error: TxnError,
+) -> Result<KafkaError, String> {
+    if error == TxnError::NotConfigured {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| e.to_string())?;
+        return producer
+            .init_transactions(TIMEOUT)
+            .err()
+            .ok_or_else(|| "librdkafka did not fail init_transactions without an id".into());
+    }
     mock.create_topic("effectively-once-probe", 1, 1)
         .map_err(|e| e.to_string())?;
     let producer: BaseProducer = ClientConfig::new()
@@ -170,7 +247,9 @@ fn capture(error: TxnError) -> Result<KafkaError, String> {
         TxnError::Fenced => RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
         TxnError::InvalidTxnState => RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
         TxnError::CommitTimedOut => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-        TxnError::State(_) | TxnError::StaleGeneration => unreachable!("handled above"),
+        TxnError::State(_) | TxnError::StaleGeneration | TxnError::NotConfigured => {
+            unreachable!("handled above")
+        }
     };
     // librdkafka retries some errors: answer every attempt with the same one.
     mock.request_errors(RDKafkaApiKey::EndTxn, &[code; 8]);
@@ -183,6 +262,17 @@ fn capture(error: TxnError) -> Result<KafkaError, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [TxnError; 8] = [
+        TxnError::Fenced,
+        TxnError::InvalidTxnState,
+        TxnError::CommitTimedOut,
+        TxnError::StaleGeneration,
+        TxnError::State(TxnPhase::Init),
+        TxnError::State(TxnPhase::Ready),
+        TxnError::State(TxnPhase::InTransaction),
+        TxnError::NotConfigured,
+    ];
 
     fn flags(error: TxnError) -> (RDKafkaErrorCode, bool, bool) {
         match kafka_error(error) {
@@ -216,10 +306,12 @@ mod tests {
                 "{phase:?}"
             );
         }
-        let KafkaError::Transaction(e) = kafka_error(TxnError::State(TxnPhase::InTransaction))
-        else {
-            unreachable!()
-        };
-        println!("{e}");
+        assert_eq!(
+            flags(TxnError::NotConfigured),
+            (RDKafkaErrorCode::NotConfigured, false, false)
+        );
+        for error in ALL {
+            println!("{error:?}: {}", kafka_error(error));
+        }
     }
 }

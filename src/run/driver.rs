@@ -17,6 +17,7 @@ use super::backend::{Backend, InputWrite};
 use super::core::{CrashSignal, InstanceState, InstanceStatus, Run, RunCore};
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
 use crate::client::partitioner::Partitioner;
+use crate::client::txn_error::stable_text;
 use crate::error::Error;
 use crate::history::{HistoryEvent, Incarnation, InstanceId};
 
@@ -367,14 +368,16 @@ fn instance_ended<T: InstanceExit>(
             ),
             Some(error) => (
                 InstanceStatus::Failed,
-                HistoryEvent::InstanceExited { error: Some(error) },
+                HistoryEvent::InstanceExited {
+                    error: Some(stable_text(error)),
+                },
             ),
         },
         Err(payload) if payload.is::<CrashSignal>() => return,
         Err(payload) => (
             InstanceStatus::Panicked,
             HistoryEvent::InstancePanicked {
-                message: panic_message(&payload),
+                message: stable_text(panic_message(&payload)),
             },
         ),
     };

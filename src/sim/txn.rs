@@ -101,7 +101,7 @@ impl World {
         abortable_too: bool,
     ) -> Result<(), TxnError> {
         let Some(t) = self.txn_client(client) else {
-            return Err(TxnError::State(TxnPhase::Init));
+            return Err(TxnError::NotConfigured);
         };
         if let Some(e) = t.fatal {
             return Err(e);

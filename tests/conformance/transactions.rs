@@ -445,3 +445,49 @@ fn offsets_from_a_consumer_of_an_older_generation_are_refused_and_the_transactio
     assert_eq!(aborted, [true, false]);
     assert_eq!(outcome.cluster().committed_offset(GROUP, TOPIC, 0), Some(1));
 }
+
+#[test]
+fn a_transactional_error_returned_by_the_consumer_reads_the_same_in_every_process() {
+    // Same seed, same bytes: librdkafka's message for a zombie's refused offsets names the
+    // broker that answered, which for the simulator is the kit's probe on a random port. The
+    // history (and so the report) must not carry that port.
+    let run = || {
+        let mut b = builder(1, 2);
+        b.topic(OUT, 1)
+            .max_restarts(0)
+            .faults(FaultSchedule::new().with(
+                Anchor::on(Operation::Recv).occurrence(2),
+                Fault::Freeze(secs(30)),
+            ));
+        let outcome = b
+            .build()
+            .unwrap()
+            .run(|ctx| async move {
+                let consumer = ctx.create_consumer(&manual_commit(GROUP))?;
+                consumer.subscribe(&[TOPIC])?;
+                consumer.recv().await?;
+                let before = consumer.group_metadata().ok_or("no metadata")?;
+                consumer.recv().await?;
+                let p = ctx.create_producer(&transactional("tx"))?;
+                p.init_transactions(T)?;
+                p.begin_transaction()?;
+                let mut offsets = TopicPartitionList::new();
+                offsets.add_partition_offset(TOPIC, 0, Offset::Offset(2))?;
+                p.send_offsets_to_transaction(&offsets, &before, T)?;
+                Ok::<(), BoxError>(())
+            })
+            .unwrap();
+        outcome.history().to_string()
+    };
+    let first = run();
+    println!("{first}");
+    assert_eq!(first, run());
+    assert!(
+        first.contains(
+            "Transaction error: Failed to commit offsets to transaction on broker \
+             kit-probe:9092/1: effectively-once-probe((null))[0](Broker: Specified group \
+             generation id is not valid)"
+        ),
+        "{first}"
+    );
+}
