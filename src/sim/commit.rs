@@ -9,7 +9,10 @@ use super::*;
 impl World {
     // ----- commits -----
 
-    /// Applies a commit at the coordinator and records the outcome.
+    /// Applies a commit at the coordinator and records the outcome. As Kafka's coordinator
+    /// (and librdkafka's mock cluster) answers: a group error refuses every partition;
+    /// otherwise the partitions that exist are committed and the others fail with
+    /// `UNKNOWN_TOPIC_OR_PART`, which librdkafka hands the application as the commit's error.
     pub(crate) fn apply_commit(
         &mut self,
         incarnation: Incarnation,
@@ -19,29 +22,46 @@ impl World {
         offsets: &[(TopicPartition, i64)],
         kind: CommitKind,
     ) -> Result<(), RDKafkaErrorCode> {
+        let (known, unknown): (Vec<_>, Vec<_>) = offsets
+            .iter()
+            .cloned()
+            .partition(|(tp, _)| self.partition(tp).is_some());
+        let any_unknown = !unknown.is_empty();
         let g = self.group_mut(group);
         let result = g.check_commit(member, generation);
-        if result.is_ok() {
-            for (tp, offset) in offsets {
-                g.committed.insert(tp.clone(), *offset);
-            }
-        }
-        let event = match result {
-            Ok(()) => HistoryEvent::OffsetsCommitted {
-                group: group.to_string(),
-                generation,
-                offsets: offsets.to_vec(),
-                kind,
-            },
-            Err(code) => HistoryEvent::CommitRejected {
-                group: group.to_string(),
-                offsets: offsets.to_vec(),
-                kind,
-                error: KafkaError::ConsumerCommit(code).to_string(),
-            },
+        let rejected = |offsets: Vec<(TopicPartition, i64)>, code| HistoryEvent::CommitRejected {
+            group: group.to_string(),
+            offsets,
+            kind,
+            error: KafkaError::ConsumerCommit(code).to_string(),
         };
-        self.record(Some(incarnation), event);
-        result
+        let mut events = Vec::new();
+        match result {
+            Ok(()) => {
+                for (tp, offset) in &known {
+                    g.committed.insert(tp.clone(), *offset);
+                }
+                if !known.is_empty() || !any_unknown {
+                    events.push(HistoryEvent::OffsetsCommitted {
+                        group: group.to_string(),
+                        generation,
+                        offsets: known,
+                        kind,
+                    });
+                }
+                if any_unknown {
+                    events.push(rejected(unknown, RDKafkaErrorCode::UnknownTopicOrPartition));
+                }
+            }
+            Err(code) => events.push(rejected(offsets.to_vec(), code)),
+        }
+        for event in events {
+            self.record(Some(incarnation), event);
+        }
+        match result {
+            Ok(()) if any_unknown => Err(RDKafkaErrorCode::UnknownTopicOrPartition),
+            other => other,
+        }
     }
 
     /// Whether the broker is down and `member`'s session ends before it is back. A commit made

@@ -41,6 +41,10 @@ pub(crate) struct ConsumerState {
     /// The generation this client has synced to (-1 before its first assignment).
     pub generation: i32,
     pub assignment: Vec<TopicPartition>,
+    /// The group handed this consumer an assignment (perhaps empty) that it has not revoked
+    /// yet: librdkafka's eager protocol revokes it through the rebalance callback, empty or
+    /// not, at the next rebalance, on `unsubscribe` and on close.
+    pub assigned: bool,
     /// Next offset to hand to the application, per assigned partition.
     pub positions: BTreeMap<TopicPartition, i64>,
     /// Offsets stored for the next commit.
@@ -73,6 +77,7 @@ impl ConsumerState {
             member: None,
             generation: -1,
             assignment: Vec::new(),
+            assigned: false,
             positions: BTreeMap::new(),
             stored: BTreeMap::new(),
             starts: BTreeMap::new(),
@@ -355,7 +360,30 @@ impl SimConsumer {
 }
 
 impl Drop for SimConsumer {
+    /// A close by a live instance: librdkafka revokes the assignment through the rebalance
+    /// callback (a commit made there counts), then leaves the group. A crashed instance's
+    /// consumer calls nothing.
     fn drop(&mut self) {
+        let revoke = {
+            let mut world = self.shared.lock();
+            let alive = world.alive(self.incarnation);
+            match world.consumers.get_mut(&self.client) {
+                Some(c) if alive && c.assigned && self.handler.is_some() => {
+                    c.subscription.clear();
+                    Some(c.assignment.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(partitions) = revoke {
+            let list = tpl(&partitions);
+            self.rebalance_callback(true, &Rebalance::Revoke(&list));
+            let revoked = self.shared.lock().finish_revoke(self.client, false);
+            self.shared.publish();
+            if revoked.is_ok() {
+                self.rebalance_callback(false, &Rebalance::Revoke(&list));
+            }
+        }
         self.shared.lock().close_consumer(self.client);
         self.shared.publish();
     }
@@ -389,41 +417,18 @@ impl ConsumerHandle for SimConsumer {
         })
     }
 
+    /// As librdkafka: a consumer holding an assignment keeps it (and its membership) until its
+    /// next poll, which revokes it through the rebalance callback and leaves the group.
     fn unsubscribe(&self) {
         let _ = self.with_live(|world, c| {
-            if c.settings.enable_auto_commit && !c.assignment.is_empty() {
-                let offsets: Vec<(TopicPartition, i64)> = c
-                    .assignment
-                    .iter()
-                    .filter_map(|tp| c.stored.get(tp).map(|o| (tp.clone(), *o)))
-                    .collect();
-                if !offsets.is_empty() {
-                    let _ = world.apply_commit(
-                        self.incarnation,
-                        &c.settings.group_id,
-                        c.member.as_deref(),
-                        c.generation,
-                        &offsets,
-                        CommitKind::Revoke,
-                    );
-                }
-            }
-            if !c.assignment.is_empty() {
-                let partitions = std::mem::take(&mut c.assignment);
-                world.record(
-                    Some(self.incarnation),
-                    HistoryEvent::PartitionsRevoked {
-                        group: c.settings.group_id.clone(),
-                        partitions,
-                        lost: false,
-                    },
-                );
+            c.subscription.clear();
+            world.touch();
+            if c.assigned {
+                return;
             }
             c.positions.clear();
             c.starts.clear();
             c.stored.clear();
-            c.subscription.clear();
-            world.touch();
             if let Some(member) = c.member.take() {
                 world.remove_member(&c.settings.group_id, &member, MemberRemoval::Left);
             }
@@ -491,11 +496,19 @@ impl ConsumerHandle for SimConsumer {
         }
     }
 
+    /// As librdkafka's application position: `Invalid` until a record of the partition was
+    /// handed out since it was assigned (the start, committed or reset, is not a position).
+    /// (A partition whose first offsets are control records moves past them before any
+    /// record is handed out; librdkafka would still say `Invalid` there.)
     fn position(&self) -> KafkaResult<TopicPartitionList> {
         let positions = self.with_live(|_, c| {
             c.assignment
                 .iter()
-                .map(|tp| (tp.clone(), c.positions.get(tp).copied()))
+                .map(|tp| {
+                    let position = c.positions.get(tp).copied();
+                    let moved = position.is_some() && position != c.starts.get(tp).copied();
+                    (tp.clone(), position.filter(|_| moved))
+                })
                 .collect::<Vec<_>>()
         })?;
         tpl_with_offsets(positions)

@@ -114,14 +114,15 @@ impl Group {
         }
     }
 
-    /// A member's subscription changed: it rejoins with the new metadata.
+    /// A member's subscription changed: as librdkafka's eager protocol, it revokes its
+    /// assignment (even an empty one) on its next poll, then rejoins with the new metadata.
     pub(crate) fn resubscribe(&mut self, member_id: &str, topics: Vec<String>, out: &mut Events) {
         if self.members.contains_key(member_id) {
             self.begin_rebalance(out);
             self.consumed_topics.extend(topics.iter().cloned());
             let m = self.members.get_mut(member_id).expect("checked above");
             m.subscription = topics;
-            m.joined = true;
+            m.joined = false;
         }
     }
 

@@ -156,7 +156,7 @@ impl World {
                     .get(&c.settings.group_id)
                     .is_some_and(|g| g.members.contains_key(member))
             });
-            if session_lost && !c.assignment.is_empty() {
+            if session_lost && c.assigned {
                 return PollStep::Revoke {
                     partitions: c.assignment.clone(),
                     lost: true,
@@ -165,6 +165,13 @@ impl World {
             return PollStep::Wait;
         }
         let c = self.consumers.get(&client).expect("checked");
+        if c.subscription.is_empty() && c.assigned {
+            // Unsubscribed: revoke through the callback, then leave (`finish_revoke`).
+            return PollStep::Revoke {
+                partitions: c.assignment.clone(),
+                lost: false,
+            };
+        }
         if !c.subscription.is_empty() {
             if let Some(step) = self.poll_group(client, now) {
                 return step;
@@ -187,14 +194,24 @@ impl World {
         let c = self.consumers.get(&client).expect("caller checked");
         let group_id = c.settings.group_id.clone();
         let incarnation = c.incarnation;
-        // The coordinator removed us (session timeout, max.poll breach): the assignment is lost.
+        // A max.poll breach is handed to the application first, then the lost partitions.
+        if c.poll_exceeded {
+            let c = self.consumers.get_mut(&client).expect("checked");
+            c.poll_exceeded = false;
+            self.touch();
+            return Some(PollStep::Error(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::PollExceeded,
+            )));
+        }
+        // The coordinator removed us (session timeout, max.poll breach): the assignment (even
+        // an empty one) is lost.
         if let Some(member) = &c.member {
             let known = self
                 .groups
                 .get(&group_id)
                 .is_some_and(|g| g.members.contains_key(member));
             if !known {
-                if !c.assignment.is_empty() {
+                if c.assigned {
                     return Some(PollStep::Revoke {
                         partitions: c.assignment.clone(),
                         lost: true,
@@ -206,15 +223,13 @@ impl World {
             }
         }
         let c = self.consumers.get_mut(&client).expect("checked");
-        if c.poll_exceeded {
-            c.poll_exceeded = false;
-            self.touch();
-            return Some(PollStep::Error(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::PollExceeded,
-            )));
-        }
         match c.member.clone() {
             None => {
+                // librdkafka does not join before one of the subscribed topics exists.
+                if !c.subscription.iter().any(|t| self.topics.contains_key(t)) {
+                    return None;
+                }
+                let c = self.consumers.get_mut(&client).expect("checked");
                 if c.join_retry_at.is_some_and(|t| t > now) {
                     return Some(PollStep::Sleep(c.join_retry_at.expect("checked") - now));
                 }
@@ -259,7 +274,7 @@ impl World {
                     .get(&group_id)
                     .expect("member of an existing group");
                 if g.state == GroupState::PreparingRebalance && !g.members[&member].joined {
-                    if !c.assignment.is_empty() {
+                    if c.assigned {
                         return Some(PollStep::Revoke {
                             partitions: c.assignment.clone(),
                             lost: false,
@@ -418,7 +433,8 @@ impl World {
         PollStep::Deliver { message, delay }
     }
 
-    /// After `pre_rebalance(Revoke)`: auto-commit (unless lost), drop the partitions, rejoin.
+    /// After `pre_rebalance(Revoke)`: auto-commit (unless lost), drop the partitions, rejoin
+    /// (or leave the group, once unsubscribed or closing).
     pub(crate) fn finish_revoke(&mut self, client: ClientId, lost: bool) -> Result<(), Crashed> {
         let c = self.consumers.get(&client).ok_or(Crashed)?;
         if !self.alive(c.incarnation) {
@@ -429,13 +445,15 @@ impl World {
         }
         let c = self.consumers.get_mut(&client).ok_or(Crashed)?;
         let partitions = std::mem::take(&mut c.assignment);
+        c.assigned = false;
         c.positions.clear();
         c.starts.clear();
         c.stored.clear();
         c.eof_reported.clear();
         let (incarnation, group, member) =
             (c.incarnation, c.settings.group_id.clone(), c.member.clone());
-        if lost {
+        let leaving = c.subscription.is_empty();
+        if lost || leaving {
             c.member = None;
             c.generation = -1;
         }
@@ -447,9 +465,15 @@ impl World {
                 lost,
             },
         );
-        if let (false, Some(member)) = (lost, member) {
-            self.group_mut(&group).rejoin(&member);
-            self.complete_rebalance(&group);
+        match (lost, member) {
+            (false, Some(member)) if leaving => {
+                self.remove_member(&group, &member, MemberRemoval::Left);
+            }
+            (false, Some(member)) => {
+                self.group_mut(&group).rejoin(&member);
+                self.complete_rebalance(&group);
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -498,6 +522,7 @@ impl World {
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
         c.assignment = assignment;
+        c.assigned = true;
         c.starts = positions.clone();
         c.positions = positions;
         c.stored.clear();

@@ -8,6 +8,7 @@ mod fixtures;
 mod aborted_read;
 mod cancel_safety;
 mod commit_errors;
+mod librdkafka_suite;
 mod pipelines;
 mod providers;
 mod restart;
