@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use effectively_once::broker::BrokerProvider;
 use effectively_once::{
-    ConsumerHandle, InputRecord, InstanceContext, InstanceExit, KafkaConsumer, KafkaProducer,
-    Outcome, RebalanceHandler, Simulation,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, InputRecord, InstanceContext, InstanceExit,
+    KafkaConsumer, KafkaProducer, Operation, Outcome, RebalanceHandler, Simulation,
 };
 use rdkafka::consumer::{CommitMode, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -413,6 +413,51 @@ fn closing_or_unsubscribing_serves_the_revoke_callback() {
     for (outcome, _) in [&sim, &real] {
         assert_eq!(outcome.cluster().committed_offset("g", "t", 0), Some(4));
     }
+}
+
+/// The other side of a close's revoke: a crash closes nothing. The crashed incarnation's
+/// revoke callback is never called (its commit there would count), and the next incarnation
+/// starts from what was committed before.
+#[test]
+fn a_crashed_consumer_calls_no_revoke_callback() {
+    let mut b = Simulation::builder();
+    b.topic("t", 1)
+        .broker_session_timeout_bounds(Duration::from_secs(1), Duration::from_secs(60))
+        .faults(
+            FaultSchedule::new().with(Anchor::on(Operation::Recv).record(0, 1), Fault::CrashBefore),
+        );
+    for n in 0..3 {
+        b.produce(InputRecord::new("t").payload(format!("e{n}")));
+    }
+    let [sim, real] = on_both(&b.build().unwrap(), |ctx, notes| async move {
+        notes.push(format!("incarnation {}", ctx.incarnation().number));
+        let mut config = consumer_config("g");
+        config.set("session.timeout.ms", "2000");
+        let consumer = ctx.create_consumer_with_handler(
+            &config,
+            Noting {
+                notes: notes.clone(),
+                on_revoke: commit_positions,
+            },
+        )?;
+        consumer.subscribe(&["t"])?;
+        for _ in 0..3 {
+            next(&consumer, 10, &notes, "c").await;
+        }
+        notes.push("close");
+        Ok::<(), BoxError>(())
+    });
+    assert_eq!(sim.1, real.1);
+    assert_eq!(
+        sim.1[..5],
+        [
+            "incarnation 1",
+            "assign [t/0@-]",
+            "c got t/0@0",
+            "incarnation 2",
+            "assign [t/0@-]"
+        ]
+    );
 }
 
 /// librdkafka's 0089 (`do_test_with_log_queue`, `do_test_rejoin_after_interval_expire`): when
