@@ -89,7 +89,11 @@ fn a_recv_dropped_by_a_linger_timer_loses_no_record_on_the_simulator_and_the_moc
             .history()
             .events()
             .any(|e| matches!(e, HistoryEvent::FaultInjected { .. }));
-        assert!(stalled, "{provider:?}: the stall fired\n{}", outcome.history());
+        assert!(
+            stalled,
+            "{provider:?}: the stall fired\n{}",
+            outcome.history()
+        );
         assert_eq!(
             effects(&outcome),
             ["evt-0", "evt-1", "evt-2", "evt-3", "evt-4"],
