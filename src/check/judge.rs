@@ -237,7 +237,8 @@ where
         builder.topic(output.topic(), output.partitions());
     }
     // Room for every pause and late join, then twice the liveness bound: a group that has
-    // not caught up by then has already broken liveness.
+    // not caught up by then has already broken liveness. The pauses' sum covers them however
+    // they stack (liveness counts from the end of the last disturbance, stacked pauses added).
     let latest_join = scenario
         .late_joins
         .iter()

@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Invariant, RunRecord, Violation};
-use crate::history::{HistoryEvent, InstanceId};
+use crate::history::{HistoryEntry, HistoryEvent, InstanceId};
 
 /// The run reached quiescence (every published record consumed and committed) no later than
-/// `bound` of virtual time after the last fault ended. A consumer wedged by a poison record,
+/// `bound` of virtual time after the last disturbance ended: the last fault's moment plus its
+/// pause, where pauses that stack (two freezes on one call, a stall inside a freeze) add up. A consumer wedged by a poison record,
 /// one that keeps failing until it is not restarted any more, one that exits, or one that
 /// hangs in an await is a violation, never a hung test.
 #[derive(Clone, Copy, Debug)]
 pub struct Liveness {
-    /// How long after the last fault (the end of a pause) the group may take to catch up.
+    /// How long after the last disturbance (the end of the last pause, stacked pauses added
+    /// up) the group may take to catch up.
     pub bound: Duration,
 }
 
@@ -33,14 +35,7 @@ impl Invariant for Liveness {
 
     fn check(&self, run: &RunRecord<'_>) -> Option<Violation> {
         let entries = run.history.entries();
-        let last_fault_end = entries
-            .iter()
-            .filter_map(|e| match &e.event {
-                HistoryEvent::FaultInjected { fault, .. } => Some(e.at + fault.pause()),
-                _ => None,
-            })
-            .max()
-            .unwrap_or_default();
+        let last_fault_end = last_disturbance_end(entries);
         let (summary, mut details) = match run.history.end() {
             Some(HistoryEvent::Quiesced) => {
                 // The last thing that happened before the settle period.
@@ -111,11 +106,25 @@ impl Invariant for Liveness {
     }
 }
 
+/// When the last disturbance ended: each fault is a window from the moment it fired for its
+/// [`pause`](crate::Fault::pause) (a crash or a failure is a moment); a window that starts
+/// before the one in progress ends (faults stacked on one call, a stall inside a freeze)
+/// extends it by its own length, as stacked pauses add up.
+fn last_disturbance_end(entries: &[HistoryEntry]) -> Duration {
+    let mut end = Duration::ZERO;
+    for e in entries {
+        if let HistoryEvent::FaultInjected { fault, .. } = &e.event {
+            end = end.max(e.at) + fault.pause();
+        }
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::TopicPartition;
     use crate::history::{EffectOutcome::*, Lag};
+    use crate::history::{History, TopicPartition};
     use crate::invariant::test_support::*;
     use crate::ledger::Ledger;
 
@@ -183,6 +192,75 @@ mod tests {
             }
             .check(&run),
             None
+        );
+    }
+
+    /// A history with `faults` (at, fault) fired on instance 0, an effect at `caught_up_ms`
+    /// and a quiesced end.
+    fn with_faults(faults: &[(u64, crate::history::Fault)], caught_up_ms: u64) -> History {
+        use crate::history::{HistoryEntry, Incarnation, Operation};
+        let inc = Incarnation {
+            instance: InstanceId(0),
+            number: 1,
+        };
+        let mut h = History::default();
+        for (ms, fault) in faults {
+            h.push(HistoryEntry {
+                at: Duration::from_millis(*ms),
+                incarnation: Some(inc),
+                event: HistoryEvent::FaultInjected {
+                    operation: Operation::Recv,
+                    fault: *fault,
+                    record: None,
+                },
+            });
+        }
+        for entry in history(&[(caught_up_ms, "a", Performed)], HistoryEvent::Quiesced).entries() {
+            h.push(entry.clone());
+        }
+        h
+    }
+
+    fn check(history: &History) -> Option<Violation> {
+        let published = published(&[("a", "k")]);
+        let sinks = ["email".to_string()];
+        let ledger = Ledger::from_history(history);
+        Liveness::default().check(&RunRecord {
+            published: &published,
+            history,
+            ledger: &ledger,
+            sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
+        })
+    }
+
+    #[test]
+    fn the_bound_counts_from_the_end_of_stacked_and_overlapping_disturbances() {
+        use crate::history::Fault::{BrokerRestart, CrashAfter, Freeze, Stall};
+        const H: u64 = 3_600_000;
+        let freeze = Freeze(Duration::from_secs(25 * 3600));
+        // Two 25 h freezes on the same call: the process thaws 50 h later; caught up 4 s
+        // after that.
+        let stacked = with_faults(&[(1_000, freeze), (1_000, freeze)], 1_000 + 50 * H + 4_000);
+        assert_eq!(check(&stacked), None);
+        // A stall that starts inside a freeze's window extends it.
+        let overlapping = with_faults(
+            &[(0, freeze), (H, Stall(Duration::from_secs(3600)))],
+            26 * H + 60_000,
+        );
+        assert_eq!(check(&overlapping), None);
+        // A crash adds no time: the bound still counts from the freeze's end.
+        let crash = with_faults(&[(0, freeze), (H, CrashAfter)], 25 * H + 60_000);
+        assert_eq!(check(&crash), None);
+        // Windows apart do not add up: the bound counts from the later one's end.
+        let apart = with_faults(
+            &[(0, BrokerRestart(Duration::from_secs(60))), (H, freeze)],
+            26 * H + 11 * 60_000,
+        );
+        let v = check(&apart).expect("caught up 11 minutes after the last disturbance");
+        assert_eq!(
+            v.summary,
+            "the group caught up 660s after the last fault, later than the 600s bound"
         );
     }
 }

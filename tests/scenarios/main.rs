@@ -6,4 +6,5 @@ mod fixtures;
 
 mod crash_windows;
 mod determinism;
+mod liveness;
 mod production_wiring;
