@@ -29,7 +29,8 @@ pub struct CaseRun {
     pub ledger: Ledger,
     /// The sinks whose effects counted.
     pub sinks: Vec<String>,
-    /// The broken invariants, in the order they were checked (empty: the case passed).
+    /// The broken invariants, in the order they were checked but liveness last (empty: the
+    /// case passed).
     pub violations: Vec<Violation>,
     /// On a real broker: what the invariants found that the broker's shortfalls could explain
     /// (see [`NotCheckable`]); never counted as a consumer bug.
@@ -293,7 +294,9 @@ where
         .iter()
         .filter_map(|i| i.check(&record))
         .collect();
-    let (violations, not_checkable) = split_not_checkable(violations, &outcome);
+    let (mut violations, not_checkable) = split_not_checkable(violations, &outcome);
+    // A liveness failure never hides a safety violation: safety first.
+    violations.sort_by_key(|v| v.invariant == "liveness");
     Ok(CaseRun {
         scenario: scenario.clone(),
         published,

@@ -79,6 +79,8 @@ pub struct Counterexample {
     /// With a real broker ([`Verifier::broker`](super::Verifier::broker)): the minimal
     /// scenario's run on it, compared with the simulator's.
     pub broker: Option<String>,
+    /// The other invariants the search found broken, each with its own minimal scenario.
+    others: Vec<Counterexample>,
 }
 
 /// How to replay a check's verdict: its seed, its input topic, and where proptest saved the
@@ -91,11 +93,14 @@ pub(crate) struct Replay {
 }
 
 impl Counterexample {
-    /// The report of a minimal `scenario` that broke `violations` (none: it passed when run
-    /// again) with `history`, found after `passed_before` passing cases from `first`.
+    /// The report of a minimal `scenario`, shrunk for the invariant named `target`, that broke
+    /// `violations` (`target` not among them: it passed when run again) with `history`, found
+    /// after `passed_before` passing cases from `first`. The target comes first, the other
+    /// violations keep their order.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         semantics: Semantics,
+        target: &str,
         mut violations: Vec<Violation>,
         scenario: Scenario,
         published: Vec<PublishedEvent>,
@@ -106,8 +111,12 @@ impl Counterexample {
         shrink_steps: u32,
         logs: String,
     ) -> Self {
-        if violations.is_empty() {
-            violations.push(Violation {
+        match violations.iter().position(|v| v.invariant == target) {
+            Some(index) => {
+                let first = violations.remove(index);
+                violations.insert(0, first);
+            }
+            None if violations.is_empty() => violations.push(Violation {
                 invariant: "determinism".into(),
                 summary: "the minimal case failed during the search but passed when run again: \
                           the consumer behaves non-deterministically (a `select!` without \
@@ -115,7 +124,20 @@ impl Counterexample {
                     .into(),
                 event_ids: Vec::new(),
                 details: Vec::new(),
-            });
+            }),
+            None => violations.insert(
+                0,
+                Violation {
+                    invariant: "determinism".into(),
+                    summary: format!(
+                        "the minimal case broke {target} during the search but not when run \
+                         again: the consumer behaves non-deterministically (a `select!` without \
+                         `biased;`, wall-clock time, an unseeded random number)"
+                    ),
+                    event_ids: Vec::new(),
+                    details: Vec::new(),
+                },
+            ),
         }
         Counterexample {
             semantics,
@@ -132,6 +154,7 @@ impl Counterexample {
             saved_in: replay.saved_in,
             hung: false,
             broker: None,
+            others: Vec::new(),
         }
     }
 
@@ -175,12 +198,26 @@ impl Counterexample {
             saved_in: None,
             hung: true,
             broker: None,
+            others: Vec::new(),
         }
     }
 
-    /// The first (most telling) broken invariant.
+    /// The first (most telling) broken invariant: a safety invariant before liveness.
     pub fn violation(&self) -> &Violation {
         &self.violations[0]
+    }
+
+    /// The other invariants the search found broken (distinct by name, safety before
+    /// liveness), each with its own minimal counterexample, shrunk for that invariant; the
+    /// report prints them after this one.
+    pub fn other_violations(&self) -> &[Counterexample] {
+        &self.others
+    }
+
+    /// Adds the counterexamples of the other invariants the search found broken.
+    pub(crate) fn with_others(mut self, others: Vec<Counterexample>) -> Self {
+        self.others = others;
+        self
     }
 }
 
@@ -220,14 +257,24 @@ pub(crate) fn lanes(history: &History, instances: u32) -> String {
     out
 }
 
-impl fmt::Display for Counterexample {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Counterexample {
+    /// The violations, the minimal scenario, its timeline and its logs; `also` for the other
+    /// invariants' counterexamples.
+    fn fmt_case(&self, f: &mut fmt::Formatter<'_>, also: bool) -> fmt::Result {
         let v = self.violation();
-        writeln!(
-            f,
-            "effectively-once: {} violated: {}",
-            v.invariant, v.summary
-        )?;
+        if also {
+            writeln!(
+                f,
+                "effectively-once: also {} violated, in a minimal scenario of its own: {}",
+                v.invariant, v.summary
+            )?;
+        } else {
+            writeln!(
+                f,
+                "effectively-once: {} violated: {}",
+                v.invariant, v.summary
+            )?;
+        }
         for line in &v.details {
             writeln!(f, "  {line}")?;
         }
@@ -274,6 +321,17 @@ impl fmt::Display for Counterexample {
             for line in &lines[lines.len().saturating_sub(MAX)..] {
                 writeln!(f, "  {line}")?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_case(f, false)?;
+        for other in &self.others {
+            writeln!(f)?;
+            other.fmt_case(f, true)?;
         }
         writeln!(f)?;
         write!(

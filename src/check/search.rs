@@ -2,6 +2,7 @@
 //! thread watches the wall clock, so a consumer that blocks the thread is a verdict, not a hang.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -14,7 +15,7 @@ use proptest::test_runner::{
 use super::judge::run_scenario;
 use super::report::{Counterexample, Passed};
 use super::shrink::{
-    broken_invariants, drop_events, fewer_instances, merge_faults, simplify_faults,
+    drop_events, fewer_instances, merge_faults, remove_superfluous, simplify_faults,
 };
 use super::{CheckError, Verifier};
 use crate::error::Error;
@@ -145,17 +146,91 @@ where
     Ok(run.outcome.operations().keys().copied().collect())
 }
 
-/// What the search learns on the way.
+/// The name of the one invariant that is not about safety: it is reported after the others,
+/// never in their place.
+const LIVENESS: &str = "liveness";
+
+/// What one run of a scenario found.
+#[derive(Clone)]
+struct Judged {
+    /// The names of the broken invariants, safety before liveness.
+    broken: Vec<String>,
+    faults_fired: u64,
+    crashes: u64,
+}
+
+/// Runs and judges scenarios, each one once: the search makes one pass per broken invariant,
+/// and each pass meets the cases of the passes before it again.
+struct Judge<'a, F> {
+    semantics: Semantics,
+    verifier: &'a Verifier,
+    factory: &'a Arc<F>,
+    tx: &'a mpsc::Sender<Message>,
+    seen: RefCell<BTreeMap<String, Judged>>,
+}
+
+impl<F, Fut> Judge<'_, F>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    fn judge(&self, scenario: &Scenario) -> Result<Judged, Error> {
+        let key = format!("{scenario:?}");
+        if let Some(judged) = self.seen.borrow().get(&key) {
+            return Ok(judged.clone());
+        }
+        let _ = self.tx.send(Message::Case(scenario.clone()));
+        let factory = self.factory.clone();
+        let run = run_scenario(self.semantics, self.verifier, scenario, move |ctx| {
+            factory(ctx)
+        })?;
+        let mut judged = Judged {
+            broken: run.violations.into_iter().map(|v| v.invariant).collect(),
+            faults_fired: 0,
+            crashes: 0,
+        };
+        for e in run.outcome.history().events() {
+            match e {
+                HistoryEvent::FaultInjected { .. } => judged.faults_fired += 1,
+                HistoryEvent::InstanceCrashed { .. } => judged.crashes += 1,
+                _ => {}
+            }
+        }
+        self.seen.borrow_mut().insert(key, judged.clone());
+        Ok(judged)
+    }
+
+    /// Whether `scenario` breaks `target`, counting the step.
+    fn breaks(&self, target: &str, scenario: &Scenario, steps: &Cell<u32>) -> Result<bool, Error> {
+        steps.set(steps.get() + 1);
+        Ok(self.judge(scenario)?.broken.iter().any(|b| b == target))
+    }
+}
+
+/// What one pass of the search learns on the way.
 #[derive(Default)]
 struct Progress {
     cases: Cell<u32>,
     faults_fired: Cell<u64>,
     crashes: Cell<u64>,
-    first_failure: RefCell<Option<Scenario>>,
+    /// The invariant this pass found broken and shrinks for, and the case that broke it.
+    target: RefCell<Option<(String, Scenario)>>,
     shrink_steps: Cell<u32>,
-    error: RefCell<Option<Error>>,
 }
 
+/// The invariant a case that broke `broken` is shrunk for, of those not `reported` yet: the
+/// first safety invariant, liveness only when no safety invariant is left.
+fn next_target(broken: &[String], reported: &[String]) -> Option<String> {
+    let mut new = broken.iter().filter(|b| !reported.contains(b));
+    let first = new.clone().find(|b| b.as_str() != LIVENESS);
+    first.or_else(|| new.next()).cloned()
+}
+
+/// Generates cases until one breaks an invariant not reported yet, shrinks it for that
+/// invariant, and starts over (the same cases, judged once) until a pass finds nothing new:
+/// every distinct broken invariant gets its own minimal counterexample, safety before
+/// liveness.
 fn search<F, Fut>(
     semantics: Semantics,
     verifier: &Verifier,
@@ -190,100 +265,147 @@ where
         space.operations(&operations);
     }
     let strategy = space.strategy();
-    let mut runner = TestRunner::new(config);
-    let progress = Progress::default();
-    let result = runner.run(&strategy, |scenario| {
-        let _ = tx.send(Message::Case(scenario.clone()));
-        let factory = factory.clone();
-        let run = match run_scenario(semantics, verifier, &scenario, move |ctx| factory(ctx)) {
-            Ok(run) => run,
-            Err(e) => {
-                progress.error.borrow_mut().get_or_insert(e);
+    let judge = Judge {
+        semantics,
+        verifier,
+        factory,
+        tx,
+        seen: RefCell::new(BTreeMap::new()),
+    };
+    let error: RefCell<Option<Error>> = RefCell::new(None);
+    let mut reported: Vec<String> = Vec::new();
+    let mut found: Vec<Counterexample> = Vec::new();
+    loop {
+        let mut runner = TestRunner::new(config.clone());
+        let progress = Progress::default();
+        let result = runner.run(&strategy, |scenario| {
+            if error.borrow().is_some() {
                 return Err(TestCaseError::fail("the simulation failed"));
             }
-        };
-        let failing = progress.first_failure.borrow().is_some();
-        if failing {
-            progress.shrink_steps.set(progress.shrink_steps.get() + 1);
-        } else {
+            let judged = match judge.judge(&scenario) {
+                Ok(judged) => judged,
+                Err(e) => {
+                    *error.borrow_mut() = Some(e);
+                    return Err(TestCaseError::fail("the simulation failed"));
+                }
+            };
+            if let Some((target, _)) = &*progress.target.borrow() {
+                // proptest shrinks: only the target counts (a case that breaks only
+                // liveness does not stand for a safety violation).
+                progress.shrink_steps.set(progress.shrink_steps.get() + 1);
+                return if judged.broken.contains(target) {
+                    Err(TestCaseError::fail(target.clone()))
+                } else {
+                    Ok(())
+                };
+            }
             progress.cases.set(progress.cases.get() + 1);
-            for e in run.outcome.history().events() {
-                match e {
-                    HistoryEvent::FaultInjected { .. } => {
-                        progress.faults_fired.set(progress.faults_fired.get() + 1)
-                    }
-                    HistoryEvent::InstanceCrashed { .. } => {
-                        progress.crashes.set(progress.crashes.get() + 1)
-                    }
-                    _ => {}
+            progress
+                .faults_fired
+                .set(progress.faults_fired.get() + judged.faults_fired);
+            progress
+                .crashes
+                .set(progress.crashes.get() + judged.crashes);
+            match next_target(&judged.broken, &reported) {
+                None => Ok(()),
+                Some(target) => {
+                    let fail = TestCaseError::fail(target.clone());
+                    *progress.target.borrow_mut() = Some((target, scenario));
+                    Err(fail)
                 }
             }
+        });
+        if let Some(e) = error.take() {
+            return Err(CheckError::Simulation(e));
         }
-        match run.violations.first() {
-            None => Ok(()),
-            Some(v) => {
-                if !failing {
-                    *progress.first_failure.borrow_mut() = Some(scenario);
+        match result {
+            Ok(()) if found.is_empty() => {
+                return Ok(Passed {
+                    semantics,
+                    cases: progress.cases.get(),
+                    seed: verifier.seed,
+                    faults_fired: progress.faults_fired.get(),
+                    crashes: progress.crashes.get(),
+                    broker: None,
+                });
+            }
+            Ok(()) => break,
+            Err(TestError::Abort(reason)) => return Err(CheckError::Aborted(reason.to_string())),
+            Err(TestError::Fail(_, minimal)) => {
+                let Some((target, first)) = progress.target.take() else {
+                    return Err(CheckError::Aborted(
+                        "proptest reported a failure no case made".into(),
+                    ));
+                };
+                let c = shrink_for(&judge, &target, minimal, &first, &progress)?;
+                // Shrunk to a scenario already reported with this violation among its own:
+                // the report shows it there.
+                let shown = found.iter().any(|f| {
+                    f.scenario == c.scenario && f.violations.iter().any(|v| v.invariant == target)
+                });
+                if !shown {
+                    found.push(c);
                 }
-                Err(TestCaseError::fail(v.summary.clone()))
+                reported.push(target);
             }
         }
+    }
+    // Safety before liveness, each in the order the search found it.
+    found.sort_by_key(|c| c.violation().invariant == LIVENESS);
+    let others = found.split_off(1);
+    match found.pop() {
+        Some(primary) => Err(CheckError::Violated(Box::new(primary.with_others(others)))),
+        None => Err(CheckError::Aborted("no counterexample was kept".into())),
+    }
+}
+
+/// Shrinks `minimal`, proptest's minimal case for `target`, with the passes proptest cannot
+/// make (each keeping `target` broken), runs it again with its logs captured, and reports it.
+fn shrink_for<F, Fut>(
+    judge: &Judge<'_, F>,
+    target: &str,
+    minimal: Scenario,
+    first: &Scenario,
+    progress: &Progress,
+) -> Result<Counterexample, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    let steps = &progress.shrink_steps;
+    let mut still_fails = |candidate: &Scenario| judge.breaks(target, candidate, steps);
+    let minimal = merge_faults(minimal, &mut still_fails)?;
+    let broken = judge.judge(&minimal)?.broken;
+    let mut breaks_the_same = |candidate: &Scenario| {
+        steps.set(steps.get() + 1);
+        Ok(judge.judge(candidate)?.broken == broken)
+    };
+    let minimal = simplify_faults(minimal, &mut breaks_the_same)?;
+    let minimal = fewer_instances(minimal, &mut breaks_the_same)?;
+    let minimal = drop_events(minimal, &mut still_fails)?;
+    let minimal = remove_superfluous(minimal, &mut still_fails)?;
+    let _ = judge.tx.send(Message::Case(minimal.clone()));
+    let (run, logs) = capture_logs(|| {
+        let factory = judge.factory.clone();
+        run_scenario(judge.semantics, judge.verifier, &minimal, move |ctx| {
+            factory(ctx)
+        })
     });
-    if let Some(e) = progress.error.take() {
-        return Err(CheckError::Simulation(e));
-    }
-    match result {
-        Ok(()) => Ok(Passed {
-            semantics,
-            cases: progress.cases.get(),
-            seed: verifier.seed,
-            faults_fired: progress.faults_fired.get(),
-            crashes: progress.crashes.get(),
-            broker: None,
-        }),
-        Err(TestError::Abort(reason)) => Err(CheckError::Aborted(reason.to_string())),
-        Err(TestError::Fail(_, minimal)) => {
-            let mut still_fails = |candidate: &Scenario| {
-                let _ = tx.send(Message::Case(candidate.clone()));
-                progress.shrink_steps.set(progress.shrink_steps.get() + 1);
-                let factory = factory.clone();
-                let run = run_scenario(semantics, verifier, candidate, move |ctx| factory(ctx))?;
-                Ok(!run.violations.is_empty())
-            };
-            let minimal = merge_faults(minimal, &mut still_fails)?;
-            let broken = broken_invariants(semantics, verifier, factory, &minimal)?;
-            let mut breaks_the_same = |candidate: &Scenario| {
-                let _ = tx.send(Message::Case(candidate.clone()));
-                progress.shrink_steps.set(progress.shrink_steps.get() + 1);
-                Ok(broken_invariants(semantics, verifier, factory, candidate)? == broken)
-            };
-            let minimal = simplify_faults(minimal, &mut breaks_the_same)?;
-            let minimal = fewer_instances(minimal, &mut breaks_the_same)?;
-            let minimal = drop_events(minimal, &mut still_fails)?;
-            let _ = tx.send(Message::Case(minimal.clone()));
-            let (run, logs) = capture_logs(|| {
-                let factory = factory.clone();
-                run_scenario(semantics, verifier, &minimal, move |ctx| factory(ctx))
-            });
-            let run = run?;
-            let first = progress
-                .first_failure
-                .take()
-                .unwrap_or_else(|| minimal.clone());
-            Err(CheckError::Violated(Box::new(Counterexample::new(
-                semantics,
-                run.violations,
-                run.scenario,
-                run.published,
-                run.outcome.history().clone(),
-                verifier.replay(),
-                &first,
-                progress.cases.get(),
-                progress.shrink_steps.get(),
-                logs,
-            ))))
-        }
-    }
+    let run = run?;
+    Ok(Counterexample::new(
+        judge.semantics,
+        target,
+        run.violations,
+        run.scenario,
+        run.published,
+        run.outcome.history().clone(),
+        judge.verifier.replay(),
+        first,
+        progress.cases.get(),
+        steps.get(),
+        logs,
+    ))
 }
 
 /// A `Write` into a shared buffer, for the log capture.
@@ -323,4 +445,35 @@ fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
     let value = tracing::subscriber::with_default(subscriber, f);
     let bytes = buffer.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     (value, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_is_shrunk_for_a_safety_invariant_before_liveness_and_for_each_only_once() {
+        let broken = [
+            "liveness".to_string(),
+            "exactly-once".into(),
+            "at-least-once".into(),
+        ];
+        let reported = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_target(&broken, &[]).as_deref(), Some("exactly-once"));
+        assert_eq!(
+            next_target(&broken, &reported(&["exactly-once"])).as_deref(),
+            Some("at-least-once")
+        );
+        assert_eq!(
+            next_target(&broken, &reported(&["exactly-once", "at-least-once"])).as_deref(),
+            Some("liveness")
+        );
+        assert_eq!(
+            next_target(
+                &broken,
+                &reported(&["exactly-once", "at-least-once", "liveness"])
+            ),
+            None
+        );
+    }
 }

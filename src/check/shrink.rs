@@ -1,15 +1,10 @@
 //! Shrinking past proptest: removals proptest cannot make one value at a time, faults turned
-//! into crashes, fewer instances, superfluous events.
+//! into crashes, fewer instances, superfluous events, and every fault or event (alone or in
+//! pairs) the failure does not need.
 
-use std::future::Future;
-use std::sync::Arc;
-
-use super::judge::run_scenario;
-use super::{CheckError, Verifier};
+use super::CheckError;
 use crate::error::Error;
 use crate::history::Fault;
-use crate::invariant::Semantics;
-use crate::run::{InstanceContext, InstanceExit};
 use crate::scenario::Scenario;
 
 /// Shrinks further where proptest, which changes one value at a time, stops: a fault that
@@ -44,23 +39,6 @@ pub(crate) fn merge_faults(
         }
         return Ok(scenario);
     }
-}
-
-/// The names of the invariants `scenario` breaks, in order.
-pub(crate) fn broken_invariants<F, Fut>(
-    semantics: Semantics,
-    verifier: &Verifier,
-    factory: &Arc<F>,
-    scenario: &Scenario,
-) -> Result<Vec<String>, Error>
-where
-    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
-    Fut: Future + 'static,
-    Fut::Output: InstanceExit,
-{
-    let factory = factory.clone();
-    let run = run_scenario(semantics, verifier, scenario, move |ctx| factory(ctx))?;
-    Ok(run.violations.into_iter().map(|v| v.invariant).collect())
 }
 
 /// Replaces each fault by a crash at the same point, after or before the operation, where the
@@ -122,6 +100,98 @@ pub(crate) fn drop_events(
         }
     }
     Ok(scenario)
+}
+
+/// Something a scenario can do without: one of its faults, or one of its events (with the
+/// faults anchored on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Fault(usize),
+    Event(usize),
+}
+
+/// The scenario without `parts`, each removed fault moving the faults its removal shifts
+/// (`shift`: see [`Scenario::without_fault`]) one occurrence earlier.
+fn without(
+    scenario: &Scenario,
+    parts: &[Part],
+    shift: fn(&Scenario, usize) -> Scenario,
+) -> Scenario {
+    let mut faults: Vec<usize> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Fault(i) => Some(*i),
+            Part::Event(_) => None,
+        })
+        .collect();
+    let mut events: Vec<usize> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Event(i) => Some(*i),
+            Part::Fault(_) => None,
+        })
+        .collect();
+    // From the last, so that the indices still to remove stay valid.
+    faults.sort_unstable_by(|a, b| b.cmp(a));
+    events.sort_unstable_by(|a, b| b.cmp(a));
+    let mut candidate = scenario.clone();
+    for index in faults {
+        candidate = shift(&candidate, index);
+    }
+    for index in events {
+        candidate.faults.retain(|f| f.event != index);
+        if let Some(without) = candidate.without_event(index) {
+            candidate = without;
+        }
+    }
+    candidate
+}
+
+/// The last pass: the scenario is minimal when no single fault or event (with the faults
+/// anchored on it) can be removed and no pair of them can. Tries each removal alone, then
+/// each pair, and starts over after every removal that keeps the scenario failing, until
+/// none does. A removed fault is tried plainly and with the later faults its removal shifts
+/// moved one occurrence earlier (on its own anchor, and on its event's redelivery).
+pub(crate) fn remove_superfluous(
+    mut scenario: Scenario,
+    mut still_fails: impl FnMut(&Scenario) -> Result<bool, Error>,
+) -> Result<Scenario, CheckError> {
+    fn plain(scenario: &Scenario, index: usize) -> Scenario {
+        let mut candidate = scenario.clone();
+        candidate.faults.remove(index);
+        candidate
+    }
+    let shifts: [fn(&Scenario, usize) -> Scenario; 3] = [
+        plain,
+        Scenario::without_fault,
+        Scenario::without_fault_and_its_redelivery,
+    ];
+    'search: loop {
+        let parts: Vec<Part> = (0..scenario.faults.len())
+            .map(Part::Fault)
+            .chain((0..scenario.events.len()).map(Part::Event))
+            .collect();
+        let singles = parts.iter().map(|p| vec![*p]);
+        let pairs = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| parts[i + 1..].iter().map(move |b| vec![*a, *b]));
+        for removed in singles.chain(pairs) {
+            let mut tried: Vec<Scenario> = Vec::new();
+            for shift in shifts {
+                let candidate = without(&scenario, &removed, shift);
+                if tried.contains(&candidate) {
+                    continue;
+                }
+                if still_fails(&candidate)? {
+                    scenario = candidate;
+                    continue 'search;
+                }
+                tried.push(candidate);
+            }
+        }
+        return Ok(scenario);
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +264,75 @@ mod tests {
             ]
         );
         assert_eq!(fewer_instances(simplified, breaks).unwrap().instances, 2);
+    }
+
+    fn scenario(events: usize, faults: Vec<ScenarioFault>) -> Scenario {
+        Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: Vec::new(),
+            events: (0..events)
+                .map(|n| crate::scenario::tests::event(n, "k"))
+                .collect(),
+            faults,
+        }
+    }
+
+    fn crash(event: usize, operation: Operation) -> ScenarioFault {
+        ScenarioFault {
+            event,
+            operation,
+            occurrence: 1,
+            fault: Fault::CrashAfter,
+        }
+    }
+
+    fn ids(s: &Scenario) -> Vec<&str> {
+        s.events.iter().map(|e| e.event.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_fault_the_failure_does_not_need_is_removed_where_the_earlier_passes_kept_it() {
+        let recv = crash(0, Operation::Recv);
+        let effect = crash(0, Operation::Effect);
+        let two = scenario(1, vec![recv, effect.clone()]);
+        let fails = |s: &Scenario| Ok(s.faults.contains(&effect));
+        // The passes before stop at two faults...
+        let kept = drop_events(merge_faults(two, fails).unwrap(), fails).unwrap();
+        assert_eq!(kept.faults.len(), 2);
+        // ...the last one removes each fault alone.
+        let minimal = remove_superfluous(kept, fails).unwrap();
+        assert_eq!(minimal.faults, vec![effect]);
+    }
+
+    #[test]
+    fn faults_and_events_that_go_only_in_pairs_are_removed_in_pairs() {
+        let (a, b, c) = (
+            crash(0, Operation::Recv),
+            crash(0, Operation::Effect),
+            crash(0, Operation::Commit),
+        );
+        // Fails with all three faults or with `c` alone: no single removal keeps it failing.
+        let three = scenario(1, vec![a.clone(), b.clone(), c.clone()]);
+        let fails = |s: &Scenario| {
+            Ok(s.faults == [a.clone(), b.clone(), c.clone()] || s.faults == [c.clone()])
+        };
+        assert_eq!(remove_superfluous(three, fails).unwrap().faults, vec![c]);
+        // Fails with three events or one, as long as evt-1 and its fault are there.
+        let events = scenario(3, vec![crash(1, Operation::Effect)]);
+        let fails = |s: &Scenario| {
+            Ok((s.events.len() == 3 || s.events.len() == 1)
+                && ids(s).contains(&"evt-1")
+                && !s.faults.is_empty())
+        };
+        let minimal = remove_superfluous(events, fails).unwrap();
+        assert_eq!(ids(&minimal), ["evt-1"]);
+        assert_eq!(minimal.faults, vec![crash(0, Operation::Effect)]);
+        // An event goes together with the faults anchored on it.
+        let anchored = scenario(3, vec![crash(1, Operation::Effect)]);
+        let fails = |s: &Scenario| Ok(ids(s).contains(&"evt-2"));
+        let minimal = remove_superfluous(anchored, fails).unwrap();
+        assert_eq!((ids(&minimal), minimal.faults.len()), (vec!["evt-2"], 0));
     }
 }

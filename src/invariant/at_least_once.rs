@@ -68,4 +68,35 @@ mod tests {
         };
         assert_eq!(AtLeastOnce.check(&run).expect("violated").event_ids, ["b"]);
     }
+
+    #[test]
+    fn an_event_the_group_never_committed_past_in_a_run_that_did_not_catch_up_is_pending_not_lost()
+    {
+        use crate::history::{Lag, TopicPartition};
+        let published = published(&[("a", "k"), ("b", "k"), ("c", "k")]);
+        let sinks = ["email".to_string()];
+        // Committed up to 2 of 3: b (offset 1) is behind the commit, c (offset 2) is not.
+        let stuck = history(
+            &[(1, "a", Performed)],
+            HistoryEvent::TimeLimitReached {
+                lag: vec![Lag {
+                    group: "g".into(),
+                    partition: TopicPartition::new("t", 0),
+                    committed: Some(2),
+                    end: 3,
+                }],
+            },
+        );
+        let ledger = Ledger::from_history(&stuck);
+        let run = RunRecord {
+            published: &published,
+            history: &stuck,
+            ledger: &ledger,
+            sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
+        };
+        let v = AtLeastOnce.check(&run).expect("b is lost");
+        assert_eq!(v.event_ids, ["b"]);
+        assert_eq!(v.summary, "1 event never took effect (lost)");
+    }
 }

@@ -25,7 +25,9 @@ pub enum Semantics {
 
 impl Semantics {
     /// The invariants checked for this semantic: liveness (the group gets to the end of the
-    /// input; checked first, so a wedged consumer is reported as such rather than as a loss),
+    /// input; a check reports it after any safety invariant a case also breaks, and an event
+    /// a stuck group never committed past is pending, not lost, so a wedged consumer is
+    /// reported as such rather than as a loss),
     /// the delivery property itself, no phantom effect, no aborted read, and for
     /// [`ExactlyOnce`](Semantics::ExactlyOnce) offsets that match the outputs.
     pub fn invariants(self) -> Vec<Box<dyn Invariant>> {
