@@ -3,6 +3,7 @@
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
 
+mod batch_forwarder;
 mod corpus;
 mod pipelines;
 mod support;
