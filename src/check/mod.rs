@@ -1,5 +1,5 @@
 //! Checking a consumer: generate scenarios, run each on the simulator, judge the history,
-//! shrink the first failure and report it.
+//! shrink a failure for each distinct broken invariant and report them, safety first.
 //!
 //! [`check`](crate::check()) is the function, [`Verifier`] its settings; the
 //! `assert_*!` macros panic with the [`Counterexample`] it returns. This
