@@ -64,7 +64,8 @@ pub enum FaultKind {
     ProducerDuplicate,
     /// A record whose payload no consumer can parse.
     PoisonRecord,
-    /// A member joins the group after the start, forcing a rebalance.
+    /// A member joins the group after the start, forcing a rebalance: in the middle of the
+    /// input (while the others hold uncommitted work), after it, or after a session timeout.
     LateJoin,
     /// The acknowledgement of one of the consumer's own produce requests is lost, so
     /// librdkafka retries it.
@@ -384,7 +385,11 @@ impl ScenarioSpace {
                     prop::collection::vec(
                         prop::option::weighted(
                             0.3,
+                            // In the middle of the input (a record takes a few
+                            // milliseconds), while the others hold uncommitted work; after
+                            // it; after a session timeout.
                             select(vec![
+                                Duration::from_millis(10),
                                 Duration::from_millis(500),
                                 Duration::from_secs(3),
                                 Duration::from_secs(20),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use effectively_once::{
-    ConsumerHandle, Counterexample, InstanceContext, KafkaConsumer, KafkaProducer, Verifier,
-    check::check_exactly_once,
+    ConsumerHandle, Counterexample, FaultKind, InstanceContext, KafkaConsumer, KafkaProducer,
+    Verifier, check::check_exactly_once,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -130,4 +130,23 @@ fn a_batch_left_open_on_revoke_duplicates_its_outputs_and_the_search_says_so() {
         (1, 0),
         "the partial batch alone: {c}"
     );
+}
+
+#[test]
+fn the_default_space_has_a_member_join_while_another_holds_an_open_batch() {
+    // Whole batches only: the work is uncommitted only while the consumer is in the middle
+    // of its input, so only a member that joins then finds it.
+    let mut v = verifier();
+    v.events(4..=4).faults(&[FaultKind::LateJoin]);
+    let c = counterexample(check_exactly_once(&v, |ctx| batch_forwarder(ctx, 2)));
+    println!("{c}");
+    assert_eq!(c.violation().invariant, "exactly-once", "{c}");
+    assert!(
+        c.violation()
+            .details
+            .iter()
+            .all(|d| d.ends_with("DUPLICATED")),
+        "{c}"
+    );
+    assert_eq!(c.scenario.late_joins.len(), 1, "{c}");
 }

@@ -219,7 +219,24 @@ fn the_outbox_relay_publishes_every_event_at_least_once() {
 
 #[test]
 fn the_outbox_relay_publishes_again_after_a_crash_between_the_ack_and_the_delete() {
-    let c = counterexample(check_effectively_once(&outbox_verifier(), outbox_service));
+    // One process: only a crash makes the relay publish a row twice (see below for two).
+    let mut v = outbox_verifier();
+    v.instances(1..=1);
+    let c = counterexample(check_effectively_once(&v, outbox_service));
     assert_single_window(&c, "effectively-once", "DUPLICATED");
     snapshot("outbox_relay", &c.to_string());
+}
+
+#[test]
+fn two_relays_on_one_outbox_publish_a_row_twice_when_a_member_joins_mid_input() {
+    // The joining process's relay publishes the row the other relay is publishing: no fault
+    // needed, only a second process started while the first has rows in flight.
+    let c = counterexample(check_effectively_once(&outbox_verifier(), outbox_service));
+    assert_eq!(c.violation().invariant, "effectively-once", "{c}");
+    assert!(c.violation().details[0].ends_with("DUPLICATED"), "{c}");
+    assert_eq!(
+        (c.scenario.faults.len(), c.scenario.late_joins.len()),
+        (0, 1),
+        "{c}"
+    );
 }
