@@ -267,8 +267,17 @@ impl SimConsumer {
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
         let _poll = PollGuard::enter(&self.shared, self.client);
         let mut may_return = false;
+        // A record picked but held up (a stall, a freeze): dropping this future drops it
+        // unconsumed.
+        let mut held = None;
         loop {
-            let step = self.shared.lock().poll_step(self.client, may_return);
+            let step = {
+                let mut world = self.shared.lock();
+                match held.take() {
+                    Some(h) => world.resume(self.client, h),
+                    None => world.poll_step(self.client, may_return),
+                }
+            };
             self.shared.publish();
             match step {
                 PollStep::Dead => return Err(crashed(dead_error())),
@@ -304,15 +313,11 @@ impl SimConsumer {
                         handler.commit_callback(result, &list);
                     }
                 }
-                PollStep::Deliver { message, delay } => {
-                    if let Some(delay) = delay {
-                        tokio::time::sleep(delay).await;
-                        if !self.shared.lock().alive(self.incarnation) {
-                            return Err(crashed(dead_error()));
-                        }
-                    }
-                    return Ok(message);
+                PollStep::Hold { held: h, delay } => {
+                    held = Some(h);
+                    tokio::time::sleep(delay).await;
                 }
+                PollStep::Deliver(message) => return Ok(message),
                 PollStep::Wait => self.shared.changed().await,
             }
         }

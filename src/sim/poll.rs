@@ -16,6 +16,7 @@ use super::{ClientId, Crashed, World, broker_down_error};
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
+use crate::run::fault_plan::Injection;
 
 use super::consumer::JOIN_RETRY_BACKOFF;
 
@@ -33,11 +34,24 @@ pub(crate) enum PollStep {
         partitions: Vec<TopicPartition>,
     },
     CommitCallback(KafkaResult<()>, Vec<(TopicPartition, i64)>),
-    Deliver {
-        message: OwnedMessage,
-        delay: Option<Duration>,
+    /// The record is handed to the application: it was delivered in this very poll.
+    Deliver(OwnedMessage),
+    /// A record was picked, but a stall or a freeze holds up its hand-over: wait `delay`,
+    /// then [`resume`](World::resume) it. Nothing of it is consumed yet, so a recv future
+    /// dropped meanwhile loses nothing (rdkafka's `recv` is cancel-safe).
+    Hold {
+        held: Held,
+        delay: Duration,
     },
     Wait,
+}
+
+/// A record picked for the application whose hand-over is held up (see [`PollStep::Hold`]).
+/// The faults of its recv fired when it was picked; what delivering it does (the position,
+/// the auto-stored offset, the history, a crash after the recv) waits for the hand-over.
+pub(crate) struct Held {
+    position: RecordPosition,
+    injection: Injection,
 }
 
 fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessage {
@@ -386,6 +400,71 @@ impl World {
                 RDKafkaErrorCode::BrokerTransportFailure,
             ));
         }
+        if let Some(freeze) = injection.freeze {
+            // The process freezes right here, before the record is handed over.
+            self.freeze(incarnation, freeze);
+        }
+        let held = Held {
+            position,
+            injection,
+        };
+        match (injection.stall, injection.freeze) {
+            (None, None) => self.hand_over(client, held),
+            (stall, _) => PollStep::Hold {
+                held,
+                delay: stall.unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Goes on with a held record once its delay is over: waits out a freeze of the process,
+    /// then hands the record over.
+    pub(crate) fn resume(&mut self, client: ClientId, held: Held) -> PollStep {
+        let now = Instant::now();
+        let Some(c) = self.consumers.get(&client) else {
+            return PollStep::Dead;
+        };
+        let incarnation = c.incarnation;
+        let (alive, frozen_until) = {
+            let run = self.run.lock();
+            (
+                run.alive(incarnation),
+                run.frozen_until_at(incarnation, now),
+            )
+        };
+        if !alive {
+            return PollStep::Dead;
+        }
+        match frozen_until {
+            Some(until) => PollStep::Hold {
+                held,
+                delay: until - now,
+            },
+            None => self.hand_over(client, held),
+        }
+    }
+
+    /// Delivers a picked record, in the poll that hands it to the application: the position
+    /// moves past it, its offset is auto-stored, the history records it, a crash after the
+    /// recv fires. A record held up meanwhile whose partition moved on (revoked, or a new
+    /// position) is not delivered: the consumer polls again.
+    fn hand_over(&mut self, client: ClientId, held: Held) -> PollStep {
+        let Held {
+            position,
+            injection,
+        } = held;
+        let c = self.consumers.get(&client).expect("caller checked");
+        let (incarnation, isolation) = (c.incarnation, c.settings.isolation_level);
+        let Some(index) = c
+            .assignment
+            .iter()
+            .position(|tp| tp.topic == position.topic && tp.partition == position.partition)
+        else {
+            return self.poll_step(client, true);
+        };
+        if c.positions.get(&c.assignment[index]) != Some(&position.offset) {
+            return self.poll_step(client, true);
+        }
         let record = &self.topics[&position.topic].partitions[position.partition as usize].records
             [position.offset as usize];
         let message = owned_message(&position, record);
@@ -419,18 +498,12 @@ impl World {
                 },
             );
         }
+        let recv = Operation::Recv;
         let what = format_args!("{recv} of {position}");
         if self.complete_call(&injection, incarnation, &what).is_err() {
             return PollStep::Dead;
         }
-        if let Some(freeze) = injection.freeze {
-            self.freeze(incarnation, freeze);
-        }
-        let delay = match (injection.stall, injection.freeze) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
-        };
-        PollStep::Deliver { message, delay }
+        PollStep::Deliver(message)
     }
 
     /// After `pre_rebalance(Revoke)`: auto-commit (unless lost), drop the partitions, rejoin

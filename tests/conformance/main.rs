@@ -7,6 +7,7 @@ mod support;
 
 mod auto_commit;
 mod broker_restart;
+mod cancel_safety;
 mod clock;
 mod config;
 mod delivery_offsets;
