@@ -382,6 +382,11 @@
 //!   Tasks an instance spawned stop at their next call into the kit once it crashed. Code that
 //!   spins without awaiting freezes the whole simulation. Synchronous calls (commits, stores)
 //!   take no virtual time.
+//! - A [`Fault::Freeze`] stops the instance's own task and the tasks it spawned with
+//!   [`InstanceContext::spawn`] until the thaw. A task spawned with plain `tokio::spawn` is
+//!   outside the freeze: its timers keep firing, and its asynchronous calls into the kit
+//!   (recv, send, effects) wait for the thaw, but its synchronous calls (commits, offset
+//!   stores, transactional calls, durable-store writes) go through during the freeze.
 //! - `Simulation::run` builds its own runtime: call it from a plain `#[test]`, not from
 //!   `#[tokio::test]`.
 //! - On a real broker ([`Simulation::run_on`]) runs are in real time and not deterministic;

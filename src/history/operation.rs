@@ -130,8 +130,11 @@ pub enum Fault {
     /// The call takes this long (virtual time) while the process stays alive and keeps
     /// heartbeating: a slow effect can breach `max.poll.interval.ms`.
     Stall(Duration),
-    /// The whole process freezes for this long (a GC pause, SIGSTOP): heartbeats stop too,
-    /// so the member can be removed after `session.timeout.ms`.
+    /// The whole process freezes for this long (a GC pause, SIGSTOP), right at the call,
+    /// before it proceeds: nothing of the instance runs until the thaw (its task and those it
+    /// spawned through [`InstanceContext::spawn`](crate::InstanceContext::spawn), their
+    /// timers, effects, commits, sends), then its expired timers fire as after SIGCONT.
+    /// Heartbeats stop too, so the member can be removed after `session.timeout.ms`.
     Freeze(Duration),
     /// The broker restarts just before this request reaches it and is unreachable for this
     /// long; its log, committed offsets, groups and transactions survive (durable storage).

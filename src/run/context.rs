@@ -1,6 +1,7 @@
 //! What an instance of the consumer under test gets from the run, and how its future ends.
 
 use std::fmt::Display;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use rdkafka::error::KafkaResult;
 use super::backend::Backend;
 use super::client::{Consumer, Producer};
 use super::core::{Interception, Run};
+use super::freeze::FreezeGate;
 use crate::client::RebalanceHandler;
 use crate::history::{Incarnation, InstanceId};
 use crate::run::effect::EffectSink;
@@ -110,6 +112,22 @@ impl InstanceContext {
     pub fn durable_store(&self) -> rusqlite::Result<DurableStore> {
         let conn = store::open_scenario_db(&self.store_uri)?;
         Ok(DurableStore::intercepted(conn, self.interception()))
+    }
+
+    /// Spawns a task of this instance (on the current thread, as `tokio::task::spawn_local`)
+    /// that lives and freezes with it: while the process is frozen the task does not run at
+    /// all (its timers fire at the thaw, as after SIGCONT), and once the incarnation is gone
+    /// (crashed, exited) the task is dropped the next time it wakes. Spawn the instance's
+    /// background tasks (tickers, flushers, workers) this way: a task spawned with plain
+    /// `tokio::spawn` keeps running through a freeze until its next asynchronous call into
+    /// the kit (recv, send, an effect), which waits for the thaw, and its synchronous calls
+    /// (commits, stores) go through meanwhile.
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        tokio::task::spawn_local(FreezeGate::new(self.run.clone(), self.incarnation, future))
     }
 
     fn interception(&self) -> Interception {

@@ -314,10 +314,12 @@ impl RunCore {
     }
 
     /// Freezes the whole process for `duration`: nothing of it runs; its members stop
-    /// heartbeating ([`RunEvent::Frozen`]).
+    /// heartbeating ([`RunEvent::Frozen`]). A freeze of a process frozen already lasts until
+    /// the later of the two thaws.
     pub(crate) fn freeze(&mut self, incarnation: Incarnation, duration: Duration) {
         if let Some(state) = self.instances.get_mut(&incarnation.instance) {
-            state.frozen_until = Some(Instant::now() + duration);
+            let until = Instant::now() + duration;
+            state.frozen_until = Some(state.frozen_until.map_or(until, |t| t.max(until)));
         }
         self.events.push(RunEvent::Frozen(incarnation));
         self.touch();

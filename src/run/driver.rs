@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::backend::{Backend, InputWrite};
 use super::core::{CrashSignal, InstanceState, InstanceStatus, Run, RunCore};
+use super::freeze::FreezeGate;
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
 use crate::client::partitioner::Partitioner;
 use crate::client::txn_error::stable_text;
@@ -327,7 +328,8 @@ where
         };
         let factory = self.factory.clone();
         let (run, backend) = (self.run.clone(), self.backend.clone());
-        let handle = tokio::task::spawn_local(async move {
+        // The whole task, the instance's future and its end, stops while the process is frozen.
+        let gate = FreezeGate::new(self.run.clone(), incarnation, async move {
             let started = catch_unwind(AssertUnwindSafe(|| factory(context)));
             let result = match started {
                 Ok(future) => {
@@ -340,6 +342,7 @@ where
             };
             instance_ended(&run, &*backend, incarnation, result);
         });
+        let handle = tokio::task::spawn_local(gate);
         let mut run = self.run.lock();
         if let Some(state) = run.instances.get_mut(&id) {
             if state.incarnation == incarnation.number && state.status == InstanceStatus::Running {

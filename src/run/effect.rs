@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::history::Operation;
 use crate::history::{EffectOutcome, HistoryEvent};
 use crate::run::core::{Crashed, Interception, unwind_crash};
+use crate::run::freeze::thawed;
 
 /// A failed effect-sink call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +88,8 @@ impl EffectSink {
             event_id,
         };
         let incarnation = self.interception.incarnation;
+        // A frozen process makes no call (this one comes from a task outside the freeze gate).
+        thawed(&self.interception.run, incarnation).await;
         let prepared = {
             let mut run = self.interception.run.lock();
             let anchor = run.record_of_event(incarnation, event_id);
@@ -94,11 +97,10 @@ impl EffectSink {
                 Err(Crashed) => None,
                 Ok(injection) => {
                     if let Some(freeze) = injection.freeze {
+                        // The process freezes right here, before the call proceeds.
                         run.freeze(incarnation, freeze);
                     }
-                    let wait = injection.stall.unwrap_or_default()
-                        + injection.freeze.unwrap_or_default()
-                        + run.latency();
+                    let wait = injection.stall.unwrap_or_default() + run.latency();
                     Some((injection, wait))
                 }
             }
@@ -107,6 +109,7 @@ impl EffectSink {
         let Some((injection, wait)) = prepared else {
             unwind_crash()
         };
+        thawed(&self.interception.run, incarnation).await;
         tokio::time::sleep(wait).await;
         let result = {
             let mut run = self.interception.run.lock();

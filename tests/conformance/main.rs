@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod delivery_offsets;
 mod effects;
+mod freeze;
 mod groups;
 mod idempotence;
 mod instances;
