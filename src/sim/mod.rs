@@ -407,6 +407,11 @@ impl Shared {
         self.run.publish();
     }
 
+    /// Waits until the incarnation is not frozen ([`thawed`](crate::run::freeze::thawed)).
+    pub(crate) async fn thawed(&self, incarnation: Incarnation) {
+        crate::run::freeze::thawed(&self.run, incarnation).await
+    }
+
     /// Waits until the run changes ([`Run::changed`]).
     pub(crate) async fn changed(&self) {
         self.run.changed().await

@@ -1,7 +1,10 @@
 //! The simulated producer: acks, librdkafka's internal retries, the idempotent producer.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -100,16 +103,14 @@ impl World {
             .intercept_call(send, incarnation, anchor.as_ref(), &what)
             .map_err(|_: Crashed| ())?;
         if let Some(freeze) = injection.freeze {
+            // The process freezes right here: the request goes out after the thaw.
             self.freeze(incarnation, freeze);
         }
         // While the broker is down, librdkafka holds the request until it is back.
         let outage = self.broker_down().map_or(Duration::ZERO, |back| {
             back.saturating_duration_since(tokio::time::Instant::now())
         });
-        let wait = injection.stall.unwrap_or_default()
-            + injection.freeze.unwrap_or_default()
-            + outage
-            + self.latency();
+        let wait = injection.stall.unwrap_or_default() + outage + self.latency();
         let timestamp = record
             .timestamp
             .unwrap_or_else(|| self.elapsed().as_millis() as i64);
@@ -245,13 +246,9 @@ impl SimProducer {
         })
     }
 
-    fn check_alive(&self) {
-        if !self.shared.lock().alive(self.incarnation) {
-            unwind_crash();
-        }
-    }
-
     async fn send_outgoing(&self, record: OutgoingRecord) -> OwnedDeliveryResult {
+        // A frozen process sends nothing (this call comes from a task outside the freeze gate).
+        self.shared.thawed(self.incarnation).await;
         let prepared = self.shared.lock().prepare_send(self.client, &record);
         self.shared.publish();
         let prepared = match prepared {
@@ -262,6 +259,73 @@ impl SimProducer {
             }
             Ok(Ok(p)) => p,
         };
+        // From here on the record is librdkafka's: dropping the delivery future does not take it
+        // back (rdkafka's `FutureProducer`), so a dropped future leaves its delivery running.
+        let delivery = InFlight {
+            shared: self.shared.clone(),
+            client: self.client,
+            incarnation: self.incarnation,
+        };
+        Detached {
+            shared: self.shared.clone(),
+            incarnation: self.incarnation,
+            rest: Some(Box::pin(delivery.deliver(record, prepared))),
+        }
+        .await
+    }
+}
+
+/// A delivery that, dropped before it completes while its instance is alive, goes on as a
+/// task of its own.
+struct Detached<F: Future<Output = OwnedDeliveryResult> + 'static> {
+    shared: Arc<Shared>,
+    incarnation: Incarnation,
+    rest: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = OwnedDeliveryResult> + 'static> Future for Detached<F> {
+    type Output = OwnedDeliveryResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OwnedDeliveryResult> {
+        let rest = self.rest.as_mut().expect("polled after completion");
+        let result = rest.as_mut().poll(cx);
+        if result.is_ready() {
+            self.rest = None;
+        }
+        result
+    }
+}
+
+impl<F: Future<Output = OwnedDeliveryResult> + 'static> Drop for Detached<F> {
+    fn drop(&mut self) {
+        let Some(rest) = self.rest.take() else {
+            return;
+        };
+        if self.shared.lock().alive(self.incarnation) {
+            // Its outcome goes nowhere (a crash after the send still crashes the instance).
+            tokio::task::spawn_local(rest);
+        }
+    }
+}
+
+/// The part of a send that happens after librdkafka took the record: the produce request,
+/// the acknowledgement, librdkafka's retry.
+struct InFlight {
+    shared: Arc<Shared>,
+    client: ClientId,
+    incarnation: Incarnation,
+}
+
+impl InFlight {
+    fn check_alive(&self) {
+        if !self.shared.lock().alive(self.incarnation) {
+            unwind_crash();
+        }
+    }
+
+    async fn deliver(self, record: OutgoingRecord, prepared: Prepared) -> OwnedDeliveryResult {
+        // A freeze that fired on the send holds it up until the thaw.
+        self.shared.thawed(self.incarnation).await;
         tokio::time::sleep(prepared.wait).await;
         self.check_alive();
         let injection = prepared.injection;

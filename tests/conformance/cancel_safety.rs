@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use effectively_once::history::HistoryEvent;
-use effectively_once::{Anchor, ConsumerHandle, Fault, FaultSchedule, KafkaConsumer, Operation};
+use effectively_once::{
+    Anchor, ConsumerHandle, Fault, FaultSchedule, KafkaConsumer, KafkaProducer, Operation,
+};
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
 
 use crate::support::*;
 
@@ -122,4 +126,33 @@ fn a_record_is_delivered_when_the_recv_future_resolves_not_when_it_is_picked() {
     )[0]
     .at;
     assert_eq!(delivered_at, fault_at + secs(3));
+}
+
+#[test]
+fn a_send_whose_delivery_future_is_dropped_still_reaches_the_broker() {
+    // rdkafka's FutureProducer enqueues the record when `send` is first polled; dropping the
+    // delivery future does not cancel it. A stall on the send holds up the acknowledgement.
+    let mut b = builder(1, 0);
+    b.topic("out", 1).faults(FaultSchedule::new().with(
+        Anchor::on(Operation::Send).occurrence(1),
+        Fault::Stall(secs(5)),
+    ));
+    let outcome = b
+        .build()
+        .unwrap()
+        .run(|ctx| async move {
+            let producer = ctx.create_producer(&producer_config(&[]))?;
+            let record = FutureRecord::<(), str>::to("out").payload("x");
+            let sent = tokio::time::timeout(
+                Duration::from_millis(100),
+                producer.send(record, Timeout::Never),
+            )
+            .await;
+            assert!(sent.is_err(), "the stalled send is still pending");
+            tokio::time::sleep(secs(10)).await;
+            Ok::<(), BoxError>(())
+        })
+        .unwrap();
+    show(&outcome);
+    assert_eq!(payloads(&outcome, "out", 0), ["x"]);
 }
