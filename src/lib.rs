@@ -378,10 +378,13 @@
 //!   seed: build the tests with `RUSTFLAGS="--cfg tokio_unstable"` and the run's seed seeds
 //!   it, so that such a run replays (`tests/scenarios/determinism.rs`); without that flag
 //!   the run may differ from one execution to the next (add `biased;` to the `select!`, or
-//!   set the flag).
-//!   Tasks an instance spawned stop at their next call into the kit once it crashed. Code that
-//!   spins without awaiting freezes the whole simulation. Synchronous calls (commits, stores)
-//!   take no virtual time.
+//!   set the flag). As with rdkafka, a `recv` future dropped before it resolves (a `select!`
+//!   whose other branch won) consumes nothing, and a record given to `send` is delivered
+//!   even if its delivery future is dropped.
+//!   Tasks spawned with [`InstanceContext::spawn`] end with their incarnation (dropped when
+//!   they next wake); tasks spawned with plain `tokio::spawn` stop at their next call into
+//!   the kit once it crashed. Code that spins without awaiting freezes the whole simulation.
+//!   Synchronous calls (commits, stores) take no virtual time.
 //! - A [`Fault::Freeze`] stops the instance's own task and the tasks it spawned with
 //!   [`InstanceContext::spawn`] until the thaw. A task spawned with plain `tokio::spawn` is
 //!   outside the freeze: its timers keep firing, and its asynchronous calls into the kit
@@ -393,7 +396,8 @@
 //!   `Freeze` faults, faults on librdkafka's auto-commit and input produced after the start
 //!   are refused; a manual asynchronous commit is made synchronously (rust-rdkafka 0.39
 //!   reports its outcome nowhere, fede1024/rust-rdkafka#856, and the history needs it; the
-//!   call returns `Ok` as the asynchronous one does); group generations are not known to the kit (`-1`); broker
+//!   call returns `Ok` as the asynchronous one does); group generations are not known to
+//!   the kit (`-1`); broker
 //!   restarts run on the mock cluster and containers only, for at most 500 ms (see
 //!   [`broker`]); request-error injection (the mock's `request_errors`) is not used: failed
 //!   and ambiguous calls are injected at the client boundary, as on the simulator.
