@@ -397,9 +397,8 @@
 //!   are refused; a manual asynchronous commit is made synchronously (rust-rdkafka 0.39
 //!   reports its outcome nowhere, fede1024/rust-rdkafka#856, and the history needs it; the
 //!   call returns `Ok` as the asynchronous one does); group generations are not known to
-//!   the kit (`-1`); broker
-//!   restarts run on the mock cluster and containers only, for at most 500 ms (see
-//!   [`broker`]); request-error injection (the mock's `request_errors`) is not used: failed
+//!   the kit (`-1`); broker restarts run on the mock cluster and containers only, for at
+//!   most 500 ms (see [`broker`]); request-error injection (the mock's `request_errors`) is not used: failed
 //!   and ambiguous calls are injected at the client boundary, as on the simulator.
 #![deny(missing_docs)]
 
