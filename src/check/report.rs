@@ -81,6 +81,9 @@ pub struct Counterexample {
     pub broker: Option<String>,
     /// The other invariants the search found broken, each with its own minimal scenario.
     others: Vec<Counterexample>,
+    /// When two runs of a minimal scenario gave different histories: the first difference
+    /// (the consumer draws on something the seed does not decide).
+    nondeterminism: Option<String>,
 }
 
 /// How to replay a check's verdict: its seed, its input topic, and where proptest saved the
@@ -155,7 +158,15 @@ impl Counterexample {
             hung: false,
             broker: None,
             others: Vec::new(),
+            nondeterminism: None,
         }
+    }
+
+    /// Notes that a second run of the minimal scenario gave another history: `difference`
+    /// says where.
+    pub(crate) fn with_nondeterminism(mut self, difference: Option<String>) -> Self {
+        self.nondeterminism = difference;
+        self
     }
 
     /// The report of a case whose consumer blocked the thread for longer than `timeout`.
@@ -199,6 +210,7 @@ impl Counterexample {
             hung: true,
             broker: None,
             others: Vec::new(),
+            nondeterminism: None,
         }
     }
 
@@ -334,10 +346,29 @@ impl fmt::Display for Counterexample {
             other.fmt_case(f, true)?;
         }
         writeln!(f)?;
+        let differences: Vec<&String> = std::iter::once(self)
+            .chain(&self.others)
+            .filter_map(|c| c.nondeterminism.as_ref())
+            .collect();
+        if let Some(difference) = differences.first() {
+            writeln!(
+                f,
+                "effectively-once: this consumer is NOT deterministic: two runs of the same \
+                 minimal scenario gave different histories ({difference}). The seed does not \
+                 decide everything it does: an unbiased `tokio::select!` (add `biased;`, or \
+                 build the tests with RUSTFLAGS=\"--cfg tokio_unstable\" so that the seed \
+                 seeds tokio's random generator), wall-clock time, an unseeded random number, \
+                 a HashMap's order or another thread. The report may differ when replayed."
+            )?;
+        }
         write!(
             f,
-            "replay: the check is deterministic: seed {} (set {}=<n> to explore others) gives \
-             this report again",
+            "replay: {}: seed {} (set {}=<n> to explore others) gives this report again",
+            if differences.is_empty() {
+                "the check is deterministic"
+            } else {
+                "if the consumer were deterministic"
+            },
             self.seed,
             super::SEED_ENV
         )?;

@@ -19,8 +19,8 @@ use super::shrink::{
 };
 use super::{CheckError, Verifier};
 use crate::error::Error;
-use crate::history::HistoryEvent;
 use crate::history::Operation;
+use crate::history::{History, HistoryEvent};
 use crate::invariant::Semantics;
 use crate::run::{InstanceContext, InstanceExit};
 use crate::scenario::{Event, Scenario, StreamEvent};
@@ -393,6 +393,14 @@ where
         })
     });
     let run = run?;
+    // Once more: the same scenario must give the same history.
+    let (again, _) = capture_logs(|| {
+        let factory = judge.factory.clone();
+        run_scenario(judge.semantics, judge.verifier, &minimal, move |ctx| {
+            factory(ctx)
+        })
+    });
+    let difference = first_difference(run.outcome.history(), again?.outcome.history());
     Ok(Counterexample::new(
         judge.semantics,
         target,
@@ -405,7 +413,26 @@ where
         progress.cases.get(),
         steps.get(),
         logs,
-    ))
+    )
+    .with_nondeterminism(difference))
+}
+
+/// Where two histories of one scenario first differ, if they do: the line of each.
+fn first_difference(first: &History, second: &History) -> Option<String> {
+    let (first, second) = (first.to_string(), second.to_string());
+    if first == second {
+        return None;
+    }
+    let mut lines = first.lines().zip(second.lines()).enumerate();
+    Some(match lines.find(|(_, (a, b))| a != b) {
+        Some((n, (a, b))) => format!(
+            "line {} of the timeline: `{}` then `{}`",
+            n + 1,
+            a.trim(),
+            b.trim()
+        ),
+        None => "one timeline is longer than the other".to_string(),
+    })
 }
 
 /// A `Write` into a shared buffer, for the log capture.

@@ -111,3 +111,53 @@ fn an_unbiased_select_replays_from_the_seed_with_tokio_unstable() {
         "another seed, other choices"
     );
 }
+
+/// Without `--cfg tokio_unstable`, tokio's random generator is seeded at random: a consumer
+/// whose history depends on an unbiased `select!` differs from one run to the next, and the
+/// report says so rather than promising a replay.
+#[cfg(not(tokio_unstable))]
+#[test]
+fn a_consumer_whose_unbiased_select_differs_between_runs_is_reported_as_not_deterministic() {
+    use effectively_once::{
+        CheckError, ConsumerHandle, KafkaConsumer, Verifier, check_effectively_once,
+    };
+    use rdkafka::consumer::CommitMode;
+
+    let mut v = Verifier::default();
+    v.topic(TOPIC)
+        .effect_sink(EMAIL)
+        .persist_failures(false)
+        .cases(4);
+    // It never sends the email (every case loses its events) and traces 32 draws of an
+    // unbiased `select!` per record.
+    let result = check_effectively_once(&v, |ctx: InstanceContext| async move {
+        let consumer = ctx.create_consumer(&commit_after::config())?;
+        consumer.subscribe(&[TOPIC])?;
+        let trace = ctx.effect_sink("branch");
+        loop {
+            let message = consumer.recv().await?;
+            for _ in 0..32 {
+                let branch = tokio::select! {
+                    _ = std::future::ready(()) => "a",
+                    _ = std::future::ready(()) => "b",
+                };
+                trace.perform(branch).await?;
+            }
+            consumer.commit_message(&message, CommitMode::Sync)?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), BoxError>(())
+    });
+    let Err(CheckError::Violated(c)) = result else {
+        panic!("expected a counterexample, got {result:?}");
+    };
+    let report = c.to_string();
+    assert!(
+        report.contains("this consumer is NOT deterministic: two runs of the same minimal scenario gave different histories"),
+        "{report}"
+    );
+    assert!(
+        report.contains("replay: if the consumer were deterministic: seed"),
+        "{report}"
+    );
+}
