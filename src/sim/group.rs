@@ -43,6 +43,9 @@ pub(crate) struct Member {
     pub joined: bool,
     /// Its partitions in the current generation.
     pub assignment: Vec<TopicPartition>,
+    /// Its client closed while the broker was down: its LeaveGroup never arrived and no
+    /// heartbeat will, so it stays until its session runs out.
+    pub abandoned: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -258,6 +261,7 @@ mod tests {
             session_deadline: None,
             joined: false,
             assignment: Vec::new(),
+            abandoned: false,
         }
     }
 

@@ -264,6 +264,7 @@ impl World {
                     session_deadline: None,
                     joined: true,
                     assignment: Vec::new(),
+                    abandoned: false,
                 };
                 let member_id = self.next_member_id(&client_name);
                 let mut out = Events::new();
@@ -539,9 +540,7 @@ impl World {
             },
         );
         match (lost, member) {
-            (false, Some(member)) if leaving => {
-                self.remove_member(&group, &member, MemberRemoval::Left);
-            }
+            (false, Some(member)) if leaving => self.leave_group(&group, &member),
             (false, Some(member)) => {
                 self.group_mut(&group).rejoin(&member);
                 self.complete_rebalance(&group);
@@ -619,7 +618,9 @@ impl World {
         if !self.alive(c.incarnation) {
             return;
         }
-        if c.settings.enable_auto_commit {
+        // While the broker is down the close sends nothing: neither the final commit nor the
+        // LeaveGroup gets through (`leave_group`).
+        if c.settings.enable_auto_commit && self.broker_down().is_none() {
             let offsets = self.uncommitted_stored(client);
             let c = &self.consumers[&client];
             let (incarnation, group, member, generation) = (
@@ -641,8 +642,27 @@ impl World {
         }
         let c = self.consumers.remove(&client).expect("checked");
         if let Some(member) = c.member {
-            self.remove_member(&c.settings.group_id, &member, MemberRemoval::Left);
+            self.leave_group(&c.settings.group_id, &member);
         }
         self.touch();
+    }
+
+    /// The member leaves the group (LeaveGroup), unless the broker is down: then the request
+    /// never arrives, and the member, whose client is gone, stays until its session runs out
+    /// (measured on the mock cluster: `tests/brokers/close_during_outage.rs`).
+    pub(crate) fn leave_group(&mut self, group: &str, member: &str) {
+        if self.broker_down().is_none() {
+            self.remove_member(group, member, MemberRemoval::Left);
+            return;
+        }
+        let now = Instant::now();
+        if let Some(m) = self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.members.get_mut(member))
+        {
+            m.abandoned = true;
+            m.session_deadline.get_or_insert(now + m.session_timeout);
+        }
     }
 }

@@ -21,7 +21,7 @@ impl World {
             if self.alive(incarnation) && self.broker_down_until.is_none() {
                 for group in self.groups.values_mut() {
                     for m in group.members.values_mut() {
-                        if m.incarnation == incarnation {
+                        if m.incarnation == incarnation && !m.abandoned {
                             m.session_deadline = None;
                         }
                     }
@@ -53,7 +53,7 @@ impl World {
             let resumed: BTreeSet<Incarnation> = self.run.lock().running_unfrozen().collect();
             for group in self.groups.values_mut() {
                 for m in group.members.values_mut() {
-                    if resumed.contains(&m.incarnation) {
+                    if resumed.contains(&m.incarnation) && !m.abandoned {
                         m.session_deadline = None;
                     }
                 }

@@ -7,6 +7,7 @@ mod fixtures;
 
 mod aborted_read;
 mod cancel_safety;
+mod close_during_outage;
 mod commit_errors;
 mod librdkafka_suite;
 mod pipelines;

@@ -220,3 +220,54 @@ fn a_produce_request_waits_for_the_broker_and_is_appended_once() {
     assert!(produced[0] >= restart_at(&outcome) + down);
     assert_eq!(outcome.cluster().end_offset("out", 0), Some(1));
 }
+
+/// A consumer closed while the broker is down sends nothing that gets through: no final
+/// commit and no LeaveGroup; its member stays until its session runs out (measured on the
+/// mock cluster: `tests/brokers/close_during_outage.rs`), even though its process lives on.
+#[test]
+fn a_consumer_closed_during_an_outage_does_not_leave_its_member_times_out() {
+    let mut b = builder(1, 2);
+    b.faults(FaultSchedule::new().with(
+        Anchor::on(Operation::Recv).record(0, 1),
+        Fault::BrokerRestart(Duration::from_secs(2)),
+    ));
+    let outcome = b
+        .build()
+        .unwrap()
+        .run(|ctx| async move {
+            let mut config = manual_commit(GROUP);
+            config.set("enable.auto.commit", "true");
+            let consumer = ctx.create_consumer(&config)?;
+            consumer.subscribe(&[TOPIC])?;
+            consumer.recv().await?;
+            // The broker goes down before the second record is handed out: the poll says so,
+            // and the consumer closes right then; the process lives on.
+            let lost = consumer.recv().await;
+            assert!(lost.is_err(), "{lost:?}");
+            drop(consumer);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<(), BoxError>(())
+        })
+        .unwrap();
+    show(&outcome);
+    let down_at = restart_at(&outcome);
+    let removed: Vec<(Duration, MemberRemoval)> = outcome
+        .history()
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.event {
+            HistoryEvent::MemberRemoved { reason, .. } => Some((e.at, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        [(down_at + secs(6), MemberRemoval::SessionTimeout)],
+        "removed 6 s (its session) after its last heartbeat, not when the broker came back"
+    );
+    let committed = outcome
+        .history()
+        .events()
+        .any(|e| matches!(e, HistoryEvent::OffsetsCommitted { .. }));
+    assert!(!committed, "the close's final commit did not get through");
+}
