@@ -130,6 +130,7 @@ impl World {
             let due = (now + self.latency()).max(self.broker_down().unwrap_or(now));
             self.async_commits.push(PendingCommit {
                 due,
+                client,
                 incarnation,
                 group,
                 member,

@@ -58,6 +58,7 @@ pub(crate) struct SimSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingCommit {
     pub due: Instant,
+    pub client: ClientId,
     pub incarnation: Incarnation,
     pub group: String,
     pub member: Option<String>,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::config::{IsolationLevel, OffsetReset};
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
-use super::{ClientId, Crashed, World, broker_down_error};
+use super::{ClientId, Crashed, PendingCommit, World, broker_down_error};
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
@@ -540,7 +540,10 @@ impl World {
             },
         );
         match (lost, member) {
-            (false, Some(member)) if leaving => self.leave_group(&group, &member),
+            (false, Some(member)) if leaving => {
+                self.commits_in_flight_arrive(client);
+                self.leave_group(&group, &member);
+            }
             (false, Some(member)) => {
                 self.group_mut(&group).rejoin(&member);
                 self.complete_rebalance(&group);
@@ -618,6 +621,8 @@ impl World {
         if !self.alive(c.incarnation) {
             return;
         }
+        self.commits_in_flight_arrive(client);
+        let c = &self.consumers[&client];
         // While the broker is down the close sends nothing: neither the final commit nor the
         // LeaveGroup gets through (`leave_group`).
         if c.settings.enable_auto_commit && self.broker_down().is_none() {
@@ -645,6 +650,20 @@ impl World {
             self.leave_group(&c.settings.group_id, &member);
         }
         self.touch();
+    }
+
+    /// librdkafka's close waits for the client's commits in flight before it leaves the
+    /// group: they arrive now (unless the broker is down: then nothing gets through).
+    fn commits_in_flight_arrive(&mut self, client: ClientId) {
+        if self.broker_down().is_some() {
+            return;
+        }
+        let (own, others): (Vec<PendingCommit>, Vec<PendingCommit>) =
+            std::mem::take(&mut self.async_commits)
+                .into_iter()
+                .partition(|p| p.client == client);
+        self.async_commits = others;
+        self.commits_arrive(own);
     }
 
     /// The member leaves the group (LeaveGroup), unless the broker is down: then the request

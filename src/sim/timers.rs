@@ -112,7 +112,12 @@ impl World {
                 .into_iter()
                 .partition(|p| p.due <= now);
         self.async_commits = pending;
-        // Their outcome reaches no callback (see `intercepted_commit`).
+        self.commits_arrive(arrived);
+    }
+
+    /// Asynchronous commits reach the coordinator, in order. Their outcome reaches no
+    /// callback (see `intercepted_commit`).
+    pub(crate) fn commits_arrive(&mut self, arrived: Vec<PendingCommit>) {
         for p in arrived {
             if p.refused {
                 self.record(

@@ -382,3 +382,56 @@ fn an_async_commit_returns_ok_and_reports_to_no_callback_on_the_simulator_and_th
         assert_eq!(commits, ["1 ok", "2 refused", "3 ok"], "{provider:?}");
     }
 }
+
+/// librdkafka's close waits for the commits in flight before it leaves the group: an
+/// asynchronous commit made right before a clean exit counts, on the simulator as on the
+/// mock cluster, with a rebalance handler (the close revokes through it) or without.
+#[test]
+fn an_async_commit_made_right_before_a_clean_exit_counts() {
+    for with_handler in [false, true] {
+        async_commit_before_exit(with_handler);
+    }
+}
+
+fn async_commit_before_exit(with_handler: bool) {
+    use effectively_once::{ConsumerHandle, KafkaConsumer, RebalanceHandler};
+    struct Default;
+    impl RebalanceHandler for Default {}
+    let mut b = Simulation::builder();
+    b.topic("t", 1);
+    for payload in ["a", "b"] {
+        b.produce(InputRecord::new("t").payload(payload));
+    }
+    let simulation = b.build().unwrap();
+    let factory = move |ctx: effectively_once::InstanceContext| async move {
+        let mut config = ClientConfig::new();
+        config
+            .set("group.id", "g")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        let consumer = if with_handler {
+            ctx.create_consumer_with_handler(&config, Default)?
+        } else {
+            ctx.create_consumer(&config)?
+        };
+        consumer.subscribe(&["t"])?;
+        for _ in 0..2 {
+            let m = consumer.recv().await?;
+            consumer.commit_message(&m, CommitMode::Async)?;
+        }
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    for provider in [None, Some(BrokerProvider::MockCluster)] {
+        let outcome = match &provider {
+            None => simulation.run(factory),
+            Some(p) => simulation.run_on(p, factory),
+        }
+        .unwrap();
+        assert_eq!(
+            outcome.cluster().committed_offset("g", "t", 0),
+            Some(2),
+            "{provider:?}, with a handler: {with_handler}\n{}",
+            outcome.history()
+        );
+    }
+}
