@@ -1,7 +1,7 @@
 //! Consumers written the way real programs are (`fixtures/corpus`): each bug is caught and
 //! its correct twin passes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use effectively_once::check::{CaseRun, check_at_least_once, run_scenario};
 use effectively_once::history::HistoryEvent;
@@ -341,4 +341,69 @@ fn the_commit_on_revoke_of_processed_offsets_survives_a_failed_email() {
     });
     let history = run.outcome.history();
     assert_eq!(run.violations, [], "{history}");
+}
+
+// ----- every correct twin, at length -----
+
+/// Checks one correct twin for `cases` cases with `v`; prints its figures and returns its
+/// name if it failed.
+fn long_check(
+    name: &str,
+    mut v: Verifier,
+    cases: u32,
+    result: impl FnOnce(&Verifier) -> Result<Passed, CheckError>,
+) -> Option<String> {
+    v.cases(cases);
+    let start = Instant::now();
+    let result = result(&v);
+    let took = start.elapsed();
+    match result {
+        Ok(passed) => {
+            eprintln!("{name}: {passed} in {took:.1?}");
+            None
+        }
+        Err(e) => {
+            eprintln!("{name}: FAILED after {took:.1?}:\n{e}");
+            Some(name.to_string())
+        }
+    }
+}
+
+#[test]
+#[ignore = "long: 10,000 cases per correct twin (run in release)"]
+fn every_correct_twin_passes_ten_thousand_cases() {
+    const CASES: u32 = 10_000;
+    let failed: Vec<String> = [
+        long_check("forwarder", forwarder_verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| forwarder::instance(ctx, Order::CommitAfterAcks))
+        }),
+        long_check("linger batch", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| {
+                linger_batch::instance(ctx, Offsets::StoreAfterBatch)
+            })
+        }),
+        long_check("per-partition tasks", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| per_partition::instance(ctx, Commit::WhenDone))
+        }),
+        long_check("graceful shutdown", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| graceful_shutdown::instance(ctx, InFlight::Finish))
+        }),
+        long_check("retry with backoff", verifier(), CASES, |v| {
+            check_effectively_once(v, |ctx| retry_backoff::instance(ctx, Key::EventId))
+        }),
+        long_check("slow auto-commit", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| {
+                slow_auto_commit::instance(ctx, SlowStore::AfterEffect)
+            })
+        }),
+        long_check("commit on revoke", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| {
+                commit_on_revoke::instance(ctx, RevokeStore::AfterProcessing)
+            })
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_eq!(failed, Vec::<String>::new(), "false alarms");
 }
