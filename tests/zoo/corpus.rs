@@ -164,8 +164,6 @@ fn the_linger_batch_loop_on_librdkafkas_auto_store_loses_the_batch() {
 }
 
 #[test]
-#[ignore = "needs the kit fix: recv is not cancel-safe under a stall or freeze (the record is \
-            handed out when the stalled poll starts, so the dropped future loses it)"]
 fn the_linger_timer_that_drops_a_stalled_or_frozen_recv_loses_nothing() {
     // evt-0 waits in the batch while the recv of evt-1 is slow (the process alive) or the
     // process is frozen in it for less than the session timeout: the linger timer fires
@@ -203,9 +201,6 @@ fn per_partition_tasks_that_commit_on_dispatch_lose_records() {
 // ----- a graceful shutdown on a signal -----
 
 #[test]
-#[ignore = "needs the kit fixes: recv is not cancel-safe under a freeze, and a freeze is not a \
-            process freeze (the shutdown timer fires during it and drops a recv that already \
-            stored its record's offset)"]
 fn a_graceful_shutdown_that_finishes_the_record_in_flight_is_at_least_once() {
     assert_passed(check_at_least_once(&verifier(), |ctx| {
         graceful_shutdown::instance(ctx, InFlight::Finish)
@@ -324,7 +319,6 @@ fn commit_on_revoke_of_offsets_stored_at_receive_loses_the_record_that_failed_on
 }
 
 #[test]
-#[ignore = "needs the kit fix: closing a consumer serves its revoke callback"]
 fn the_commit_on_revoke_when_the_consumer_closes_after_a_failed_email_commits_it() {
     let failed = one_fault(1, 0, Operation::Effect, Fault::Fail);
     let stored_at_receive = run_case(Semantics::AtLeastOnce, &failed, |ctx| {
