@@ -67,3 +67,68 @@ fn the_container() {
     };
     assert_eq!(found, expected);
 }
+
+/// A consumer that commits its processed offsets in the revoke callback: when a member joins,
+/// Kafka (and the simulator) accept that commit, the mock cluster refuses it
+/// (`REBALANCE_IN_PROGRESS`) and the new member starts before those offsets. The duplicate the
+/// mock's run then shows is not the consumer's doing: the comparison leaves it undecided,
+/// naming the mock's shortfall, and the verdicts agree.
+#[test]
+fn a_commit_the_mock_refuses_while_rebalancing_is_held_against_neither_the_consumer_nor_the_simulator()
+ {
+    use std::time::Duration;
+
+    use effectively_once::Semantics;
+    use effectively_once::check::compare_on_broker;
+    use effectively_once::scenario::{Event, LateJoin, Scenario, StreamEvent};
+
+    use crate::fixtures::corpus::commit_on_revoke::{self, Store};
+    use crate::support::email_verifier;
+
+    let event = |n: usize| StreamEvent {
+        event: Event {
+            event_id: format!("evt-{n}"),
+            key: "k0".into(),
+            payload: serde_json::json!({ "value": n }),
+        },
+        produced_twice: false,
+        poison: false,
+        aborted_first: false,
+    };
+    // Five events for the first member (it commits after the third), then a second member.
+    let scenario = Scenario {
+        seed: 1,
+        partitions: 1,
+        instances: 2,
+        late_joins: vec![LateJoin {
+            instance: 1,
+            at: Duration::from_secs(1),
+        }],
+        events: (0..5).map(event).collect(),
+        faults: Vec::new(),
+    };
+    let compared = compare_on_broker(
+        Semantics::EffectivelyOnce,
+        &email_verifier(),
+        &BrokerProvider::MockCluster,
+        &scenario,
+        |ctx| commit_on_revoke::instance(ctx, Store::AfterProcessing),
+    )
+    .unwrap();
+    println!("{compared}");
+    assert!(compared.simulator.violations.is_empty(), "{compared}");
+    let broker = compared.broker.as_ref().expect("runs on the mock cluster");
+    let refused = broker.outcome.history().events().any(|e| {
+        matches!(e, effectively_once::history::HistoryEvent::CommitRejected { error, .. }
+            if error.contains("RebalanceInProgress"))
+    });
+    assert!(refused, "the mock refused the revoke's commit\n{compared}");
+    assert_eq!(compared.agrees(), Some(true), "{compared}");
+    assert!(
+        broker
+            .not_checkable
+            .iter()
+            .any(|n| n.reason.contains("a commit in the revoke callback")),
+        "{compared}"
+    );
+}
