@@ -530,3 +530,39 @@ fn a_max_poll_breach_is_reported_before_the_revoke_callback() {
         ]
     );
 }
+
+/// librdkafka commits a stored offset only when it is ahead of the committed one
+/// (`rd_kafka_topic_partition_list_set_offsets` for a commit): a state commit after the group's
+/// offset moved past the stored one commits nothing (`_NO_OFFSET`) rather than rewinding it.
+#[test]
+fn a_state_commit_never_moves_the_committed_offset_backwards() {
+    let [sim, real] = on_both(&simulation(1, 6), |ctx, notes| async move {
+        let consumer = ctx.create_consumer(&consumer_config("g"))?;
+        consumer.subscribe(&["t"])?;
+        for _ in 0..2 {
+            next(&consumer, 10, &notes, "c").await;
+        }
+        let mut ahead = TopicPartitionList::new();
+        ahead.add_partition_offset("t", 0, Offset::Offset(5))?;
+        notes.push(format!(
+            "commit 5: {}",
+            outcome(consumer.commit(&ahead, CommitMode::Sync))
+        ));
+        notes.push(format!(
+            "state commit (stored 2): {}",
+            outcome(consumer.commit_consumer_state(CommitMode::Sync))
+        ));
+        Ok::<(), BoxError>(())
+    });
+    assert_eq!(sim.1, real.1);
+    assert_eq!(
+        sim.1[2..],
+        [
+            "commit 5: ok",
+            "state commit (stored 2): Consumer commit error: NoOffset (Local: No offset stored)"
+        ]
+    );
+    for (outcome, _) in [&sim, &real] {
+        assert_eq!(outcome.cluster().committed_offset("g", "t", 0), Some(5));
+    }
+}
