@@ -18,6 +18,7 @@ use super::shrink::{
     drop_events, fewer_instances, merge_faults, remove_superfluous, simplify_faults,
 };
 use super::{CheckError, Verifier};
+use crate::client::txn_error::stable_text;
 use crate::error::Error;
 use crate::history::Operation;
 use crate::history::{History, HistoryEvent};
@@ -412,7 +413,8 @@ where
         first,
         progress.cases.get(),
         steps.get(),
-        logs,
+        // What the consumer logged may quote the simulator's errors: in their stable form.
+        stable_text(logs),
     )
     .with_nondeterminism(difference))
 }
