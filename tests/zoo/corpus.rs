@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use effectively_once::check::{CaseRun, check_at_least_once, run_scenario};
+use effectively_once::check::{CaseRun, check_at_least_once, check_exactly_once, run_scenario};
 use effectively_once::history::HistoryEvent;
 use effectively_once::scenario::{Event, Scenario, ScenarioFault, StreamEvent};
 use effectively_once::{
@@ -18,6 +18,7 @@ use crate::fixtures::corpus::linger_batch::{self, Offsets};
 use crate::fixtures::corpus::per_partition::{self, Commit};
 use crate::fixtures::corpus::retry_backoff::{self, Key};
 use crate::fixtures::corpus::slow_auto_commit::{self, Store as SlowStore};
+use crate::fixtures::corpus::transactional_batch::{self, OnRevoke};
 use crate::fixtures::notification::{BoxError, EMAIL};
 use crate::support::*;
 
@@ -395,9 +396,36 @@ fn every_correct_twin_passes_ten_thousand_cases() {
                 commit_on_revoke::instance(ctx, RevokeStore::AfterProcessing)
             })
         }),
+        long_check("transactional batches", pipeline_verifier(), CASES, |v| {
+            check_exactly_once(v, |ctx| transactional_batch::instance(ctx, OnRevoke::Abort))
+        }),
     ]
     .into_iter()
     .flatten()
     .collect();
     assert_eq!(failed, Vec::<String>::new(), "false alarms");
+}
+
+/// The output topics of the transactional forwarders, counted as `read_committed` reads them.
+fn pipeline_verifier() -> Verifier {
+    let mut v = notification_verifier();
+    for output in crate::fixtures::pipeline::outputs() {
+        v.output_topic(output);
+    }
+    v
+}
+
+#[test]
+fn transactional_batches_aborted_on_revoke_are_exactly_once() {
+    assert_passed(check_exactly_once(&pipeline_verifier(), |ctx| {
+        transactional_batch::instance(ctx, OnRevoke::Abort)
+    }));
+}
+
+#[test]
+fn transactional_batches_left_open_on_revoke_duplicate_their_outputs() {
+    let c = counterexample(check_exactly_once(&pipeline_verifier(), |ctx| {
+        transactional_batch::instance(ctx, OnRevoke::KeepOpen)
+    }));
+    assert_violates(&c, "exactly-once", "DUPLICATED");
 }
