@@ -248,9 +248,11 @@ impl Verifier {
         self
     }
 
-    /// Wall-clock time one case may take before the consumer counts as hung (default 20 s, or
-    /// `EFFECTIVELY_ONCE_CASE_TIMEOUT` seconds). Only code that blocks the thread without
-    /// awaiting (a busy loop, `std::thread::sleep`) can take wall time in a simulation.
+    /// Wall-clock time a case's virtual clock may stand still before the consumer counts as
+    /// hung (default 20 s, or `EFFECTIVELY_ONCE_CASE_TIMEOUT` seconds). Only code that blocks
+    /// the thread without awaiting (a busy loop, `std::thread::sleep`) stops the clock; a
+    /// consumer that is merely busy while virtual time moves on (a timer waking it often
+    /// through a long pause) is waited for.
     pub fn case_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.case_timeout = timeout;
         self

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once};
 
@@ -63,18 +64,27 @@ where
 {
     let (tx, rx) = mpsc::channel();
     let worker_verifier = verifier.clone();
+    // How often the worker's runs moved their virtual clocks on: a case is hung only while
+    // its clock stands still (a consumer woken often through a long pause is slow, not stuck).
+    let progress = Arc::new(AtomicU64::new(0));
+    let worker_progress = progress.clone();
     let worker = std::thread::Builder::new()
         .name("effectively-once-check".into())
         .spawn(move || {
+            crate::run::progress::watch_this_thread(worker_progress);
             silence_panics_on_this_thread();
             let result = search(semantics, &worker_verifier, &factory, &tx);
             let _ = tx.send(Message::Done(result));
         })
         .map_err(|e| CheckError::Aborted(format!("could not start the worker thread: {e}")))?;
     let mut current: Option<Scenario> = None;
+    let mut seen = progress.load(Ordering::Relaxed);
     loop {
         match rx.recv_timeout(verifier.case_timeout) {
             Ok(Message::Case(scenario)) => current = Some(scenario),
+            Err(RecvTimeoutError::Timeout) if progress.load(Ordering::Relaxed) != seen => {
+                seen = progress.load(Ordering::Relaxed);
+            }
             Ok(Message::Done(result)) => {
                 let _ = worker.join();
                 return result;

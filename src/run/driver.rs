@@ -115,6 +115,8 @@ where
         }
         // Buffers reused by every turn of the loop (a turn per change of the run).
         let (mut running, mut wake_at) = (Vec::new(), Vec::new());
+        // A watchdog on another thread tells a slow run from a blocked one by its clock.
+        let _clock = super::progress::watched().map(super::progress::count_clock);
         loop {
             let now = Instant::now();
             let mut to_start = Vec::new();

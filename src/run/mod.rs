@@ -20,6 +20,7 @@ pub(crate) mod driver;
 pub(crate) mod effect;
 pub(crate) mod fault_plan;
 pub(crate) mod freeze;
+pub(crate) mod progress;
 pub(crate) mod rng;
 pub(crate) mod store;
 

@@ -169,6 +169,40 @@ fn a_consumer_that_blocks_its_thread_gets_a_hang_verdict_not_a_hung_test() {
     assert!(c.to_string().contains("blocked its thread"), "{c}");
 }
 
+/// A correct consumer that also wakes every second, idle, keeps its thread busy while
+/// another member's 25 h pause goes by in virtual time: slow, but not blocked. The watchdog
+/// counts a case as hung only while its virtual clock stands still.
+#[test]
+fn a_consumer_busy_while_virtual_time_moves_on_is_slow_not_hung() {
+    use effectively_once::InstanceContext;
+
+    use crate::fixtures::idempotency_key;
+    use crate::fixtures::notification::{BoxError, EMAIL};
+
+    async fn ticking(ctx: InstanceContext) -> Result<(), BoxError> {
+        let consumer = ctx.create_consumer(&idempotency_key::config())?;
+        let email = ctx.effect_sink(EMAIL);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let idle = async {
+            loop {
+                tick.tick().await;
+            }
+        };
+        tokio::select! {
+            result = idempotency_key::run(&consumer, &email) => result,
+            () = idle => Ok(()),
+        }
+    }
+    let mut v = verifier();
+    v.faults(&[FaultKind::LongPause])
+        .instances(2..=2)
+        .events(1..=2)
+        .cases(8)
+        .case_timeout(Duration::from_millis(300));
+    let passed = check_effectively_once(&v, ticking).unwrap_or_else(|e| panic!("{e}"));
+    assert!(passed.faults_fired > 0, "{passed}");
+}
+
 #[test]
 fn the_same_seed_gives_a_byte_identical_report_and_another_seed_can_differ() {
     let first = counterexample(check_effectively_once(&verifier(), commit_after_service));
