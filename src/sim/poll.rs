@@ -130,22 +130,24 @@ impl World {
         Ok(())
     }
 
+    /// The client's incarnation and, if its process is frozen at `now`, until when; `None`
+    /// when the client or its instance is gone.
+    fn polling_instance(
+        &self,
+        client: ClientId,
+        now: Instant,
+    ) -> Option<(Incarnation, Option<Instant>)> {
+        let incarnation = self.consumers.get(&client)?.incarnation;
+        let run = self.run.lock();
+        run.alive(incarnation)
+            .then(|| (incarnation, run.frozen_until_at(incarnation, now)))
+    }
+
     pub(crate) fn poll_step(&mut self, client: ClientId, may_return: bool) -> PollStep {
         let now = Instant::now();
-        let Some(c) = self.consumers.get(&client) else {
+        let Some((incarnation, frozen_until)) = self.polling_instance(client, now) else {
             return PollStep::Dead;
         };
-        let incarnation = c.incarnation;
-        let (alive, frozen_until) = {
-            let run = self.run.lock();
-            (
-                run.alive(incarnation),
-                run.frozen_until_at(incarnation, now),
-            )
-        };
-        if !alive {
-            return PollStep::Dead;
-        }
         if let Some(until) = frozen_until {
             return PollStep::Sleep(until - now);
         }
@@ -422,20 +424,9 @@ impl World {
     /// then hands the record over.
     pub(crate) fn resume(&mut self, client: ClientId, held: Held) -> PollStep {
         let now = Instant::now();
-        let Some(c) = self.consumers.get(&client) else {
+        let Some((_, frozen_until)) = self.polling_instance(client, now) else {
             return PollStep::Dead;
         };
-        let incarnation = c.incarnation;
-        let (alive, frozen_until) = {
-            let run = self.run.lock();
-            (
-                run.alive(incarnation),
-                run.frozen_until_at(incarnation, now),
-            )
-        };
-        if !alive {
-            return PollStep::Dead;
-        }
         match frozen_until {
             Some(until) => PollStep::Hold {
                 held,

@@ -10,30 +10,15 @@ use effectively_once::{
     ConsumerHandle, Counterexample, FaultKind, InstanceContext, KafkaConsumer, KafkaProducer,
     Verifier, check::check_exactly_once,
 };
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use crate::fixtures::notification::{BoxError, TOPIC, TaskCreated};
-use crate::fixtures::pipeline::{self, AUDIT, SUMMARIES, Wiring};
+use crate::fixtures::pipeline::{self, AUDIT, SUMMARIES, Wiring, send};
 use crate::support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn send<P: KafkaProducer>(
-    producer: &P,
-    topic: &str,
-    key: &str,
-    payload: String,
-) -> Result<(), KafkaError> {
-    producer
-        .send(FutureRecord::to(topic).key(key).payload(&payload), TIMEOUT)
-        .await
-        .map(drop)
-        .map_err(|(e, _)| e)
-}
 
 /// Forwards each record to both output topics in a transaction that commits every `batch`
 /// records with their offsets; a revoke leaves the transaction open.
@@ -51,9 +36,9 @@ async fn batch_forwarder(ctx: InstanceContext, batch: usize) -> Result<(), BoxEr
         }
         if let Ok(event) = TaskCreated::parse(&message) {
             let summary = json!({ "event_id": event.event_id, "task": event.task_id });
-            send(&producer, SUMMARIES, &event.task_id, summary.to_string()).await?;
+            send(&producer, SUMMARIES, &event.task_id, summary).await?;
             let audit = json!({ "event_id": event.event_id, "action": "forwarded" });
-            send(&producer, AUDIT, &event.task_id, audit.to_string()).await?;
+            send(&producer, AUDIT, &event.task_id, audit).await?;
         }
         pending.insert(
             (message.topic().to_string(), message.partition()),
