@@ -348,14 +348,19 @@ fn a_member_with_an_empty_assignment_gets_empty_assign_and_revoke_callbacks() {
             drop(a);
             (b, b_notes)
         };
-        // Until the member left alone is assigned the partition.
+        // Until the member left alone is assigned the partition (one more assign callback).
+        let before = assigns(&empty_notes);
         for _ in 0..60 {
-            if assigns(&empty_notes) >= 2 {
+            if assigns(&empty_notes) > before {
                 break;
             }
             next(&empty, 1, &notes, "empty").await;
         }
-        notes.push(format!("empty member: {:?}", empty_notes.all()));
+        // From its empty assignment on (on the mock cluster the member left without the
+        // partition may be the one that had it before the rebalance).
+        let seen = empty_notes.all();
+        let from = seen.iter().position(|n| n == "assign []").unwrap_or(0);
+        notes.push(format!("empty member: {:?}", &seen[from..]));
         notes.push(format!("assigned {}", empty.assignment()?.count()));
         Ok::<(), BoxError>(())
     });
