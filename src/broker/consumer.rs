@@ -316,6 +316,9 @@ impl ConsumerHandle for CallbackHandle<'_> {
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         Consumer::assignment(self.consumer)
     }
+    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+        Consumer::subscription(self.consumer)
+    }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.commit_offsets(Operation::Commit, explicit_offsets(offsets)?, mode)
     }
@@ -589,6 +592,9 @@ impl ConsumerHandle for BrokerConsumer {
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::assignment)
+    }
+    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+        self.with_native(Consumer::subscription)
     }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.commit_intercepted(Operation::Commit, None, explicit_offsets(offsets)?, mode)

@@ -38,6 +38,8 @@ pub trait ConsumerHandle {
     fn unsubscribe(&self);
     /// The partitions currently assigned to this consumer.
     fn assignment(&self) -> KafkaResult<TopicPartitionList>;
+    /// The topics subscribed to, each with partition -1 (librdkafka's "unassigned").
+    fn subscription(&self) -> KafkaResult<TopicPartitionList>;
     /// Commits explicit offsets (the next offset to consume, per partition).
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()>;
     /// Commits the stored offsets of the assigned partitions (`Err(NoOffset)` when there is
@@ -128,8 +130,9 @@ pub(crate) fn explicit_offsets(
 /// A group consumer: rdkafka's `StreamConsumer` API.
 pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     /// The message type `recv` yields: `BorrowedMessage` for rdkafka, `OwnedMessage` for the
-    /// simulator.
-    type Message<'a>: Message + Send + Sync
+    /// simulator. Both are `Debug`, so a generic consumer can log one
+    /// (`warn!("skipping {message:?}")`).
+    type Message<'a>: Message + std::fmt::Debug + Send + Sync
     where
         Self: 'a;
 
@@ -210,6 +213,9 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         (**self).assignment()
+    }
+    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+        (**self).subscription()
     }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         (**self).commit(offsets, mode)

@@ -87,6 +87,9 @@ macro_rules! consumer_handle_via_rdkafka {
             fn assignment(&self) -> KafkaResult<TopicPartitionList> {
                 Consumer::assignment(self)
             }
+            fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+                Consumer::subscription(self)
+            }
             fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
                 Consumer::commit(self, offsets, mode)
             }

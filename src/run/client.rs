@@ -49,6 +49,9 @@ impl ConsumerHandle for Consumer {
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         self.inner.assignment()
     }
+    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+        self.inner.subscription()
+    }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.inner.commit(offsets, mode)
     }

@@ -446,6 +446,15 @@ impl ConsumerHandle for SimConsumer {
         Ok(tpl(&partitions))
     }
 
+    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
+        let topics = self.with_live(|_, c| c.subscription.clone())?;
+        let mut list = TopicPartitionList::with_capacity(topics.len());
+        for topic in &topics {
+            list.add_partition(topic, -1);
+        }
+        Ok(list)
+    }
+
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         let list = explicit_offsets(offsets)?;
         let anchor = self.shared.lock().current_record(self.incarnation);

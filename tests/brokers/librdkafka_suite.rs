@@ -571,3 +571,31 @@ fn a_state_commit_never_moves_the_committed_offset_backwards() {
         assert_eq!(outcome.cluster().committed_offset("g", "t", 0), Some(5));
     }
 }
+
+/// `subscription()` lists the subscribed topics with partition -1 (librdkafka's
+/// `RD_KAFKA_PARTITION_UA`), and nothing once unsubscribed.
+#[test]
+fn the_subscription_lists_the_topics_with_no_partition() {
+    let [sim, real] = on_both(&simulation(1, 1), |ctx, notes| async move {
+        let consumer = ctx.create_consumer(&consumer_config("g"))?;
+        notes.push(format!("before: {}", list(&consumer.subscription()?)));
+        consumer.subscribe(&["t"])?;
+        notes.push(format!(
+            "subscribed: {:?}",
+            partitions_of(&consumer.subscription()?)
+        ));
+        next(&consumer, 10, &notes, "c").await;
+        consumer.unsubscribe();
+        notes.push(format!("unsubscribed: {}", list(&consumer.subscription()?)));
+        Ok::<(), BoxError>(())
+    });
+    assert_eq!(sim.1, real.1);
+    assert_eq!(sim.1[1], r#"subscribed: [("t", -1)]"#);
+}
+
+fn partitions_of(l: &TopicPartitionList) -> Vec<(String, i32)> {
+    l.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}

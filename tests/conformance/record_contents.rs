@@ -111,3 +111,34 @@ fn records_a_producer_sends_reach_a_consumer_with_key_payload_headers_and_timest
     );
     assert_eq!(outcome.cluster().committed_offset(GROUP, TOPIC, 0), Some(2));
 }
+
+/// A generic consumer can log the message it got with `{:?}`, as one written against
+/// rdkafka's `BorrowedMessage` does.
+#[test]
+fn a_generic_consumer_can_debug_print_its_message() {
+    use effectively_once::{ConsumerHandle, KafkaConsumer};
+
+    async fn describe_next<C: KafkaConsumer>(consumer: &C) -> String {
+        let message = consumer.recv().await.expect("a record");
+        format!("{message:?}")
+    }
+    let notes = Notes::default();
+    let seen = notes.clone();
+    builder(1, 1)
+        .build()
+        .unwrap()
+        .run(move |ctx| {
+            let notes = seen.clone();
+            async move {
+                let consumer = ctx.create_consumer(&manual_commit(GROUP)).unwrap();
+                consumer.subscribe(&[TOPIC]).unwrap();
+                notes.push(describe_next(&consumer).await);
+            }
+        })
+        .unwrap();
+    let described = notes.all();
+    assert!(
+        described[0].contains("topic: \"events\"") && described[0].contains("offset: 0"),
+        "{described:?}"
+    );
+}
