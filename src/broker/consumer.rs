@@ -319,6 +319,14 @@ impl ConsumerHandle for CallbackHandle<'_> {
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         Consumer::subscription(self.consumer)
     }
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)> {
+        Consumer::fetch_watermarks(self.consumer, topic, partition, timeout)
+    }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.commit_offsets(Operation::Commit, explicit_offsets(offsets)?, mode)
     }
@@ -595,6 +603,14 @@ impl ConsumerHandle for BrokerConsumer {
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::subscription)
+    }
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)> {
+        self.with_native(|c| Consumer::fetch_watermarks(c, topic, partition, timeout))
     }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.commit_intercepted(Operation::Commit, None, explicit_offsets(offsets)?, mode)

@@ -40,6 +40,14 @@ pub trait ConsumerHandle {
     fn assignment(&self) -> KafkaResult<TopicPartitionList>;
     /// The topics subscribed to, each with partition -1 (librdkafka's "unassigned").
     fn subscription(&self) -> KafkaResult<TopicPartitionList>;
+    /// A partition's low and high watermarks (its first offset and the offset after its last
+    /// record, transaction markers included), asked of the broker.
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)>;
     /// Commits explicit offsets (the next offset to consume, per partition).
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()>;
     /// Commits the stored offsets of the assigned partitions (`Err(NoOffset)` when there is
@@ -216,6 +224,14 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         (**self).subscription()
+    }
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)> {
+        (**self).fetch_watermarks(topic, partition, timeout)
     }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         (**self).commit(offsets, mode)

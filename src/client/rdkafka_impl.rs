@@ -90,6 +90,14 @@ macro_rules! consumer_handle_via_rdkafka {
             fn subscription(&self) -> KafkaResult<TopicPartitionList> {
                 Consumer::subscription(self)
             }
+            fn fetch_watermarks(
+                &self,
+                topic: &str,
+                partition: i32,
+                timeout: Timeout,
+            ) -> KafkaResult<(i64, i64)> {
+                Consumer::fetch_watermarks(self, topic, partition, timeout)
+            }
             fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
                 Consumer::commit(self, offsets, mode)
             }

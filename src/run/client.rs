@@ -52,6 +52,14 @@ impl ConsumerHandle for Consumer {
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.inner.subscription()
     }
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)> {
+        self.inner.fetch_watermarks(topic, partition, timeout)
+    }
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         self.inner.commit(offsets, mode)
     }

@@ -446,6 +446,19 @@ impl ConsumerHandle for SimConsumer {
         Ok(tpl(&partitions))
     }
 
+    fn fetch_watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        _timeout: Timeout,
+    ) -> KafkaResult<(i64, i64)> {
+        let tp = TopicPartition::new(topic, partition);
+        self.with_live(|world, _| world.partition(&tp).map(|p| (0, p.end_offset())))?
+            .ok_or(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))
+    }
+
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         let topics = self.with_live(|_, c| c.subscription.clone())?;
         let mut list = TopicPartitionList::with_capacity(topics.len());

@@ -599,3 +599,16 @@ fn partitions_of(l: &TopicPartitionList) -> Vec<(String, i32)> {
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect()
 }
+
+/// `fetch_watermarks` gives a partition's first offset and the offset after its last record.
+#[test]
+fn the_watermarks_of_a_partition_are_its_first_and_next_offsets() {
+    let [sim, real] = on_both(&simulation(1, 3), |ctx, notes| async move {
+        let consumer = ctx.create_consumer(&consumer_config("g"))?;
+        let watermarks = consumer.fetch_watermarks("t", 0, Duration::from_secs(10).into())?;
+        notes.push(format!("t/0: {watermarks:?}"));
+        Ok::<(), BoxError>(())
+    });
+    assert_eq!(sim.1, real.1);
+    assert_eq!(sim.1, ["t/0: (0, 3)"]);
+}
