@@ -17,6 +17,7 @@ pub(crate) mod txn_error;
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_core::Stream;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Rebalance};
 use rdkafka::error::KafkaResult;
@@ -148,6 +149,34 @@ pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     /// inside this call).
     fn recv(&self) -> impl Future<Output = KafkaResult<Self::Message<'_>>> + Send;
 
+    /// The messages as an endless [`Stream`], as rdkafka's `StreamConsumer::stream`: each item
+    /// is what the next [`recv`](Self::recv) would return, so `StreamExt` loops
+    /// (`try_for_each`, `for_each_concurrent`, `chunks_timeout`) run unchanged. Dropping the
+    /// stream, or a `next()` future of it, consumes nothing that was not handed out.
+    ///
+    /// ```no_run
+    /// use effectively_once::KafkaConsumer;
+    /// use futures::TryStreamExt;
+    /// use rdkafka::consumer::CommitMode;
+    /// use rdkafka::message::Message;
+    ///
+    /// async fn run<C: KafkaConsumer>(consumer: &C) -> rdkafka::error::KafkaResult<()> {
+    ///     consumer.subscribe(&["task-events"])?;
+    ///     consumer
+    ///         .stream()
+    ///         .try_for_each(|message| async move {
+    ///             println!("{:?}", message.payload());
+    ///             consumer.commit_message(&message, CommitMode::Async)
+    ///         })
+    ///         .await
+    /// }
+    /// ```
+    fn stream(&self) -> impl Stream<Item = KafkaResult<Self::Message<'_>>> + Send + '_ {
+        futures_util::stream::unfold(self, |consumer| async move {
+            Some((consumer.recv().await, consumer))
+        })
+    }
+
     /// Commits `message.offset() + 1` for the message's partition.
     fn commit_message(&self, message: &Self::Message<'_>, mode: CommitMode) -> KafkaResult<()>;
 
@@ -264,6 +293,9 @@ impl<T: KafkaConsumer> KafkaConsumer for Arc<T> {
 
     fn recv(&self) -> impl Future<Output = KafkaResult<Self::Message<'_>>> + Send {
         (**self).recv()
+    }
+    fn stream(&self) -> impl Stream<Item = KafkaResult<Self::Message<'_>>> + Send + '_ {
+        (**self).stream()
     }
     fn commit_message(&self, message: &Self::Message<'_>, mode: CommitMode) -> KafkaResult<()> {
         (**self).commit_message(message, mode)

@@ -133,6 +133,12 @@ impl<C: ConsumerContext + 'static> KafkaConsumer for StreamConsumer<C> {
         StreamConsumer::recv(self)
     }
 
+    fn stream(
+        &self,
+    ) -> impl futures_core::Stream<Item = KafkaResult<BorrowedMessage<'_>>> + Send + '_ {
+        StreamConsumer::stream(self)
+    }
+
     fn commit_message(&self, message: &BorrowedMessage<'_>, mode: CommitMode) -> KafkaResult<()> {
         Consumer::commit_message(self, message, mode)
     }

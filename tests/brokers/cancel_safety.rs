@@ -1,6 +1,7 @@
 //! `recv` is cancel-safe, as rdkafka documents `StreamConsumer::recv`: a consumer that drops a
 //! pending `recv` (a `select!` whose linger timer fires first) loses no record, on the
-//! simulator and on librdkafka's mock cluster, also when the `recv` is stalled.
+//! simulator and on librdkafka's mock cluster, also when the `recv` is stalled. The same holds
+//! for a dropped `next()` of `stream()`.
 
 use std::time::Duration;
 
@@ -10,14 +11,24 @@ use effectively_once::{
     Anchor, ConsumerHandle, Fault, FaultSchedule, InputRecord, KafkaConsumer, Operation, Outcome,
     Simulation,
 };
+use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::Message;
 
+/// How the batch loop waits for its next record.
+#[derive(Clone, Copy, Debug)]
+enum Receive {
+    /// `consumer.recv()`.
+    Recv,
+    /// `next()` on `consumer.stream()`.
+    StreamNext,
+}
+
 /// Five records; the `recv` of the second stalls for 300 ms. The consumer batches what it
 /// receives, flushes (one effect per record, then a commit of the batch's last offset) when a
 /// 100 ms linger timer fires, and stops once all five are flushed.
-fn linger_batches(provider: Option<&BrokerProvider>) -> Outcome {
+fn linger_batches(provider: Option<&BrokerProvider>, receive: Receive) -> Outcome {
     let mut b = Simulation::builder();
     b.topic("t", 1).faults(FaultSchedule::new().with(
         Anchor::on(Operation::Recv).record(0, 1),
@@ -27,7 +38,7 @@ fn linger_batches(provider: Option<&BrokerProvider>) -> Outcome {
         b.produce(InputRecord::new("t").payload(format!("evt-{n}")));
     }
     let simulation = b.build().unwrap();
-    let factory = |ctx: effectively_once::InstanceContext| async move {
+    let factory = move |ctx: effectively_once::InstanceContext| async move {
         let consumer = ctx.create_consumer(
             ClientConfig::new()
                 .set("group.id", "batcher")
@@ -39,6 +50,7 @@ fn linger_batches(provider: Option<&BrokerProvider>) -> Outcome {
         let mut batch: Vec<(String, i64)> = Vec::new();
         let mut flushed = 0;
         let mut linger = tokio::time::interval(Duration::from_millis(100));
+        let mut messages = Box::pin(consumer.stream());
         while flushed < 5 {
             tokio::select! {
                 biased;
@@ -54,7 +66,12 @@ fn linger_batches(provider: Option<&BrokerProvider>) -> Outcome {
                     offsets.add_partition_offset("t", 0, rdkafka::Offset::Offset(last + 1))?;
                     consumer.commit(&offsets, CommitMode::Sync)?;
                 }
-                message = consumer.recv() => {
+                message = async {
+                    match receive {
+                        Receive::Recv => consumer.recv().await,
+                        Receive::StreamNext => messages.next().await.expect("the stream is endless"),
+                    }
+                } => {
                     let message = message?;
                     let payload = String::from_utf8_lossy(message.payload().unwrap_or_default());
                     batch.push((payload.into_owned(), message.offset()));
@@ -83,8 +100,17 @@ fn effects(outcome: &Outcome) -> Vec<String> {
 
 #[test]
 fn a_recv_dropped_by_a_linger_timer_loses_no_record_on_the_simulator_and_the_mock_cluster() {
+    a_dropped_wait_loses_no_record(Receive::Recv);
+}
+
+#[test]
+fn a_stream_next_dropped_by_a_linger_timer_loses_no_record_on_the_simulator_and_the_mock_cluster() {
+    a_dropped_wait_loses_no_record(Receive::StreamNext);
+}
+
+fn a_dropped_wait_loses_no_record(receive: Receive) {
     for provider in [Some(BrokerProvider::MockCluster), None] {
-        let outcome = linger_batches(provider.as_ref());
+        let outcome = linger_batches(provider.as_ref(), receive);
         let stalled = outcome
             .history()
             .events()

@@ -14,6 +14,7 @@ mod pipelines;
 mod providers;
 mod restart;
 mod self_check;
+mod stream;
 mod support;
 mod zoo;
 #[path = "../zoo/support.rs"]

@@ -18,6 +18,7 @@ use crate::fixtures::corpus::linger_batch::{self, Offsets};
 use crate::fixtures::corpus::per_partition::{self, Commit};
 use crate::fixtures::corpus::retry_backoff::{self, Key};
 use crate::fixtures::corpus::slow_auto_commit::{self, Store as SlowStore};
+use crate::fixtures::corpus::stream_loop::{self, Loop};
 use crate::fixtures::corpus::transactional_batch::{self, OnRevoke};
 use crate::fixtures::notification::{BoxError, EMAIL};
 use crate::support::*;
@@ -180,6 +181,23 @@ fn the_linger_timer_that_drops_a_stalled_or_frozen_recv_loses_nothing() {
         let history = run.outcome.history();
         assert_eq!(run.violations, [], "{fault:?}:\n{history}");
     }
+}
+
+// ----- StreamExt loops over consumer.stream() -----
+
+#[test]
+fn the_stream_loop_that_commits_each_chunk_after_its_emails_is_at_least_once() {
+    assert_passed(check_at_least_once(&verifier(), |ctx| {
+        stream_loop::instance(ctx, Loop::ChunksThenCommit)
+    }));
+}
+
+#[test]
+fn the_concurrent_stream_loop_that_commits_each_record_as_it_completes_loses_records() {
+    let c = counterexample(check_at_least_once(&verifier(), |ctx| {
+        stream_loop::instance(ctx, Loop::ConcurrentCommitEach)
+    }));
+    assert_violates(&c, "at-least-once", "LOST");
 }
 
 // ----- one spawned task per partition -----
@@ -395,6 +413,9 @@ fn every_correct_twin_passes_ten_thousand_cases() {
             check_at_least_once(v, |ctx| {
                 commit_on_revoke::instance(ctx, RevokeStore::AfterProcessing)
             })
+        }),
+        long_check("stream chunks", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| stream_loop::instance(ctx, Loop::ChunksThenCommit))
         }),
         long_check("transactional batches", pipeline_verifier(), CASES, |v| {
             check_exactly_once(v, |ctx| transactional_batch::instance(ctx, OnRevoke::Abort))
