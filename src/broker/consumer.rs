@@ -21,6 +21,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::backend::BrokerShared;
 use super::native::{ConsumerSlot, NativeClient, Slot};
+use super::positioning;
 use super::session::BrokerSession;
 use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler, explicit_offsets,
@@ -61,13 +62,13 @@ impl Owner {
         self.shared.run.lock().alive(self.incarnation)
     }
 
-    fn record(&self, event: HistoryEvent) {
+    pub(super) fn record(&self, event: HistoryEvent) {
         self.shared.run.lock().record(Some(self.incarnation), event);
         self.shared.publish();
     }
 
     /// Counts the call against the fault schedule. `Err(())`: the instance crashed before it.
-    fn intercept(
+    pub(super) fn intercept(
         &self,
         operation: Operation,
         anchor: Option<RecordPosition>,
@@ -80,15 +81,15 @@ impl Owner {
     /// The offsets `commit_consumer_state` commits: the stored offsets of the assignment that
     /// are ahead of the committed ones, as librdkafka commits only a stored offset newer than
     /// the one it knows committed (it answers `_NO_OFFSET` when there are none).
-    /// With `enable.auto.offset.store` librdkafka stores each position as it hands a message
-    /// out; without it, what the application stored.
+    /// With `enable.auto.offset.store` librdkafka stores each message's offset + 1 as it hands
+    /// it out (noted at the hand-over: the position would not do, a seek makes it `Invalid`
+    /// while the stored offset stays, measured in `tests/brokers/seek_pause.rs`); without it,
+    /// what the application stored.
     fn stored_offsets(
         &self,
         consumer: &BaseConsumer<BrokerContext>,
     ) -> KafkaResult<Vec<(TopicPartition, i64)>> {
-        let candidates: Vec<(TopicPartition, i64)> = if self.auto_store {
-            offsets_in(&Consumer::position(consumer)?)
-        } else {
+        let candidates: Vec<(TopicPartition, i64)> = {
             let assigned = partitions(&Consumer::assignment(consumer)?);
             let stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
             assigned
@@ -123,7 +124,7 @@ impl Owner {
 
     /// Completes the interception step of `operation`: `Err(())` when the instance crashed
     /// after the call.
-    fn complete(&self, injection: &Injection, operation: Operation) -> Result<(), ()> {
+    pub(super) fn complete(&self, injection: &Injection, operation: Operation) -> Result<(), ()> {
         self.shared
             .complete(injection, self.incarnation, &operation)
             .map_err(|_| ())
@@ -214,7 +215,18 @@ impl ConsumerContext for BrokerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            let committed = consumer.committed_offsets((*list).clone(), CALLBACK_TIMEOUT);
+            // librdkafka forgets the stored offsets of the partitions it is assigned.
+            let mut stored = self
+                .owner
+                .stored
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for tp in partitions(list) {
+                stored.remove(&tp);
+            }
+            drop(stored);
+            let committed =
+                Consumer::committed_offsets(consumer, (*list).clone(), CALLBACK_TIMEOUT);
             let starts = partitions(list)
                 .into_iter()
                 .map(|tp| {
@@ -255,7 +267,7 @@ impl ConsumerContext for BrokerContext {
     }
 }
 
-fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+pub(super) fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements()
         .iter()
         .map(|e| TopicPartition::new(e.topic(), e.partition()))
@@ -345,6 +357,38 @@ impl ConsumerHandle for CallbackHandle<'_> {
     }
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
         Consumer::committed(self.consumer, timeout)
+    }
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Timeout,
+    ) -> KafkaResult<()> {
+        let tp = TopicPartition::new(topic, partition);
+        positioning::seek(self.owner(), self.consumer, &tp, offset, timeout)
+            .unwrap_or_else(|()| Err(dead_error()))
+    }
+    fn seek_partitions(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        positioning::seek_partitions(self.owner(), self.consumer, partitions, timeout)
+            .unwrap_or_else(|()| Err(dead_error()))
+    }
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        positioning::pause(self.owner(), self.consumer, partitions, true)
+    }
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        positioning::pause(self.owner(), self.consumer, partitions, false)
+    }
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        Consumer::committed_offsets(self.consumer, partitions, timeout)
     }
     fn group_metadata(&self) -> Option<GroupMetadata> {
         Consumer::group_metadata(self.consumer)
@@ -468,7 +512,8 @@ impl BrokerConsumer {
             // Not handed out (a failed fetch, or the broker went down before answering it):
             // the next poll returns it again.
             let _ = self.with_native(|c| {
-                c.seek(
+                Consumer::seek(
+                    c,
                     message.topic(),
                     message.partition(),
                     Offset::Offset(message.offset()),
@@ -504,6 +549,13 @@ impl BrokerConsumer {
     fn hand_over(&self, message: OwnedMessage, injection: &Injection) -> OwnedMessage {
         let position =
             TopicPartition::new(message.topic(), message.partition()).at(message.offset());
+        if self.owner.auto_store {
+            self.owner
+                .stored
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(position.topic_partition(), position.offset + 1);
+        }
         {
             let mut run = self.owner.shared.run.lock();
             run.set_current_record(self.owner.incarnation, &position);
@@ -523,6 +575,18 @@ impl BrokerConsumer {
             unwind_crash();
         }
         message
+    }
+
+    /// A seek drops the message a stalled `recv` had not handed over yet, if it is of one of
+    /// these partitions (librdkafka discards what it fetched before the seek).
+    fn drop_stalled(&self, seeked: &[TopicPartition]) {
+        let mut stalled = self.stalled.lock().unwrap_or_else(PoisonError::into_inner);
+        if stalled
+            .as_ref()
+            .is_some_and(|(m, _)| seeked.contains(&TopicPartition::new(m.topic(), m.partition())))
+        {
+            *stalled = None;
+        }
     }
 
     fn store(
@@ -651,6 +715,41 @@ impl ConsumerHandle for BrokerConsumer {
     }
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
         self.with_native(|c| Consumer::committed(c, timeout))
+    }
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Timeout,
+    ) -> KafkaResult<()> {
+        let tp = TopicPartition::new(topic, partition);
+        self.drop_stalled(std::slice::from_ref(&tp));
+        let seeked = self.with_native(|c| positioning::seek(&self.owner, c, &tp, offset, timeout));
+        seeked.unwrap_or_else(|()| unwind_crash())
+    }
+    fn seek_partitions(
+        &self,
+        list: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.drop_stalled(&partitions(&list));
+        let seeked =
+            self.with_native(|c| positioning::seek_partitions(&self.owner, c, list, timeout));
+        seeked.unwrap_or_else(|()| unwind_crash())
+    }
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_native(|c| positioning::pause(&self.owner, c, partitions, true))
+    }
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_native(|c| positioning::pause(&self.owner, c, partitions, false))
+    }
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.with_native(|c| Consumer::committed_offsets(c, partitions, timeout))
     }
     fn group_metadata(&self) -> Option<GroupMetadata> {
         self.with_native(Consumer::group_metadata)

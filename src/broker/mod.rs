@@ -26,6 +26,7 @@
 mod backend;
 mod consumer;
 mod native;
+mod positioning;
 mod producer;
 mod provider;
 pub mod self_check;

@@ -18,12 +18,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_core::Stream;
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{FutureRecord, future_producer::OwnedDeliveryResult};
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 pub use rdkafka_impl::RebalanceContext;
 
@@ -62,6 +62,50 @@ pub trait ConsumerHandle {
     fn position(&self) -> KafkaResult<TopicPartitionList>;
     /// The group's committed offsets for the assigned partitions.
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList>;
+    /// Moves an assigned partition's position to `offset` (absolute, `Beginning`, `End`,
+    /// `OffsetTail(n)`): the next record handed out is the one there, and what was fetched
+    /// but not handed out yet is dropped. The stored offset does not move.
+    ///
+    /// ```no_run
+    /// # use effectively_once::ConsumerHandle;
+    /// # use rdkafka::Offset;
+    /// # use std::time::Duration;
+    /// # fn rewind(consumer: &dyn ConsumerHandle) -> rdkafka::error::KafkaResult<()> {
+    /// // After an aborted transaction: back to the group's committed offsets.
+    /// for e in consumer.committed(Duration::from_secs(10).into())?.elements() {
+    ///     if let Offset::Offset(o) = e.offset() {
+    ///         consumer.seek(e.topic(), e.partition(), Offset::Offset(o), Duration::from_secs(10).into())?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Timeout,
+    ) -> KafkaResult<()>;
+    /// [`seek`](Self::seek) for each partition of the list to its offset; each partition's
+    /// own error is set in the returned list.
+    fn seek_partitions(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList>;
+    /// Stops handing out records of these partitions (those already fetched included) until
+    /// they are [resumed](Self::resume); the others flow on.
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()>;
+    /// Hands out records of paused partitions again, from where they stopped.
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()>;
+    /// The group's committed offsets for the listed partitions, assigned or not
+    /// (`Offset::Invalid` where none is committed).
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList>;
     /// The consumer's group metadata, for
     /// [`send_offsets_to_transaction`](KafkaProducer::send_offsets_to_transaction).
     fn group_metadata(&self) -> Option<GroupMetadata>;
@@ -279,6 +323,35 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
         (**self).committed(timeout)
+    }
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Timeout,
+    ) -> KafkaResult<()> {
+        (**self).seek(topic, partition, offset, timeout)
+    }
+    fn seek_partitions(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        (**self).seek_partitions(partitions, timeout)
+    }
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).pause(partitions)
+    }
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).resume(partitions)
+    }
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        (**self).committed_offsets(partitions, timeout)
     }
     fn group_metadata(&self) -> Option<GroupMetadata> {
         (**self).group_metadata()

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 
-use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -13,6 +12,7 @@ use rdkafka::producer::{
     FutureProducer, FutureRecord, Producer, future_producer::OwnedDeliveryResult,
 };
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, KafkaProducer,
@@ -115,6 +115,35 @@ macro_rules! consumer_handle_via_rdkafka {
             }
             fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
                 Consumer::committed(self, timeout)
+            }
+            fn seek(
+                &self,
+                topic: &str,
+                partition: i32,
+                offset: Offset,
+                timeout: Timeout,
+            ) -> KafkaResult<()> {
+                Consumer::seek(self, topic, partition, offset, timeout)
+            }
+            fn seek_partitions(
+                &self,
+                partitions: TopicPartitionList,
+                timeout: Timeout,
+            ) -> KafkaResult<TopicPartitionList> {
+                Consumer::seek_partitions(self, partitions, timeout)
+            }
+            fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::pause(self, partitions)
+            }
+            fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::resume(self, partitions)
+            }
+            fn committed_offsets(
+                &self,
+                partitions: TopicPartitionList,
+                timeout: Timeout,
+            ) -> KafkaResult<TopicPartitionList> {
+                Consumer::committed_offsets(self, partitions, timeout)
             }
             fn group_metadata(&self) -> Option<GroupMetadata> {
                 Consumer::group_metadata(self).map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))

@@ -291,6 +291,21 @@ pub enum HistoryEvent {
         /// The offset stored (the next offset to consume).
         offset: i64,
     },
+    /// The application moved a partition's position (`seek`): the next record it is handed
+    /// from the partition is the one at `offset`.
+    Seeked {
+        /// The partition.
+        partition: TopicPartition,
+        /// The new position (a logical offset resolved against the partition's watermarks).
+        offset: i64,
+    },
+    /// The application paused (`pause`) or resumed (`resume`) partitions.
+    PartitionsPaused {
+        /// The partitions.
+        partitions: Vec<TopicPartition>,
+        /// `true` for `pause`, `false` for `resume`.
+        paused: bool,
+    },
     /// The coordinator accepted an offset commit.
     OffsetsCommitted {
         /// The group.
@@ -548,6 +563,11 @@ impl fmt::Display for HistoryEvent {
                 write_key(f, key)
             }
             OffsetStored { partition, offset } => write!(f, "stored offset {partition}={offset}"),
+            Seeked { partition, offset } => write!(f, "seek {partition} to {offset}"),
+            PartitionsPaused { partitions, paused } => {
+                f.write_str(if *paused { "paused " } else { "resumed " })?;
+                write_partitions(f, partitions)
+            }
             OffsetsCommitted {
                 group,
                 generation,

@@ -37,11 +37,14 @@ pub enum Operation {
     CommitTransaction,
     /// `abort_transaction`. The record is the last one the instance received.
     AbortTransaction,
+    /// `seek` / `seek_partitions` (one interception per call). The record is the last one the
+    /// instance received.
+    Seek,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Recv,
         Operation::CommitMessage,
         Operation::StoreOffset,
@@ -55,6 +58,7 @@ impl Operation {
         Operation::SendOffsetsToTransaction,
         Operation::CommitTransaction,
         Operation::AbortTransaction,
+        Operation::Seek,
     ];
 
     /// Whether `fault` means something on this operation.
@@ -62,7 +66,7 @@ impl Operation {
     /// Delays (`Stall`, `Freeze`) need an asynchronous call to wait in; `Ambiguous` needs an
     /// operation that can be applied while its caller is told it failed; `LoseAck` needs a
     /// producer; of the transactional calls only `commit_transaction` can fail (crashes
-    /// around the others are supported); a broker restart needs a request to the broker
+    /// around the others are supported), and a seek only crashes; a broker restart needs a request to the broker
     /// that the application makes itself (`recv`, an explicit commit, `send`).
     pub fn supports(self, fault: Fault) -> bool {
         use Operation::*;
@@ -70,7 +74,11 @@ impl Operation {
             Fault::CrashBefore | Fault::CrashAfter => true,
             Fault::Fail => !matches!(
                 self,
-                InitTransactions | BeginTransaction | SendOffsetsToTransaction | AbortTransaction
+                InitTransactions
+                    | BeginTransaction
+                    | SendOffsetsToTransaction
+                    | AbortTransaction
+                    | Seek
             ),
             Fault::Ambiguous => matches!(
                 self,
@@ -105,6 +113,7 @@ impl fmt::Display for Operation {
             Operation::SendOffsetsToTransaction => "send_offsets_to_transaction",
             Operation::CommitTransaction => "commit_transaction",
             Operation::AbortTransaction => "abort_transaction",
+            Operation::Seek => "seek",
         })
     }
 }

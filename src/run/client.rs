@@ -3,13 +3,13 @@
 
 use std::future::Future;
 
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::backend::{ConsumerClient, ProducerClient};
 use crate::client::{ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer};
@@ -77,6 +77,35 @@ impl ConsumerHandle for Consumer {
     }
     fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
         self.inner.committed(timeout)
+    }
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Timeout,
+    ) -> KafkaResult<()> {
+        self.inner.seek(topic, partition, offset, timeout)
+    }
+    fn seek_partitions(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.inner.seek_partitions(partitions, timeout)
+    }
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.pause(partitions)
+    }
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.resume(partitions)
+    }
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.inner.committed_offsets(partitions, timeout)
     }
     fn group_metadata(&self) -> Option<GroupMetadata> {
         self.inner.group_metadata()

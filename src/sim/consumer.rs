@@ -1,6 +1,6 @@
 //! The simulated group consumer: librdkafka's consumer semantics over the simulated cluster.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub(crate) struct ConsumerState {
     pub commit_callbacks: VecDeque<(KafkaResult<()>, Offsets)>,
     pub next_auto_commit: Option<Instant>,
     pub eof_reported: BTreeMap<TopicPartition, i64>,
+    /// The partitions the application paused: nothing of them is handed out.
+    pub paused: BTreeSet<TopicPartition>,
     /// librdkafka left the group because `max.poll.interval.ms` passed without a poll; the next
     /// poll reports it.
     pub poll_exceeded: bool,
@@ -87,6 +89,7 @@ impl ConsumerState {
             commit_callbacks: VecDeque::new(),
             next_auto_commit,
             eof_reported: BTreeMap::new(),
+            paused: BTreeSet::new(),
             poll_exceeded: false,
             join_retry_at: None,
         }
@@ -323,6 +326,18 @@ impl SimConsumer {
         }
     }
 
+    /// A seek through the world (see [`positioning`](super::positioning)): unwinds when the
+    /// instance crashed before or after it.
+    fn positioning<T>(
+        &self,
+        f: impl FnOnce(&mut World, &mut ConsumerState, Incarnation) -> Result<KafkaResult<T>, Crashed>,
+    ) -> KafkaResult<T> {
+        match self.with_live(|world, c| f(world, c, self.incarnation))? {
+            Ok(result) => result,
+            Err(Crashed) => Err(crashed(dead_error())),
+        }
+    }
+
     fn store(
         &self,
         tp: TopicPartition,
@@ -550,6 +565,41 @@ impl ConsumerHandle for SimConsumer {
                 .collect::<Vec<_>>()
         })?;
         tpl_with_offsets(committed)
+    }
+
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        _timeout: Timeout,
+    ) -> KafkaResult<()> {
+        let tp = TopicPartition::new(topic, partition);
+        self.positioning(|world, c, incarnation| world.seek(c, incarnation, tp, offset))
+    }
+
+    fn seek_partitions(
+        &self,
+        partitions: TopicPartitionList,
+        _timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.positioning(|world, c, incarnation| world.seek_partitions(c, incarnation, partitions))
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_live(|world, c| world.pause(c, self.incarnation, partitions, true))?
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_live(|world, c| world.pause(c, self.incarnation, partitions, false))?
+    }
+
+    fn committed_offsets(
+        &self,
+        partitions: TopicPartitionList,
+        _timeout: Timeout,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.with_live(|world, c| world.committed_offsets(c, partitions))?
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {

@@ -16,6 +16,7 @@ pub(crate) mod group;
 pub(crate) mod log;
 
 mod poll;
+mod positioning;
 mod producer;
 mod timers;
 pub(crate) mod txn;

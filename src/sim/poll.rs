@@ -321,6 +321,9 @@ impl World {
         may_return: bool,
         latency: Duration,
     ) -> PollStep {
+        if let Some(error) = self.reset_out_of_range(client) {
+            return PollStep::Error(error);
+        }
         let c = self.consumers.get(&client).expect("caller checked");
         let isolation = c.settings.isolation_level;
         // Control records occupy offsets but are never delivered, nor (`read_committed`) are
@@ -360,6 +363,9 @@ impl World {
             else {
                 continue;
             };
+            if c.paused.contains(tp) {
+                continue; // paused by the application: nothing of it is handed out
+            }
             if pos < end {
                 candidates.push((i, pos));
             } else if c.settings.enable_partition_eof
@@ -454,7 +460,8 @@ impl World {
         else {
             return self.poll_step(client, true);
         };
-        if c.positions.get(&c.assignment[index]) != Some(&position.offset) {
+        let tp = &c.assignment[index];
+        if c.positions.get(tp) != Some(&position.offset) || c.paused.contains(tp) {
             return self.poll_step(client, true);
         }
         let record = &self.topics[&position.topic].partitions[position.partition as usize].records

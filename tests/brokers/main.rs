@@ -13,6 +13,7 @@ mod librdkafka_suite;
 mod pipelines;
 mod providers;
 mod restart;
+mod seek_pause;
 mod self_check;
 mod stream;
 mod support;

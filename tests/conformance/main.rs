@@ -19,6 +19,8 @@ mod instances;
 mod offsets;
 mod partitioners;
 mod record_contents;
+mod seek_pause;
+mod seek_pause_cases;
 mod send_failures;
 mod store;
 mod time_limit;
