@@ -7,8 +7,8 @@ use effectively_once::check::{CaseRun, check_at_least_once, check_exactly_once, 
 use effectively_once::history::HistoryEvent;
 use effectively_once::scenario::{Event, Scenario, ScenarioFault, StreamEvent};
 use effectively_once::{
-    CheckError, Counterexample, Fault, InstanceContext, Operation, Passed, Semantics, Verifier,
-    check_effectively_once,
+    CheckError, Counterexample, Fault, FaultKind, InstanceContext, Operation, Passed, Semantics,
+    Verifier, check_effectively_once,
 };
 
 use crate::fixtures::corpus::commit_on_revoke::{self, Store as RevokeStore};
@@ -20,6 +20,7 @@ use crate::fixtures::corpus::retry_backoff::{self, Key};
 use crate::fixtures::corpus::slow_auto_commit::{self, Store as SlowStore};
 use crate::fixtures::corpus::stream_loop::{self, Loop};
 use crate::fixtures::corpus::transactional_batch::{self, OnRevoke};
+use crate::fixtures::corpus::txn_rewind::{self, OnAbort};
 use crate::fixtures::notification::{BoxError, EMAIL};
 use crate::support::*;
 
@@ -78,6 +79,37 @@ fn the_forwarder_that_commits_after_the_acks_is_at_least_once() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(passed.faults_fired > passed.cases as u64 / 2, "{passed}");
+    // A failed commit, then a crash right after the rewind's seek: the next incarnation
+    // starts from the committed offsets all the same.
+    let scenario = one_fault(3, 2, Operation::CommitTransaction, Fault::Fail);
+    let mut scenario = Scenario {
+        faults: scenario
+            .faults
+            .into_iter()
+            .chain([ScenarioFault {
+                event: 2,
+                operation: Operation::Seek,
+                occurrence: 1,
+                fault: Fault::CrashAfter,
+            }])
+            .collect(),
+        ..scenario
+    };
+    scenario.instances = 1;
+    let run = run_scenario(
+        Semantics::ExactlyOnce,
+        &transactional_faults(),
+        &scenario,
+        |ctx| txn_rewind::instance(ctx, OnAbort::Rewind),
+    )
+    .unwrap();
+    let history = run.outcome.history().to_string();
+    println!("{history}");
+    assert!(
+        history.contains("CRASHED (fault: crash after seek)"),
+        "{history}"
+    );
+    assert!(run.violations.is_empty(), "{history}");
 }
 
 #[test]
@@ -449,4 +481,63 @@ fn transactional_batches_left_open_on_revoke_duplicate_their_outputs() {
         transactional_batch::instance(ctx, OnRevoke::KeepOpen)
     }));
     assert_violates(&c, "exactly-once", "DUPLICATED");
+}
+
+/// The transactional fault kinds, and crashes around every call.
+const TRANSACTIONAL_KINDS: [FaultKind; 7] = [
+    FaultKind::Crash,
+    FaultKind::CommitFailure,
+    FaultKind::AmbiguousCommit,
+    FaultKind::Zombie,
+    FaultKind::TransactionTimeout,
+    FaultKind::LostAck,
+    FaultKind::LateJoin,
+];
+
+/// [`TRANSACTIONAL_KINDS`] on the batching pipeline that rewinds with `seek` after an abort.
+/// The seek happens only after a failed transaction, never in the fault-free pilot run the
+/// verifier restricts faults to: the operations are given, the seek among them.
+fn transactional_faults() -> Verifier {
+    use Operation::*;
+    let mut space = effectively_once::scenario::ScenarioSpace::default();
+    space.faults(&TRANSACTIONAL_KINDS).operations(&[
+        Recv,
+        Send,
+        InitTransactions,
+        BeginTransaction,
+        SendOffsetsToTransaction,
+        CommitTransaction,
+        AbortTransaction,
+        Seek,
+    ]);
+    let mut v = pipeline_verifier();
+    v.space(space);
+    v
+}
+
+#[test]
+fn a_transactional_loop_that_seeks_back_to_the_committed_offsets_after_an_abort_is_exactly_once() {
+    let passed = check_exactly_once(&transactional_faults(), |ctx| {
+        txn_rewind::instance(ctx, OnAbort::Rewind)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(passed.faults_fired > passed.cases as u64 / 2, "{passed}");
+}
+
+#[test]
+fn a_transactional_loop_that_carries_on_after_an_abort_loses_the_aborted_batch() {
+    let mut v = pipeline_verifier();
+    v.faults(&TRANSACTIONAL_KINDS);
+    let c = counterexample(check_exactly_once(&v, |ctx| {
+        txn_rewind::instance(ctx, OnAbort::CarryOn)
+    }));
+    println!("{c}");
+    assert_violates(&c, "exactly-once", "LOST");
+    assert!(
+        c.scenario
+            .faults
+            .iter()
+            .any(|f| f.operation == Operation::CommitTransaction),
+        "{c}"
+    );
 }
