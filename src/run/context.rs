@@ -121,13 +121,15 @@ impl InstanceContext {
     /// background tasks (tickers, flushers, workers) this way: a task spawned with plain
     /// `tokio::spawn` keeps running through a freeze until its next asynchronous call into
     /// the kit (recv, send, an effect), which waits for the thaw, and its synchronous calls
-    /// (commits, stores) go through meanwhile.
+    /// (commits, stores) go through meanwhile. Inside the task
+    /// [`InstanceContext::current`] is this context.
     pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        tokio::task::spawn_local(FreezeGate::new(self.run.clone(), self.incarnation, future))
+        let gate = FreezeGate::new(self.run.clone(), self.incarnation, future);
+        tokio::task::spawn_local(super::current::scope(self.clone(), gate))
     }
 
     fn interception(&self) -> Interception {

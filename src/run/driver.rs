@@ -330,7 +330,9 @@ where
         };
         let factory = self.factory.clone();
         let (run, backend) = (self.run.clone(), self.backend.clone());
-        // The whole task, the instance's future and its end, stops while the process is frozen.
+        let current = context.clone();
+        // The whole task, the instance's future and its end, stops while the process is frozen;
+        // the factory call and the future see the context as `InstanceContext::current()`.
         let gate = FreezeGate::new(self.run.clone(), incarnation, async move {
             let started = catch_unwind(AssertUnwindSafe(|| factory(context)));
             let result = match started {
@@ -344,7 +346,7 @@ where
             };
             instance_ended(&run, &*backend, incarnation, result);
         });
-        let handle = tokio::task::spawn_local(gate);
+        let handle = tokio::task::spawn_local(super::current::scope(current, gate));
         let mut run = self.run.lock();
         if let Some(state) = run.instances.get_mut(&id) {
             if state.incarnation == incarnation.number && state.status == InstanceStatus::Running {

@@ -16,6 +16,7 @@ mod builder;
 pub(crate) mod client;
 mod context;
 pub(crate) mod core;
+mod current;
 pub(crate) mod driver;
 pub(crate) mod effect;
 pub(crate) mod fault_plan;
