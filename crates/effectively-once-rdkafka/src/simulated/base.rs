@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use effectively_once::ConsumerHandle;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::util::Timeout;
 
@@ -46,30 +46,36 @@ where
 }
 
 impl<C: ConsumerContext> BaseConsumer<C> {
-    /// Runs `call` on the lent handle; `None` once it cannot be reached (an earlier call
-    /// crashed the instance).
+    /// Runs `call` on the lent handle. When the call crashed the instance (the kit unwinds the
+    /// lending thread), the callback stops here too: a crashed process runs nothing more.
     fn call<R: Send + 'static>(
         &self,
         call: impl FnOnce(&dyn ConsumerHandle) -> R + Send + 'static,
-    ) -> Option<R> {
+    ) -> R {
         let (reply, answer) = mpsc::sync_channel(1);
         let request: Request = Box::new(move |handle| {
             let _ = reply.send(call(handle));
         });
-        self.link.send(request).ok()?;
-        answer.recv().ok()
+        // The lending thread stops serving only when a call unwound it.
+        match self
+            .link
+            .send(request)
+            .ok()
+            .and_then(|()| answer.recv().ok())
+        {
+            Some(answer) => answer,
+            None => resume_unwind(Box::new(Crashed)),
+        }
     }
 }
+
+/// The payload that stops a callback whose instance crashed under it.
+struct Crashed;
 
 impl<C: ConsumerContext> std::fmt::Debug for BaseConsumer<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BaseConsumer").finish_non_exhaustive()
     }
-}
-
-/// A call after the instance crashed: librdkafka's answer for a destroyed client.
-fn gone<T>() -> KafkaResult<T> {
-    Err(KafkaError::Canceled)
 }
 
 /// Runs `callback` with a [`BaseConsumer`] over `handle` (see the module's docs).
@@ -127,12 +133,11 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
         &self.context
     }
     fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
-        self.call(|c| c.group_metadata()).flatten()
+        self.call(|c| c.group_metadata())
     }
     fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         self.call(move |c| c.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>()))
-            .unwrap_or_else(gone)
     }
     fn unsubscribe(&self) {
         self.call(|c| c.unsubscribe());
@@ -140,11 +145,9 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         let offsets = offsets.clone();
         self.call(move |c| c.commit(&offsets, mode))
-            .unwrap_or_else(gone)
     }
     fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
         self.call(move |c| c.commit_consumer_state(mode))
-            .unwrap_or_else(gone)
     }
     fn commit_message(&self, message: &BorrowedMessage<'_>, mode: CommitMode) -> KafkaResult<()> {
         let mut offsets = TopicPartitionList::new();
@@ -158,7 +161,6 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
         let topic = topic.to_string();
         self.call(move |c| c.store_offset(&topic, partition, offset))
-            .unwrap_or_else(gone)
     }
     fn store_offset_from_message(&self, message: &BorrowedMessage<'_>) -> KafkaResult<()> {
         self.store_offset(message.topic(), message.partition(), message.offset())
@@ -166,21 +168,19 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
         let offsets = offsets.clone();
         self.call(move |c| c.store_offsets(&offsets))
-            .unwrap_or_else(gone)
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
-        self.call(|c| c.subscription()).unwrap_or_else(gone)
+        self.call(|c| c.subscription())
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
-        self.call(|c| c.assignment()).unwrap_or_else(gone)
+        self.call(|c| c.assignment())
     }
     fn committed<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<TopicPartitionList> {
         let timeout = timeout.into();
         self.call(move |c| c.committed(timeout))
-            .unwrap_or_else(gone)
     }
     fn position(&self) -> KafkaResult<TopicPartitionList> {
-        self.call(|c| c.position()).unwrap_or_else(gone)
+        self.call(|c| c.position())
     }
     fn fetch_watermarks<T: Into<Timeout>>(
         &self,
@@ -190,6 +190,5 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     ) -> KafkaResult<(i64, i64)> {
         let (topic, timeout) = (topic.to_string(), timeout.into());
         self.call(move |c| c.fetch_watermarks(&topic, partition, timeout))
-            .unwrap_or_else(gone)
     }
 }
