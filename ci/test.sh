@@ -41,17 +41,27 @@ echo "EFFECTIVELY_ONCE_KAFKA_IMAGE=$EFFECTIVELY_ONCE_KAFKA_IMAGE"
 say "cargo fmt --check"
 cargo fmt --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
-say "cargo test --all-targets"
+say "cargo test --workspace --all-targets"
 # A report that differs from its insta snapshot fails the run and nothing is written (insta's
 # default under CI=true, made explicit here so that no environment variable can turn it off);
 # likewise a compile error that differs from its tests/ui/*.stderr (no TRYBUILD=overwrite).
-env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 cargo test --all-targets
+env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 cargo test --workspace --all-targets
 
-say "cargo test --doc"
-cargo test --doc
+say "cargo test --workspace --doc"
+cargo test --workspace --doc
+
+say "the drop-in rdkafka: production builds link plain rdkafka"
+# Without its dev-dependencies the notification service gets effectively-once-rdkafka without
+# the `simulated` feature: plain rdkafka, and nothing of the kit.
+cargo build --quiet -p notification-consumer
+cargo clippy --quiet -p effectively-once-rdkafka -- -D warnings
+if cargo tree -p notification-consumer -e normal --prefix none | grep -q '^effectively-once v'; then
+  echo "ci/test.sh: notification-consumer's normal build depends on effectively-once" >&2
+  exit 1
+fi
 
 say "an unbiased select! replays with --cfg tokio_unstable"
 # tokio's random generator, which an unbiased select! draws from, can only be seeded through
