@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use effectively_once::ConsumerHandle;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -190,5 +190,44 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     ) -> KafkaResult<(i64, i64)> {
         let (topic, timeout) = (topic.to_string(), timeout.into());
         self.call(move |c| c.fetch_watermarks(&topic, partition, timeout))
+    }
+
+    fn seek<T: Into<Timeout>>(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: T,
+    ) -> KafkaResult<()> {
+        let (topic, timeout) = (topic.to_string(), timeout.into());
+        self.call(move |c| c.seek(&topic, partition, offset, timeout))
+    }
+
+    fn seek_partitions<T: Into<Timeout>>(
+        &self,
+        topic_partition_list: TopicPartitionList,
+        timeout: T,
+    ) -> KafkaResult<TopicPartitionList> {
+        let timeout = timeout.into();
+        self.call(move |c| c.seek_partitions(topic_partition_list, timeout))
+    }
+
+    fn committed_offsets<T: Into<Timeout>>(
+        &self,
+        tpl: TopicPartitionList,
+        timeout: T,
+    ) -> KafkaResult<TopicPartitionList> {
+        let timeout = timeout.into();
+        self.call(move |c| c.committed_offsets(tpl, timeout))
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        let partitions = partitions.clone();
+        self.call(move |c| c.pause(&partitions))
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        let partitions = partitions.clone();
+        self.call(move |c| c.resume(&partitions))
     }
 }

@@ -13,7 +13,7 @@ use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::{DefaultRuntime, Timeout};
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::ConsumerGroupMetadata;
 use super::context::{self, ConsumerContext};
@@ -161,5 +161,41 @@ impl<C: ConsumerContext + 'static, R> Consumer<C> for StreamConsumer<C, R> {
     ) -> KafkaResult<(i64, i64)> {
         self.consumer
             .fetch_watermarks(topic, partition, timeout.into())
+    }
+
+    fn seek<T: Into<Timeout>>(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: T,
+    ) -> KafkaResult<()> {
+        self.consumer
+            .seek(topic, partition, offset, timeout.into())
+    }
+
+    fn seek_partitions<T: Into<Timeout>>(
+        &self,
+        topic_partition_list: TopicPartitionList,
+        timeout: T,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.consumer
+            .seek_partitions(topic_partition_list, timeout.into())
+    }
+
+    fn committed_offsets<T: Into<Timeout>>(
+        &self,
+        tpl: TopicPartitionList,
+        timeout: T,
+    ) -> KafkaResult<TopicPartitionList> {
+        self.consumer.committed_offsets(tpl, timeout.into())
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.consumer.pause(partitions)
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
+        self.consumer.resume(partitions)
     }
 }

@@ -30,8 +30,8 @@ fn unsupported_code(call: &str) -> RDKafkaErrorCode {
 /// with the same signatures, carried out by the kit's consumer with librdkafka's semantics.
 ///
 /// `client()` is not offered (there is no librdkafka client). The calls the kit does not
-/// simulate (`assign`, `seek`, `pause`, `resume`, `committed_offsets`, lookups by
-/// timestamp, metadata and group lists) compile and return an error that names them.
+/// simulate (`assign`, lookups by timestamp, metadata and group lists) compile and return an
+/// error that names them.
 pub trait Consumer<C = DefaultConsumerContext>
 where
     C: ConsumerContext,
@@ -73,27 +73,23 @@ where
         )))
     }
 
-    /// Not simulated.
+    /// Moves an assigned partition's fetch position to `offset`: the next record handed out
+    /// is the one at `offset` (records already fetched are dropped).
     fn seek<T: Into<Timeout>>(
         &self,
         topic: &str,
         partition: i32,
         offset: Offset,
         timeout: T,
-    ) -> KafkaResult<()> {
-        let _ = (topic, partition, offset, timeout);
-        Err(KafkaError::Seek(unsupported("seek")))
-    }
+    ) -> KafkaResult<()>;
 
-    /// Not simulated.
+    /// [`seek`](Self::seek) for each listed partition; per-partition errors are in the list
+    /// returned.
     fn seek_partitions<T: Into<Timeout>>(
         &self,
         topic_partition_list: TopicPartitionList,
         timeout: T,
-    ) -> KafkaResult<TopicPartitionList> {
-        let _ = (topic_partition_list, timeout);
-        Err(KafkaError::Seek(unsupported("seek_partitions")))
-    }
+    ) -> KafkaResult<TopicPartitionList>;
 
     /// Commits explicit offsets (the next offset to consume, per partition).
     fn commit(
@@ -129,20 +125,14 @@ where
         T: Into<Timeout>,
         Self: Sized;
 
-    /// Not simulated.
+    /// The group's committed offsets for the listed partitions, assigned or not.
     fn committed_offsets<T>(
         &self,
         tpl: TopicPartitionList,
         timeout: T,
     ) -> KafkaResult<TopicPartitionList>
     where
-        T: Into<Timeout>,
-    {
-        let _ = (tpl, timeout);
-        Err(KafkaError::OffsetFetch(unsupported_code(
-            "committed_offsets",
-        )))
-    }
+        T: Into<Timeout>;
 
     /// Not simulated.
     fn offsets_for_timestamp<T>(
@@ -214,17 +204,11 @@ where
         )))
     }
 
-    /// Not simulated.
-    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
-        let _ = partitions;
-        Err(KafkaError::PauseResume(unsupported("pause")))
-    }
+    /// Stops handing out records of these partitions until they are resumed.
+    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()>;
 
-    /// Not simulated.
-    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
-        let _ = partitions;
-        Err(KafkaError::PauseResume(unsupported("resume")))
-    }
+    /// Hands out records of paused partitions again.
+    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()>;
 
     /// The kit's groups rebalance eagerly (every partition is revoked, then the new set
     /// assigned).
