@@ -20,6 +20,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::backend::BrokerShared;
+use super::manual_assign::Change;
 use super::native::{ConsumerSlot, NativeClient, Slot};
 use super::positioning;
 use super::session::BrokerSession;
@@ -48,6 +49,8 @@ pub(crate) struct Owner {
     pub group: String,
     /// `enable.auto.offset.store` (librdkafka's default: true).
     auto_store: bool,
+    /// `auto.offset.reset` is latest (librdkafka's default) rather than earliest.
+    pub(super) reset_latest: bool,
     /// The offsets stored explicitly (`store_offset`), which librdkafka keeps to itself.
     stored: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     /// The committed offsets as this client knows them, as librdkafka keeps its own: read
@@ -112,7 +115,7 @@ impl Owner {
     }
 
     /// Notes offsets the group now has committed.
-    fn note_committed(&self, offsets: &[(TopicPartition, i64)]) {
+    pub(super) fn note_committed(&self, offsets: &[(TopicPartition, i64)]) {
         let mut committed = self
             .committed
             .lock()
@@ -275,7 +278,7 @@ pub(super) fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 /// The partitions of `list` that carry an offset, with it.
-fn offsets_in(list: &TopicPartitionList) -> Vec<(TopicPartition, i64)> {
+pub(super) fn offsets_in(list: &TopicPartitionList) -> Vec<(TopicPartition, i64)> {
     list.elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -327,6 +330,25 @@ impl ConsumerHandle for CallbackHandle<'_> {
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         Consumer::assignment(self.consumer)
+    }
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Assign(assignment);
+        self.owner().change_assignment(self.consumer, change)
+    }
+    fn unassign(&self) -> KafkaResult<()> {
+        let change = Change::Unassign;
+        self.owner().change_assignment(self.consumer, change)
+    }
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Add(assignment);
+        self.owner().change_assignment(self.consumer, change)
+    }
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Remove(assignment);
+        self.owner().change_assignment(self.consumer, change)
+    }
+    fn assignment_lost(&self) -> bool {
+        Consumer::assignment_lost(self.consumer)
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         Consumer::subscription(self.consumer)
@@ -433,6 +455,10 @@ impl BrokerConsumer {
             incarnation,
             group,
             auto_store: config.get("enable.auto.offset.store") != Some("false"),
+            reset_latest: !matches!(
+                config.get("auto.offset.reset"),
+                Some("earliest" | "smallest" | "beginning")
+            ),
             stored: Arc::default(),
             committed: Arc::default(),
         };
@@ -664,6 +690,24 @@ impl ConsumerHandle for BrokerConsumer {
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::assignment)
+    }
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Assign(assignment);
+        self.with_native(|c| self.owner.change_assignment(c, change))
+    }
+    fn unassign(&self) -> KafkaResult<()> {
+        self.with_native(|c| self.owner.change_assignment(c, Change::Unassign))
+    }
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Add(assignment);
+        self.with_native(|c| self.owner.change_assignment(c, change))
+    }
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let change = Change::Remove(assignment);
+        self.with_native(|c| self.owner.change_assignment(c, change))
+    }
+    fn assignment_lost(&self) -> bool {
+        self.with_native(Consumer::assignment_lost)
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::subscription)

@@ -25,6 +25,7 @@
 
 mod backend;
 mod consumer;
+mod manual_assign;
 mod native;
 mod positioning;
 mod producer;

@@ -39,6 +39,36 @@ pub trait ConsumerHandle {
     fn unsubscribe(&self);
     /// The partitions currently assigned to this consumer.
     fn assignment(&self) -> KafkaResult<TopicPartitionList>;
+    /// Replaces the assignment with `assignment`, outside any group rebalance: no group join,
+    /// no rebalance callbacks. Each partition starts at its offset: `Offset::Offset(n)`,
+    /// `Beginning`, `End`, `OffsetTail(n)`, or `Invalid`/`Stored` for the group's committed
+    /// offset (else `auto.offset.reset`). Commits of a manually assigned consumer carry no
+    /// member and generation -1: the coordinator accepts them only while the group has no
+    /// active members.
+    ///
+    /// ```no_run
+    /// # use effectively_once::ConsumerHandle;
+    /// # use rdkafka::{Offset, TopicPartitionList};
+    /// # fn f(consumer: &impl ConsumerHandle) -> rdkafka::error::KafkaResult<()> {
+    /// let mut partitions = TopicPartitionList::new();
+    /// partitions.add_partition_offset("orders", 0, Offset::Offset(42))?; // from my own database
+    /// partitions.add_partition_offset("orders", 1, Offset::Beginning)?;
+    /// consumer.assign(&partitions)?;
+    /// # Ok(()) }
+    /// ```
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
+    /// Drops the whole assignment (as `assign` with an empty list).
+    fn unassign(&self) -> KafkaResult<()>;
+    /// Adds partitions to the assignment, starting at their offsets as in
+    /// [`assign`](Self::assign). Fails with `_STATE` on a member of an eager-protocol group.
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
+    /// Removes partitions from the assignment. Fails with `_STATE` on a member of an
+    /// eager-protocol group.
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
+    /// Whether the current assignment was lost (the group removed this member before it could
+    /// revoke its partitions); `assign`, `incremental_assign` and `incremental_unassign` reset
+    /// it.
+    fn assignment_lost(&self) -> bool;
     /// The topics subscribed to, each with partition -1 (librdkafka's "unassigned").
     fn subscription(&self) -> KafkaResult<TopicPartitionList>;
     /// A partition's low and high watermarks (its first offset and the offset after its last
@@ -294,6 +324,21 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         (**self).assignment()
+    }
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).assign(assignment)
+    }
+    fn unassign(&self) -> KafkaResult<()> {
+        (**self).unassign()
+    }
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).incremental_assign(assignment)
+    }
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        (**self).incremental_unassign(assignment)
+    }
+    fn assignment_lost(&self) -> bool {
+        (**self).assignment_lost()
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         (**self).subscription()

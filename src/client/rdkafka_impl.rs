@@ -87,6 +87,21 @@ macro_rules! consumer_handle_via_rdkafka {
             fn assignment(&self) -> KafkaResult<TopicPartitionList> {
                 Consumer::assignment(self)
             }
+            fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::assign(self, assignment)
+            }
+            fn unassign(&self) -> KafkaResult<()> {
+                Consumer::unassign(self)
+            }
+            fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::incremental_assign(self, assignment)
+            }
+            fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+                Consumer::incremental_unassign(self, assignment)
+            }
+            fn assignment_lost(&self) -> bool {
+                Consumer::assignment_lost(self)
+            }
             fn subscription(&self) -> KafkaResult<TopicPartitionList> {
                 Consumer::subscription(self)
             }

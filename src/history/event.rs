@@ -275,6 +275,22 @@ pub enum HistoryEvent {
         /// Each partition and the offset consumption starts from.
         partitions: Vec<(TopicPartition, i64)>,
     },
+    /// A consumer assigned itself partitions (`assign`, `incremental_assign`), outside any
+    /// group rebalance: no join, no callbacks.
+    PartitionsAssignedManually {
+        /// The consumer's `group.id` (where its commits would go).
+        group: String,
+        /// Each partition and the offset consumption starts from.
+        partitions: Vec<(TopicPartition, i64)>,
+    },
+    /// A consumer gave up manually assigned partitions (`unassign`, `incremental_unassign`,
+    /// or an `assign` that replaced them).
+    PartitionsUnassigned {
+        /// The consumer's `group.id`.
+        group: String,
+        /// The partitions it gave up.
+        partitions: Vec<TopicPartition>,
+    },
     /// `recv` handed a record to the application.
     Delivered {
         /// The record.
@@ -557,6 +573,24 @@ impl fmt::Display for HistoryEvent {
                     write!(f, "{tp} from {start}")?;
                 }
                 write_group(f, group, *generation)
+            }
+            PartitionsAssignedManually { group, partitions } => {
+                f.write_str("assigned ")?;
+                if partitions.is_empty() {
+                    f.write_str("none")?;
+                }
+                for (i, (tp, start)) in partitions.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{tp} from {start}")?;
+                }
+                write!(f, " (manual, group {group:?})")
+            }
+            PartitionsUnassigned { group, partitions } => {
+                f.write_str("unassigned ")?;
+                write_partitions(f, partitions)?;
+                write!(f, " (manual, group {group:?})")
             }
             Delivered { position, key, .. } => {
                 write!(f, "recv {position}")?;

@@ -35,7 +35,8 @@ impl Invariant for OffsetsMatchOutputs {
         for event in run.history.events() {
             if let HistoryEvent::PartitionsAssigned {
                 group, partitions, ..
-            } = event
+            }
+            | HistoryEvent::PartitionsAssignedManually { group, partitions } = event
             {
                 if partitions
                     .iter()

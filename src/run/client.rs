@@ -49,6 +49,21 @@ impl ConsumerHandle for Consumer {
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
         self.inner.assignment()
     }
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.assign(assignment)
+    }
+    fn unassign(&self) -> KafkaResult<()> {
+        self.inner.unassign()
+    }
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.incremental_assign(assignment)
+    }
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.inner.incremental_unassign(assignment)
+    }
+    fn assignment_lost(&self) -> bool {
+        self.inner.assignment_lost()
+    }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.inner.subscription()
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::config::ConsumerSettings;
 use super::group::{Events, GroupState};
+use super::manual_assign::Change;
 use super::poll::PollStep;
 use super::{ClientId, Shared, World, broker_down_error};
 use crate::client::{
@@ -64,6 +65,14 @@ pub(crate) struct ConsumerState {
     /// poll reports it.
     pub poll_exceeded: bool,
     pub join_retry_at: Option<Instant>,
+    /// The offsets a manual assignment gave, as librdkafka's `assignment()` lists them
+    /// (raw: `Invalid` became `Stored`).
+    pub assigned_offsets: BTreeMap<TopicPartition, i64>,
+    /// The group's assignment while a manual `assign` replaced it: librdkafka still revokes
+    /// the group's partitions at the next rebalance.
+    pub group_assignment: Option<Vec<TopicPartition>>,
+    /// librdkafka's `assignment_lost`: set while a lost assignment is being revoked.
+    pub lost: bool,
 }
 
 impl ConsumerState {
@@ -92,7 +101,18 @@ impl ConsumerState {
             paused: BTreeSet::new(),
             poll_exceeded: false,
             join_retry_at: None,
+            assigned_offsets: BTreeMap::new(),
+            group_assignment: None,
+            lost: false,
         }
+    }
+
+    /// The partitions a revoke of the group's assignment lists: the group's, even when a
+    /// manual `assign` replaced them since.
+    pub(crate) fn group_partitions(&self) -> Vec<TopicPartition> {
+        self.group_assignment
+            .clone()
+            .unwrap_or_else(|| self.assignment.clone())
     }
 
     /// When librdkafka gives up on the application and leaves the group.
@@ -291,6 +311,9 @@ impl SimConsumer {
                 }
                 PollStep::Revoke { partitions, lost } => {
                     let list = tpl(&partitions);
+                    if let Some(c) = self.shared.lock().consumers.get_mut(&self.client) {
+                        c.lost = lost; // until the revoke's unassign (`finish_revoke`)
+                    }
                     self.rebalance_callback(true, &Rebalance::Revoke(&list));
                     let done = self.shared.lock().finish_revoke(self.client, lost);
                     self.shared.publish();
@@ -390,7 +413,7 @@ impl Drop for SimConsumer {
             match world.consumers.get_mut(&self.client) {
                 Some(c) if alive && c.assigned && self.handler.is_some() => {
                     c.subscription.clear();
-                    Some(c.assignment.clone())
+                    Some(c.group_partitions())
                 }
                 _ => None,
             }
@@ -456,9 +479,41 @@ impl ConsumerHandle for SimConsumer {
         });
     }
 
+    /// The assigned partitions, each with the offset a manual assignment gave it
+    /// (`Invalid` for the group's).
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {
-        let partitions = self.with_live(|_, c| c.assignment.clone())?;
-        Ok(tpl(&partitions))
+        let partitions = self.with_live(|_, c| {
+            c.assignment
+                .iter()
+                .map(|tp| (tp.clone(), c.assigned_offsets.get(tp).copied()))
+                .collect::<Vec<_>>()
+        })?;
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for (tp, offset) in partitions {
+            let offset = offset.map_or(Offset::Invalid, Offset::from_raw);
+            list.add_partition_offset(&tp.topic, tp.partition, offset)?;
+        }
+        Ok(list)
+    }
+
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_live(|world, c| world.change_assignment(c, Change::Assign(assignment)))?
+    }
+
+    fn unassign(&self) -> KafkaResult<()> {
+        self.with_live(|world, c| world.change_assignment(c, Change::Unassign))?
+    }
+
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_live(|world, c| world.change_assignment(c, Change::Add(assignment)))?
+    }
+
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.with_live(|world, c| world.change_assignment(c, Change::Remove(assignment)))?
+    }
+
+    fn assignment_lost(&self) -> bool {
+        self.with_live(|_, c| c.lost).unwrap_or(false)
     }
 
     fn fetch_watermarks(

@@ -14,6 +14,7 @@ pub(crate) mod config;
 mod consumer;
 pub(crate) mod group;
 pub(crate) mod log;
+mod manual_assign;
 
 mod poll;
 mod positioning;

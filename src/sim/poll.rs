@@ -20,6 +20,9 @@ use crate::run::fault_plan::Injection;
 
 use super::consumer::JOIN_RETRY_BACKOFF;
 
+/// librdkafka's `RD_KAFKA_OFFSET_STORED`.
+const STORED: i64 = -1000;
+
 /// What `recv` must do next.
 pub(crate) enum PollStep {
     Dead,
@@ -174,7 +177,7 @@ impl World {
             });
             if session_lost && c.assigned {
                 return PollStep::Revoke {
-                    partitions: c.assignment.clone(),
+                    partitions: c.group_partitions(),
                     lost: true,
                 };
             }
@@ -184,7 +187,7 @@ impl World {
         if c.subscription.is_empty() && c.assigned {
             // Unsubscribed: revoke through the callback, then leave (`finish_revoke`).
             return PollStep::Revoke {
-                partitions: c.assignment.clone(),
+                partitions: c.group_partitions(),
                 lost: false,
             };
         }
@@ -229,7 +232,7 @@ impl World {
             if !known {
                 if c.assigned {
                     return Some(PollStep::Revoke {
-                        partitions: c.assignment.clone(),
+                        partitions: c.group_partitions(),
                         lost: true,
                     });
                 }
@@ -293,7 +296,7 @@ impl World {
                 if g.state == GroupState::PreparingRebalance && !g.members[&member].joined {
                     if c.assigned {
                         return Some(PollStep::Revoke {
-                            partitions: c.assignment.clone(),
+                            partitions: c.group_partitions(),
                             lost: false,
                         });
                     }
@@ -516,8 +519,12 @@ impl World {
             self.auto_commit(client, CommitKind::Revoke)?;
         }
         let c = self.consumers.get_mut(&client).ok_or(Crashed)?;
-        let partitions = std::mem::take(&mut c.assignment);
+        let partitions = c.group_partitions();
+        c.assignment.clear();
+        c.group_assignment = None;
         c.assigned = false;
+        c.lost = false;
+        c.assigned_offsets.clear();
         c.positions.clear();
         c.starts.clear();
         c.stored.clear();
@@ -594,7 +601,10 @@ impl World {
         }
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
+        // librdkafka lists a group's partitions as starting from the stored offset.
+        c.assigned_offsets = assignment.iter().map(|tp| (tp.clone(), STORED)).collect();
         c.assignment = assignment;
+        c.group_assignment = None;
         c.assigned = true;
         c.starts = positions.clone();
         c.positions = positions;

@@ -71,6 +71,7 @@ impl World {
         for id in breached {
             let c = self.consumers.get_mut(&id).expect("listed");
             c.poll_exceeded = true;
+            c.lost = c.assigned;
             let (group, member) = (
                 c.settings.group_id.clone(),
                 c.member.clone().expect("deadline needs a member"),

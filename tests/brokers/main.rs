@@ -10,6 +10,7 @@ mod cancel_safety;
 mod close_during_outage;
 mod commit_errors;
 mod librdkafka_suite;
+mod manual_assign;
 mod pipelines;
 mod providers;
 mod restart;

@@ -16,6 +16,7 @@ mod freeze;
 mod groups;
 mod idempotence;
 mod instances;
+mod manual_assign;
 mod offsets;
 mod partitioners;
 mod record_contents;
