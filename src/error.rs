@@ -39,6 +39,16 @@ pub enum Error {
     /// A real broker could not be started, reached or used.
     #[error("real broker: {0}")]
     Broker(#[from] crate::broker::BrokerError),
+    /// The query of [`SimulationBuilder::progress_from_store`](crate::SimulationBuilder::progress_from_store)
+    /// (or `Verifier::progress_from_store`) could not be run on the durable store, or its rows
+    /// are not `(topic, partition, next_offset)`.
+    #[error("progress_from_store: the query {query:?} failed: {why}")]
+    StoreProgress {
+        /// The query.
+        query: String,
+        /// What went wrong.
+        why: String,
+    },
     /// The scenario's durable store could not be created.
     #[error("could not create the scenario's durable store: {0}")]
     Store(#[from] rusqlite::Error),

@@ -23,6 +23,7 @@ use crate::history::{
 use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
 use crate::run::core::{Crashed, Run, RunEvent};
 use crate::run::fault_plan::Injection;
+use crate::run::store_progress::{Progress, STORE_PROGRESS};
 
 /// How long nothing may happen before a real-broker run counts as quiesced.
 const BROKER_SETTLE: Duration = Duration::from_secs(1);
@@ -260,7 +261,7 @@ impl Backend for BrokerBackend {
     }
 
     /// Every running incarnation waits in `recv`; the lag decides the rest.
-    fn idle(&self, running: &[Incarnation]) -> bool {
+    fn idle(&self, running: &[Incarnation], _progress: Option<&Progress>) -> bool {
         running.iter().all(|i| self.shared.session.parked(*i))
     }
 
@@ -279,8 +280,24 @@ impl Backend for BrokerBackend {
     /// Every group committed to the end of what it subscribed to, or only transaction markers
     /// and aborted records of the input are left (a consumer commits the offset after its last
     /// record, not after the marker that follows).
-    fn quiesced(&self) -> Result<bool, Error> {
-        let lag = self.lag()?;
+    /// With `progress`, the same of the consumer's database's offsets for the input.
+    fn quiesced(&self, progress: Option<&Progress>) -> Result<bool, Error> {
+        let lag = match progress {
+            None => self.lag()?,
+            Some(progress) => {
+                let state = self.shared.state();
+                state
+                    .written
+                    .iter()
+                    .map(|(tp, log)| Lag {
+                        group: STORE_PROGRESS.into(),
+                        partition: tp.clone(),
+                        committed: progress.get(tp).copied(),
+                        end: log.len() as i64,
+                    })
+                    .collect()
+            }
+        };
         let state = self.shared.state();
         Ok(lag.iter().all(|l| {
             let committed = l.committed.unwrap_or(0);
@@ -293,6 +310,17 @@ impl Backend for BrokerBackend {
                             .all(|r| r.control || r.aborted)
                 })
         }))
+    }
+
+    /// The partitions the run wrote input to, with their ends.
+    fn end_offsets(&self, topics: &[String]) -> Result<Vec<(TopicPartition, i64)>, Error> {
+        let state = self.shared.state();
+        Ok(state
+            .written
+            .iter()
+            .filter(|(tp, _)| topics.contains(&tp.topic))
+            .map(|(tp, log)| (tp.clone(), log.len() as i64))
+            .collect())
     }
 
     fn create_consumer(

@@ -40,6 +40,7 @@ pub struct Verifier {
     pub(crate) encode: Encoder,
     pub(crate) sinks: Vec<String>,
     pub(crate) store_effects: Vec<StoreEffect>,
+    pub(crate) progress_query: Option<String>,
     pub(crate) outputs: Vec<OutputTopic>,
     pub(crate) extra: Vec<Arc<dyn Invariant>>,
     pub(crate) liveness: Liveness,
@@ -62,6 +63,7 @@ impl fmt::Debug for Verifier {
             .field("topic", &self.topic)
             .field("sinks", &self.sinks)
             .field("store_effects", &self.store_effects)
+            .field("progress_query", &self.progress_query)
             .field("outputs", &self.outputs)
             .field("extra", &self.extra)
             .field("liveness", &self.liveness)
@@ -110,6 +112,7 @@ impl Default for Verifier {
             encode: Arc::new(Event::to_json),
             sinks: Vec::new(),
             store_effects: Vec::new(),
+            progress_query: None,
             outputs: Vec::new(),
             extra: Vec::new(),
             liveness: Liveness::default(),
@@ -210,6 +213,26 @@ impl Verifier {
     /// ```
     pub fn store_effect(&mut self, name: impl Into<String>, query: impl Into<String>) -> &mut Self {
         self.store_effects.push(StoreEffect::new(name, query));
+        self
+    }
+
+    /// Reads the consumer's progress from its durable store instead of Kafka's committed
+    /// offsets: for a consumer that keeps the next offset to consume in its own database,
+    /// written in the same transaction as its result, and `assign`s its partitions from there
+    /// (it never commits to Kafka). `query` returns `(topic, partition, next_offset)` rows;
+    /// liveness and quiescence then count progress from them. Without this, such a consumer
+    /// never catches up in the kit's eyes and fails liveness. A query that fails, or returns
+    /// other columns, is a configuration error, found on a fault-free run before the search.
+    ///
+    /// ```
+    /// # use effectively_once::Verifier;
+    /// let mut verifier = Verifier::default();
+    /// verifier
+    ///     .store_effect("results", "SELECT event_id FROM results")
+    ///     .progress_from_store("SELECT topic, partition, next_offset FROM kafka_offsets");
+    /// ```
+    pub fn progress_from_store(&mut self, query: impl Into<String>) -> &mut Self {
+        self.progress_query = Some(query.into());
         self
     }
 

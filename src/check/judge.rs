@@ -247,6 +247,9 @@ where
         .max()
         .unwrap_or_default();
     builder.time_limit(scenario.pause_total() + latest_join + 2 * verifier.liveness.bound);
+    if let Some(query) = &verifier.progress_query {
+        builder.progress_from_store(query.clone());
+    }
     if let Some(tweak) = &verifier.tweak {
         tweak(&mut builder);
     }

@@ -101,6 +101,12 @@ pub struct Lag {
     pub end: i64,
 }
 
+impl Lag {
+    /// The `group` of a lag read from the consumer's durable store rather than a consumer
+    /// group's committed offsets (`Verifier::progress_from_store`).
+    pub const DATABASE: &'static str = "the consumer's database";
+}
+
 impl fmt::Display for Lag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.committed {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Invariant, RunRecord, Violation};
-use crate::history::{HistoryEntry, HistoryEvent, InstanceId};
+use crate::history::{HistoryEntry, HistoryEvent, InstanceId, Lag};
 
 /// The run reached quiescence (every published record consumed and committed) no later than
 /// `bound` of virtual time after the last disturbance ended: the last fault's moment plus its
@@ -57,6 +57,16 @@ impl Invariant for Liveness {
                 "every consumer instance stopped before the input was consumed".to_string(),
                 vec![end.to_string()],
             ),
+            Some(end @ HistoryEvent::TimeLimitReached { lag }) if progress_unseen(entries, lag) => {
+                (
+                    "the consumer assigned its partitions itself and never committed an offset to \
+                 Kafka, so the kit cannot see it catch up: if it keeps its offsets in its own \
+                 database, name the query that reads them with \
+                 Verifier::progress_from_store"
+                        .to_string(),
+                    vec![end.to_string()],
+                )
+            }
             Some(end @ HistoryEvent::TimeLimitReached { .. }) => (
                 "the group never caught up with its input (wedged or hung)".to_string(),
                 vec![end.to_string()],
@@ -106,6 +116,18 @@ impl Invariant for Liveness {
     }
 }
 
+/// Whether the run's progress was invisible to the kit: a consumer that assigned its
+/// partitions manually and never committed to Kafka, with the lag not read from its database.
+fn progress_unseen(entries: &[HistoryEntry], lag: &[Lag]) -> bool {
+    let manual = entries
+        .iter()
+        .any(|e| matches!(e.event, HistoryEvent::PartitionsAssignedManually { .. }));
+    let committed = entries
+        .iter()
+        .any(|e| matches!(e.event, HistoryEvent::OffsetsCommitted { .. }));
+    manual && !committed && !lag.iter().any(|l| l.group == Lag::DATABASE)
+}
+
 /// When the last disturbance ended: each fault is a window from the moment it fired for its
 /// [`pause`](crate::Fault::pause) (a crash or a failure is a moment); a window that starts
 /// before the one in progress ends (faults stacked on one call, a stall inside a freeze)
@@ -123,7 +145,7 @@ fn last_disturbance_end(entries: &[HistoryEntry]) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{EffectOutcome::*, Lag};
+    use crate::history::EffectOutcome::*;
     use crate::history::{History, TopicPartition};
     use crate::invariant::test_support::*;
     use crate::ledger::Ledger;

@@ -23,6 +23,7 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use super::client::OutgoingRecord;
+use super::store_progress::Progress;
 use crate::client::{ConsumerHandle, GroupMetadata, RebalanceHandler};
 use crate::error::Error;
 use crate::history::{
@@ -68,8 +69,10 @@ pub(crate) trait Backend: Send + Sync {
     /// While the broker is down: when it is back. Nothing settles meanwhile.
     fn broker_down(&self) -> Option<Instant>;
 
-    /// Whether every running incarnation waits for records with nothing left to do.
-    fn idle(&self, running: &[Incarnation]) -> bool;
+    /// Whether every running incarnation waits for records with nothing left to do. With
+    /// `progress` (read from the durable store) a partition's progress is its offset there,
+    /// not the group's committed offset.
+    fn idle(&self, running: &[Incarnation], progress: Option<&Progress>) -> bool;
 
     /// How long nothing must happen before the run counts as quiesced.
     fn settle(&self, configured: Duration) -> Duration;
@@ -82,8 +85,12 @@ pub(crate) trait Backend: Send + Sync {
     fn lag(&self) -> Result<Vec<Lag>, Error>;
 
     /// Whether a quiet run (every running incarnation idle for the settle period) has
-    /// consumed everything there is to consume.
-    fn quiesced(&self) -> Result<bool, Error>;
+    /// consumed everything there is to consume: committed to the group, or with `progress`,
+    /// recorded in the durable store.
+    fn quiesced(&self, progress: Option<&Progress>) -> Result<bool, Error>;
+
+    /// The end offset of each partition of `topics`.
+    fn end_offsets(&self, topics: &[String]) -> Result<Vec<(TopicPartition, i64)>, Error>;
 
     /// Creates a consumer of the incarnation.
     fn create_consumer(

@@ -84,6 +84,7 @@ pub(crate) struct Config {
     pub(crate) time_limit: Duration,
     pub(crate) settle: Duration,
     pub(crate) session_timeout_bounds: (Duration, Duration),
+    pub(crate) progress_query: Option<String>,
 }
 
 /// Builds a [`Simulation`]. Setters take `&mut self`; [`build`](Self::build) checks the settings
@@ -109,6 +110,7 @@ impl Default for SimulationBuilder {
                 time_limit: Duration::from_secs(30 * 60),
                 settle: Duration::from_secs(10),
                 session_timeout_bounds: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
+                progress_query: None,
             },
         }
     }
@@ -176,6 +178,24 @@ impl SimulationBuilder {
     /// How many times an instance is restarted before it is left down (default 50).
     pub fn max_restarts(&mut self, restarts: u32) -> &mut Self {
         self.config.max_restarts = restarts;
+        self
+    }
+
+    /// Reads the consumer's progress from its durable store instead of the group's committed
+    /// offsets: for a consumer that keeps the next offset to consume in its own database, in
+    /// the transaction that writes its result, and never commits to Kafka. `query` returns
+    /// `(topic, partition, next_offset)` rows; the run is quiet once they reach the end of
+    /// each assigned partition, and the lag a run ends with is read from them. A query that
+    /// fails, or returns other columns, fails the run with
+    /// [`Error::StoreProgress`](crate::Error::StoreProgress).
+    ///
+    /// ```
+    /// let mut sim = effectively_once::Simulation::builder();
+    /// sim.topic("orders", 2)
+    ///     .progress_from_store("SELECT topic, partition, next_offset FROM kafka_offsets");
+    /// ```
+    pub fn progress_from_store(&mut self, query: impl Into<String>) -> &mut Self {
+        self.config.progress_query = Some(query.into());
         self
     }
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::backend::{Backend, InputWrite};
 use super::core::{CrashSignal, InstanceState, InstanceStatus, Run, RunCore};
 use super::freeze::FreezeGate;
+use super::store_progress::{Progress, STORE_PROGRESS, StoreProgress};
 use super::{Config, InputRecord, InstanceContext, InstanceExit};
 use crate::client::partitioner::Partitioner;
 use crate::client::txn_error::stable_text;
@@ -86,6 +87,15 @@ where
         let origin = self.run.lock().origin;
         // The driver's copy of the settings is its own: the input moves out of it.
         let inputs = self.config.input.len();
+        let mut input_topics: Vec<String> = self
+            .config
+            .input
+            .iter()
+            .map(|(_, r)| r.topic.clone())
+            .collect();
+        input_topics.sort();
+        input_topics.dedup();
+        let mut store_progress = self.config.progress_query.clone().map(StoreProgress::new);
         let mut input: Vec<(Duration, usize, InputRecord)> = std::mem::take(&mut self.config.input)
             .into_iter()
             .enumerate()
@@ -143,7 +153,11 @@ where
                 && self.backend.broker_down().is_none()
                 && instances.none_dead
                 && !instances.frozen
-                && self.backend.idle(&running)
+                // A progress query that fails (the consumer may not have created its table
+                // yet) is not idle; one that still fails when the run ends fails the run.
+                && self
+                    .progress(&mut store_progress)
+                    .is_ok_and(|p| self.backend.idle(&running, p.as_ref()))
             {
                 let quiet_until = instances.last_activity + self.backend.settle(self.config.settle);
                 if now >= quiet_until {
@@ -161,14 +175,19 @@ where
             let end = match ending {
                 None => None,
                 Some(Ending::TimeLimit) => Some(HistoryEvent::TimeLimitReached {
-                    lag: self.backend.lag()?,
+                    lag: self.lag(&mut store_progress, &input_topics)?,
                 }),
                 Some(Ending::AllStopped) => Some(HistoryEvent::AllInstancesStopped {
-                    lag: self.backend.lag()?,
+                    lag: self.lag(&mut store_progress, &input_topics)?,
                 }),
                 // The backend decides whether quiet means done (on a real broker: every group
                 // committed to the end of what it subscribed to).
-                Some(Ending::Quiet) => self.backend.quiesced()?.then_some(HistoryEvent::Quiesced),
+                Some(Ending::Quiet) => {
+                    let progress = self.progress(&mut store_progress)?;
+                    self.backend
+                        .quiesced(progress.as_ref())?
+                        .then_some(HistoryEvent::Quiesced)
+                }
             };
             let ended = match end {
                 Some(event) => {
@@ -200,6 +219,35 @@ where
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// The consumer's progress as its database records it, when the run reads it from there
+    /// ([`SimulationBuilder::progress_from_store`](crate::SimulationBuilder::progress_from_store)).
+    fn progress(&self, store: &mut Option<StoreProgress>) -> Result<Option<Progress>, Error> {
+        store.as_mut().map(|s| s.read(&self.store_uri)).transpose()
+    }
+
+    /// The lag the run ends with: each group's committed offsets, or with the progress read
+    /// from the database, the database's offsets for the input topics.
+    fn lag(
+        &self,
+        store: &mut Option<StoreProgress>,
+        input_topics: &[String],
+    ) -> Result<Vec<crate::history::Lag>, Error> {
+        let Some(progress) = self.progress(store)? else {
+            return self.backend.lag();
+        };
+        Ok(self
+            .backend
+            .end_offsets(input_topics)?
+            .into_iter()
+            .map(|(partition, end)| crate::history::Lag {
+                group: STORE_PROGRESS.into(),
+                committed: progress.get(&partition).copied(),
+                partition,
+                end,
+            })
+            .collect())
     }
 
     /// Writes the input records due by `now`, noting where each landed.

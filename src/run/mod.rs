@@ -24,6 +24,7 @@ pub(crate) mod freeze;
 pub(crate) mod progress;
 pub(crate) mod rng;
 pub(crate) mod store;
+pub(crate) mod store_progress;
 
 pub(crate) use builder::Config;
 pub use builder::{InputRecord, SimulationBuilder};

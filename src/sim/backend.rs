@@ -10,9 +10,10 @@ use tokio::time::Instant;
 use super::{Shared, SimConsumer, SimProducer, SimSettings, World};
 use crate::client::RebalanceHandler;
 use crate::error::Error;
-use crate::history::{ClusterSnapshot, Incarnation, Lag, RecordPosition};
+use crate::history::{ClusterSnapshot, Incarnation, Lag, RecordPosition, TopicPartition};
 use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
 use crate::run::core::Run;
+use crate::run::store_progress::Progress;
 
 /// The simulated cluster a run drives, on virtual time.
 pub(crate) struct SimBackend {
@@ -58,8 +59,8 @@ impl Backend for SimBackend {
         self.shared.lock().broker_down()
     }
 
-    fn idle(&self, running: &[Incarnation]) -> bool {
-        self.shared.lock().idle(running)
+    fn idle(&self, running: &[Incarnation], progress: Option<&Progress>) -> bool {
+        self.shared.lock().idle(running, progress)
     }
 
     fn settle(&self, configured: Duration) -> Duration {
@@ -75,8 +76,23 @@ impl Backend for SimBackend {
     }
 
     /// The simulator's idleness already covers the lag: quiet means done.
-    fn quiesced(&self) -> Result<bool, Error> {
+    fn quiesced(&self, _progress: Option<&Progress>) -> Result<bool, Error> {
         Ok(true)
+    }
+
+    fn end_offsets(&self, topics: &[String]) -> Result<Vec<(TopicPartition, i64)>, Error> {
+        let world = self.shared.lock();
+        Ok(topics
+            .iter()
+            .filter_map(|t| world.topics.get(t).map(|topic| (t, topic)))
+            .flat_map(|(t, topic)| {
+                topic
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(p, log)| (TopicPartition::new(t.clone(), p as i32), log.end_offset()))
+            })
+            .collect())
     }
 
     fn create_consumer(

@@ -25,6 +25,7 @@ use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
 use crate::run::backend::{BoxFuture, ConsumerClient};
 use crate::run::core::{Crashed, crashed, dead_error};
+use crate::run::store_progress::Progress;
 
 /// How long librdkafka waits before retrying a JoinGroup the coordinator refused.
 pub(crate) const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -123,7 +124,9 @@ impl ConsumerState {
 
     /// Waiting in `recv` with nothing to deliver, nothing pending and nothing consumed that is
     /// not committed yet.
-    pub(crate) fn idle(&self, world: &World) -> bool {
+    /// With `progress` (the consumer's own database), a partition's progress is its offset
+    /// there instead of the group's committed offset.
+    pub(crate) fn idle(&self, world: &World, progress: Option<&Progress>) -> bool {
         if self.polling == 0
             || self.poll_exceeded
             || !self.errors.is_empty()
@@ -148,11 +151,11 @@ impl ConsumerState {
             let Some(&position) = self.positions.get(tp) else {
                 return true; // no position: consumption stopped on an auto.offset.reset error
             };
-            let done = group
-                .and_then(|g| g.committed.get(tp))
-                .or(self.starts.get(tp))
-                .copied()
-                .unwrap_or(0);
+            let recorded = match progress {
+                Some(progress) => progress.get(tp),
+                None => group.and_then(|g| g.committed.get(tp)),
+            };
+            let done = recorded.or(self.starts.get(tp)).copied().unwrap_or(0);
             // Consumed and committed up to the last record it would be handed (markers and
             // aborted records after it do not count).
             world

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::run::store_progress::Progress;
 
 impl World {
     // ----- timers -----
@@ -255,7 +256,7 @@ impl World {
     /// consumers that have nothing to fetch and nothing uncommitted; no rebalance, commit or
     /// open transaction is pending; partitions that no live consumer owns are committed to
     /// their end. (Frozen processes are the run's to know.)
-    pub(crate) fn idle(&self, running: &[Incarnation]) -> bool {
+    pub(crate) fn idle(&self, running: &[Incarnation], progress: Option<&Progress>) -> bool {
         // An open transaction still has to commit, abort or time out: its outcome decides
         // what read_committed readers see.
         if !self.async_commits.is_empty()
@@ -274,7 +275,7 @@ impl World {
                 .values()
                 .filter(|c| c.incarnation == incarnation)
                 .peekable();
-            consumers.peek().is_some() && consumers.all(|c| c.idle(self))
+            consumers.peek().is_some() && consumers.all(|c| c.idle(self, progress))
         });
         if !parked {
             return false;
@@ -288,6 +289,19 @@ impl World {
                     .map(move |tp| (&c.settings.group_id, tp))
             })
             .collect();
+        if let Some(progress) = progress {
+            // Progress lives in the consumer's database: what nobody owns must be recorded
+            // there up to its end.
+            let owned: BTreeSet<&TopicPartition> = owned.into_iter().map(|(_, tp)| tp).collect();
+            return progress
+                .iter()
+                .filter(|(tp, _)| !owned.contains(tp))
+                .all(|(tp, next)| {
+                    self.partition(tp).is_none_or(|p| {
+                        p.settled_from(*next, config::IsolationLevel::ReadCommitted)
+                    })
+                });
+        }
         self.lag()
             .iter()
             .filter(|l| !owned.contains(&(&l.group, &l.partition)))

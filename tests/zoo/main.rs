@@ -5,6 +5,7 @@ mod fixtures;
 
 mod batch_forwarder;
 mod corpus;
+mod db_offsets;
 mod pipelines;
 mod support;
 mod verdicts;
