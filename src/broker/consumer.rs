@@ -20,6 +20,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::backend::BrokerShared;
+use super::callback_handle::CallbackHandle;
 use super::manual_assign::Change;
 use super::native::{ConsumerSlot, NativeClient, Slot};
 use super::positioning;
@@ -88,7 +89,7 @@ impl Owner {
     /// it out (noted at the hand-over: the position would not do, a seek makes it `Invalid`
     /// while the stored offset stays, measured in `tests/brokers/seek_pause.rs`); without it,
     /// what the application stored.
-    fn stored_offsets(
+    pub(super) fn stored_offsets(
         &self,
         consumer: &BaseConsumer<BrokerContext>,
     ) -> KafkaResult<Vec<(TopicPartition, i64)>> {
@@ -134,7 +135,7 @@ impl Owner {
     }
 
     /// A commit through an interception point, on `consumer`. `Err(())`: the instance crashed.
-    fn commit(
+    pub(super) fn commit(
         &self,
         consumer: &BaseConsumer<BrokerContext>,
         operation: Operation,
@@ -196,7 +197,7 @@ impl Owner {
 
 /// The consumer context: records assignments and hands the callbacks to the user's handler.
 pub(crate) struct BrokerContext {
-    owner: Owner,
+    pub(super) owner: Owner,
     handler: Option<Arc<dyn RebalanceHandler>>,
 }
 
@@ -296,126 +297,6 @@ fn tpl<'a>(
         list.add_partition_offset(&tp.topic, tp.partition, offset)?;
     }
     Ok(list)
-}
-
-/// What a rebalance callback gets: the consumer being polled. Commits through it are
-/// interception points; a crash makes them return an error instead of unwinding.
-struct CallbackHandle<'a> {
-    consumer: &'a BaseConsumer<BrokerContext>,
-}
-
-impl CallbackHandle<'_> {
-    fn owner(&self) -> &Owner {
-        &self.consumer.context().owner
-    }
-
-    fn commit_offsets(
-        &self,
-        operation: Operation,
-        offsets: Vec<(TopicPartition, i64)>,
-        mode: CommitMode,
-    ) -> KafkaResult<()> {
-        self.owner()
-            .commit(self.consumer, operation, None, offsets, mode)
-            .unwrap_or_else(|()| Err(dead_error()))
-    }
-}
-
-impl ConsumerHandle for CallbackHandle<'_> {
-    fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
-        Consumer::subscribe(self.consumer, topics)
-    }
-    fn unsubscribe(&self) {
-        Consumer::unsubscribe(self.consumer)
-    }
-    fn assignment(&self) -> KafkaResult<TopicPartitionList> {
-        Consumer::assignment(self.consumer)
-    }
-    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let change = Change::Assign(assignment);
-        self.owner().change_assignment(self.consumer, change)
-    }
-    fn unassign(&self) -> KafkaResult<()> {
-        let change = Change::Unassign;
-        self.owner().change_assignment(self.consumer, change)
-    }
-    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let change = Change::Add(assignment);
-        self.owner().change_assignment(self.consumer, change)
-    }
-    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let change = Change::Remove(assignment);
-        self.owner().change_assignment(self.consumer, change)
-    }
-    fn assignment_lost(&self) -> bool {
-        Consumer::assignment_lost(self.consumer)
-    }
-    fn subscription(&self) -> KafkaResult<TopicPartitionList> {
-        Consumer::subscription(self.consumer)
-    }
-    fn fetch_watermarks(
-        &self,
-        topic: &str,
-        partition: i32,
-        timeout: Timeout,
-    ) -> KafkaResult<(i64, i64)> {
-        Consumer::fetch_watermarks(self.consumer, topic, partition, timeout)
-    }
-    fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
-        self.commit_offsets(Operation::Commit, explicit_offsets(offsets)?, mode)
-    }
-    fn commit_consumer_state(&self, mode: CommitMode) -> KafkaResult<()> {
-        let offsets = self.owner().stored_offsets(self.consumer)?;
-        self.commit_offsets(Operation::Commit, offsets, mode)
-    }
-    fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
-        Consumer::store_offset(self.consumer, topic, partition, offset)
-    }
-    fn store_offsets(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
-        Consumer::store_offsets(self.consumer, offsets)
-    }
-    fn position(&self) -> KafkaResult<TopicPartitionList> {
-        Consumer::position(self.consumer)
-    }
-    fn committed(&self, timeout: Timeout) -> KafkaResult<TopicPartitionList> {
-        Consumer::committed(self.consumer, timeout)
-    }
-    fn seek(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: Offset,
-        timeout: Timeout,
-    ) -> KafkaResult<()> {
-        let tp = TopicPartition::new(topic, partition);
-        positioning::seek(self.owner(), self.consumer, &tp, offset, timeout)
-            .unwrap_or_else(|()| Err(dead_error()))
-    }
-    fn seek_partitions(
-        &self,
-        partitions: TopicPartitionList,
-        timeout: Timeout,
-    ) -> KafkaResult<TopicPartitionList> {
-        positioning::seek_partitions(self.owner(), self.consumer, partitions, timeout)
-            .unwrap_or_else(|()| Err(dead_error()))
-    }
-    fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
-        positioning::pause(self.owner(), self.consumer, partitions, true)
-    }
-    fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
-        positioning::pause(self.owner(), self.consumer, partitions, false)
-    }
-    fn committed_offsets(
-        &self,
-        partitions: TopicPartitionList,
-        timeout: Timeout,
-    ) -> KafkaResult<TopicPartitionList> {
-        Consumer::committed_offsets(self.consumer, partitions, timeout)
-    }
-    fn group_metadata(&self) -> Option<GroupMetadata> {
-        Consumer::group_metadata(self.consumer)
-            .map(|m| GroupMetadata(GroupMetadataRepr::Rdkafka(m)))
-    }
 }
 
 /// A consumer of a real broker, behind [`Consumer`](crate::Consumer).

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use effectively_once::ConsumerHandle;
-use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::ConsumerGroupMetadata;
 use super::context::ConsumerContext;
@@ -224,6 +224,29 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
     fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
         let partitions = partitions.clone();
         self.call(move |c| c.pause(&partitions))
+    }
+
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let assignment = assignment.clone();
+        self.call(move |c| c.assign(&assignment))
+    }
+
+    fn unassign(&self) -> KafkaResult<()> {
+        self.call(move |c| c.unassign())
+    }
+
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let assignment = assignment.clone();
+        self.call(move |c| c.incremental_assign(&assignment))
+    }
+
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        let assignment = assignment.clone();
+        self.call(move |c| c.incremental_unassign(&assignment))
+    }
+
+    fn assignment_lost(&self) -> bool {
+        self.call(move |c| c.assignment_lost())
     }
 
     fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {

@@ -170,8 +170,7 @@ impl<C: ConsumerContext + 'static, R> Consumer<C> for StreamConsumer<C, R> {
         offset: Offset,
         timeout: T,
     ) -> KafkaResult<()> {
-        self.consumer
-            .seek(topic, partition, offset, timeout.into())
+        self.consumer.seek(topic, partition, offset, timeout.into())
     }
 
     fn seek_partitions<T: Into<Timeout>>(
@@ -193,6 +192,26 @@ impl<C: ConsumerContext + 'static, R> Consumer<C> for StreamConsumer<C, R> {
 
     fn pause(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {
         self.consumer.pause(partitions)
+    }
+
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.consumer.assign(assignment)
+    }
+
+    fn unassign(&self) -> KafkaResult<()> {
+        self.consumer.unassign()
+    }
+
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.consumer.incremental_assign(assignment)
+    }
+
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
+        self.consumer.incremental_unassign(assignment)
+    }
+
+    fn assignment_lost(&self) -> bool {
+        self.consumer.assignment_lost()
     }
 
     fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {

@@ -30,7 +30,7 @@ fn unsupported_code(call: &str) -> RDKafkaErrorCode {
 /// with the same signatures, carried out by the kit's consumer with librdkafka's semantics.
 ///
 /// `client()` is not offered (there is no librdkafka client). The calls the kit does not
-/// simulate (`assign`, lookups by timestamp, metadata and group lists) compile and return an
+/// simulate (lookups by timestamp, metadata and group lists) compile and return an
 /// error that names them.
 pub trait Consumer<C = DefaultConsumerContext>
 where
@@ -48,30 +48,21 @@ where
     /// Drops the subscription (and leaves the group).
     fn unsubscribe(&self);
 
-    /// Not simulated.
-    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let _ = assignment;
-        Err(KafkaError::Subscription(unsupported("assign")))
-    }
+    /// Consumes exactly these partitions, from the offsets given (outside any group).
+    fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
 
-    /// Not simulated.
-    fn unassign(&self) -> KafkaResult<()> {
-        Err(KafkaError::Subscription(unsupported("unassign")))
-    }
+    /// Drops the manual assignment.
+    fn unassign(&self) -> KafkaResult<()>;
 
-    /// Not simulated.
-    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let _ = assignment;
-        Err(KafkaError::Subscription(unsupported("incremental_assign")))
-    }
+    /// Adds partitions to the assignment.
+    fn incremental_assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
 
-    /// Not simulated.
-    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
-        let _ = assignment;
-        Err(KafkaError::Subscription(unsupported(
-            "incremental_unassign",
-        )))
-    }
+    /// Removes partitions from the assignment.
+    fn incremental_unassign(&self, assignment: &TopicPartitionList) -> KafkaResult<()>;
+
+    /// Whether the current assignment was lost (a session timeout, a `max.poll.interval.ms`
+    /// breach) rather than revoked.
+    fn assignment_lost(&self) -> bool;
 
     /// Moves an assigned partition's fetch position to `offset`: the next record handed out
     /// is the one at `offset` (records already fetched are dropped).
