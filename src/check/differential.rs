@@ -145,11 +145,13 @@ where
 }
 
 /// Whether a scenario can run on `provider`: no frozen process (librdkafka heartbeats on its
-/// own threads), no fault on librdkafka's own auto-commit, and broker restarts only on brokers
-/// the kit started (the mock cluster, a container), none longer than 500 ms.
+/// own threads), no fault on librdkafka's own auto-commit, no stall longer than 20 s (it takes
+/// its length in wall time), and broker restarts only on brokers the kit started (the mock
+/// cluster, a container), none longer than 500 ms.
 pub fn runs_on_a_broker(scenario: &Scenario, provider: &BrokerProvider) -> bool {
     scenario.faults.iter().all(|f| match f.fault {
         Fault::Freeze(_) => false,
+        Fault::Stall(delay) if delay > crate::simulation::MAX_BROKER_STALL => false,
         Fault::BrokerRestart(down) => {
             !matches!(provider, BrokerProvider::External { .. })
                 && down <= crate::simulation::MAX_BROKER_OUTAGE

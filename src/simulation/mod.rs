@@ -56,8 +56,9 @@ impl Simulation {
     /// Not possible on a real broker (a [`BrokerError::Unsupported`] error): input produced
     /// after the start, [`Fault::Freeze`](crate::Fault::Freeze) (librdkafka
     /// keeps heartbeating from its own threads), faults on
-    /// [`Operation::AutoCommit`] (librdkafka commits on its own), broker restarts on an
-    /// external cluster or longer than 500 ms.
+    /// [`Operation::AutoCommit`] (librdkafka commits on its own), a
+    /// [`Fault::Stall`](crate::Fault::Stall) longer than 20 s (it takes its length in wall
+    /// time), broker restarts on an external cluster or longer than 500 ms.
     pub fn run_on<F, Fut>(&self, provider: &BrokerProvider, factory: F) -> Result<Outcome, Error>
     where
         F: Fn(InstanceContext) -> Fut + 'static,
@@ -90,6 +91,18 @@ impl Simulation {
                     "{} on auto-commit: librdkafka commits on its own threads, out of the kit's reach",
                     rule.fault
                 ));
+            }
+            if let crate::history::Fault::Stall(delay) = rule.fault {
+                if delay > MAX_BROKER_STALL {
+                    return unsupported(format!(
+                        "{} on {}: on a real broker a stall takes its length in wall time, and \
+                         runs there may last at most {}; stalls of up to {} run there",
+                        rule.fault,
+                        rule.anchor.operation(),
+                        crate::history::human_duration(BROKER_TIME_LIMIT),
+                        crate::history::human_duration(MAX_BROKER_STALL),
+                    ));
+                }
             }
             if let crate::history::Fault::BrokerRestart(down) = rule.fault {
                 if matches!(provider, BrokerProvider::External { .. }) {
@@ -218,3 +231,7 @@ const BROKER_TIME_LIMIT: Duration = Duration::from_secs(60);
 /// a 2 s session (and librdkafka's default reconnect backoff), a 500 ms outage kept every
 /// session and a 1.5 s one lost them; runs also cap the backoff (`MAX_RECONNECT_BACKOFF`).
 pub(crate) const MAX_BROKER_OUTAGE: Duration = Duration::from_millis(500);
+/// The longest stall a run on a real broker plays: it takes its length in wall time, within
+/// [`BROKER_TIME_LIMIT`] (the 6-minute effect of a `max.poll.interval.ms` breach and the
+/// 70-second send of a transaction timeout do not fit).
+pub(crate) const MAX_BROKER_STALL: Duration = Duration::from_secs(20);

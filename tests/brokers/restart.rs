@@ -262,3 +262,31 @@ fn brokers_the_kit_cannot_restart_and_outages_longer_than_a_session_are_refused(
         &BrokerProvider::MockCluster
     ));
 }
+
+#[test]
+fn stalls_longer_than_a_broker_run_can_wait_are_refused_and_left_out_of_its_scenarios() {
+    // A 6-minute stall (as a max.poll.interval.ms breach has) takes 6 minutes of wall time.
+    let sim = simulation(FaultSchedule::new().with(
+        Anchor::on(Operation::Recv),
+        Fault::Stall(Duration::from_secs(6 * 60)),
+    ));
+    match sim.run_on(&BrokerProvider::MockCluster, |ctx| {
+        commit_each::run(ctx, "stalls", "events", None, |_| {})
+    }) {
+        Err(Error::Broker(BrokerError::Unsupported(why))) => {
+            assert!(why.contains("stalls of up to 20s"), "{why}")
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let mut stalled = twelve_events_three_restarts(2);
+    stalled.faults[0].fault = Fault::Stall(Duration::from_secs(20));
+    assert!(effectively_once::check::runs_on_a_broker(
+        &stalled,
+        &BrokerProvider::MockCluster
+    ));
+    stalled.faults[0].fault = Fault::Stall(Duration::from_secs(21));
+    assert!(!effectively_once::check::runs_on_a_broker(
+        &stalled,
+        &BrokerProvider::MockCluster
+    ));
+}
