@@ -315,10 +315,13 @@
 //!
 //! - Topics with dense offsets; keyed records land where librdkafka's partitioners put them
 //!   (`consistent_random` by default, `murmur2_random`, ...).
-//! - Consumer groups with the classic eager protocol: members, generations, the `range` and
-//!   `roundrobin` assignors, rebalances on join, leave, session timeout and
-//!   `max.poll.interval.ms` breach; commits from a stale generation fail with
-//!   `ILLEGAL_GENERATION` / `UNKNOWN_MEMBER_ID`, as Kafka answers them.
+//! - Consumer groups with the classic protocol: members, generations, the eager `range` and
+//!   `roundrobin` assignors and `cooperative-sticky` (incremental rebalancing: a member keeps
+//!   what it owns through a rebalance, the callbacks list only the partitions revoked or
+//!   added, moved partitions reach their new owner in a follow-up rebalance), rebalances on
+//!   join, leave, session timeout and `max.poll.interval.ms` breach; commits from a stale
+//!   generation fail with `ILLEGAL_GENERATION` / `UNKNOWN_MEMBER_ID`, as Kafka answers them.
+//! - Manual assignment (`assign`, `incremental_assign`), `seek`, `pause`/`resume`.
 //! - librdkafka's offset handling: `enable.auto.offset.store`, `enable.auto.commit` with
 //!   `auto.commit.interval.ms`, commit on revoke and on close, `commit_message` committing
 //!   offset + 1, `auto.offset.reset`.
@@ -366,9 +369,9 @@
 //!
 //! - Not modelled yet: the consumer's wait for unstable offsets (KIP-447's `require_stable`;
 //!   no fault pauses a process between `send_offsets_to_transaction` and
-//!   `commit_transaction`, where it would matter), the cooperative rebalance protocol, static
-//!   membership (`group.instance.id`), regex subscriptions,
-//!   `assign`/`seek`/`pause`, replication (so `acks=1` and `acks=all` behave alike), retention.
+//!   `commit_transaction`, where it would matter), static membership (`group.instance.id`),
+//!   the KIP-848 group protocol (`group.protocol=consumer`), regex subscriptions, replication
+//!   (so `acks=1` and `acks=all` behave alike), retention.
 //!   Configurations that rely on them are refused with a clear error rather than ignored.
 //! - Heartbeats are continuous: a crashed or frozen member is removed exactly
 //!   `session.timeout.ms` after its last sign of life. JoinGroup and SyncGroup are one step.

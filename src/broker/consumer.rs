@@ -219,6 +219,7 @@ impl ConsumerContext for BrokerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            self.owner.shared.session.joined(self.owner.incarnation);
             // librdkafka forgets the stored offsets of the partitions it is assigned.
             let mut stored = self
                 .owner
@@ -563,10 +564,12 @@ impl Drop for BrokerConsumer {
 
 impl ConsumerHandle for BrokerConsumer {
     fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
-        self.session.subscribed(&self.owner.group, topics);
+        self.session
+            .subscribed(self.owner.incarnation, &self.owner.group, topics);
         self.with_native(|c| Consumer::subscribe(c, topics))
     }
     fn unsubscribe(&self) {
+        self.session.joined(self.owner.incarnation);
         self.with_native(Consumer::unsubscribe)
     }
     fn assignment(&self) -> KafkaResult<TopicPartitionList> {

@@ -32,6 +32,9 @@ pub(crate) struct BrokerSession {
     bootstrap: String,
     groups: Mutex<BTreeMap<String, BTreeSet<String>>>,
     polling: Arc<Mutex<BTreeMap<Incarnation, u32>>>,
+    /// Incarnations that subscribed and have not been handed an assignment since: a join the
+    /// run cannot see is under way.
+    joining: Mutex<BTreeSet<Incarnation>>,
 }
 
 /// Counts a `recv` in progress for as long as it lives.
@@ -59,6 +62,7 @@ impl BrokerSession {
             bootstrap,
             groups: Mutex::new(BTreeMap::new()),
             polling: Arc::new(Mutex::new(BTreeMap::new())),
+            joining: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -95,8 +99,13 @@ impl BrokerSession {
         config
     }
 
-    /// Notes a subscription, for the lag the run waits on.
-    pub(crate) fn subscribed(&self, group: &str, topics: &[&str]) {
+    /// Notes a subscription, for the lag the run waits on; the incarnation is joining until
+    /// its consumer is handed an assignment.
+    pub(crate) fn subscribed(&self, incarnation: Incarnation, group: &str, topics: &[&str]) {
+        self.joining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(incarnation);
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         groups
             .entry(group.to_string())
@@ -118,13 +127,28 @@ impl BrokerSession {
         }
     }
 
-    /// Whether the incarnation waits in `recv`.
-    pub(crate) fn parked(&self, incarnation: Incarnation) -> bool {
-        self.polling
+    /// The incarnation's consumer was handed an assignment (perhaps empty).
+    pub(crate) fn joined(&self, incarnation: Incarnation) {
+        self.joining
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&incarnation)
-            .is_some_and(|n| *n > 0)
+            .remove(&incarnation);
+    }
+
+    /// Whether the incarnation waits in `recv`, not joining a group.
+    pub(crate) fn parked(&self, incarnation: Incarnation) -> bool {
+        let joining = self
+            .joining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&incarnation);
+        !joining
+            && self
+                .polling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&incarnation)
+                .is_some_and(|n| *n > 0)
     }
 
     fn admin_consumer(&self, group: &str, isolation: &str) -> Result<BaseConsumer, BrokerError> {

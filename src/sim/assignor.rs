@@ -4,11 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::TopicPartition;
 
-/// An eager assignment strategy.
+/// An assignment strategy: the eager `range` and `roundrobin`, or `cooperative-sticky`, whose
+/// rebalances are incremental (KIP-429).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum AssignmentStrategy {
     Range,
     RoundRobin,
+    CooperativeSticky,
 }
 
 impl AssignmentStrategy {
@@ -16,6 +18,7 @@ impl AssignmentStrategy {
         match name {
             "range" => Some(AssignmentStrategy::Range),
             "roundrobin" => Some(AssignmentStrategy::RoundRobin),
+            "cooperative-sticky" => Some(AssignmentStrategy::CooperativeSticky),
             _ => None,
         }
     }
@@ -24,7 +27,14 @@ impl AssignmentStrategy {
         match self {
             AssignmentStrategy::Range => "range",
             AssignmentStrategy::RoundRobin => "roundrobin",
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
         }
+    }
+
+    /// Whether rebalances under it are incremental: members keep what they own through a
+    /// rebalance and revoke only the partitions that move.
+    pub(crate) fn is_cooperative(self) -> bool {
+        self == AssignmentStrategy::CooperativeSticky
     }
 }
 
@@ -49,16 +59,21 @@ pub(crate) fn select_protocol(preferences: &[&[AssignmentStrategy]]) -> Option<A
 }
 
 /// Assigns the partitions of every subscribed topic to the members (member id → subscribed
-/// topics, in member id order). Topics `partitions_of` does not know are skipped.
+/// topics, in member id order). Topics `partitions_of` does not know are skipped. `owned` is
+/// what each member owns going into the rebalance, which only the sticky strategy uses.
 pub(crate) fn assign(
     strategy: AssignmentStrategy,
     members: &BTreeMap<String, Vec<String>>,
+    owned: &BTreeMap<String, Vec<TopicPartition>>,
     partitions_of: impl Fn(&str) -> Option<i32>,
 ) -> BTreeMap<String, Vec<TopicPartition>> {
     let mut result: BTreeMap<String, Vec<TopicPartition>> =
         members.keys().map(|m| (m.clone(), Vec::new())).collect();
     let topics: BTreeSet<&String> = members.values().flatten().collect();
     match strategy {
+        AssignmentStrategy::CooperativeSticky => {
+            return sticky(members, owned, &topics, partitions_of);
+        }
         AssignmentStrategy::Range => {
             // Per topic: members subscribed to it, sorted by member id; partitions split into
             // contiguous ranges, the first (partitions % members) members get one extra.
@@ -112,6 +127,67 @@ pub(crate) fn assign(
     result
 }
 
+/// The sticky target assignment: as balanced as the subscriptions allow (member counts differ
+/// by at most one), moving as few partitions as possible from their owners. Each member keeps
+/// what it owns up to its share (its highest partitions); the rest, and every unowned partition,
+/// goes in (topic, partition) order to the eligible member with the fewest, the first by member
+/// id on a tie. (librdkafka's sticky assignor balances the same way; which of an owner's
+/// partitions move may differ.)
+fn sticky(
+    members: &BTreeMap<String, Vec<String>>,
+    owned: &BTreeMap<String, Vec<TopicPartition>>,
+    topics: &BTreeSet<&String>,
+    partitions_of: impl Fn(&str) -> Option<i32>,
+) -> BTreeMap<String, Vec<TopicPartition>> {
+    let all: Vec<TopicPartition> = topics
+        .iter()
+        .filter_map(|t| Some((t, partitions_of(t)?)))
+        .flat_map(|(t, n)| (0..n).map(move |p| TopicPartition::new(t.as_str(), p)))
+        .collect();
+    let (floor, extra) = match members.len() {
+        0 => (0, 0),
+        n => (all.len() / n, all.len() % n),
+    };
+    let mut result: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
+    let mut claimed: BTreeSet<TopicPartition> = BTreeSet::new();
+    let mut with_extra = 0;
+    for (id, subscription) in members {
+        let mut keep: Vec<TopicPartition> = owned
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|tp| subscription.contains(&tp.topic) && all.contains(tp))
+            .filter(|tp| !claimed.contains(*tp))
+            .cloned()
+            .collect();
+        keep.sort();
+        let share = if keep.len() > floor && with_extra < extra {
+            with_extra += 1;
+            floor + 1
+        } else {
+            floor
+        };
+        // The owner keeps its highest partitions, as librdkafka did on the mock cluster.
+        keep.drain(..keep.len().saturating_sub(share));
+        claimed.extend(keep.iter().cloned());
+        result.insert(id.clone(), keep);
+    }
+    for tp in all.iter().filter(|tp| !claimed.contains(*tp)) {
+        let least = members
+            .iter()
+            .filter(|(_, subscription)| subscription.contains(&tp.topic))
+            .map(|(id, _)| id)
+            .min_by_key(|id| result[*id].len());
+        if let Some(id) = least {
+            result.get_mut(id).expect("member listed").push(tp.clone());
+        }
+    }
+    for partitions in result.values_mut() {
+        partitions.sort();
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +205,35 @@ mod tests {
         );
         assert_eq!(select_protocol(&[&[Range], &[RoundRobin]]), None);
         assert_eq!(select_protocol(&[]), None);
+    }
+
+    fn tps(ps: &[i32]) -> Vec<TopicPartition> {
+        ps.iter().map(|p| TopicPartition::new("t", *p)).collect()
+    }
+
+    #[test]
+    fn the_sticky_target_moves_only_what_balance_needs() {
+        let subs: BTreeMap<String, Vec<String>> = ["a", "b"]
+            .iter()
+            .map(|m| (m.to_string(), vec!["t".to_string()]))
+            .collect();
+        let owned = BTreeMap::from([("a".to_string(), tps(&[0, 1, 2, 3]))]);
+        let target = assign(CooperativeSticky, &subs, &owned, |_| Some(4));
+        assert_eq!(target["a"], tps(&[2, 3]));
+        assert_eq!(target["b"], tps(&[0, 1]));
+        // b leaves: a keeps its own and takes b's.
+        let one = BTreeMap::from([("a".to_string(), vec!["t".to_string()])]);
+        let target = assign(CooperativeSticky, &one, &target, |_| Some(4));
+        assert_eq!(target["a"], tps(&[0, 1, 2, 3]));
+        // Five partitions, two members owning 3 and 2: nothing moves.
+        let owned = BTreeMap::from([
+            ("a".to_string(), tps(&[0, 2, 4])),
+            ("b".to_string(), tps(&[1, 3])),
+        ]);
+        let target = assign(CooperativeSticky, &subs, &owned, |_| Some(5));
+        assert_eq!(
+            (target["a"].clone(), target["b"].clone()),
+            (tps(&[0, 2, 4]), tps(&[1, 3]))
+        );
     }
 }

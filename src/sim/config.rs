@@ -183,19 +183,26 @@ impl ConsumerSettings {
                 for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match AssignmentStrategy::parse(name) {
                         Some(s) => strategies.push(s),
-                        None if name == "cooperative-sticky" => {
-                            return Err(unsupported(
+                        None => {
+                            return Err(invalid(
                                 key,
                                 value,
-                                "the cooperative (incremental) rebalance protocol is not modelled; \
-                                 use range or roundrobin",
+                                "range, roundrobin, cooperative-sticky",
                             ));
                         }
-                        None => return Err(invalid(key, value, "range, roundrobin")),
                     }
                 }
                 if strategies.is_empty() {
-                    return Err(invalid(key, value, "range, roundrobin"));
+                    return Err(invalid(key, value, "range, roundrobin, cooperative-sticky"));
+                }
+                let cooperative = strategies.iter().filter(|s| s.is_cooperative()).count();
+                if cooperative > 0 && cooperative < strategies.len() {
+                    // As librdkafka: one consumer cannot offer both rebalance protocols.
+                    return Err(invalid(
+                        key,
+                        value,
+                        "either eager strategies (range, roundrobin) or cooperative-sticky, not both",
+                    ));
                 }
                 strategies
             }
@@ -372,9 +379,9 @@ mod tests {
         assert!(
             err(&[
                 ("group.id", "g"),
-                ("partition.assignment.strategy", "cooperative-sticky")
+                ("partition.assignment.strategy", "range,cooperative-sticky")
             ])
-            .contains("cooperative")
+            .contains("not both")
         );
         assert!(
             err(&[

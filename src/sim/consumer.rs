@@ -62,6 +62,9 @@ pub(crate) struct ConsumerState {
     pub eof_reported: BTreeMap<TopicPartition, i64>,
     /// The partitions the application paused: nothing of them is handed out.
     pub paused: BTreeSet<TopicPartition>,
+    /// Cooperative protocol: it revoked partitions for the generation it is taking up, and
+    /// rejoins once it took it up.
+    pub rejoin_after_sync: bool,
     /// librdkafka left the group because `max.poll.interval.ms` passed without a poll; the next
     /// poll reports it.
     pub poll_exceeded: bool,
@@ -100,6 +103,7 @@ impl ConsumerState {
             next_auto_commit,
             eof_reported: BTreeMap::new(),
             paused: BTreeSet::new(),
+            rejoin_after_sync: false,
             poll_exceeded: false,
             join_retry_at: None,
             assigned_offsets: BTreeMap::new(),
@@ -332,6 +336,33 @@ impl SimConsumer {
                     let list = tpl(&partitions);
                     self.rebalance_callback(true, &Rebalance::Assign(&list));
                     self.shared.lock().finish_assign(self.client, generation);
+                    self.shared.publish();
+                    self.rebalance_callback(false, &Rebalance::Assign(&list));
+                }
+                PollStep::RevokeIncremental { partitions } => {
+                    let list = tpl(&partitions);
+                    self.rebalance_callback(true, &Rebalance::Revoke(&list));
+                    let done = self
+                        .shared
+                        .lock()
+                        .finish_incremental_revoke(self.client, &partitions);
+                    self.shared.publish();
+                    if done.is_err() {
+                        return Err(crashed(dead_error()));
+                    }
+                    self.rebalance_callback(false, &Rebalance::Revoke(&list));
+                }
+                PollStep::AssignIncremental {
+                    generation,
+                    partitions,
+                } => {
+                    let list = tpl(&partitions);
+                    self.rebalance_callback(true, &Rebalance::Assign(&list));
+                    self.shared.lock().finish_incremental_assign(
+                        self.client,
+                        generation,
+                        &partitions,
+                    );
                     self.shared.publish();
                     self.rebalance_callback(false, &Rebalance::Assign(&list));
                 }

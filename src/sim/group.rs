@@ -3,7 +3,9 @@
 //! Modelled on Kafka's classic group protocol with librdkafka clients:
 //! - a join, a leave, a session timeout or a `max.poll.interval.ms` breach starts a rebalance
 //!   (`PreparingRebalance`); every member must rejoin, which a librdkafka consumer does on its
-//!   next poll after revoking its partitions;
+//!   next poll, after revoking its partitions under an eager strategy, keeping them under
+//!   `cooperative-sticky` (KIP-429: a partition that moves is withheld from its new owner until
+//!   the old one revoked it and rejoined, which starts a follow-up rebalance);
 //! - when every member has rejoined the coordinator bumps the generation and hands out a new
 //!   assignment (JoinGroup and SyncGroup are collapsed into one step);
 //! - an offset commit must carry a known member id and the current generation: otherwise
@@ -117,6 +119,24 @@ impl Group {
         }
     }
 
+    /// A cooperative member (re)joins owning `owned`, which it keeps through the rebalance
+    /// (its JoinGroup lists its owned partitions), starting a rebalance if none is in progress
+    /// (after it revoked partitions that moved: KIP-429's follow-up rebalance).
+    pub(crate) fn rejoin_owning(
+        &mut self,
+        member_id: &str,
+        owned: Vec<TopicPartition>,
+        out: &mut Events,
+    ) {
+        if !self.members.contains_key(member_id) {
+            return;
+        }
+        self.begin_rebalance(out);
+        let m = self.members.get_mut(member_id).expect("checked above");
+        m.joined = true;
+        m.assignment = owned;
+    }
+
     /// A member's subscription changed: as librdkafka's eager protocol, it revokes its
     /// assignment (even an empty one) on its next poll, then rejoins with the new metadata.
     pub(crate) fn resubscribe(&mut self, member_id: &str, topics: Vec<String>, out: &mut Events) {
@@ -206,7 +226,23 @@ impl Group {
             .iter()
             .map(|(id, m)| (id.clone(), m.subscription.clone()))
             .collect();
-        let assignment = assignor::assign(protocol, &subscriptions, partitions_of);
+        let owned: BTreeMap<String, Vec<TopicPartition>> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.assignment.clone()))
+            .collect();
+        let mut assignment = assignor::assign(protocol, &subscriptions, &owned, partitions_of);
+        if protocol.is_cooperative() {
+            // KIP-429: a partition that moves is withheld from its new owner until the old one
+            // has revoked it and rejoined, which starts the follow-up rebalance.
+            for (id, partitions) in assignment.iter_mut() {
+                partitions.retain(|tp| {
+                    owned
+                        .iter()
+                        .all(|(owner, theirs)| owner == id || !theirs.contains(tp))
+                });
+            }
+        }
         for (id, partitions) in &assignment {
             if let Some(m) = self.members.get_mut(id) {
                 m.assignment = partitions.clone();

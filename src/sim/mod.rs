@@ -12,6 +12,7 @@ mod backend;
 mod commit;
 pub(crate) mod config;
 mod consumer;
+mod cooperative;
 pub(crate) mod group;
 pub(crate) mod log;
 mod manual_assign;

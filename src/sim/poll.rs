@@ -36,6 +36,15 @@ pub(crate) enum PollStep {
         generation: i32,
         partitions: Vec<TopicPartition>,
     },
+    /// Cooperative protocol: revoke only these partitions, keep the rest.
+    RevokeIncremental {
+        partitions: Vec<TopicPartition>,
+    },
+    /// Cooperative protocol: take up `generation`, adding these partitions.
+    AssignIncremental {
+        generation: i32,
+        partitions: Vec<TopicPartition>,
+    },
     CommitCallback(KafkaResult<()>, Vec<(TopicPartition, i64)>),
     /// The record is handed to the application: it was delivered in this very poll.
     Deliver(OwnedMessage),
@@ -119,7 +128,20 @@ impl World {
         client: ClientId,
         kind: CommitKind,
     ) -> Result<(), Crashed> {
-        let offsets = self.uncommitted_stored(client);
+        self.auto_commit_of(client, kind, None)
+    }
+
+    /// The auto-commit of the stored offsets of `only` these partitions (all when `None`).
+    pub(crate) fn auto_commit_of(
+        &mut self,
+        client: ClientId,
+        kind: CommitKind,
+        only: Option<&[TopicPartition]>,
+    ) -> Result<(), Crashed> {
+        let mut offsets = self.uncommitted_stored(client);
+        if let Some(only) = only {
+            offsets.retain(|(tp, _)| only.contains(tp));
+        }
         if offsets.is_empty() {
             return Ok(());
         }
@@ -294,6 +316,11 @@ impl World {
                     .get(&group_id)
                     .expect("member of an existing group");
                 if g.state == GroupState::PreparingRebalance && !g.members[&member].joined {
+                    if self.cooperative(client) {
+                        self.cooperative_rejoin(client, &member);
+                        return None;
+                    }
+                    let c = self.consumers.get_mut(&client).expect("checked");
                     if c.assigned {
                         return Some(PollStep::Revoke {
                             partitions: c.group_partitions(),
@@ -310,7 +337,13 @@ impl World {
         let member = c.member.as_ref()?;
         let g = self.groups.get(&group_id)?;
         let m = g.members.get(member)?;
-        (g.state == GroupState::Stable && c.generation != g.generation).then(|| PollStep::Assign {
+        if g.state != GroupState::Stable || c.generation == g.generation {
+            return None;
+        }
+        if self.cooperative(client) {
+            return Some(self.cooperative_sync(client, g.generation, &m.assignment));
+        }
+        Some(PollStep::Assign {
             generation: g.generation,
             partitions: m.assignment.clone(),
         })
@@ -564,11 +597,7 @@ impl World {
         let Some(c) = self.consumers.get(&client) else {
             return;
         };
-        let (group_id, incarnation, reset) = (
-            c.settings.group_id.clone(),
-            c.incarnation,
-            c.settings.auto_offset_reset,
-        );
+        let (group_id, incarnation) = (c.settings.group_id.clone(), c.incarnation);
         let Some(g) = self.groups.get(&group_id) else {
             return;
         };
@@ -579,26 +608,8 @@ impl World {
             return;
         }
         let assignment = m.assignment.clone();
-        let mut starts = Vec::new();
-        let mut positions = BTreeMap::new();
-        let mut errors = Vec::new();
-        for tp in &assignment {
-            let start = match (g.committed.get(tp), reset) {
-                (Some(&committed), _) => Some(committed),
-                (None, OffsetReset::Earliest) => Some(0),
-                (None, OffsetReset::Latest) => self.end_offset(tp),
-                (None, OffsetReset::Error) => {
-                    errors.push(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::AutoOffsetReset,
-                    ));
-                    None
-                }
-            };
-            if let Some(start) = start {
-                positions.insert(tp.clone(), start);
-                starts.push((tp.clone(), start));
-            }
-        }
+        let (starts, errors) = self.start_offsets(client, &assignment);
+        let positions: BTreeMap<TopicPartition, i64> = starts.iter().cloned().collect();
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
         // librdkafka lists a group's partitions as starting from the stored offset.
@@ -618,6 +629,37 @@ impl World {
                 partitions: starts,
             },
         );
+    }
+
+    /// Where consumption of newly assigned `partitions` starts: the group's committed offset,
+    /// else `auto.offset.reset` (with `error`: no start, an error for the application).
+    pub(crate) fn start_offsets(
+        &self,
+        client: ClientId,
+        partitions: &[TopicPartition],
+    ) -> (Vec<(TopicPartition, i64)>, Vec<KafkaError>) {
+        let c = &self.consumers[&client];
+        let reset = c.settings.auto_offset_reset;
+        let group = self.groups.get(&c.settings.group_id);
+        let mut starts = Vec::new();
+        let mut errors = Vec::new();
+        for tp in partitions {
+            let start = match (group.and_then(|g| g.committed.get(tp)), reset) {
+                (Some(&committed), _) => Some(committed),
+                (None, OffsetReset::Earliest) => Some(0),
+                (None, OffsetReset::Latest) => self.end_offset(tp),
+                (None, OffsetReset::Error) => {
+                    errors.push(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::AutoOffsetReset,
+                    ));
+                    None
+                }
+            };
+            if let Some(start) = start {
+                starts.push((tp.clone(), start));
+            }
+        }
+        (starts, errors)
     }
 
     /// Graceful close (the consumer was dropped by a live instance): final auto-commit, then

@@ -9,6 +9,7 @@ mod aborted_read;
 mod cancel_safety;
 mod close_during_outage;
 mod commit_errors;
+mod cooperative;
 mod librdkafka_suite;
 mod manual_assign;
 mod pipelines;

@@ -10,6 +10,8 @@ mod broker_restart;
 mod cancel_safety;
 mod clock;
 mod config;
+mod cooperative;
+mod cooperative_cases;
 mod delivery_offsets;
 mod effects;
 mod freeze;
