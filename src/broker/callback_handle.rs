@@ -1,7 +1,7 @@
 //! What a broker consumer's rebalance callback gets: the consumer being polled, behind the
 //! kit's [`ConsumerHandle`].
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -64,6 +64,9 @@ impl ConsumerHandle for CallbackHandle<'_> {
     }
     fn assignment_lost(&self) -> bool {
         Consumer::assignment_lost(self.consumer)
+    }
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        Consumer::rebalance_protocol(self.consumer)
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         Consumer::subscription(self.consumer)

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
@@ -592,6 +594,9 @@ impl ConsumerHandle for BrokerConsumer {
     }
     fn assignment_lost(&self) -> bool {
         self.with_native(Consumer::assignment_lost)
+    }
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        self.with_native(Consumer::rebalance_protocol)
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.with_native(Consumer::subscription)

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_core::Stream;
-use rdkafka::consumer::{CommitMode, Rebalance};
+use rdkafka::consumer::{CommitMode, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{FutureRecord, future_producer::OwnedDeliveryResult};
@@ -69,6 +69,10 @@ pub trait ConsumerHandle {
     /// revoke its partitions); `assign`, `incremental_assign` and `incremental_unassign` reset
     /// it.
     fn assignment_lost(&self) -> bool;
+    /// The group's rebalance protocol once the consumer joined: `Cooperative` under
+    /// `cooperative-sticky`, `Eager` under `range`/`roundrobin`, `None` before the join and
+    /// outside a group.
+    fn rebalance_protocol(&self) -> RebalanceProtocol;
     /// The topics subscribed to, each with partition -1 (librdkafka's "unassigned").
     fn subscription(&self) -> KafkaResult<TopicPartitionList>;
     /// A partition's low and high watermarks (its first offset and the offset after its last
@@ -339,6 +343,9 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
     fn assignment_lost(&self) -> bool {
         (**self).assignment_lost()
+    }
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        (**self).rebalance_protocol()
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         (**self).subscription()

@@ -4,7 +4,8 @@ use std::future::Future;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, ToBytes};
@@ -101,6 +102,9 @@ macro_rules! consumer_handle_via_rdkafka {
             }
             fn assignment_lost(&self) -> bool {
                 Consumer::assignment_lost(self)
+            }
+            fn rebalance_protocol(&self) -> RebalanceProtocol {
+                Consumer::rebalance_protocol(self)
             }
             fn subscription(&self) -> KafkaResult<TopicPartitionList> {
                 Consumer::subscription(self)

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use rdkafka::consumer::CommitMode;
+use rdkafka::consumer::{CommitMode, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage, Timestamp, ToBytes};
 use rdkafka::producer::FutureRecord;
@@ -63,6 +63,9 @@ impl ConsumerHandle for Consumer {
     }
     fn assignment_lost(&self) -> bool {
         self.inner.assignment_lost()
+    }
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        self.inner.rebalance_protocol()
     }
     fn subscription(&self) -> KafkaResult<TopicPartitionList> {
         self.inner.subscription()

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Rebalance};
+use rdkafka::consumer::{CommitMode, Rebalance, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaErrorCode;
@@ -65,6 +65,9 @@ pub(crate) struct ConsumerState {
     /// Cooperative protocol: it revoked partitions for the generation it is taking up, and
     /// rejoins once it took it up.
     pub rejoin_after_sync: bool,
+    /// It joined a group at least once: librdkafka reports the group's rebalance protocol
+    /// from then on (`None` before).
+    pub joined_once: bool,
     /// librdkafka left the group because `max.poll.interval.ms` passed without a poll; the next
     /// poll reports it.
     pub poll_exceeded: bool,
@@ -104,6 +107,7 @@ impl ConsumerState {
             eof_reported: BTreeMap::new(),
             paused: BTreeSet::new(),
             rejoin_after_sync: false,
+            joined_once: false,
             poll_exceeded: false,
             join_retry_at: None,
             assigned_offsets: BTreeMap::new(),
@@ -548,6 +552,16 @@ impl ConsumerHandle for SimConsumer {
 
     fn assignment_lost(&self) -> bool {
         self.with_live(|_, c| c.lost).unwrap_or(false)
+    }
+
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        let cooperative = self.shared.lock().cooperative(self.client);
+        self.with_live(|_, c| match (c.joined_once, cooperative) {
+            (false, _) => RebalanceProtocol::None,
+            (true, true) => RebalanceProtocol::Cooperative,
+            (true, false) => RebalanceProtocol::Eager,
+        })
+        .unwrap_or(RebalanceProtocol::None)
     }
 
     fn fetch_watermarks(

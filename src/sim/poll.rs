@@ -301,6 +301,7 @@ impl World {
                 match joined {
                     Ok(()) => {
                         c.member = Some(member_id);
+                        c.joined_once = true;
                         c.join_retry_at = None;
                         self.complete_rebalance(&group_id);
                     }

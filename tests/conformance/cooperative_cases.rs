@@ -12,7 +12,7 @@ use effectively_once::broker::BrokerProvider;
 use effectively_once::{
     ConsumerHandle, InputRecord, InstanceContext, KafkaConsumer, RebalanceHandler, Simulation,
 };
-use rdkafka::consumer::{CommitMode, Rebalance};
+use rdkafka::consumer::{CommitMode, Rebalance, RebalanceProtocol};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, TopicPartitionList};
 
@@ -62,7 +62,13 @@ impl RebalanceHandler for Recorder {
     fn post_rebalance(&self, consumer: &dyn ConsumerHandle, rebalance: &Rebalance<'_>) {
         let (what, n) = listed(rebalance);
         let before = *self.before.lock().unwrap();
-        let note = format!("{what} {n} ({before} -> {})", owned(consumer));
+        let mut note = format!("{what} {n} ({before} -> {})", owned(consumer));
+        if !matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        ) {
+            note.push_str(" NOT COOPERATIVE");
+        }
         self.callbacks
             .0
             .lock()

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use effectively_once::ConsumerHandle;
-use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
+use rdkafka::consumer::{CommitMode, DefaultConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::util::Timeout;
@@ -247,6 +247,10 @@ impl<C: ConsumerContext> Consumer<C> for BaseConsumer<C> {
 
     fn assignment_lost(&self) -> bool {
         self.call(move |c| c.assignment_lost())
+    }
+
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        self.call(move |c| c.rebalance_protocol())
     }
 
     fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use effectively_once::{ConsumerHandle, KafkaConsumer};
 use futures_core::Stream;
 use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
-use rdkafka::consumer::{CommitMode, DefaultConsumerContext};
+use rdkafka::consumer::{CommitMode, DefaultConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::{DefaultRuntime, Timeout};
@@ -212,6 +212,10 @@ impl<C: ConsumerContext + 'static, R> Consumer<C> for StreamConsumer<C, R> {
 
     fn assignment_lost(&self) -> bool {
         self.consumer.assignment_lost()
+    }
+
+    fn rebalance_protocol(&self) -> RebalanceProtocol {
+        self.consumer.rebalance_protocol()
     }
 
     fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()> {

@@ -201,9 +201,6 @@ where
     /// Hands out records of paused partitions again.
     fn resume(&self, partitions: &TopicPartitionList) -> KafkaResult<()>;
 
-    /// The kit's groups rebalance eagerly (every partition is revoked, then the new set
-    /// assigned).
-    fn rebalance_protocol(&self) -> RebalanceProtocol {
-        RebalanceProtocol::Eager
-    }
+    /// The group's rebalance protocol once joined (`None` before).
+    fn rebalance_protocol(&self) -> RebalanceProtocol;
 }
