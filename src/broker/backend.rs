@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
 use tokio::time::Instant;
 
+use super::base_producer::BrokerBaseProducer;
 use super::consumer::BrokerConsumer;
 use super::native::NativeClient;
 use super::producer::BrokerProducer;
@@ -20,7 +21,9 @@ use crate::history::Operation;
 use crate::history::{
     ClusterSnapshot, HistoryEvent, Incarnation, Lag, LoggedRecord, RecordPosition, TopicPartition,
 };
-use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
+use crate::run::backend::{
+    Backend, BaseProducerClient, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient,
+};
 use crate::run::core::{Crashed, Run, RunEvent};
 use crate::run::fault_plan::Injection;
 use crate::run::store_progress::{Progress, STORE_PROGRESS};
@@ -339,6 +342,15 @@ impl Backend for BrokerBackend {
         config: &ClientConfig,
     ) -> KafkaResult<Box<dyn ProducerClient>> {
         let producer = BrokerProducer::create(self.shared.clone(), incarnation, config)?;
+        Ok(Box::new(producer))
+    }
+
+    fn create_base_producer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> KafkaResult<Box<dyn BaseProducerClient>> {
+        let producer = BrokerBaseProducer::create(self.shared.clone(), incarnation, config)?;
         Ok(Box::new(producer))
     }
 

@@ -24,6 +24,7 @@
 //! ([`BrokerError::Unsupported`]).
 
 mod backend;
+mod base_producer;
 mod callback_handle;
 mod consumer;
 mod manual_assign;

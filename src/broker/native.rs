@@ -11,8 +11,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 
+use super::base_producer::ReportContext;
 use super::consumer::BrokerContext;
 
 /// A librdkafka handle shared by the client wrapper the consumer code holds and the run,
@@ -42,12 +43,14 @@ impl<T> Slot<T> {
 
 pub(crate) type ConsumerSlot = Slot<BaseConsumer<BrokerContext>>;
 pub(crate) type ProducerSlot = Slot<FutureProducer>;
+pub(crate) type BaseProducerSlot = Slot<BaseProducer<ReportContext>>;
 
 /// One client of a crashed instance, waiting to be destroyed.
 #[derive(Clone)]
 pub(crate) enum NativeClient {
     Consumer(Arc<ConsumerSlot>),
     Producer(Arc<ProducerSlot>),
+    BaseProducer(Arc<BaseProducerSlot>),
 }
 
 impl NativeClient {
@@ -70,6 +73,19 @@ impl NativeClient {
                     // A producer sends nothing on destroy but what is already in flight (no
                     // EndTxn: an open transaction stays open until it is fenced or times
                     // out). Purge what is queued so that dropping does not wait for it.
+                    std::thread::spawn(move || {
+                        producer.purge(rdkafka::producer::PurgeConfig::default().queue());
+                        drop(producer);
+                    });
+                    true
+                }
+            },
+            NativeClient::BaseProducer(slot) => match slot.try_take() {
+                Err(()) => false,
+                Ok(None) => true,
+                Ok(Some(producer)) => {
+                    // As a FutureProducer's: what is queued dies with the process (its reports
+                    // go to a context nobody polls any more).
                     std::thread::spawn(move || {
                         producer.purge(rdkafka::producer::PurgeConfig::default().queue());
                         drop(producer);

@@ -10,6 +10,7 @@
 //! [`RebalanceContext`] when creating the rdkafka consumer, in tests hand it to
 //! [`InstanceContext::create_consumer_with_handler`](crate::InstanceContext::create_consumer_with_handler).
 
+mod base_producer;
 pub(crate) mod partitioner;
 mod rdkafka_impl;
 pub(crate) mod txn_error;
@@ -25,6 +26,7 @@ use rdkafka::producer::{FutureRecord, future_producer::OwnedDeliveryResult};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+pub use base_producer::{DeliveryContext, DeliveryHandler, DeliveryReport, KafkaBaseProducer};
 pub use rdkafka_impl::RebalanceContext;
 
 /// The synchronous consumer operations: everything but receiving messages. This is what a

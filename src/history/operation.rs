@@ -40,11 +40,14 @@ pub enum Operation {
     /// `seek` / `seek_partitions` (one interception per call). The record is the last one the
     /// instance received.
     Seek,
+    /// A `BaseProducer`'s `flush`: the records enqueued are delivered and their reports served
+    /// inside it. The record is the last one the instance received.
+    Flush,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Recv,
         Operation::CommitMessage,
         Operation::StoreOffset,
@@ -59,6 +62,7 @@ impl Operation {
         Operation::CommitTransaction,
         Operation::AbortTransaction,
         Operation::Seek,
+        Operation::Flush,
     ];
 
     /// Whether `fault` means something on this operation.
@@ -66,7 +70,7 @@ impl Operation {
     /// Delays (`Stall`, `Freeze`) need an asynchronous call to wait in; `Ambiguous` needs an
     /// operation that can be applied while its caller is told it failed; `LoseAck` needs a
     /// producer; of the transactional calls only `commit_transaction` can fail (crashes
-    /// around the others are supported), and a seek only crashes; a broker restart needs a request to the broker
+    /// around the others are supported), a seek and a flush only crash; a broker restart needs a request to the broker
     /// that the application makes itself (`recv`, an explicit commit, `send`).
     pub fn supports(self, fault: Fault) -> bool {
         use Operation::*;
@@ -79,6 +83,7 @@ impl Operation {
                     | SendOffsetsToTransaction
                     | AbortTransaction
                     | Seek
+                    | Flush
             ),
             Fault::Ambiguous => matches!(
                 self,
@@ -114,6 +119,7 @@ impl fmt::Display for Operation {
             Operation::CommitTransaction => "commit_transaction",
             Operation::AbortTransaction => "abort_transaction",
             Operation::Seek => "seek",
+            Operation::Flush => "flush",
         })
     }
 }

@@ -107,6 +107,14 @@ pub(crate) trait Backend: Send + Sync {
         config: &ClientConfig,
     ) -> KafkaResult<Box<dyn ProducerClient>>;
 
+    /// Creates a low-level producer (`BaseProducer`: `send` enqueues, reports come from `poll`
+    /// and `flush`) of the incarnation.
+    fn create_base_producer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> KafkaResult<Box<dyn BaseProducerClient>>;
+
     /// The run is over and its runtime gone: what is left of the clients dies as a killed
     /// process would.
     fn finish(&self) {}
@@ -153,6 +161,46 @@ pub(crate) trait ConsumerClient: ConsumerHandle + Send + Sync {
 pub(crate) trait ProducerClient: Send + Sync {
     /// Sends a record and waits for its delivery report.
     fn send(&self, record: OutgoingRecord) -> BoxFuture<'_, OwnedDeliveryResult>;
+    /// `init_transactions`.
+    fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()>;
+    /// `begin_transaction`.
+    fn begin_transaction(&self) -> KafkaResult<()>;
+    /// `send_offsets_to_transaction`.
+    fn send_offsets_to_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: &GroupMetadata,
+        timeout: Timeout,
+    ) -> KafkaResult<()>;
+    /// `commit_transaction`.
+    fn commit_transaction(&self, timeout: Timeout) -> KafkaResult<()>;
+    /// `abort_transaction`.
+    fn abort_transaction(&self, timeout: Timeout) -> KafkaResult<()>;
+}
+
+/// One delivery report of a [`BaseProducerClient`], for the record `send` got with `token`.
+pub(crate) struct Report {
+    pub token: u64,
+    pub result: crate::client::DeliveryReport,
+}
+
+/// A backend's low-level producer, behind the public
+/// [`BaseProducer`](super::base_client::BaseProducer): reports are handed to `serve`, outside
+/// any lock, from `poll`, `flush` and `close`.
+pub(crate) trait BaseProducerClient: Send + Sync {
+    /// Enqueues `record`; its report will carry `token`.
+    fn send(&self, record: &OutgoingRecord, token: u64) -> KafkaResult<()>;
+    /// Serves the reports that are ready, waiting up to `timeout` for some.
+    fn poll(&self, timeout: Timeout, serve: &mut dyn FnMut(Report));
+    /// `flush`, through the interception point `Operation::Flush`.
+    fn flush(&self, timeout: Timeout, serve: &mut dyn FnMut(Report)) -> KafkaResult<()>;
+    /// Records enqueued or in flight, and reports not served yet.
+    fn in_flight_count(&self) -> i32;
+    /// Resolves when reports may be ready (what a background polling thread waits for).
+    fn ready(&self) -> BoxFuture<'_, ()>;
+    /// The producer is dropped by a live instance: what is still queued is purged, and the
+    /// reports served, as rdkafka's `BaseProducer` does on drop.
+    fn close(&self, serve: &mut dyn FnMut(Report));
     /// `init_transactions`.
     fn init_transactions(&self, timeout: Timeout) -> KafkaResult<()>;
     /// `begin_transaction`.

@@ -227,9 +227,26 @@ impl OutgoingRecord {
     pub(crate) fn from_record<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
         record: FutureRecord<'_, K, P>,
     ) -> Self {
-        let headers = record
-            .headers
-            .as_ref()
+        Self::from_parts(
+            record.topic,
+            record.partition,
+            record.key.map(|k| k.to_bytes()),
+            record.payload.map(|p| p.to_bytes()),
+            record.timestamp,
+            record.headers.as_ref(),
+        )
+    }
+
+    /// A record from the fields of a `FutureRecord` or a `BaseRecord`.
+    pub(crate) fn from_parts(
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        timestamp: Option<i64>,
+        headers: Option<&OwnedHeaders>,
+    ) -> Self {
+        let headers = headers
             .map(|h| {
                 (0..h.count())
                     .map(|i| {
@@ -240,17 +257,28 @@ impl OutgoingRecord {
             })
             .unwrap_or_default();
         OutgoingRecord {
-            topic: record.topic.to_string(),
-            partition: record.partition,
-            key: record.key.map(|k| k.to_bytes().to_vec()),
-            payload: record.payload.map(|p| p.to_bytes().to_vec()),
-            timestamp: record.timestamp,
+            topic: topic.to_string(),
+            partition,
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.map(<[u8]>::to_vec),
+            timestamp,
             headers,
         }
     }
 
     /// The message handed back with a delivery error, as rdkafka does.
     pub(crate) fn into_message(self, partition: i32, timestamp: i64) -> OwnedMessage {
+        self.into_message_at(partition, -1, timestamp)
+    }
+
+    /// The message as a delivery report carries it, at `offset` (`-1001` when it was not
+    /// delivered, as librdkafka reports it).
+    pub(crate) fn into_message_at(
+        self,
+        partition: i32,
+        offset: i64,
+        timestamp: i64,
+    ) -> OwnedMessage {
         let headers = (!self.headers.is_empty()).then(|| {
             self.headers
                 .iter()
@@ -267,7 +295,7 @@ impl OutgoingRecord {
             self.topic,
             Timestamp::CreateTime(timestamp),
             partition,
-            -1,
+            offset,
             headers,
         )
     }

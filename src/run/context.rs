@@ -9,10 +9,11 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
 
 use super::backend::Backend;
+use super::base_client::{BaseProducer, ThreadedProducer};
 use super::client::{Consumer, Producer};
 use super::core::{Interception, Run};
 use super::freeze::FreezeGate;
-use crate::client::RebalanceHandler;
+use crate::client::{DeliveryHandler, RebalanceHandler};
 use crate::history::{Incarnation, InstanceId};
 use crate::run::effect::EffectSink;
 use crate::run::store::{self, DurableStore};
@@ -101,6 +102,29 @@ impl InstanceContext {
         self.backend
             .create_producer(self.incarnation, config)
             .map(Producer::new)
+    }
+
+    /// Creates a low-level producer, as rdkafka's `BaseProducer`: `send` enqueues and
+    /// returns at once, delivery reports reach `handler` from `poll` and `flush`.
+    pub fn create_base_producer<H: DeliveryHandler>(
+        &self,
+        config: &ClientConfig,
+        handler: H,
+    ) -> KafkaResult<BaseProducer<H>> {
+        self.backend
+            .create_base_producer(self.incarnation, config)
+            .map(|client| BaseProducer::new(client, handler))
+    }
+
+    /// Creates a low-level producer whose delivery reports reach `handler` from a background
+    /// task of this instance, as rdkafka's `ThreadedProducer` serves them from its thread.
+    pub fn create_threaded_producer<H: DeliveryHandler>(
+        &self,
+        config: &ClientConfig,
+        handler: H,
+    ) -> KafkaResult<ThreadedProducer<H>> {
+        let base = self.create_base_producer(config, handler)?;
+        Ok(ThreadedProducer::new(base, self))
     }
 
     /// An effect sink named `name` (`"email"`, `"payment"`).

@@ -12,6 +12,7 @@
 //! snapshot of the cluster.
 
 pub(crate) mod backend;
+mod base_client;
 mod builder;
 pub(crate) mod client;
 mod context;
@@ -26,6 +27,7 @@ pub(crate) mod rng;
 pub(crate) mod store;
 pub(crate) mod store_progress;
 
+pub use base_client::{BaseProducer, ThreadedProducer};
 pub(crate) use builder::Config;
 pub use builder::{InputRecord, SimulationBuilder};
 pub use client::{Consumer, Producer};

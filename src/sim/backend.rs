@@ -7,11 +7,14 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
 use tokio::time::Instant;
 
+use super::base_producer::SimBaseProducer;
 use super::{Shared, SimConsumer, SimProducer, SimSettings, World};
 use crate::client::RebalanceHandler;
 use crate::error::Error;
 use crate::history::{ClusterSnapshot, Incarnation, Lag, RecordPosition, TopicPartition};
-use crate::run::backend::{Backend, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient};
+use crate::run::backend::{
+    Backend, BaseProducerClient, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient,
+};
 use crate::run::core::Run;
 use crate::run::store_progress::Progress;
 
@@ -111,6 +114,15 @@ impl Backend for SimBackend {
         config: &ClientConfig,
     ) -> KafkaResult<Box<dyn ProducerClient>> {
         let producer = SimProducer::create(self.shared.clone(), incarnation, config)?;
+        Ok(Box::new(producer))
+    }
+
+    fn create_base_producer(
+        &self,
+        incarnation: Incarnation,
+        config: &ClientConfig,
+    ) -> KafkaResult<Box<dyn BaseProducerClient>> {
+        let producer = SimBaseProducer::create(self.shared.clone(), incarnation, config)?;
         Ok(Box::new(producer))
     }
 

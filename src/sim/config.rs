@@ -70,6 +70,9 @@ pub(crate) struct ProducerSettings {
     pub request_timeout: Duration,
     /// How long librdkafka keeps trying to deliver a message (0: forever).
     pub message_timeout: Duration,
+    /// `queue.buffering.max.messages`: records a `BaseProducer` holds (enqueued, in flight, or
+    /// with a delivery report not served yet) before `send` says `QueueFull`.
+    pub max_queued: usize,
 }
 
 fn unsupported(key: &str, value: &str, why: &str) -> KafkaError {
@@ -315,6 +318,10 @@ impl ProducerSettings {
                 300_000,
                 0..=2_147_483_647,
             )?,
+            // librdkafka's own range check ran above; only the number is read here.
+            max_queued: get(config, &["queue.buffering.max.messages"])
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(100_000),
         })
     }
 }

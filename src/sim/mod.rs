@@ -9,6 +9,7 @@
 
 pub(crate) mod assignor;
 mod backend;
+mod base_producer;
 mod commit;
 pub(crate) mod config;
 mod consumer;

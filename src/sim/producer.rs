@@ -46,20 +46,20 @@ pub(crate) struct ProducerState {
 }
 
 /// What the first, synchronous part of a send decided.
-struct Prepared {
-    partition: i32,
-    timestamp: i64,
-    injection: Injection,
-    wait: Duration,
+pub(super) struct Prepared {
+    pub(super) partition: i32,
+    pub(super) timestamp: i64,
+    pub(super) injection: Injection,
+    pub(super) wait: Duration,
     /// After a lost acknowledgement: `Some(wait)` before librdkafka's retry (the request
     /// timeout, then the retry backoff), `None` when the message times out first.
-    retry_after: Option<Duration>,
+    pub(super) retry_after: Option<Duration>,
     message_timeout: Duration,
-    acks: Acks,
+    pub(super) acks: Acks,
 }
 
 impl World {
-    fn prepare_send(
+    pub(super) fn prepare_send(
         &mut self,
         client: ClientId,
         record: &OutgoingRecord,
@@ -126,7 +126,7 @@ impl World {
     }
 
     /// Appends one copy of the record; `retry` marks librdkafka's internal retry.
-    fn append_sent(
+    pub(super) fn append_sent(
         &mut self,
         client: ClientId,
         record: &OutgoingRecord,
@@ -195,9 +195,9 @@ impl World {
 /// A producer of the simulated cluster (see [`Producer`](crate::Producer), the handle users
 /// hold): acks, librdkafka's retries, the idempotent and the transactional producer.
 pub(crate) struct SimProducer {
-    shared: Arc<Shared>,
-    client: ClientId,
-    incarnation: Incarnation,
+    pub(super) shared: Arc<Shared>,
+    pub(super) client: ClientId,
+    pub(super) incarnation: Incarnation,
 }
 
 impl std::fmt::Debug for SimProducer {

@@ -6,6 +6,7 @@
 mod fixtures;
 
 mod aborted_read;
+mod base_producer;
 mod cancel_safety;
 mod close_during_outage;
 mod commit_errors;

@@ -6,6 +6,7 @@ mod fixtures;
 mod support;
 
 mod auto_commit;
+mod base_producer;
 mod broker_restart;
 mod cancel_safety;
 mod clock;
