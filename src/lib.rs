@@ -415,6 +415,7 @@ pub mod history;
 pub mod invariant;
 pub mod ledger;
 mod macros;
+pub mod partition_queue;
 pub mod producer;
 mod run;
 pub mod scenario;

@@ -24,7 +24,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::backend::BrokerShared;
 use super::callback_handle::CallbackHandle;
 use super::manual_assign::Change;
-use super::native::{ConsumerSlot, NativeClient, Slot};
+use super::native::{ConsumerSlot, NativeClient, NativeConsumer, Slot};
+use super::partition_queue::{BrokerPartitionQueue, Handout};
 use super::positioning;
 use super::session::BrokerSession;
 use crate::client::{
@@ -33,14 +34,14 @@ use crate::client::{
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation};
 use crate::history::{RecordPosition, TopicPartition};
-use crate::run::backend::{BoxFuture, ConsumerClient};
+use crate::run::backend::{BoxFuture, ConsumerClient, PartitionQueueClient};
 use crate::run::core::{crashed, dead_error, unwind_crash};
 use crate::run::fault_plan::Injection;
 
 /// How long an idle `recv` sleeps between two polls, at most.
-const MAX_POLL_PAUSE: Duration = Duration::from_millis(10);
+pub(super) const MAX_POLL_PAUSE: Duration = Duration::from_millis(10);
 /// The timeout of the calls a callback makes to read committed offsets.
-const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a clean exit waits for librdkafka to close the consumer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,11 +52,11 @@ pub(crate) struct Owner {
     pub incarnation: Incarnation,
     pub group: String,
     /// `enable.auto.offset.store` (librdkafka's default: true).
-    auto_store: bool,
+    pub(super) auto_store: bool,
     /// `auto.offset.reset` is latest (librdkafka's default) rather than earliest.
     pub(super) reset_latest: bool,
     /// The offsets stored explicitly (`store_offset`), which librdkafka keeps to itself.
-    stored: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
+    pub(super) stored: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
     /// The committed offsets as this client knows them, as librdkafka keeps its own: read
     /// when partitions are assigned, moved by every commit it makes. `commit_consumer_state`
     /// compares with them, with no request to the broker (a request from a callback during
@@ -64,7 +65,7 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
-    fn alive(&self) -> bool {
+    pub(super) fn alive(&self) -> bool {
         self.shared.run.lock().alive(self.incarnation)
     }
 
@@ -307,7 +308,8 @@ pub(crate) struct BrokerConsumer {
     owner: Owner,
     native: Arc<ConsumerSlot>,
     session: Arc<BrokerSession>,
-    read_committed: bool,
+    /// How a polled message reaches the application (shared with the partition queues).
+    handout: Handout,
     /// A message librdkafka handed out that a stalled `recv` had not handed over yet when its
     /// future was dropped: the next `recv` hands it over (`recv` is cancel-safe).
     stalled: Mutex<Option<(OwnedMessage, Injection)>>,
@@ -351,31 +353,24 @@ impl BrokerConsumer {
             handler,
         };
         let consumer: BaseConsumer<BrokerContext> = config.create_with_context(context)?;
-        let native = Slot::new(consumer);
+        let native = Slot::new(NativeConsumer::new(consumer));
         shared.register(incarnation, NativeClient::Consumer(native.clone()));
         Ok(BrokerConsumer {
+            handout: Handout {
+                owner: owner.clone(),
+                native: native.clone(),
+                read_committed,
+            },
             owner,
             native,
             session,
-            read_committed,
             stalled: Mutex::new(None),
         })
     }
 
     /// Runs `f` on the handle; unwinds when the instance is dead.
     fn with_native<T>(&self, f: impl FnOnce(&BaseConsumer<BrokerContext>) -> T) -> T {
-        let result = {
-            let slot = self.native.lock();
-            match slot.as_ref() {
-                Some(consumer) if self.owner.alive() => Some(f(consumer)),
-                _ => None,
-            }
-        };
-        self.owner.shared.publish();
-        match result {
-            Some(value) if self.owner.alive() => value,
-            _ => unwind_crash(),
-        }
+        self.handout.with_native(|native| f(&native.consumer))
     }
 
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
@@ -386,7 +381,7 @@ impl BrokerConsumer {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some((message, injection)) = stalled {
-            return Ok(self.hand_over(message, &injection));
+            return Ok(self.handout.hand_over(message, &injection));
         }
         let mut pause = Duration::from_millis(1);
         loop {
@@ -399,92 +394,12 @@ impl BrokerConsumer {
                 }
                 Some(Err(e)) => return Err(e),
                 Some(Ok(message)) => {
-                    if let Some(delivered) = self.deliver(message).await {
+                    if let Some(delivered) = self.handout.deliver(message, &self.stalled).await {
                         return delivered;
                     }
                 }
             }
         }
-    }
-
-    /// Intercepts the `recv` of `message` and hands it over; `None` when a stall ended with
-    /// the message handed over by another `recv` of the consumer.
-    async fn deliver(&self, message: OwnedMessage) -> Option<KafkaResult<OwnedMessage>> {
-        let position =
-            TopicPartition::new(message.topic(), message.partition()).at(message.offset());
-        let Ok(injection) = self
-            .owner
-            .intercept(Operation::Recv, Some(position.clone()))
-        else {
-            unwind_crash()
-        };
-        if injection.fail || injection.broker_restart.is_some() {
-            // Not handed out (a failed fetch, or the broker went down before answering it):
-            // the next poll returns it again.
-            let _ = self.with_native(|c| {
-                Consumer::seek(
-                    c,
-                    message.topic(),
-                    message.partition(),
-                    Offset::Offset(message.offset()),
-                    CALLBACK_TIMEOUT,
-                )
-            });
-            return Some(Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::BrokerTransportFailure,
-            )));
-        }
-        if let Some(stall) = injection.stall {
-            // The call takes this long before the message reaches the application; a future
-            // dropped meanwhile leaves it for the next `recv`.
-            *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((message, injection));
-            tokio::time::sleep(stall).await;
-            if !self.owner.alive() {
-                unwind_crash();
-            }
-            let stalled = self
-                .stalled
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            // Another `recv` of the same consumer may have handed it over meanwhile.
-            return stalled.map(|(message, injection)| Ok(self.hand_over(message, &injection)));
-        }
-        Some(Ok(self.hand_over(message, &injection)))
-    }
-
-    /// Hands `message` to the application: recorded as delivered, then the crash after the
-    /// `recv`, if one fired.
-    fn hand_over(&self, message: OwnedMessage, injection: &Injection) -> OwnedMessage {
-        let position =
-            TopicPartition::new(message.topic(), message.partition()).at(message.offset());
-        if self.owner.auto_store {
-            self.owner
-                .stored
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(position.topic_partition(), position.offset + 1);
-        }
-        {
-            let mut run = self.owner.shared.run.lock();
-            run.set_current_record(self.owner.incarnation, &position);
-            run.record(
-                Some(self.owner.incarnation),
-                HistoryEvent::Delivered {
-                    position,
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    read_committed: self.read_committed,
-                },
-            );
-        }
-        self.owner.shared.publish();
-        if self.owner.complete(injection, Operation::Recv).is_err() {
-            unwind_crash();
-        }
-        message
     }
 
     /// A seek drops the message a stalled `recv` had not handed over yet, if it is of one of
@@ -543,7 +458,12 @@ impl Drop for BrokerConsumer {
         // A clean exit closes the consumer as librdkafka does (final commit with
         // auto-commit, LeaveGroup); a crashed instance's handle is the run's to destroy.
         if self.owner.alive() {
-            let Some(consumer) = self.native.lock().take() else {
+            let Some(consumer) = self
+                .native
+                .lock()
+                .take()
+                .and_then(NativeConsumer::into_consumer)
+            else {
                 return;
             };
             // librdkafka's close has no deadline, and a broker that never answers makes it wait
@@ -693,6 +613,14 @@ impl ConsumerHandle for BrokerConsumer {
 impl ConsumerClient for BrokerConsumer {
     fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>> {
         Box::pin(self.recv_message())
+    }
+
+    fn split_partition_queue(
+        &self,
+        partition: TopicPartition,
+    ) -> Option<Box<dyn PartitionQueueClient>> {
+        let queue = BrokerPartitionQueue::split(self.handout.clone(), &partition)?;
+        Some(Box::new(queue))
     }
 
     fn commit_intercepted(

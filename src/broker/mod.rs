@@ -29,6 +29,7 @@ mod callback_handle;
 mod consumer;
 mod manual_assign;
 mod native;
+mod partition_queue;
 mod positioning;
 mod producer;
 mod provider;

@@ -8,8 +8,10 @@
 //! Every message is detached (copied) as it is polled, so no message keeps the handle alive:
 //! a live message makes librdkafka's destroy block forever.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 
@@ -41,7 +43,41 @@ impl<T> Slot<T> {
     }
 }
 
-pub(crate) type ConsumerSlot = Slot<BaseConsumer<BrokerContext>>;
+/// A consumer's librdkafka handle, with the partition queues split off it (rdkafka's
+/// `split_partition_queue` wants the consumer in an `Arc`, and each queue holds a clone).
+pub(crate) struct NativeConsumer {
+    pub consumer: Arc<BaseConsumer<BrokerContext>>,
+    /// The partition queues the application holds, by the id its handle knows them by;
+    /// destroyed before the consumer, as librdkafka requires.
+    pub queues: BTreeMap<u64, PartitionQueue<BrokerContext>>,
+    pub next_queue: u64,
+}
+
+impl NativeConsumer {
+    pub(crate) fn new(consumer: BaseConsumer<BrokerContext>) -> Self {
+        NativeConsumer {
+            consumer: Arc::new(consumer),
+            queues: BTreeMap::new(),
+            next_queue: 0,
+        }
+    }
+
+    /// The consumer alone, once its queues are destroyed (`None`, with a warning, if a clone
+    /// of it is still somewhere: it is then left as it is).
+    pub(crate) fn into_consumer(mut self) -> Option<BaseConsumer<BrokerContext>> {
+        self.queues.clear();
+        match Arc::try_unwrap(self.consumer) {
+            Ok(consumer) => Some(consumer),
+            Err(shared) => {
+                tracing::warn!("effectively-once: a consumer handle is still shared; left alive");
+                std::mem::forget(shared);
+                None
+            }
+        }
+    }
+}
+
+pub(crate) type ConsumerSlot = Slot<NativeConsumer>;
 pub(crate) type ProducerSlot = Slot<FutureProducer>;
 pub(crate) type BaseProducerSlot = Slot<BaseProducer<ReportContext>>;
 
@@ -61,8 +97,10 @@ impl NativeClient {
             NativeClient::Consumer(slot) => match slot.try_take() {
                 Err(()) => false,
                 Ok(None) => true,
-                Ok(Some(consumer)) => {
-                    abandon(consumer);
+                Ok(Some(native)) => {
+                    if let Some(consumer) = native.into_consumer() {
+                        abandon(consumer);
+                    }
                     true
                 }
             },

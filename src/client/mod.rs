@@ -262,6 +262,64 @@ pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
 
     /// Stores `message.offset() + 1` for the next commit.
     fn store_offset_from_message(&self, message: &Self::Message<'_>) -> KafkaResult<()>;
+
+    /// The queue [`split_partition_queue`](Self::split_partition_queue) hands out:
+    /// rdkafka's `StreamPartitionQueue`, or the kit's [`PartitionQueue`](crate::partition_queue::PartitionQueue).
+    type PartitionQueue: KafkaPartitionQueue<Self> + 'static
+    where
+        Self: 'static;
+
+    /// Splits a partition's records off into a queue of their own, as rdkafka's
+    /// `StreamConsumer::split_partition_queue`: from then on the records of that partition
+    /// come only from the queue's [`recv`](KafkaPartitionQueue::recv), in offset order, and
+    /// [`recv`](Self::recv) hands out the others. The consumer must still be polled
+    /// ([`recv`](Self::recv)): joins, rebalances and their callbacks happen there, and
+    /// nothing is fetched before the group assigned the partition. Measured on librdkafka's
+    /// mock cluster (`tests/brokers/partition_queues.rs`): a queue asked for before the
+    /// partition is assigned (or for a partition that does not exist) is handed out and
+    /// delivers once the partition is assigned; it stays the partition's across rebalances
+    /// (revoked and assigned again, it delivers again); once every queue of the partition is
+    /// dropped its records go nowhere (not back to `recv`) until the partition is split
+    /// again. `None` only for a topic name librdkafka cannot take (one with a NUL byte).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use effectively_once::KafkaConsumer;
+    /// use effectively_once::partition_queue::KafkaPartitionQueue;
+    /// use rdkafka::consumer::CommitMode;
+    ///
+    /// async fn per_partition<C: KafkaConsumer + 'static>(consumer: Arc<C>, partition: i32) {
+    ///     let Some(queue) = consumer.split_partition_queue("orders", partition) else {
+    ///         return;
+    ///     };
+    ///     while let Ok(message) = queue.recv().await {
+    ///         // process, then:
+    ///         let _ = consumer.commit_message(&message, CommitMode::Sync);
+    ///     }
+    /// }
+    /// ```
+    fn split_partition_queue(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Self::PartitionQueue>;
+}
+
+/// One partition's queue, split off a consumer `C` with
+/// [`KafkaConsumer::split_partition_queue`]: rdkafka's `StreamPartitionQueue` API. It keeps the
+/// consumer alive; its messages are the consumer's, committed and stored through it.
+pub trait KafkaPartitionQueue<C: KafkaConsumer + ?Sized + 'static>: Send + Sync {
+    /// Waits for the partition's next message. Cancel-safe: a dropped future consumes nothing.
+    fn recv(&self) -> impl Future<Output = KafkaResult<C::Message<'_>>> + Send;
+
+    /// The partition's messages as an endless [`Stream`], each item what the next
+    /// [`recv`](Self::recv) would return.
+    fn stream(&self) -> impl Stream<Item = KafkaResult<C::Message<'_>>> + Send + '_ {
+        futures_util::stream::unfold(
+            self,
+            |queue| async move { Some((queue.recv().await, queue)) },
+        )
+    }
 }
 
 /// A producer: rdkafka's `FutureProducer` API.
@@ -412,7 +470,7 @@ impl<T: ConsumerHandle + ?Sized> ConsumerHandle for Arc<T> {
     }
 }
 
-impl<T: KafkaConsumer> KafkaConsumer for Arc<T> {
+impl<T: KafkaConsumer + 'static> KafkaConsumer for Arc<T> {
     type Message<'a>
         = T::Message<'a>
     where
@@ -429,6 +487,36 @@ impl<T: KafkaConsumer> KafkaConsumer for Arc<T> {
     }
     fn store_offset_from_message(&self, message: &Self::Message<'_>) -> KafkaResult<()> {
         (**self).store_offset_from_message(message)
+    }
+
+    type PartitionQueue = ArcPartitionQueue<T>;
+
+    fn split_partition_queue(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Self::PartitionQueue> {
+        (**self)
+            .split_partition_queue(topic, partition)
+            .map(ArcPartitionQueue)
+    }
+}
+
+/// The partition queue of an `Arc<C>`: `C`'s own, yielding the same messages.
+pub struct ArcPartitionQueue<C: KafkaConsumer + 'static>(C::PartitionQueue);
+
+impl<C: KafkaConsumer + 'static> std::fmt::Debug for ArcPartitionQueue<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArcPartitionQueue").finish_non_exhaustive()
+    }
+}
+
+impl<C: KafkaConsumer + 'static> KafkaPartitionQueue<Arc<C>> for ArcPartitionQueue<C> {
+    fn recv(&self) -> impl Future<Output = KafkaResult<C::Message<'_>>> + Send {
+        self.0.recv()
+    }
+    fn stream(&self) -> impl Stream<Item = KafkaResult<C::Message<'_>>> + Send + '_ {
+        self.0.stream()
     }
 }
 

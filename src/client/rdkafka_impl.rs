@@ -1,11 +1,12 @@
 //! The client traits for rdkafka's own types: the production side of the same consumer code.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
-    StreamConsumer,
+    StreamConsumer, stream_consumer::StreamPartitionQueue,
 };
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, ToBytes};
@@ -16,8 +17,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, KafkaProducer,
-    RebalanceHandler, foreign_group_metadata,
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, KafkaPartitionQueue,
+    KafkaProducer, RebalanceHandler, foreign_group_metadata,
 };
 
 /// An rdkafka consumer context that forwards rebalance and commit callbacks to a
@@ -193,6 +194,30 @@ impl<C: ConsumerContext + 'static> KafkaConsumer for StreamConsumer<C> {
 
     fn store_offset_from_message(&self, message: &BorrowedMessage<'_>) -> KafkaResult<()> {
         Consumer::store_offset_from_message(self, message)
+    }
+
+    type PartitionQueue = StreamPartitionQueue<C>;
+
+    fn split_partition_queue(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<StreamPartitionQueue<C>> {
+        StreamConsumer::split_partition_queue(self, topic, partition)
+    }
+}
+
+impl<C: ConsumerContext + 'static> KafkaPartitionQueue<StreamConsumer<C>>
+    for StreamPartitionQueue<C>
+{
+    fn recv(&self) -> impl Future<Output = KafkaResult<BorrowedMessage<'_>>> + Send {
+        StreamPartitionQueue::recv(self)
+    }
+
+    fn stream(
+        &self,
+    ) -> impl futures_core::Stream<Item = KafkaResult<BorrowedMessage<'_>>> + Send + '_ {
+        StreamPartitionQueue::stream(self)
     }
 }
 

@@ -155,6 +155,22 @@ pub(crate) trait ConsumerClient: ConsumerHandle + Send + Sync {
     fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
         self.store_offset(message.topic(), message.partition(), message.offset())
     }
+
+    /// `split_partition_queue`: from now on the partition's records are handed out by the
+    /// queue only (`None`: a topic name librdkafka cannot take).
+    fn split_partition_queue(
+        &self,
+        partition: TopicPartition,
+    ) -> Option<Box<dyn PartitionQueueClient>>;
+}
+
+/// A backend's queue of one partition split off a consumer, behind the public
+/// [`PartitionQueue`](super::client::PartitionQueue). Dropping it drops the queue: the
+/// partition's records go nowhere until it is split again.
+pub(crate) trait PartitionQueueClient: Send + Sync {
+    /// The partition's next record, through the same interception as the consumer's `recv`;
+    /// cancel-safe, and a crash unwinds the calling task.
+    fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>>;
 }
 
 /// A backend's producer, behind the public [`Producer`](super::client::Producer).

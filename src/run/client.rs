@@ -2,6 +2,7 @@
 //! rdkafka-shaped traits.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use rdkafka::consumer::{CommitMode, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
@@ -11,8 +12,11 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::backend::{ConsumerClient, ProducerClient};
-use crate::client::{ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer};
+use super::backend::{ConsumerClient, PartitionQueueClient, ProducerClient};
+use crate::client::{
+    ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaPartitionQueue, KafkaProducer,
+};
+use crate::history::TopicPartition;
 
 /// The consumer an [`InstanceContext`](crate::InstanceContext) creates from the same
 /// `ClientConfig` production uses: the simulator's, or librdkafka's on a real broker. It
@@ -132,6 +136,21 @@ impl ConsumerHandle for Consumer {
 
 impl KafkaConsumer for Consumer {
     type Message<'a> = OwnedMessage;
+    type PartitionQueue = PartitionQueue;
+
+    fn split_partition_queue(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<PartitionQueue> {
+        let inner = self
+            .inner
+            .split_partition_queue(TopicPartition::new(topic, partition))?;
+        Some(PartitionQueue {
+            inner,
+            _consumer: self.clone(),
+        })
+    }
 
     fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send {
         self.inner.recv()
@@ -143,6 +162,44 @@ impl KafkaConsumer for Consumer {
 
     fn store_offset_from_message(&self, message: &OwnedMessage) -> KafkaResult<()> {
         self.inner.store_offset_from_message(message)
+    }
+}
+
+/// A partition's queue split off a [`Consumer`] with
+/// [`KafkaConsumer::split_partition_queue`], as rdkafka's `StreamPartitionQueue`: it hands
+/// out the partition's records (each through the fault schedule's `recv` interception point,
+/// recorded as delivered like the consumer's), and keeps the consumer alive. Dropping it
+/// leaves the partition's records undelivered until the partition is split again, as
+/// librdkafka does.
+pub struct PartitionQueue {
+    inner: Box<dyn PartitionQueueClient>,
+    _consumer: Arc<Consumer>,
+}
+
+impl std::fmt::Debug for PartitionQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionQueue").finish_non_exhaustive()
+    }
+}
+
+impl PartitionQueue {
+    /// Waits for the partition's next message (cancel-safe), as
+    /// [`KafkaPartitionQueue::recv`].
+    pub fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send + '_ {
+        PartitionQueueClient::recv(&*self.inner)
+    }
+
+    /// The partition's messages as an endless stream, as [`KafkaPartitionQueue::stream`].
+    pub fn stream(
+        &self,
+    ) -> impl futures_core::Stream<Item = KafkaResult<OwnedMessage>> + Send + '_ {
+        KafkaPartitionQueue::<Consumer>::stream(self)
+    }
+}
+
+impl KafkaPartitionQueue<Consumer> for PartitionQueue {
+    fn recv(&self) -> impl Future<Output = KafkaResult<OwnedMessage>> + Send {
+        PartitionQueueClient::recv(&*self.inner)
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) mod store_progress;
 pub use base_client::{BaseProducer, ThreadedProducer};
 pub(crate) use builder::Config;
 pub use builder::{InputRecord, SimulationBuilder};
-pub use client::{Consumer, Producer};
+pub use client::{Consumer, PartitionQueue, Producer};
 pub use context::{InstanceContext, InstanceExit};
 pub(crate) use driver::panic_message;
 

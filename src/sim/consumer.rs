@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::config::ConsumerSettings;
 use super::group::{Events, GroupState};
 use super::manual_assign::Change;
+use super::partition_queue::SimPartitionQueue;
 use super::poll::PollStep;
 use super::{ClientId, Shared, World, broker_down_error};
 use crate::client::{
@@ -23,7 +24,7 @@ use crate::client::{
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
-use crate::run::backend::{BoxFuture, ConsumerClient};
+use crate::run::backend::{BoxFuture, ConsumerClient, PartitionQueueClient};
 use crate::run::core::{Crashed, crashed, dead_error};
 use crate::run::store_progress::Progress;
 
@@ -68,6 +69,9 @@ pub(crate) struct ConsumerState {
     /// It joined a group at least once: librdkafka reports the group's rebalance protocol
     /// from then on (`None` before).
     pub joined_once: bool,
+    /// The partitions split off into queues of their own (`split_partition_queue`): `recv`
+    /// hands out nothing of them, their queues do (see [`partition_queue`](super::partition_queue)).
+    pub split: BTreeSet<TopicPartition>,
     /// librdkafka left the group because `max.poll.interval.ms` passed without a poll; the next
     /// poll reports it.
     pub poll_exceeded: bool,
@@ -108,6 +112,7 @@ impl ConsumerState {
             paused: BTreeSet::new(),
             rejoin_after_sync: false,
             joined_once: false,
+            split: BTreeSet::new(),
             poll_exceeded: false,
             join_retry_at: None,
             assigned_offsets: BTreeMap::new(),
@@ -720,6 +725,14 @@ impl ConsumerHandle for SimConsumer {
 impl ConsumerClient for SimConsumer {
     fn recv(&self) -> BoxFuture<'_, KafkaResult<OwnedMessage>> {
         Box::pin(self.recv_message())
+    }
+
+    fn split_partition_queue(
+        &self,
+        partition: TopicPartition,
+    ) -> Option<Box<dyn PartitionQueueClient>> {
+        SimPartitionQueue::split(self.shared.clone(), self.client, partition)
+            .map(|q| Box::new(q) as Box<dyn PartitionQueueClient>)
     }
 
     fn commit_intercepted(

@@ -17,6 +17,7 @@ mod cooperative;
 pub(crate) mod group;
 pub(crate) mod log;
 mod manual_assign;
+mod partition_queue;
 
 mod poll;
 mod positioning;

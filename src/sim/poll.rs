@@ -64,6 +64,8 @@ pub(crate) enum PollStep {
 pub(crate) struct Held {
     position: RecordPosition,
     injection: Injection,
+    /// Picked by the queue of this split partition, not by the consumer's `recv`.
+    queue: Option<TopicPartition>,
 }
 
 fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessage {
@@ -157,7 +159,7 @@ impl World {
 
     /// The client's incarnation and, if its process is frozen at `now`, until when; `None`
     /// when the client or its instance is gone.
-    fn polling_instance(
+    pub(super) fn polling_instance(
         &self,
         client: ClientId,
         now: Instant,
@@ -226,7 +228,7 @@ impl World {
             }
             return PollStep::Error(c.errors.pop_front().expect("not empty"));
         }
-        self.poll_fetch(client, incarnation, may_return, latency)
+        self.poll_fetch(client, incarnation, may_return, latency, None)
     }
 
     /// Group membership work done inside poll: rejoin after losing the membership, join,
@@ -350,13 +352,15 @@ impl World {
         })
     }
 
-    /// Picks the next record to hand to the application, if any.
-    fn poll_fetch(
+    /// Picks the next record to hand to the application, if any: for the consumer's `recv`
+    /// (`queue` is `None`) of a partition not split off, else of the queue's partition.
+    pub(super) fn poll_fetch(
         &mut self,
         client: ClientId,
         incarnation: Incarnation,
         may_return: bool,
         latency: Duration,
+        queue: Option<&TopicPartition>,
     ) -> PollStep {
         if let Some(error) = self.reset_out_of_range(client) {
             return PollStep::Error(error);
@@ -402,6 +406,9 @@ impl World {
             };
             if c.paused.contains(tp) {
                 continue; // paused by the application: nothing of it is handed out
+            }
+            if queue.map_or(c.split.contains(tp), |q| q != tp) {
+                continue; // handed out by its own queue, or not this queue's
             }
             if pos < end {
                 candidates.push((i, pos));
@@ -453,6 +460,7 @@ impl World {
         let held = Held {
             position,
             injection,
+            queue: queue.cloned(),
         };
         match (injection.stall, injection.freeze) {
             (None, None) => self.hand_over(client, held),
@@ -487,20 +495,24 @@ impl World {
         let Held {
             position,
             injection,
+            queue,
         } = held;
         let c = self.consumers.get(&client).expect("caller checked");
         let (incarnation, isolation) = (c.incarnation, c.settings.isolation_level);
-        let Some(index) = c
+        let index = c
             .assignment
             .iter()
-            .position(|tp| tp.topic == position.topic && tp.partition == position.partition)
-        else {
-            return self.poll_step(client, true);
+            .position(|tp| tp.topic == position.topic && tp.partition == position.partition);
+        let current = index.is_some_and(|i| {
+            let tp = &c.assignment[i];
+            c.positions.get(tp) == Some(&position.offset) && !c.paused.contains(tp)
+        });
+        let Some(index) = index.filter(|_| current) else {
+            return match queue {
+                None => self.poll_step(client, true),
+                Some(tp) => self.queue_step(client, &tp, true),
+            };
         };
-        let tp = &c.assignment[index];
-        if c.positions.get(tp) != Some(&position.offset) || c.paused.contains(tp) {
-            return self.poll_step(client, true);
-        }
         let record = &self.topics[&position.topic].partitions[position.partition as usize].records
             [position.offset as usize];
         let message = owned_message(&position, record);

@@ -13,6 +13,7 @@ mod commit_errors;
 mod cooperative;
 mod librdkafka_suite;
 mod manual_assign;
+mod partition_queues;
 mod pipelines;
 mod providers;
 mod restart;

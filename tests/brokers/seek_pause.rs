@@ -5,7 +5,7 @@
 use effectively_once::broker::BrokerProvider;
 
 #[path = "../conformance/seek_pause_cases.rs"]
-mod cases;
+pub(crate) mod cases;
 
 use cases::{run, simulation};
 

@@ -21,6 +21,8 @@ mod idempotence;
 mod instances;
 mod manual_assign;
 mod offsets;
+mod partition_queues;
+mod partition_queues_cases;
 mod partitioners;
 mod record_contents;
 mod seek_pause;

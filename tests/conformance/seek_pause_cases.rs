@@ -347,7 +347,7 @@ pub async fn pause_resume(ctx: InstanceContext, notes: Notes) -> Result<(), BoxE
 }
 
 /// Notes the assign and revoke callbacks.
-struct Noting(Notes);
+pub struct Noting(pub Notes);
 
 impl RebalanceHandler for Noting {
     fn pre_rebalance(&self, _: &dyn ConsumerHandle, rebalance: &Rebalance<'_>) {
