@@ -15,6 +15,7 @@ use crate::fixtures::corpus::commit_on_revoke::{self, Store as RevokeStore};
 use crate::fixtures::corpus::forwarder::{self, Order};
 use crate::fixtures::corpus::graceful_shutdown::{self, InFlight};
 use crate::fixtures::corpus::linger_batch::{self, Offsets};
+use crate::fixtures::corpus::partition_tasks::{self, Commit as QueueCommit};
 use crate::fixtures::corpus::per_partition::{self, Commit};
 use crate::fixtures::corpus::retry_backoff::{self, Key};
 use crate::fixtures::corpus::slow_auto_commit::{self, Store as SlowStore};
@@ -245,6 +246,23 @@ fn per_partition_tasks_that_commit_what_is_done_are_at_least_once() {
 fn per_partition_tasks_that_commit_on_dispatch_lose_records() {
     let c = counterexample(check_at_least_once(&verifier(), |ctx| {
         per_partition::instance(ctx, Commit::OnDispatch)
+    }));
+    assert_violates(&c, "at-least-once", "LOST");
+}
+
+// ----- one task per partition, each on its partition's own queue -----
+
+#[test]
+fn partition_queue_tasks_that_commit_each_record_after_its_email_are_at_least_once() {
+    assert_passed(check_at_least_once(&verifier(), |ctx| {
+        partition_tasks::instance(ctx, QueueCommit::Message)
+    }));
+}
+
+#[test]
+fn partition_queue_tasks_that_commit_the_consumer_state_lose_other_partitions_records() {
+    let c = counterexample(check_at_least_once(&verifier(), |ctx| {
+        partition_tasks::instance(ctx, QueueCommit::ConsumerState)
     }));
     assert_violates(&c, "at-least-once", "LOST");
 }
