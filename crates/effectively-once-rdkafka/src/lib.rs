@@ -15,7 +15,8 @@
 //! through): `cargo build` and `cargo run` link plain rdkafka and nothing of the kit. Cargo's
 //! feature resolver turns a dev-dependency's features on only for tests, examples and
 //! benchmarks, so there the same paths name simulated clients instead:
-//! [`consumer::StreamConsumer`], [`consumer::BaseConsumer`] (what rebalance callbacks get), the
+//! [`consumer::StreamConsumer`] (and `stream_consumer::StreamPartitionQueue`),
+//! [`consumer::BaseConsumer`] (what rebalance callbacks get), the
 //! [`consumer::Consumer`] and [`consumer::ConsumerContext`] traits,
 //! [`message::BorrowedMessage`], [`producer::FutureProducer`] and the [`producer::Producer`]
 //! trait. `ClientConfig` stays rdkafka's own: `create()` and `create_with_context()` build the
@@ -49,8 +50,7 @@ pub mod consumer {
 
     /// rdkafka's `stream_consumer` module, with the simulated types.
     pub mod stream_consumer {
-        pub use crate::simulated::{MessageStream, StreamConsumer};
-        pub use rdkafka::consumer::stream_consumer::*;
+        pub use crate::simulated::{MessageStream, StreamConsumer, StreamPartitionQueue};
     }
 
     /// rdkafka's `base_consumer` module, with the simulated `BaseConsumer`.

@@ -346,3 +346,63 @@ fn a_future_producer_sends_what_the_consumer_reads() {
         .collect();
     assert_eq!(out.len(), 3, "{}", outcome.history());
 }
+
+/// `split_partition_queue` as rdkafka programs call it: the queue's task reads and commits its
+/// partition (through the consumer), the main task polls the consumer and gets the others.
+#[test]
+fn a_split_partition_queue_hands_out_its_partition_and_recv_the_others() {
+    let notes = Notes::default();
+    let seen = notes.clone();
+    events(2, 3)
+        .build()
+        .unwrap()
+        .run(move |ctx| {
+            let notes = seen.clone();
+            async move {
+                let consumer: Arc<StreamConsumer> = Arc::new(config().create()?);
+                let queue = consumer.split_partition_queue(TOPIC, 0).ok_or("no queue")?;
+                consumer.subscribe(&[TOPIC])?;
+                let reader = {
+                    let (consumer, notes) = (consumer.clone(), notes.clone());
+                    ctx.spawn(async move {
+                        let mut stream = queue.stream();
+                        for _ in 0..3 {
+                            let message = stream.next().await.ok_or("ended")??;
+                            notes.push(format!(
+                                "queue p{}@{}",
+                                message.partition(),
+                                message.offset()
+                            ));
+                            consumer.commit_message(&message, CommitMode::Sync)?;
+                        }
+                        Ok::<_, BoxError>(())
+                    })
+                };
+                for _ in 0..3 {
+                    let message = consumer.recv().await?;
+                    notes.push(format!(
+                        "main p{}@{}",
+                        message.partition(),
+                        message.offset()
+                    ));
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+                reader.await??;
+                Ok::<_, BoxError>(())
+            }
+        })
+        .unwrap();
+    let mut all = notes.all();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "main p1@0",
+            "main p1@1",
+            "main p1@2",
+            "queue p0@0",
+            "queue p0@1",
+            "queue p0@2"
+        ]
+    );
+}

@@ -13,7 +13,7 @@ pub use base::BaseConsumer;
 pub use context::ConsumerContext;
 pub use message::BorrowedMessage;
 pub use producer::{FutureProducer, Producer};
-pub use stream::{MessageStream, StreamConsumer};
+pub use stream::{MessageStream, StreamConsumer, StreamPartitionQueue};
 pub use traits::Consumer;
 
 /// The consumer group metadata a transactional producer takes, as the kit hands it out.

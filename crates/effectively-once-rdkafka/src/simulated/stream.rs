@@ -30,7 +30,7 @@ pub struct StreamConsumer<C = DefaultConsumerContext, R = DefaultRuntime>
 where
     C: ConsumerContext + 'static,
 {
-    consumer: effectively_once::Consumer,
+    consumer: Arc<effectively_once::Consumer>,
     context: Arc<C>,
     _runtime: PhantomData<fn() -> R>,
 }
@@ -50,7 +50,7 @@ impl<C: ConsumerContext + 'static, R> FromClientConfigAndContext<C> for StreamCo
             None => instance.create_consumer(config)?,
         };
         Ok(StreamConsumer {
-            consumer,
+            consumer: Arc::new(consumer),
             context,
             _runtime: PhantomData,
         })
@@ -64,10 +64,27 @@ impl<C: ConsumerContext + 'static, R> StreamConsumer<C, R> {
         self.consumer.recv().await.map(BorrowedMessage::new)
     }
 
+    /// Splits a partition's messages off into a queue of their own, as rdkafka's: from then
+    /// on [`StreamPartitionQueue::recv`] hands them out and [`recv`](Self::recv) does not.
+    /// Keep polling `recv`: rebalances and callbacks happen there. The queue stays the
+    /// partition's across rebalances; once dropped, the partition's messages go nowhere until
+    /// it is split again (as librdkafka, measured on its mock cluster).
+    pub fn split_partition_queue(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<StreamPartitionQueue<C, R>> {
+        let queue = self.consumer.split_partition_queue(topic, partition)?;
+        Some(StreamPartitionQueue {
+            queue,
+            _consumer: self.clone(),
+        })
+    }
+
     /// The messages as a stream that never ends, each item one `recv`.
     pub fn stream(&self) -> MessageStream<'_, C> {
         MessageStream {
-            consumer: &self.consumer,
+            source: Source::Consumer(&self.consumer),
             next: None,
             _context: PhantomData,
         }
@@ -83,17 +100,27 @@ impl<C: ConsumerContext + 'static, R> std::fmt::Debug for StreamConsumer<C, R> {
 /// The stream of a [`StreamConsumer`]'s messages, as rdkafka's `MessageStream`. Dropping it
 /// (with a `recv` in flight) consumes nothing.
 pub struct MessageStream<'a, C: ConsumerContext + 'static = DefaultConsumerContext> {
-    consumer: &'a effectively_once::Consumer,
+    source: Source<'a>,
     next: Option<Pin<Box<dyn Future<Output = KafkaResult<OwnedMessage>> + Send + 'a>>>,
     _context: PhantomData<fn() -> C>,
+}
+
+/// Where a [`MessageStream`] receives from: the consumer, or one of its partition queues.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Consumer(&'a effectively_once::Consumer),
+    Queue(&'a effectively_once::partition_queue::PartitionQueue),
 }
 
 impl<'a, C: ConsumerContext + 'static> Stream for MessageStream<'a, C> {
     type Item = KafkaResult<BorrowedMessage<'a>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let consumer = self.consumer;
-        let next = self.next.get_or_insert_with(|| Box::pin(consumer.recv()));
+        let source = self.source;
+        let next = self.next.get_or_insert_with(|| match source {
+            Source::Consumer(consumer) => Box::pin(consumer.recv()),
+            Source::Queue(queue) => Box::pin(queue.recv()),
+        });
         match next.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
@@ -101,6 +128,39 @@ impl<'a, C: ConsumerContext + 'static> Stream for MessageStream<'a, C> {
                 Poll::Ready(Some(result.map(BorrowedMessage::new)))
             }
         }
+    }
+}
+
+/// A queue of one partition of a [`StreamConsumer`], as rdkafka's `StreamPartitionQueue`
+/// (see [`StreamConsumer::split_partition_queue`]). It keeps the consumer alive.
+pub struct StreamPartitionQueue<C = DefaultConsumerContext, R = DefaultRuntime>
+where
+    C: ConsumerContext + 'static,
+{
+    queue: effectively_once::partition_queue::PartitionQueue,
+    _consumer: Arc<StreamConsumer<C, R>>,
+}
+
+impl<C: ConsumerContext + 'static, R> StreamPartitionQueue<C, R> {
+    /// Waits for the partition's next message (cancel-safe, as rdkafka's).
+    pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
+        self.queue.recv().await.map(BorrowedMessage::new)
+    }
+
+    /// The partition's messages as a stream that never ends, each item one `recv`.
+    pub fn stream(&self) -> MessageStream<'_, C> {
+        MessageStream {
+            source: Source::Queue(&self.queue),
+            next: None,
+            _context: PhantomData,
+        }
+    }
+}
+
+impl<C: ConsumerContext + 'static, R> std::fmt::Debug for StreamPartitionQueue<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPartitionQueue")
+            .finish_non_exhaustive()
     }
 }
 
