@@ -410,13 +410,12 @@
 pub mod broker;
 pub mod check;
 mod client;
+pub mod clients;
 mod error;
 pub mod history;
 pub mod invariant;
 pub mod ledger;
 mod macros;
-pub mod partition_queue;
-pub mod producer;
 mod run;
 pub mod scenario;
 mod sim;
@@ -424,7 +423,7 @@ mod simulation;
 
 // Writing the consumer: rdkafka's API as traits.
 pub use client::{
-    ConsumerHandle, GroupMetadata, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
+    ConsumerHandle, KafkaConsumer, KafkaProducer, RebalanceContext, RebalanceHandler,
 };
 // What an instance of it gets in a test.
 pub use run::effect::{EffectError, EffectSink};

@@ -264,7 +264,7 @@ pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     fn store_offset_from_message(&self, message: &Self::Message<'_>) -> KafkaResult<()>;
 
     /// The queue [`split_partition_queue`](Self::split_partition_queue) hands out:
-    /// rdkafka's `StreamPartitionQueue`, or the kit's [`PartitionQueue`](crate::partition_queue::PartitionQueue).
+    /// rdkafka's `StreamPartitionQueue`, or the kit's [`PartitionQueue`](crate::clients::PartitionQueue).
     type PartitionQueue: KafkaPartitionQueue<Self> + 'static
     where
         Self: 'static;
@@ -285,7 +285,7 @@ pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     /// ```no_run
     /// use std::sync::Arc;
     /// use effectively_once::KafkaConsumer;
-    /// use effectively_once::partition_queue::KafkaPartitionQueue;
+    /// use effectively_once::client::KafkaPartitionQueue;
     /// use rdkafka::consumer::CommitMode;
     ///
     /// async fn per_partition<C: KafkaConsumer + 'static>(consumer: Arc<C>, partition: i32) {

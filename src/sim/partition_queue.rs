@@ -130,6 +130,8 @@ impl SimPartitionQueue {
                 PollStep::Wait
                 | PollStep::Revoke { .. }
                 | PollStep::Assign { .. }
+                | PollStep::RevokeIncremental { .. }
+                | PollStep::AssignIncremental { .. }
                 | PollStep::CommitCallback(..) => self.shared.changed().await,
             }
         }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use effectively_once::broker::BrokerProvider;
-use effectively_once::producer::{DeliveryHandler, DeliveryReport, KafkaBaseProducer};
+use effectively_once::clients::{DeliveryHandler, DeliveryReport, KafkaBaseProducer};
 use effectively_once::{Anchor, Fault, FaultSchedule, InstanceContext, Operation, Simulation};
 use rdkafka::ClientConfig;
 use rdkafka::message::Message;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use effectively_once::partition_queue::KafkaPartitionQueue;
+use effectively_once::clients::KafkaPartitionQueue;
 use effectively_once::{
     Anchor, ConsumerHandle, Fault, FaultSchedule, InputRecord, InstanceContext, KafkaConsumer,
     Simulation,

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use effectively_once::clients::GroupMetadata;
 use effectively_once::history::HistoryEvent;
 use effectively_once::{
-    Anchor, ConsumerHandle, Fault, FaultSchedule, GroupMetadata, InstanceContext, KafkaConsumer,
-    KafkaProducer, Operation, Outcome, Simulation, SimulationBuilder,
+    Anchor, ConsumerHandle, Fault, FaultSchedule, InstanceContext, KafkaConsumer, KafkaProducer,
+    Operation, Outcome, Simulation, SimulationBuilder,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

@@ -17,4 +17,4 @@ pub use stream::{MessageStream, StreamConsumer, StreamPartitionQueue};
 pub use traits::Consumer;
 
 /// The consumer group metadata a transactional producer takes, as the kit hands it out.
-pub type ConsumerGroupMetadata = effectively_once::GroupMetadata;
+pub type ConsumerGroupMetadata = effectively_once::clients::GroupMetadata;

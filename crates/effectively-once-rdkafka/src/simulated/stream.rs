@@ -109,7 +109,7 @@ pub struct MessageStream<'a, C: ConsumerContext + 'static = DefaultConsumerConte
 #[derive(Clone, Copy)]
 enum Source<'a> {
     Consumer(&'a effectively_once::Consumer),
-    Queue(&'a effectively_once::partition_queue::PartitionQueue),
+    Queue(&'a effectively_once::clients::PartitionQueue),
 }
 
 impl<'a, C: ConsumerContext + 'static> Stream for MessageStream<'a, C> {
@@ -137,7 +137,7 @@ pub struct StreamPartitionQueue<C = DefaultConsumerContext, R = DefaultRuntime>
 where
     C: ConsumerContext + 'static,
 {
-    queue: effectively_once::partition_queue::PartitionQueue,
+    queue: effectively_once::clients::PartitionQueue,
     _consumer: Arc<StreamConsumer<C, R>>,
 }
 

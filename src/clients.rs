@@ -1,0 +1,49 @@
+//! The rest of rdkafka's client surface, beyond the consumer and producer traits at the root:
+//! low-level producers with delivery callbacks, partition queues, and the group metadata a
+//! consumer hands a transactional producer.
+//!
+//! # Low-level producers
+//!
+//! As rdkafka's `producer` module has them: [`KafkaBaseProducer`] (the
+//! API of rdkafka's `BaseProducer` and `ThreadedProducer`), whose `send` enqueues and whose
+//! delivery reports reach a [`DeliveryHandler`]; in production wrap the handler in a
+//! [`DeliveryContext`], in tests create the kit's [`BaseProducer`] or [`ThreadedProducer`]
+//! with [`InstanceContext::create_base_producer`](crate::InstanceContext::create_base_producer)
+//! or [`create_threaded_producer`](crate::InstanceContext::create_threaded_producer).
+//!
+//! ```no_run
+//! use effectively_once::clients::{DeliveryContext, DeliveryHandler, DeliveryReport};
+//! use rdkafka::producer::BaseProducer;
+//!
+//! struct Failures;
+//! impl DeliveryHandler for Failures {
+//!     type DeliveryOpaque = ();
+//!     fn delivery(&self, report: &DeliveryReport, _: ()) {
+//!         if let Err((error, _)) = report {
+//!             eprintln!("not delivered: {error}");
+//!         }
+//!     }
+//! }
+//!
+//! # fn f() -> rdkafka::error::KafkaResult<()> {
+//! let production: BaseProducer<DeliveryContext<Failures>> = rdkafka::ClientConfig::new()
+//!     .set("bootstrap.servers", "kafka:9092")
+//!     .create_with_context(DeliveryContext(Failures))?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Partition queues
+//!
+//! One partition's records split off a consumer with
+//! [`KafkaConsumer::split_partition_queue`](crate::KafkaConsumer::split_partition_queue), as
+//! rdkafka's `StreamPartitionQueue`, so that a program can run one task per partition.
+//!
+//! [`KafkaPartitionQueue`] is the trait a generic consumer calls `recv` and `stream` through;
+//! [`PartitionQueue`] is the kit's queue (of a [`Consumer`](crate::Consumer)), rdkafka's
+//! `StreamPartitionQueue` the production one.
+
+pub use crate::client::{
+    ArcPartitionQueue, DeliveryContext, DeliveryHandler, DeliveryReport, GroupMetadata,
+    KafkaBaseProducer, KafkaPartitionQueue,
+};
+pub use crate::run::{BaseProducer, PartitionQueue, ThreadedProducer};
