@@ -18,10 +18,13 @@
 //! [`consumer::StreamConsumer`] (and `stream_consumer::StreamPartitionQueue`),
 //! [`consumer::BaseConsumer`] (what rebalance callbacks get), the
 //! [`consumer::Consumer`] and [`consumer::ConsumerContext`] traits,
-//! [`message::BorrowedMessage`], [`producer::FutureProducer`] and the [`producer::Producer`]
-//! trait. `ClientConfig` stays rdkafka's own: `create()` and `create_with_context()` build the
-//! simulated clients from the same configuration, in the effectively-once run of the calling
-//! task. Everything else (messages, errors, offsets, `TopicPartitionList`) is rdkafka's.
+//! [`message::BorrowedMessage`], [`producer::FutureProducer`], the low-level
+//! [`producer::BaseProducer`] and [`producer::ThreadedProducer`] (whose delivery reports reach
+//! a [`producer::ProducerContext`] as a [`producer::DeliveryResult`]) and the
+//! [`producer::Producer`] trait. `ClientConfig` stays rdkafka's own: `create()` and
+//! `create_with_context()` build the simulated clients from the same configuration, in the
+//! effectively-once run of the calling task. Everything else (messages, errors, offsets,
+//! `TopicPartitionList`, `BaseRecord`) is rdkafka's.
 //!
 //! **Where clients are created**: in the instance's own task (the future the kit's factory
 //! returns) or in a task spawned with `InstanceContext::spawn`. Anywhere else (a plain
@@ -60,18 +63,29 @@ pub mod consumer {
     }
 }
 
-/// Kafka messages: rdkafka's module, with the simulated `BorrowedMessage`.
+/// Kafka messages: rdkafka's module, with the simulated `BorrowedMessage` and the
+/// `DeliveryResult` over it.
 #[cfg(feature = "simulated")]
 pub mod message {
-    pub use crate::simulated::BorrowedMessage;
+    pub use crate::simulated::{BorrowedMessage, DeliveryResult};
     pub use rdkafka::message::*;
 }
 
-/// Kafka producers: rdkafka's module, with the simulated `FutureProducer` and `Producer`.
+/// Kafka producers: rdkafka's module, with the simulated `FutureProducer`, `BaseProducer`,
+/// `ThreadedProducer`, `Producer`, `ProducerContext` and `DeliveryResult`.
 #[cfg(feature = "simulated")]
 pub mod producer {
-    pub use crate::simulated::{FutureProducer, Producer};
+    pub use crate::simulated::{
+        BaseProducer, DeliveryResult, FutureProducer, Producer, ProducerContext, ThreadedProducer,
+    };
     pub use rdkafka::producer::*;
+
+    /// rdkafka's `base_producer` module, with the simulated `BaseProducer`, `ThreadedProducer`
+    /// and `DeliveryResult`.
+    pub mod base_producer {
+        pub use crate::simulated::{BaseProducer, DeliveryResult, ThreadedProducer};
+        pub use rdkafka::producer::base_producer::*;
+    }
 
     /// rdkafka's `future_producer` module, with the simulated `FutureProducer`.
     pub mod future_producer {

@@ -2,7 +2,9 @@
 //! effectively-once run (its public API only).
 
 mod base;
+mod base_producer;
 mod context;
+mod delivery;
 mod join;
 mod message;
 mod producer;
@@ -10,7 +12,9 @@ mod stream;
 mod traits;
 
 pub use base::BaseConsumer;
+pub use base_producer::{BaseProducer, ThreadedProducer};
 pub use context::ConsumerContext;
+pub use delivery::{DeliveryResult, ProducerContext};
 pub use message::BorrowedMessage;
 pub use producer::{FutureProducer, Producer};
 pub use stream::{MessageStream, StreamConsumer, StreamPartitionQueue};

@@ -89,13 +89,17 @@ impl<C, R, Part> FutureProducer<C, R, Part> {
     }
 }
 
-/// The calls common to producers, in place of rdkafka's `Producer` trait: `flush` and the
-/// transactional calls, with rdkafka's signatures (`client()`, `purge` and
-/// `in_flight_count` are not offered).
+/// The calls common to producers, in place of rdkafka's `Producer` trait: `flush`,
+/// `in_flight_count` and the transactional calls, with rdkafka's signatures (`client()` and
+/// `purge` are not offered; the simulated producers have an inherent `context()`).
 pub trait Producer<C = DefaultProducerContext, Part = NoCustomPartitioner> {
-    /// Waits for the records sent so far; a `FutureProducer`'s `send` returns with the
-    /// delivery report, so nothing is left to wait for.
+    /// Waits until every record sent so far was delivered or failed and its report served
+    /// (`KafkaError::Flush` when `timeout` passes first); a `FutureProducer`'s `send`
+    /// returns with the delivery report, so nothing is left to wait for.
     fn flush<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()>;
+    /// Records enqueued or in flight, and reports not served yet (a `FutureProducer`'s
+    /// `send` returns with its report: 0).
+    fn in_flight_count(&self) -> i32;
     /// Registers the `transactional.id`, fencing older producers with the same id.
     fn init_transactions<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()>;
     /// Opens a transaction.
@@ -118,6 +122,9 @@ impl<C: rdkafka::ClientContext + 'static, R, Part> Producer<FutureProducerContex
 {
     fn flush<T: Into<Timeout>>(&self, _timeout: T) -> KafkaResult<()> {
         Ok(())
+    }
+    fn in_flight_count(&self) -> i32 {
+        0
     }
     fn init_transactions<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
         self.producer.init_transactions(timeout)
