@@ -487,6 +487,14 @@ fn every_correct_twin_passes_ten_thousand_cases() {
         long_check("stream chunks", verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| stream_loop::instance(ctx, Loop::ChunksThenCommit))
         }),
+        long_check("partition queue tasks", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| {
+                partition_tasks::instance(ctx, QueueCommit::Message)
+            })
+        }),
+        long_check("transactional rewind", transactional_faults(), CASES, |v| {
+            check_exactly_once(v, |ctx| txn_rewind::instance(ctx, OnAbort::Rewind))
+        }),
         long_check("transactional batches", pipeline_verifier(), CASES, |v| {
             check_exactly_once(v, |ctx| transactional_batch::instance(ctx, OnRevoke::Abort))
         }),
