@@ -11,6 +11,7 @@ use effectively_once::{
     Verifier, check_effectively_once,
 };
 
+use crate::fixtures::corpus::base_producer_forwarder::{self, CommitOn};
 use crate::fixtures::corpus::commit_on_revoke::{self, Store as RevokeStore};
 use crate::fixtures::corpus::forwarder::{self, Order};
 use crate::fixtures::corpus::graceful_shutdown::{self, InFlight};
@@ -119,6 +120,54 @@ fn the_forwarder_that_commits_first_loses_records() {
         forwarder::instance(ctx, Order::CommitFirst)
     }));
     assert_eq!(c.violation().invariant, "at-least-once", "{c}");
+}
+
+/// The base-producer forwarder's verifier: its downstream topic counted per event.
+fn base_forwarder_verifier() -> Verifier {
+    let mut v = notification_verifier();
+    v.output_topic(base_producer_forwarder::output());
+    v
+}
+
+#[test]
+fn the_base_producer_forwarder_that_commits_after_its_delivery_reports_is_at_least_once() {
+    assert_passed(check_at_least_once(&base_forwarder_verifier(), |ctx| {
+        base_producer_forwarder::instance(ctx, CommitOn::Delivery)
+    }));
+}
+
+#[test]
+fn the_base_producer_forwarder_that_commits_after_send_loses_records() {
+    let c = counterexample(check_at_least_once(&base_forwarder_verifier(), |ctx| {
+        base_producer_forwarder::instance(ctx, CommitOn::Send)
+    }));
+    assert_violates(&c, "at-least-once", "LOST");
+}
+
+#[test]
+fn a_failed_delivery_is_sent_again_by_the_base_producer_forwarder_and_lost_by_its_twin() {
+    let scenario = one_fault(3, 1, Operation::Send, Fault::Fail);
+    let run = |commit| {
+        run_scenario(
+            Semantics::AtLeastOnce,
+            &base_forwarder_verifier(),
+            &scenario,
+            move |ctx| base_producer_forwarder::instance(ctx, commit),
+        )
+        .unwrap()
+    };
+    let correct = run(CommitOn::Delivery);
+    let history = correct.outcome.history().to_string();
+    assert_eq!(correct.violations, [], "{history}");
+    assert!(history.contains("FAULT on send"), "{history}");
+    let twin = run(CommitOn::Send);
+    let history = twin.outcome.history().to_string();
+    let invariants: Vec<_> = twin
+        .violations
+        .iter()
+        .map(|v| v.invariant.as_str())
+        .collect();
+    assert_eq!(invariants, ["at-least-once"], "{history}");
 }
 
 /// The violation is `invariant`, and its report marks an event `marker` (LOST, DUPLICATED).
@@ -455,6 +504,16 @@ fn every_correct_twin_passes_ten_thousand_cases() {
         long_check("forwarder", forwarder_verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| forwarder::instance(ctx, Order::CommitAfterAcks))
         }),
+        long_check(
+            "base producer forwarder",
+            base_forwarder_verifier(),
+            CASES,
+            |v| {
+                check_at_least_once(v, |ctx| {
+                    base_producer_forwarder::instance(ctx, CommitOn::Delivery)
+                })
+            },
+        ),
         long_check("linger batch", verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| {
                 linger_batch::instance(ctx, Offsets::StoreAfterBatch)
