@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use effectively_once::producer::KafkaBaseProducer;
+use effectively_once::clients::KafkaBaseProducer;
 use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::ToBytes;
@@ -17,9 +17,9 @@ use super::join;
 use super::producer::Producer;
 
 /// The kit's producer behind a simulated `BaseProducer`.
-type KitBase<C, Part> = effectively_once::producer::BaseProducer<ContextDelivery<C, Part>>;
+type KitBase<C, Part> = effectively_once::clients::BaseProducer<ContextDelivery<C, Part>>;
 /// The kit's producer behind a simulated `ThreadedProducer`.
-type KitThreaded<C, Part> = effectively_once::producer::ThreadedProducer<ContextDelivery<C, Part>>;
+type KitThreaded<C, Part> = effectively_once::clients::ThreadedProducer<ContextDelivery<C, Part>>;
 
 /// The context, unless it asks for a custom partitioner (which is not simulated).
 fn context<C, Part>(context: C, client: &str) -> KafkaResult<Arc<C>>

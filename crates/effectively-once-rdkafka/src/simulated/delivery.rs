@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use effectively_once::producer::{DeliveryHandler, DeliveryReport};
+use effectively_once::clients::{DeliveryHandler, DeliveryReport};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DefaultProducerContext, NoCustomPartitioner, Partitioner};
