@@ -66,7 +66,7 @@ impl<H: DeliveryHandler> ProducerContext for DeliveryContext<H> {
 /// forwarder commits its input only once the reports of its outputs said delivered.
 ///
 /// ```no_run
-/// use effectively_once::client::KafkaBaseProducer;
+/// use effectively_once::clients::KafkaBaseProducer;
 /// use rdkafka::producer::BaseRecord;
 /// use std::time::Duration;
 ///

@@ -285,7 +285,7 @@ pub trait KafkaConsumer: ConsumerHandle + Send + Sync {
     /// ```no_run
     /// use std::sync::Arc;
     /// use effectively_once::KafkaConsumer;
-    /// use effectively_once::client::KafkaPartitionQueue;
+    /// use effectively_once::clients::KafkaPartitionQueue;
     /// use rdkafka::consumer::CommitMode;
     ///
     /// async fn per_partition<C: KafkaConsumer + 'static>(consumer: Arc<C>, partition: i32) {
