@@ -63,10 +63,13 @@ impl RebalanceHandler for Recorder {
         let (what, n) = listed(rebalance);
         let before = *self.before.lock().unwrap();
         let mut note = format!("{what} {n} ({before} -> {})", owned(consumer));
-        if !matches!(
+        // Asked in the assign callbacks: in the revoke of a close librdkafka's answer depends on
+        // how far its close got (seen both Cooperative and not on the mock cluster).
+        let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
-        ) {
+        );
+        if what == "assign" && !cooperative {
             note.push_str(" NOT COOPERATIVE");
         }
         self.callbacks
