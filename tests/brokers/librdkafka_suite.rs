@@ -3,7 +3,6 @@
 //! cluster: the same consumer code must see the same thing on both.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use effectively_once::broker::BrokerProvider;
@@ -17,18 +16,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the application saw, in order.
-#[derive(Clone, Default)]
-struct Notes(Arc<Mutex<Vec<String>>>);
-
-impl Notes {
-    fn push(&self, note: impl Into<String>) {
-        self.0.lock().unwrap().push(note.into());
-    }
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use crate::notes::Notes;
 
 /// `t/0@3,u/1@-` style: each partition with its offset (`-` for `Offset::Invalid`).
 fn list(l: &TopicPartitionList) -> String {

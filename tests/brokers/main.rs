@@ -4,6 +4,8 @@
 
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
+#[path = "../conformance/notes.rs"]
+mod notes;
 
 mod aborted_read;
 mod base_producer;

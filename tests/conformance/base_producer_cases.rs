@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use effectively_once::broker::BrokerProvider;
@@ -17,21 +16,7 @@ use rdkafka::producer::BaseRecord;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the application saw, in order.
-#[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<Vec<String>>>);
-
-impl Notes {
-    pub fn push(&self, note: impl Into<String>) {
-        self.0.lock().unwrap().push(note.into());
-    }
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
+pub use crate::notes::Notes;
 
 /// Notes each delivery report: `#opaque out/partition@offset payload` or the error.
 #[derive(Clone)]

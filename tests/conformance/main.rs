@@ -3,6 +3,7 @@
 
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
+mod notes;
 mod support;
 
 mod auto_commit;

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use effectively_once::broker::BrokerProvider;
@@ -17,18 +16,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the application saw, in order.
-#[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<Vec<String>>>);
-
-impl Notes {
-    pub fn push(&self, note: impl Into<String>) {
-        self.0.lock().unwrap().push(note.into());
-    }
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+pub use crate::notes::Notes;
 
 /// `[t/0@3,u/1@-]`: each partition with its offset (`-` for `Offset::Invalid`).
 pub fn list(l: &TopicPartitionList) -> String {

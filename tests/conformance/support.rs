@@ -51,19 +51,7 @@ pub fn manual_commit(group: &str) -> ClientConfig {
     c
 }
 
-/// A shared log of observations made inside consumers, for assertions after the run.
-#[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<Vec<String>>>);
-
-impl Notes {
-    pub fn push(&self, note: impl Into<String>) {
-        self.0.lock().unwrap().push(note.into());
-    }
-
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+pub use crate::notes::Notes;
 
 /// Prints the timeline (visible with `--nocapture` or when the test fails).
 pub fn show(outcome: &Outcome) {
