@@ -321,6 +321,15 @@
 //!   added, moved partitions reach their new owner in a follow-up rebalance), rebalances on
 //!   join, leave, session timeout and `max.poll.interval.ms` breach; commits from a stale
 //!   generation fail with `ILLEGAL_GENERATION` / `UNKNOWN_MEMBER_ID`, as Kafka answers them.
+//! - Static membership (`group.instance.id`, KIP-345): a member restarting within its session
+//!   takes its place back under a new member id, with its partitions and without a rebalance;
+//!   a static member's close sends no LeaveGroup (its partitions wait for its session to run
+//!   out); after a `max.poll.interval.ms` breach it loses its assignment and rejoins in its own
+//!   place; of two live consumers with one instance id the older is fenced
+//!   (`FENCED_INSTANCE_ID`: librdkafka's fatal error, `MessageConsumption(Fatal)` from the next
+//!   poll, no commit after it). Modelled on Kafka's coordinator and librdkafka's source: no broker
+//!   reachable here plays it (the mock cluster has no KIP-345), so on a broker the kit probes it
+//!   and refuses static consumers where it is not honoured.
 //! - Manual assignment (`assign`, `incremental_assign`), `seek`, `pause`/`resume`.
 //! - librdkafka's offset handling: `enable.auto.offset.store`, `enable.auto.commit` with
 //!   `auto.commit.interval.ms`, commit on revoke and on close, `commit_message` committing
@@ -369,8 +378,7 @@
 //!
 //! - Not modelled yet: the consumer's wait for unstable offsets (KIP-447's `require_stable`;
 //!   no fault pauses a process between `send_offsets_to_transaction` and
-//!   `commit_transaction`, where it would matter), static membership (`group.instance.id`),
-//!   the KIP-848 group protocol (`group.protocol=consumer`), regex subscriptions, replication
+//!   `commit_transaction`, where it would matter), the KIP-848 group protocol (`group.protocol=consumer`), regex subscriptions, replication
 //!   (so `acks=1` and `acks=all` behave alike), retention.
 //!   Configurations that rely on them are refused with a clear error rather than ignored.
 //! - Heartbeats are continuous: a crashed or frozen member is removed exactly

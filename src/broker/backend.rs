@@ -45,6 +45,9 @@ pub(crate) struct BrokerShared {
     pub session: Arc<BrokerSession>,
     /// Takes the broker down and back for a restart fault (the brokers the kit started).
     switch: Option<BrokerSwitch>,
+    /// Why the broker cannot play static group membership (its self-check's shortfall), if
+    /// it cannot: consumers with a `group.instance.id` are refused then.
+    pub static_members_shortfall: Option<String>,
     state: Mutex<State>,
     /// The librdkafka handles of each incarnation's clients, destroyed as a killed process
     /// leaves them when it dies.
@@ -70,12 +73,18 @@ struct State {
 }
 
 impl BrokerBackend {
-    pub(crate) fn new(run: Arc<Run>, bootstrap: String, switch: Option<BrokerSwitch>) -> Self {
+    pub(crate) fn new(
+        run: Arc<Run>,
+        bootstrap: String,
+        switch: Option<BrokerSwitch>,
+        static_members_shortfall: Option<String>,
+    ) -> Self {
         BrokerBackend {
             shared: Arc::new(BrokerShared {
                 run,
                 session: Arc::new(BrokerSession::new(bootstrap)),
                 switch,
+                static_members_shortfall,
                 state: Mutex::new(State::default()),
                 handles: Mutex::new(Handles::default()),
             }),

@@ -332,6 +332,16 @@ impl BrokerConsumer {
                 "effectively-once: the consumer needs a group.id".into(),
             ));
         }
+        let static_member = config
+            .get("group.instance.id")
+            .is_some_and(|i| !i.is_empty());
+        if let (true, Some(shortfall)) = (static_member, &shared.static_members_shortfall) {
+            return Err(KafkaError::ClientCreation(format!(
+                "effectively-once: this broker cannot play static group membership \
+                 (group.instance.id), its self-check found it {shortfall}; run the consumer \
+                 on the simulator or on a broker that keeps static members (Apache Kafka)"
+            )));
+        }
         let read_committed = config
             .get("isolation.level")
             .is_none_or(|l| l == "read_committed");

@@ -150,6 +150,10 @@ pub enum Capability {
     /// the generation that is ending) is accepted, as Kafka's coordinator accepts it in
     /// `PreparingRebalance`. librdkafka's mock cluster refuses it (`REBALANCE_IN_PROGRESS`).
     AcceptsCommitsDuringRebalance,
+    /// A static member (`group.instance.id`, KIP-345) whose process dies and restarts
+    /// within its session takes its place back without a rebalance: the other members revoke
+    /// nothing. librdkafka's mock cluster does not implement static membership.
+    KeepsStaticMembers,
 }
 
 impl std::fmt::Display for Capability {
@@ -162,6 +166,9 @@ impl std::fmt::Display for Capability {
             Capability::RejectsStaleGenerations => "commits of a stale generation are rejected",
             Capability::AcceptsCommitsDuringRebalance => {
                 "a commit in the revoke callback is accepted while the group rebalances"
+            }
+            Capability::KeepsStaticMembers => {
+                "a static member restarting within its session keeps its place"
             }
         })
     }
@@ -215,7 +222,7 @@ impl std::fmt::Display for SelfCheck {
 }
 
 /// The topics the probes use, with their partition counts; they must exist.
-pub const PROBE_TOPICS: [(&str, i32); 6] = [
+pub const PROBE_TOPICS: [(&str, i32); 7] = [
     ("effectively-once-probe-read-committed", 1),
     ("effectively-once-probe-offsets", 1),
     ("effectively-once-probe-fencing", 1),
@@ -224,6 +231,8 @@ pub const PROBE_TOPICS: [(&str, i32); 6] = [
     ("effectively-once-probe-generations", 2),
     // Two: the rebalance moves one partition to the second member.
     ("effectively-once-probe-revoke-commit", 2),
+    // Two: one for the static member that restarts, one for the member that watches.
+    ("effectively-once-probe-static-members", 2),
 ];
 
 /// Runs every probe against the broker at `bootstrap` (whose [`PROBE_TOPICS`] exist).
@@ -271,6 +280,10 @@ pub fn run(bootstrap: &str, timeout: Duration) -> SelfCheck {
             finding(
                 Capability::AcceptsCommitsDuringRebalance,
                 commit_during_rebalance(bootstrap, PROBE_TOPICS[5].0, timeout),
+            ),
+            finding(
+                Capability::KeepsStaticMembers,
+                static_members(bootstrap, PROBE_TOPICS[6].0, timeout),
             ),
         ],
     }
@@ -577,6 +590,103 @@ fn commit_during_rebalance(
     Err(ProbeError::Timeout(timeout))
 }
 
+/// Counts the non-empty revocations a member goes through.
+#[derive(Default)]
+struct RevokeCounter(std::sync::atomic::AtomicUsize);
+
+impl rdkafka::client::ClientContext for RevokeCounter {}
+
+impl ConsumerContext for RevokeCounter {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(l) if l.count() > 0) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn static_member(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    instance: &str,
+) -> Result<Member<RevokeCounter>, ProbeError> {
+    let consumer: BaseConsumer<RevokeCounter> = step(
+        "creating a static group member",
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("group.instance.id", instance)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "2000")
+            .set("heartbeat.interval.ms", "500")
+            .set("log_level", "0")
+            .create_with_context(RevokeCounter::default()),
+    )?;
+    let consumer = Member(Some(consumer));
+    step("subscribing", consumer.subscribe(&[topic]))?;
+    Ok(consumer)
+}
+
+fn owned<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> usize {
+    consumer.assignment().map_or(0, |a| a.count())
+}
+
+/// Static members A and B share two partitions; A's process dies (no LeaveGroup) and a new A
+/// with the same `group.instance.id` starts at once. A broker that keeps static members hands
+/// the new A the old one's partition while B revokes nothing.
+fn static_members(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(bool, String), ProbeError> {
+    let group = format!("{topic}-group");
+    let deadline = Instant::now() + timeout;
+    let not_joined = || ProbeError::NotJoined {
+        group: group.clone(),
+        waited: timeout,
+    };
+    let first = static_member(bootstrap, &group, topic, "a")?;
+    let watcher = static_member(bootstrap, &group, topic, "b")?;
+    while owned(&first) != 1 || owned(&watcher) != 1 {
+        if Instant::now() >= deadline {
+            return Err(not_joined());
+        }
+        let _ = first.poll(Duration::from_millis(50));
+        let _ = watcher.poll(Duration::from_millis(50));
+    }
+    drop(first);
+    let revokes_before = watcher
+        .context()
+        .0
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let restarted = static_member(bootstrap, &group, topic, "a")?;
+    while owned(&restarted) != 1 {
+        if Instant::now() >= deadline {
+            return Err(not_joined());
+        }
+        let _ = restarted.poll(Duration::from_millis(50));
+        let _ = watcher.poll(Duration::from_millis(50));
+    }
+    // Long enough for a rebalance the restart started to reach the watcher.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        let _ = restarted.poll(Duration::from_millis(50));
+        let _ = watcher.poll(Duration::from_millis(50));
+    }
+    let revokes = watcher
+        .context()
+        .0
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - revokes_before;
+    Ok((
+        revokes == 0,
+        format!(
+            "a static member restarted within its session; the other member revoked \
+             partitions {revokes} times (Kafka: 0)"
+        ),
+    ))
+}
+
 /// Writes three records in one batch, then asks for the end offset.
 fn end_offsets(
     bootstrap: &str,
@@ -637,5 +747,9 @@ mod tests {
             .shortfall(Capability::AcceptsCommitsDuringRebalance)
             .expect("the mock refuses commits while the group rebalances");
         assert!(revoke_commit.contains("refused"), "{found}");
+        assert!(
+            found.shortfall(Capability::KeepsStaticMembers).is_some(),
+            "the mock cluster has no KIP-345: {found}"
+        );
     }
 }

@@ -236,6 +236,38 @@ pub enum HistoryEvent {
         /// The member id the coordinator gave it.
         member: String,
     },
+    /// A static member (`group.instance.id`, KIP-345) joined while the coordinator still
+    /// held its instance id (a restart within the session): the new member id replaces the
+    /// old one and takes over its assignment, without a rebalance unless its subscription
+    /// changed; the old member id is fenced.
+    StaticMemberReplaced {
+        /// The group.
+        group: String,
+        /// The `group.instance.id`.
+        instance_id: String,
+        /// The new member id.
+        member: String,
+        /// The member id it replaced.
+        replaced: String,
+    },
+    /// A static member learnt that a newer member took its `group.instance.id`
+    /// (`FENCED_INSTANCE_ID`): librdkafka raised a fatal error; the consumer commits and joins
+    /// nothing more.
+    StaticMemberFenced {
+        /// The group.
+        group: String,
+        /// The `group.instance.id`.
+        instance_id: String,
+    },
+    /// A static member missed `max.poll.interval.ms`: librdkafka dropped its member id
+    /// without a LeaveGroup (KIP-345); its assignment is lost, and it rejoins under its
+    /// `group.instance.id`, in its own place unless its session runs out first.
+    StaticMemberPollExceeded {
+        /// The group.
+        group: String,
+        /// The `group.instance.id`.
+        instance_id: String,
+    },
     /// A member left the group or was removed by the coordinator.
     MemberRemoved {
         /// The group.
@@ -529,6 +561,26 @@ impl fmt::Display for HistoryEvent {
                 error,
             } => write!(f, "{call} of {transactional_id:?} failed: {error}"),
             MemberJoined { group, member } => write!(f, "joined group {group:?} as {member}"),
+            StaticMemberReplaced {
+                group,
+                instance_id,
+                member,
+                replaced,
+            } => write!(
+                f,
+                "joined group {group:?} as static member {instance_id:?} ({member}, replacing \
+                 {replaced}, whose assignment it keeps)"
+            ),
+            StaticMemberPollExceeded { group, instance_id } => write!(
+                f,
+                "max.poll.interval.ms exceeded: static member {instance_id:?} of group \
+                 {group:?} dropped its member id without leaving; it rejoins in its place"
+            ),
+            StaticMemberFenced { group, instance_id } => write!(
+                f,
+                "fenced: another member of group {group:?} took group.instance.id \
+                 {instance_id:?} (FENCED_INSTANCE_ID, a fatal error)"
+            ),
             MemberRemoved {
                 group,
                 member,

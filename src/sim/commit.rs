@@ -6,6 +6,15 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// Who a commit comes from, as the coordinator sees it: the member id (`None` outside the
+/// group), the static member's instance id, and the generation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Committer<'a> {
+    pub member: Option<&'a str>,
+    pub instance: Option<&'a str>,
+    pub generation: i32,
+}
+
 impl World {
     // ----- commits -----
 
@@ -17,18 +26,18 @@ impl World {
         &mut self,
         incarnation: Incarnation,
         group: &str,
-        member: Option<&str>,
-        generation: i32,
+        committer: Committer<'_>,
         offsets: &[(TopicPartition, i64)],
         kind: CommitKind,
     ) -> Result<(), RDKafkaErrorCode> {
+        let generation = committer.generation;
         let (known, unknown): (Vec<_>, Vec<_>) = offsets
             .iter()
             .cloned()
             .partition(|(tp, _)| self.partition(tp).is_some());
         let any_unknown = !unknown.is_empty();
         let g = self.group_mut(group);
-        let result = g.check_commit(member, generation);
+        let result = g.check_commit(committer.member, committer.instance, generation);
         let rejected = |offsets: Vec<(TopicPartition, i64)>, code| HistoryEvent::CommitRejected {
             group: group.to_string(),
             offsets,
@@ -94,6 +103,7 @@ impl World {
         let incarnation = c.incarnation;
         let (group, member, generation) =
             (c.settings.group_id.clone(), c.member.clone(), c.generation);
+        let (instance, fatal) = (c.settings.group_instance_id.clone(), c.fatal);
         let injection = self.intercept_call(operation, incarnation, anchor.as_ref(), &operation)?;
         let reject = |world: &mut World, why: &str, code| {
             world.record(
@@ -107,7 +117,14 @@ impl World {
             );
             Err(KafkaError::ConsumerCommit(code))
         };
-        let result = if injection.fail && kind != CommitKind::Async {
+        let result = if fatal {
+            // librdkafka sends no commit once a fatal error was raised.
+            reject(
+                self,
+                "the consumer was fenced (a fatal error): nothing is sent",
+                RDKafkaErrorCode::Fatal,
+            )
+        } else if injection.fail && kind != CommitKind::Async {
             reject(
                 self,
                 "injected failure: group rebalance in progress",
@@ -136,6 +153,7 @@ impl World {
                 member,
                 generation,
                 offsets,
+                instance,
                 refused: injection.fail,
             });
             self.touch();
@@ -145,19 +163,22 @@ impl World {
             // `tests/brokers/commit_errors.rs`).
             Ok(())
         } else {
-            match self.apply_commit(
-                incarnation,
-                &group,
-                member.as_deref(),
+            let committer = Committer {
+                member: member.as_deref(),
+                instance: instance.as_deref(),
                 generation,
-                &offsets,
-                kind,
-            ) {
+            };
+            match self.apply_commit(incarnation, &group, committer, &offsets, kind) {
                 Ok(()) if injection.ambiguous => {
                     Err(KafkaError::ConsumerCommit(fault::COMMIT_TIMED_OUT))
                 }
                 Ok(()) => Ok(()),
-                Err(code) => Err(KafkaError::ConsumerCommit(code)),
+                Err(code) => {
+                    if code == RDKafkaErrorCode::FencedInstanceId {
+                        self.fence(client);
+                    }
+                    Err(KafkaError::ConsumerCommit(code))
+                }
             }
         };
         self.complete_call(&injection, incarnation, &operation)?;

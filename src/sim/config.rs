@@ -31,6 +31,9 @@ pub(crate) enum IsolationLevel {
 #[derive(Clone, Debug)]
 pub(crate) struct ConsumerSettings {
     pub group_id: String,
+    /// `group.instance.id`: a static member (KIP-345), kept by the coordinator across a
+    /// restart within its session.
+    pub group_instance_id: Option<String>,
     pub client_id: String,
     pub enable_auto_commit: bool,
     pub auto_commit_interval: Duration,
@@ -153,14 +156,10 @@ impl ConsumerSettings {
                 ));
             }
         };
-        if let Some((key, value)) = get(config, &["group.instance.id"]) {
-            return Err(unsupported(
-                key,
-                value,
-                "static group membership is not modelled by the simulator; remove it from the \
-                 configuration the simulated consumer is created with",
-            ));
-        }
+        // librdkafka treats an empty `group.instance.id` as a dynamic member.
+        let group_instance_id = get(config, &["group.instance.id"])
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty());
         if let Some((key, value)) = get(config, &["group.protocol"]) {
             if value != "classic" {
                 return Err(unsupported(
@@ -229,6 +228,7 @@ impl ConsumerSettings {
         }
         Ok(ConsumerSettings {
             group_id,
+            group_instance_id,
             client_id: get(config, &["client.id"])
                 .map_or("rdkafka", |(_, v)| v)
                 .to_string(),
@@ -379,10 +379,6 @@ mod tests {
                 ..
             ))
         ));
-        assert!(
-            err(&[("group.id", "g"), ("group.instance.id", "a")])
-                .contains("static group membership")
-        );
         assert!(
             err(&[
                 ("group.id", "g"),

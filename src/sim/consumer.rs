@@ -84,6 +84,11 @@ pub(crate) struct ConsumerState {
     pub group_assignment: Option<Vec<TopicPartition>>,
     /// librdkafka's `assignment_lost`: set while a lost assignment is being revoked.
     pub lost: bool,
+    /// A fatal error was raised (a static member fenced by a newer one with its
+    /// `group.instance.id`): the consumer commits and joins nothing more.
+    pub fatal: bool,
+    /// The application is closing it: a static member sends no LeaveGroup then.
+    pub closing: bool,
 }
 
 impl ConsumerState {
@@ -118,6 +123,8 @@ impl ConsumerState {
             assigned_offsets: BTreeMap::new(),
             group_assignment: None,
             lost: false,
+            fatal: false,
+            closing: false,
         }
     }
 
@@ -456,6 +463,7 @@ impl Drop for SimConsumer {
             match world.consumers.get_mut(&self.client) {
                 Some(c) if alive && c.assigned && self.handler.is_some() => {
                     c.subscription.clear();
+                    c.closing = true;
                     Some(c.group_partitions())
                 }
                 _ => None,

@@ -10,7 +10,12 @@
 //!   assignment (JoinGroup and SyncGroup are collapsed into one step);
 //! - an offset commit must carry a known member id and the current generation: otherwise
 //!   `UNKNOWN_MEMBER_ID` or `ILLEGAL_GENERATION`, as Kafka answers. During `PreparingRebalance`
-//!   the old generation is still current, so commits from a revoke callback are accepted.
+//!   the old generation is still current, so commits from a revoke callback are accepted;
+//! - static members (`group.instance.id`, KIP-345): a member that joins with the instance id
+//!   of a member the coordinator still holds (its process restarted within the session)
+//!   replaces it under a new member id and takes over its assignment, without a rebalance
+//!   unless its subscription or strategies changed (Kafka's `updateStaticMemberAndRebalance`);
+//!   the replaced member id is fenced: its requests get `FENCED_INSTANCE_ID`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -35,6 +40,8 @@ pub(crate) enum GroupState {
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
     pub incarnation: Incarnation,
+    /// `group.instance.id`: a static member.
+    pub instance_id: Option<String>,
     pub subscription: Vec<String>,
     pub strategies: Vec<AssignmentStrategy>,
     pub session_timeout: Duration,
@@ -84,12 +91,22 @@ impl Group {
         member: Member,
         out: &mut Events,
     ) -> Result<(), RDKafkaErrorCode> {
+        let replaced = member
+            .instance_id
+            .as_deref()
+            .and_then(|instance| self.static_member(instance))
+            .map(str::to_string);
         if self
             .members
-            .values()
-            .any(|m| !m.strategies.iter().any(|s| member.strategies.contains(s)))
+            .iter()
+            .filter(|(id, _)| Some(*id) != replaced.as_ref())
+            .any(|(_, m)| !m.strategies.iter().any(|s| member.strategies.contains(s)))
         {
             return Err(RDKafkaErrorCode::InconsistentGroupProtocol);
+        }
+        if let Some(replaced) = replaced {
+            self.replace_static_member(&replaced, member_id, member, out);
+            return Ok(());
         }
         let incarnation = member.incarnation;
         self.consumed_topics
@@ -110,6 +127,61 @@ impl Group {
             },
         ));
         Ok(())
+    }
+
+    /// The member id the coordinator holds for the static member `instance`, if any.
+    pub(crate) fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Whether `member_id`, a member id of static member `instance`, was replaced by a newer
+    /// member with the same instance id: the coordinator answers it `FENCED_INSTANCE_ID`.
+    pub(crate) fn fenced(&self, member_id: &str, instance: &str) -> bool {
+        self.static_member(instance)
+            .is_some_and(|current| current != member_id)
+    }
+
+    /// KIP-345: `member_id` joins with the instance id of `replaced`, which it replaces. It
+    /// takes over the assignment; the group rebalances only when the member's subscription or
+    /// strategies changed (a rebalance already in progress goes on, with it joined).
+    fn replace_static_member(
+        &mut self,
+        replaced: &str,
+        member_id: &str,
+        member: Member,
+        out: &mut Events,
+    ) {
+        let old = self
+            .members
+            .remove(replaced)
+            .expect("a member of the group");
+        let changed =
+            old.subscription != member.subscription || old.strategies != member.strategies;
+        self.consumed_topics
+            .extend(member.subscription.iter().cloned());
+        out.push((
+            Some(member.incarnation),
+            HistoryEvent::StaticMemberReplaced {
+                group: self.id.clone(),
+                instance_id: member.instance_id.clone().unwrap_or_default(),
+                member: member_id.to_string(),
+                replaced: replaced.to_string(),
+            },
+        ));
+        if changed {
+            self.begin_rebalance(out);
+        }
+        self.members.insert(
+            member_id.to_string(),
+            Member {
+                joined: true,
+                assignment: old.assignment,
+                ..member
+            },
+        );
     }
 
     /// An existing member rejoins the rebalance in progress.
@@ -267,8 +339,14 @@ impl Group {
     pub(crate) fn check_commit(
         &self,
         member: Option<&str>,
+        instance: Option<&str>,
         generation: i32,
     ) -> Result<(), RDKafkaErrorCode> {
+        if let (Some(member), Some(instance)) = (member, instance) {
+            if self.fenced(member, instance) {
+                return Err(RDKafkaErrorCode::FencedInstanceId);
+            }
+        }
         match member {
             // A commit outside any generation is accepted only by an empty group.
             None if generation < 0 && self.state == GroupState::Empty => Ok(()),
@@ -291,6 +369,7 @@ mod tests {
                 instance: InstanceId(0),
                 number: 1,
             },
+            instance_id: None,
             subscription: vec!["t".into()],
             strategies,
             session_timeout: Duration::from_secs(10),
@@ -316,7 +395,7 @@ mod tests {
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert!(!g.try_complete(|_| Some(4), &mut out), "a has not rejoined");
         assert_eq!(
-            g.check_commit(Some("a"), 1),
+            g.check_commit(Some("a"), None, 1),
             Ok(()),
             "old generation still current"
         );
@@ -324,17 +403,54 @@ mod tests {
         assert!(g.try_complete(|_| Some(4), &mut out));
         assert_eq!(g.generation, 2);
         assert_eq!(
-            g.check_commit(Some("a"), 1),
+            g.check_commit(Some("a"), None, 1),
             Err(RDKafkaErrorCode::IllegalGeneration)
         );
         assert_eq!(
-            g.check_commit(Some("zz"), 2),
+            g.check_commit(Some("zz"), None, 2),
             Err(RDKafkaErrorCode::UnknownMemberId)
         );
         assert_eq!(
-            g.check_commit(None, -1),
+            g.check_commit(None, None, -1),
             Err(RDKafkaErrorCode::UnknownMemberId)
         );
+    }
+
+    #[test]
+    fn a_static_member_rejoining_takes_its_place_and_fences_the_old_member_id() {
+        let mut g = Group::new("g");
+        let mut out = Events::new();
+        let static_member = |instance: &str, topics: &[&str]| Member {
+            instance_id: Some(instance.to_string()),
+            subscription: topics.iter().map(|t| t.to_string()).collect(),
+            ..member(vec![AssignmentStrategy::Range])
+        };
+        g.join("a", static_member("pod-0", &["t"]), &mut out)
+            .unwrap();
+        g.join("b", static_member("pod-1", &["t"]), &mut out)
+            .unwrap();
+        assert!(g.try_complete(|_| Some(4), &mut out));
+        let (generation, owned) = (g.generation, g.members["a"].assignment.clone());
+        g.join("a2", static_member("pod-0", &["t"]), &mut out)
+            .unwrap();
+        assert_eq!(g.state, GroupState::Stable, "no rebalance");
+        assert_eq!(g.generation, generation);
+        assert_eq!(g.members["a2"].assignment, owned);
+        assert!(!g.members.contains_key("a"));
+        assert!(g.fenced("a", "pod-0") && !g.fenced("a2", "pod-0"));
+        assert_eq!(
+            g.check_commit(Some("a"), Some("pod-0"), generation),
+            Err(RDKafkaErrorCode::FencedInstanceId)
+        );
+        assert_eq!(
+            g.check_commit(Some("a2"), Some("pod-0"), generation),
+            Ok(())
+        );
+        // With another subscription the replacement starts a rebalance.
+        g.join("a3", static_member("pod-0", &["t", "u"]), &mut out)
+            .unwrap();
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert!(g.members["a3"].joined && !g.members["b"].joined);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod partition_queue;
 mod poll;
 mod positioning;
 mod producer;
+mod static_member;
 mod timers;
 pub(crate) mod txn;
 
@@ -45,6 +46,7 @@ use crate::history::{ClusterSnapshot, RecordPosition, TopicPartition};
 use crate::history::{CommitKind, HistoryEvent, Incarnation, Lag, MemberRemoval};
 use crate::run::core::{Crashed, Run, RunCore, RunEvent};
 use crate::run::fault_plan::{self as fault, Injection};
+use commit::Committer;
 use group::{Events, Group, GroupState};
 use log::{RecordKind, StoredRecord, Topic};
 
@@ -69,6 +71,8 @@ pub(crate) struct PendingCommit {
     pub member: Option<String>,
     pub generation: i32,
     pub offsets: Vec<(TopicPartition, i64)>,
+    /// The consumer's `group.instance.id`.
+    pub instance: Option<String>,
     /// Refused by the coordinator ([`Fault::Fail`](crate::history::Fault::Fail)).
     pub refused: bool,
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::config::{IsolationLevel, OffsetReset};
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
-use super::{ClientId, Crashed, PendingCommit, World, broker_down_error};
+use super::{ClientId, Committer, Crashed, PendingCommit, World, broker_down_error};
 use crate::history::Operation;
 use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
@@ -246,6 +246,34 @@ impl World {
                 RDKafkaErrorCode::PollExceeded,
             )));
         }
+        // A static member replaced by a newer one with its `group.instance.id`: librdkafka
+        // raises a fatal error (`FENCED_INSTANCE_ID`), loses its assignment and joins no more.
+        if !c.fatal && self.static_member_fenced(client) {
+            self.fence(client);
+        }
+        let c = self.consumers.get_mut(&client).expect("checked");
+        if c.fatal {
+            if let Some(error) = c.errors.pop_front() {
+                return Some(PollStep::Error(error));
+            }
+            if c.assigned {
+                return Some(PollStep::Revoke {
+                    partitions: c.group_partitions(),
+                    lost: true,
+                });
+            }
+            c.member = None;
+            c.generation = -1;
+            return None;
+        }
+        // A static member that missed `max.poll.interval.ms` dropped its member id without
+        // leaving (KIP-345): its assignment is lost; it rejoins under its instance id.
+        if c.member.is_none() && c.assigned && c.lost {
+            return Some(PollStep::Revoke {
+                partitions: c.group_partitions(),
+                lost: true,
+            });
+        }
         // The coordinator removed us (session timeout, max.poll breach): the assignment (even
         // an empty one) is lost.
         if let Some(member) = &c.member {
@@ -287,6 +315,7 @@ impl World {
                 }
                 let member = Member {
                     incarnation,
+                    instance_id: c.settings.group_instance_id.clone(),
                     subscription: c.subscription.clone(),
                     strategies: c.settings.strategies.clone(),
                     session_timeout,
@@ -578,6 +607,7 @@ impl World {
         let (incarnation, group, member) =
             (c.incarnation, c.settings.group_id.clone(), c.member.clone());
         let leaving = c.subscription.is_empty();
+        let closing = c.closing;
         if lost || leaving {
             c.member = None;
             c.generation = -1;
@@ -593,7 +623,7 @@ impl World {
         match (lost, member) {
             (false, Some(member)) if leaving => {
                 self.commits_in_flight_arrive(client);
-                self.leave_group(&group, &member);
+                self.leave_group(&group, &member, closing);
             }
             (false, Some(member)) => {
                 self.group_mut(&group).rejoin(&member);
@@ -691,26 +721,26 @@ impl World {
         if c.settings.enable_auto_commit && self.broker_down().is_none() {
             let offsets = self.uncommitted_stored(client);
             let c = &self.consumers[&client];
-            let (incarnation, group, member, generation) = (
+            let (incarnation, group, member, instance, generation) = (
                 c.incarnation,
                 c.settings.group_id.clone(),
                 c.member.clone(),
+                c.settings.group_instance_id.clone(),
                 c.generation,
             );
-            if !offsets.is_empty() {
-                let _ = self.apply_commit(
-                    incarnation,
-                    &group,
-                    member.as_deref(),
+            if !offsets.is_empty() && !c.fatal {
+                let committer = Committer {
+                    member: member.as_deref(),
+                    instance: instance.as_deref(),
                     generation,
-                    &offsets,
-                    CommitKind::Close,
-                );
+                };
+                let _ =
+                    self.apply_commit(incarnation, &group, committer, &offsets, CommitKind::Close);
             }
         }
         let c = self.consumers.remove(&client).expect("checked");
         if let Some(member) = c.member {
-            self.leave_group(&c.settings.group_id, &member);
+            self.leave_group(&c.settings.group_id, &member, true);
         }
         self.touch();
     }
@@ -731,9 +761,18 @@ impl World {
 
     /// The member leaves the group (LeaveGroup), unless the broker is down: then the request
     /// never arrives, and the member, whose client is gone, stays until its session runs out
-    /// (measured on the mock cluster: `tests/brokers/close_during_outage.rs`).
-    pub(crate) fn leave_group(&mut self, group: &str, member: &str) {
-        if self.broker_down().is_none() {
+    /// (measured on the mock cluster: `tests/brokers/close_during_outage.rs`). A static
+    /// member's close sends no LeaveGroup either (KIP-345, librdkafka's
+    /// `rd_kafka_cgrp_leave_maybe`): it stays until its session runs out, unless a restart
+    /// with its `group.instance.id` takes its place first. (`unsubscribe` does leave.)
+    pub(crate) fn leave_group(&mut self, group: &str, member: &str, closing: bool) {
+        let static_close = closing
+            && self
+                .groups
+                .get(group)
+                .and_then(|g| g.members.get(member))
+                .is_some_and(|m| m.instance_id.is_some());
+        if self.broker_down().is_none() && !static_close {
             self.remove_member(group, member, MemberRemoval::Left);
             return;
         }

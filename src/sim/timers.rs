@@ -81,7 +81,25 @@ impl World {
                 .groups
                 .get(&group)
                 .is_some_and(|g| g.members.contains_key(&member));
-            if still_member {
+            if let Some(instance_id) = c.settings.group_instance_id.clone() {
+                // KIP-345: a static member sends no LeaveGroup; librdkafka drops the member id
+                // (its heartbeats stop) and rejoins under its instance id, which replaces the
+                // old member unless the session ran out first.
+                c.member = None;
+                if let Some(m) = self
+                    .groups
+                    .get_mut(&group)
+                    .and_then(|g| g.members.get_mut(&member))
+                {
+                    m.session_deadline.get_or_insert(now + m.session_timeout);
+                }
+                let incarnation = self.consumers[&id].incarnation;
+                self.record(
+                    Some(incarnation),
+                    HistoryEvent::StaticMemberPollExceeded { group, instance_id },
+                );
+                self.touch();
+            } else if still_member {
                 self.remove_member(&group, &member, MemberRemoval::MaxPollIntervalExceeded);
             }
         }
@@ -132,14 +150,21 @@ impl World {
                     },
                 );
             } else {
-                let _ = self.apply_commit(
+                let committer = Committer {
+                    member: p.member.as_deref(),
+                    instance: p.instance.as_deref(),
+                    generation: p.generation,
+                };
+                let result = self.apply_commit(
                     p.incarnation,
                     &p.group,
-                    p.member.as_deref(),
-                    p.generation,
+                    committer,
                     &p.offsets,
                     CommitKind::Async,
                 );
+                if result == Err(RDKafkaErrorCode::FencedInstanceId) {
+                    self.fence(p.client);
+                }
             }
             self.touch();
         }

@@ -220,7 +220,7 @@ impl World {
             && self
                 .groups
                 .get(group)
-                .is_some_and(|g| g.check_commit(member, generation).is_err());
+                .is_some_and(|g| g.check_commit(member, None, generation).is_err());
         if stale {
             self.txn_client(client).expect("checked").abortable = Some(TxnError::StaleGeneration);
             return Err(TxnError::StaleGeneration);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::broker::self_check::Capability;
 use crate::broker::{BrokerBackend, BrokerError, BrokerProvider, RunningBroker};
 use crate::error::Error;
 use crate::history::Operation;
@@ -167,6 +168,10 @@ impl Simulation {
         let local = tokio::task::LocalSet::new();
         let config = self.config.clone();
         let switch = broker.as_ref().and_then(RunningBroker::switch);
+        // A broker without KIP-345 would play a static member's restart as a new member.
+        let static_members = self_check
+            .as_ref()
+            .and_then(|found| found.shortfall(Capability::KeepsStaticMembers));
         let restarts = switch.clone();
         let (run, backend, result) = local.block_on(&runtime, async move {
             let run = Run::new(RunCore::new(
@@ -182,7 +187,12 @@ impl Simulation {
                     },
                     &config.topics,
                 )),
-                Some(bootstrap) => Arc::new(BrokerBackend::new(run.clone(), bootstrap, switch)),
+                Some(bootstrap) => Arc::new(BrokerBackend::new(
+                    run.clone(),
+                    bootstrap,
+                    switch,
+                    static_members,
+                )),
             };
             let driver = Driver {
                 run: run.clone(),

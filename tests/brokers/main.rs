@@ -21,6 +21,7 @@ mod providers;
 mod restart;
 mod seek_pause;
 mod self_check;
+mod static_membership;
 mod stream;
 mod support;
 mod zoo;

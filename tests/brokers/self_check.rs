@@ -30,6 +30,8 @@ fn the_mock_cluster_stubs_transactions() {
             (Capability::RejectsStaleGenerations, Some(true)),
             // Kafka accepts it; the mock answers REBALANCE_IN_PROGRESS.
             (Capability::AcceptsCommitsDuringRebalance, Some(false)),
+            // No KIP-345: the restarted member is a new member, and the group rebalances.
+            (Capability::KeepsStaticMembers, Some(false)),
         ]
     );
 }
@@ -55,6 +57,7 @@ fn the_container() {
             (Capability::RejectsStaleGenerations, None),
             (Capability::AcceptsCommitsDuringRebalance, Some(true)),
         ]
+        .to_vec()
     } else {
         [
             (Capability::HidesAbortedRecords, Some(true)),
@@ -63,9 +66,24 @@ fn the_container() {
             (Capability::ReportsEndOffsets, Some(true)),
             (Capability::RejectsStaleGenerations, Some(true)),
             (Capability::AcceptsCommitsDuringRebalance, Some(true)),
+            (Capability::KeepsStaticMembers, Some(true)),
         ]
+        .to_vec()
     };
-    assert_eq!(found, expected);
+    let (statics, found): (Vec<_>, Vec<_>) = found
+        .into_iter()
+        .partition(|(c, _)| *c == Capability::KeepsStaticMembers);
+    if image.contains("tansu") {
+        // Tansu keeps static members erratically: measured 3 times, the restarted member got
+        // its partition back after a rebalance (the other member revoked) once, and not
+        // within 60 s twice. Whatever the probe finds, the kit acts on it (refusing static
+        // members when it is not honoured: `tests/brokers/static_membership.rs`).
+        println!("Tansu's static membership: {statics:?}");
+        assert_eq!(found, expected);
+    } else {
+        assert_eq!(found, expected[..expected.len() - 1]);
+        assert_eq!(statics, expected[expected.len() - 1..]);
+    }
 }
 
 /// A consumer that commits its processed offsets in the revoke callback: when a member joins,

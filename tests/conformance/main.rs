@@ -29,6 +29,8 @@ mod record_contents;
 mod seek_pause;
 mod seek_pause_cases;
 mod send_failures;
+mod static_membership;
+mod static_membership_cases;
 mod store;
 mod time_limit;
 mod transactions;

@@ -436,6 +436,21 @@ fn commit_on_revoke_of_processed_offsets_under_cooperative_sticky_is_at_least_on
 }
 
 #[test]
+fn commit_on_revoke_of_processed_offsets_as_static_members_is_at_least_once() {
+    assert_passed(check_at_least_once(&verifier(), |ctx| {
+        commit_on_revoke::static_instance(ctx, RevokeStore::AfterProcessing)
+    }));
+}
+
+#[test]
+fn commit_on_revoke_of_offsets_stored_at_receive_as_static_members_loses_records() {
+    let c = counterexample(check_at_least_once(&verifier(), |ctx| {
+        commit_on_revoke::static_instance(ctx, RevokeStore::OnReceive)
+    }));
+    assert_violates(&c, "at-least-once", "LOST");
+}
+
+#[test]
 fn commit_on_revoke_of_offsets_stored_at_receive_under_cooperative_sticky_loses_records() {
     let c = counterexample(check_at_least_once(&verifier(), |ctx| {
         commit_on_revoke::cooperative_instance(ctx, RevokeStore::OnReceive)
@@ -541,6 +556,11 @@ fn every_correct_twin_passes_ten_thousand_cases() {
         long_check("commit on revoke, cooperative", verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| {
                 commit_on_revoke::cooperative_instance(ctx, RevokeStore::AfterProcessing)
+            })
+        }),
+        long_check("commit on revoke, static members", verifier(), CASES, |v| {
+            check_at_least_once(v, |ctx| {
+                commit_on_revoke::static_instance(ctx, RevokeStore::AfterProcessing)
             })
         }),
         long_check("stream chunks", verifier(), CASES, |v| {
