@@ -1,6 +1,6 @@
 //! The rest of rdkafka's client surface, beyond the consumer and producer traits at the root:
-//! low-level producers with delivery callbacks, partition queues, and the group metadata a
-//! consumer hands a transactional producer.
+//! low-level producers with delivery callbacks, the synchronous consumer, partition queues, and
+//! the group metadata a consumer hands a transactional producer.
 //!
 //! # Low-level producers
 //!
@@ -32,6 +32,39 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Synchronous consumers
+//!
+//! As rdkafka's `BaseConsumer`, for programs that `poll(timeout)` in a plain thread:
+//! [`KafkaBaseConsumer`] is the trait such a program is written against (rdkafka's
+//! `BaseConsumer` implements it). In tests the program runs on a thread of its own, started by
+//! [`InstanceContext::run_blocking`](crate::InstanceContext::run_blocking) in lockstep with the
+//! run; its [`BlockingContext`] creates the kit's [`BaseConsumer`] and runs the kit's futures
+//! (effects, sends) with [`block_on`](BlockingContext::block_on). A program that returns an
+//! error ends with a [`ThreadError`] carrying its text.
+//!
+//! ```no_run
+//! use effectively_once::clients::KafkaBaseConsumer;
+//! use rdkafka::ClientConfig;
+//! use rdkafka::consumer::BaseConsumer;
+//!
+//! # fn poll_loop<C: KafkaBaseConsumer>(consumer: &C) -> Result<(), rdkafka::error::KafkaError> { Ok(()) }
+//! # fn f() -> Result<(), rdkafka::error::KafkaError> {
+//! // Production: rdkafka's own consumer.
+//! let consumer: BaseConsumer = ClientConfig::new()
+//!     .set("bootstrap.servers", "kafka:9092")
+//!     .set("group.id", "notification-service")
+//!     .create()?;
+//! poll_loop(&consumer)?;
+//! # Ok(()) }
+//! # fn test(ctx: effectively_once::InstanceContext) {
+//! // Test: the same loop on a thread of the instance.
+//! let instance = ctx.run_blocking(|ctx| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!     let consumer = ctx.create_base_consumer(&ClientConfig::new())?;
+//!     Ok(poll_loop(&consumer)?)
+//! });
+//! # }
+//! ```
+//!
 //! # Partition queues
 //!
 //! One partition's records split off a consumer with
@@ -44,6 +77,8 @@
 
 pub use crate::client::{
     ArcPartitionQueue, DeliveryContext, DeliveryHandler, DeliveryReport, GroupMetadata,
-    KafkaBaseProducer, KafkaPartitionQueue,
+    KafkaBaseConsumer, KafkaBaseProducer, KafkaPartitionQueue,
 };
-pub use crate::run::{BaseProducer, PartitionQueue, ThreadedProducer};
+pub use crate::run::{
+    BaseConsumer, BaseProducer, BlockingContext, PartitionQueue, ThreadError, ThreadedProducer,
+};

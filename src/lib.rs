@@ -396,6 +396,11 @@
 //!   they next wake); tasks spawned with plain `tokio::spawn` stop at their next call into
 //!   the kit once it crashed. Code that spins without awaiting freezes the whole simulation.
 //!   Synchronous calls (commits, stores) take no virtual time.
+//!   A synchronous program (a `poll(timeout)` loop around rdkafka's `BaseConsumer`) runs on a
+//!   thread of its own with [`InstanceContext::run_blocking`], taking turns with the run:
+//!   it must make every call into the kit through its
+//!   [`BlockingContext`](clients::BlockingContext) (a `std::thread::sleep` or a busy loop
+//!   stops the whole run).
 //! - A [`Fault::Freeze`] stops the instance's own task and the tasks it spawned with
 //!   [`InstanceContext::spawn`] until the thaw. A task spawned with plain `tokio::spawn` is
 //!   outside the freeze: its timers keep firing, and its asynchronous calls into the kit

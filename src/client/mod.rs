@@ -10,6 +10,7 @@
 //! [`RebalanceContext`] when creating the rdkafka consumer, in tests hand it to
 //! [`InstanceContext::create_consumer_with_handler`](crate::InstanceContext::create_consumer_with_handler).
 
+mod base_consumer;
 mod base_producer;
 pub(crate) mod partitioner;
 mod rdkafka_impl;
@@ -26,6 +27,7 @@ use rdkafka::producer::{FutureRecord, future_producer::OwnedDeliveryResult};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+pub use base_consumer::KafkaBaseConsumer;
 pub use base_producer::{DeliveryContext, DeliveryHandler, DeliveryReport, KafkaBaseProducer};
 pub use rdkafka_impl::RebalanceContext;
 

@@ -17,8 +17,8 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaConsumer, KafkaPartitionQueue,
-    KafkaProducer, RebalanceHandler, foreign_group_metadata,
+    ConsumerHandle, GroupMetadata, GroupMetadataRepr, KafkaBaseConsumer, KafkaConsumer,
+    KafkaPartitionQueue, KafkaProducer, RebalanceHandler, foreign_group_metadata,
 };
 
 /// An rdkafka consumer context that forwards rebalance and commit callbacks to a
@@ -174,6 +174,26 @@ macro_rules! consumer_handle_via_rdkafka {
 
 consumer_handle_via_rdkafka!(BaseConsumer);
 consumer_handle_via_rdkafka!(StreamConsumer);
+
+impl<C: ConsumerContext + 'static> KafkaBaseConsumer for BaseConsumer<C> {
+    type Message<'a> = BorrowedMessage<'a>;
+
+    fn poll<T: Into<Timeout>>(&self, timeout: T) -> Option<KafkaResult<BorrowedMessage<'_>>> {
+        BaseConsumer::poll(self, timeout)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = KafkaResult<BorrowedMessage<'_>>> {
+        BaseConsumer::iter(self)
+    }
+
+    fn commit_message(&self, message: &BorrowedMessage<'_>, mode: CommitMode) -> KafkaResult<()> {
+        Consumer::commit_message(self, message, mode)
+    }
+
+    fn store_offset_from_message(&self, message: &BorrowedMessage<'_>) -> KafkaResult<()> {
+        Consumer::store_offset_from_message(self, message)
+    }
+}
 
 impl<C: ConsumerContext + 'static> KafkaConsumer for StreamConsumer<C> {
     type Message<'a> = BorrowedMessage<'a>;

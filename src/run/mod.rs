@@ -13,6 +13,8 @@
 
 pub(crate) mod backend;
 mod base_client;
+mod base_consumer;
+mod blocking;
 mod builder;
 pub(crate) mod client;
 mod context;
@@ -28,6 +30,8 @@ pub(crate) mod store;
 pub(crate) mod store_progress;
 
 pub use base_client::{BaseProducer, ThreadedProducer};
+pub use base_consumer::BaseConsumer;
+pub use blocking::{BlockingContext, ThreadError};
 pub(crate) use builder::Config;
 pub use builder::{InputRecord, SimulationBuilder};
 pub use client::{Consumer, PartitionQueue, Producer};

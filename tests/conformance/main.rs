@@ -32,5 +32,6 @@ mod send_failures;
 mod static_membership;
 mod static_membership_cases;
 mod store;
+mod sync_poll;
 mod time_limit;
 mod transactions;
