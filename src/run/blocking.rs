@@ -44,14 +44,14 @@ type Job = ScopedJob<'static>;
 /// A call that borrows the frame of the program's thread that waits for it.
 type ScopedJob<'a> = Box<dyn FnOnce(InstanceContext) -> LocalBoxFuture<'a, ()> + Send + 'a>;
 
+/// Where a call's end goes, if the program's thread waits for it.
+type Reply = Option<SyncSender<Result<(), Payload>>>;
+
 /// What the program's thread asks of the run.
 enum Request {
     /// Run `job`; its end (or its panic) goes to `reply`, if the thread waits for it. The job
     /// is declared first: it is dropped before the reply channel, whose end wakes the thread.
-    Call {
-        job: Job,
-        reply: Option<SyncSender<Result<(), Payload>>>,
-    },
+    Call { job: Job, reply: Reply },
     /// The program's function returned (with its error, if any) or panicked.
     Exit(Result<Option<String>, Payload>),
 }
@@ -353,10 +353,7 @@ struct Lockstep {
     requests: Receiver<Request>,
     thread: Option<JoinHandle<()>>,
     /// The call on the run: its future (declared first: dropped first), and whom to answer.
-    pending: Option<(
-        LocalBoxFuture<'static, ()>,
-        Option<SyncSender<Result<(), Payload>>>,
-    )>,
+    pending: Option<(LocalBoxFuture<'static, ()>, Reply)>,
 }
 
 impl Lockstep {
@@ -377,11 +374,14 @@ impl Lockstep {
         let sender = self.sender.take().expect("the program starts once");
         let incarnation = self.ctx.incarnation;
         let runtime = tokio::runtime::Handle::current();
+        // The program logs where the instance's task would (a check captures a case's logs).
+        let logs = tracing::dispatcher::get_default(tracing::Dispatch::clone);
         let thread = std::thread::Builder::new()
             .name(format!("effectively-once {incarnation}"))
             .spawn(move || {
                 // The run's clock for anything that reads it from this thread.
                 let _runtime = runtime.enter();
+                let _logs = tracing::dispatcher::set_default(&logs);
                 let exit = sender.clone();
                 let ctx = BlockingContext {
                     bridge: Rc::new(Bridge { requests: sender }),
