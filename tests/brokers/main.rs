@@ -24,6 +24,7 @@ mod self_check;
 mod static_membership;
 mod stream;
 mod support;
+mod sync_poll;
 mod zoo;
 #[path = "../zoo/support.rs"]
 mod zoo_support;

@@ -21,6 +21,7 @@ use crate::fixtures::corpus::per_partition::{self, Commit};
 use crate::fixtures::corpus::retry_backoff::{self, Key};
 use crate::fixtures::corpus::slow_auto_commit::{self, Store as SlowStore};
 use crate::fixtures::corpus::stream_loop::{self, Loop};
+use crate::fixtures::corpus::sync_poll::{self, Order as PollOrder};
 use crate::fixtures::corpus::transactional_batch::{self, OnRevoke};
 use crate::fixtures::corpus::txn_rewind::{self, OnAbort};
 use crate::fixtures::notification::{BoxError, EMAIL};
@@ -280,6 +281,23 @@ fn the_concurrent_stream_loop_that_commits_each_record_as_it_completes_loses_rec
         stream_loop::instance(ctx, Loop::ConcurrentCommitEach)
     }));
     assert_violates(&c, "at-least-once", "LOST");
+}
+
+// ----- a synchronous poll loop (rdkafka's BaseConsumer) on a thread of its own -----
+
+#[test]
+fn the_sync_poll_loop_that_commits_after_its_idempotent_email_is_effectively_once() {
+    assert_passed(check_effectively_once(&verifier(), |ctx| {
+        sync_poll::instance(ctx, PollOrder::EffectFirst)
+    }));
+}
+
+#[test]
+fn the_sync_poll_loop_that_commits_before_its_email_loses_emails() {
+    let c = counterexample(check_effectively_once(&verifier(), |ctx| {
+        sync_poll::instance(ctx, PollOrder::CommitFirst)
+    }));
+    assert_violates(&c, "effectively-once", "LOST");
 }
 
 // ----- one spawned task per partition -----
@@ -565,6 +583,9 @@ fn every_correct_twin_passes_ten_thousand_cases() {
         }),
         long_check("stream chunks", verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| stream_loop::instance(ctx, Loop::ChunksThenCommit))
+        }),
+        long_check("sync poll loop", verifier(), CASES, |v| {
+            check_effectively_once(v, |ctx| sync_poll::instance(ctx, PollOrder::EffectFirst))
         }),
         long_check("partition queue tasks", verifier(), CASES, |v| {
             check_at_least_once(v, |ctx| {
