@@ -17,10 +17,9 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver, RecvError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaResult;
@@ -61,32 +60,6 @@ enum Request {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ThreadError(String);
-
-/// How long a thread waiting for its turn keeps looking before it sleeps: the other thread's
-/// turn is often a few microseconds (an empty `poll` and its `continue`), and a loop of
-/// 100 ms polls through hours of virtual time takes hundreds of thousands of turns.
-const SPIN: Duration = Duration::from_micros(50);
-
-/// Waits for the other thread's turn to end: a short spin, then a sleep.
-fn take_turn<T>(channel: &Receiver<T>) -> Result<T, RecvError> {
-    let start = Instant::now();
-    let mut spins = 0u32;
-    loop {
-        match channel.try_recv() {
-            Ok(value) => return Ok(value),
-            Err(TryRecvError::Disconnected) => return Err(RecvError),
-            Err(TryRecvError::Empty) if start.elapsed() < SPIN => {
-                spins += 1;
-                if spins % 16 == 0 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            Err(TryRecvError::Empty) => return channel.recv(),
-        }
-    }
-}
 
 /// Unwinds the program's thread as a crashed process (no panic hook prints anything).
 fn gone() -> ! {
@@ -133,7 +106,7 @@ impl Bridge {
             drop(returned);
             return Err(Box::new(CrashSignal));
         }
-        match take_turn(&answer) {
+        match answer.recv() {
             Ok(Ok(())) => Ok(slot.take().expect("a finished call left its output")),
             Ok(Err(payload)) => Err(payload),
             // The run dropped the call: the instance is gone.
@@ -298,7 +271,7 @@ impl InstanceContext {
     ///
     /// ```
     /// use effectively_once::clients::KafkaBaseConsumer;
-    /// use effectively_once::{InputRecord, Simulation};
+    /// use effectively_once::{ConsumerHandle, InputRecord, Simulation};
     /// use rdkafka::ClientConfig;
     /// use rdkafka::consumer::CommitMode;
     /// use rdkafka::message::Message;
@@ -311,7 +284,10 @@ impl InstanceContext {
     /// let outcome = sim.build()?.run(|ctx| {
     ///     ctx.run_blocking(|ctx| -> Result<(), BoxError> {
     ///         let mut config = ClientConfig::new();
-    ///         config.set("group.id", "g").set("enable.auto.commit", "false");
+    ///         config
+    ///             .set("group.id", "g")
+    ///             .set("enable.auto.commit", "false")
+    ///             .set("auto.offset.reset", "earliest");
     ///         let consumer = ctx.create_base_consumer(&config)?;
     ///         let email = ctx.effect_sink("email");
     ///         consumer.subscribe(&["events"])?;
@@ -430,7 +406,7 @@ impl Future for Lockstep {
             }
             // The program runs its own code: the run waits for its next call, blocking its
             // thread (nothing else moves meanwhile, virtual time included).
-            match take_turn(&this.requests) {
+            match this.requests.recv() {
                 Ok(Request::Call { job, reply }) => {
                     let ctx = this.ctx.clone();
                     let future: LocalBoxFuture<'static, ()> = Box::pin(async move {
