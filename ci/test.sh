@@ -41,17 +41,27 @@ echo "EFFECTIVELY_ONCE_KAFKA_IMAGE=$EFFECTIVELY_ONCE_KAFKA_IMAGE"
 say "cargo fmt --check"
 cargo fmt --check
 
-say "cargo clippy --workspace --all-targets -- -D warnings"
+say "cargo clippy --workspace --all-targets -- -D warnings (without and with the containers feature)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features effectively-once/containers -- -D warnings
 
-say "cargo test --workspace --all-targets"
+say "cargo test --workspace --all-targets --features effectively-once/containers"
 # A report that differs from its insta snapshot fails the run and nothing is written (insta's
 # default under CI=true, made explicit here so that no environment variable can turn it off);
 # likewise a compile error that differs from its tests/ui/*.stderr (no TRYBUILD=overwrite).
-env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 cargo test --workspace --all-targets
+# Every container test must run here: one that cannot (no Docker, no image) fails instead of
+# reporting that it was skipped.
+env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 EFFECTIVELY_ONCE_REQUIRE_CONTAINERS=1 \
+  cargo test --workspace --all-targets --features effectively-once/containers
 
 say "cargo test --workspace --doc"
-cargo test --workspace --doc
+cargo test --workspace --doc --features effectively-once/containers
+
+say "a contributor's plain cargo test: the container tests report that they were skipped"
+# Without the feature (or Docker, or an image) they pass, saying why; the others ran above.
+env -u EFFECTIVELY_ONCE_REQUIRE_CONTAINERS cargo test --test brokers on_the_container \
+  2>&1 | tee target/brokers-without-containers.out
+grep -q "SKIPPED: built without the \`containers\` feature" target/brokers-without-containers.out
 
 say "the drop-in rdkafka: production builds link plain rdkafka"
 # Without its dev-dependencies the notification service gets effectively-once-rdkafka without

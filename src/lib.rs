@@ -374,6 +374,13 @@
 //! backend's own clients), the [`history`] of what happened, the effect [`ledger`], the [`invariant`]s judging history and ledger, and the
 //! [`check`](mod@check) module that searches, shrinks and reports.
 //!
+//! # Features
+//!
+//! - `containers`: broker containers ([`BrokerProvider::Container`](broker::BrokerProvider::Container))
+//!   through testcontainers, labelled and removed with their run; without it a container broker
+//!   is refused with [`BrokerError::ContainersDisabled`](broker::BrokerError::ContainersDisabled).
+//!   The simulator and librdkafka's mock cluster need no feature and no Docker.
+//!
 //! # Limitations
 //!
 //! - Not modelled yet: the consumer's wait for unstable offsets (KIP-447's `require_stable`;

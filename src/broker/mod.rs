@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | unset or `sim` | the simulator (virtual time, exact) | nothing |
 //! | `mock` | librdkafka's mock cluster, in-process | nothing |
-//! | `container` | a broker container, image `EFFECTIVELY_ONCE_KAFKA_IMAGE` (default [`DEFAULT_KAFKA_IMAGE`]) | Docker |
+//! | `container` | a broker container, image `EFFECTIVELY_ONCE_KAFKA_IMAGE` (default [`DEFAULT_KAFKA_IMAGE`]) | Docker, the `containers` feature |
 //! | `external` | the cluster at `EFFECTIVELY_ONCE_BOOTSTRAP_SERVERS` | a dedicated cluster |
 //!
 //! A [`Fault::BrokerRestart`](crate::Fault::BrokerRestart) runs on the brokers the kit starts:
@@ -27,6 +27,9 @@ mod backend;
 mod base_producer;
 mod callback_handle;
 mod consumer;
+#[cfg(feature = "containers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "containers")))]
+pub mod container;
 mod manual_assign;
 mod native;
 mod partition_queue;
@@ -81,6 +84,13 @@ pub enum BrokerError {
     /// The broker container could not be started or stopped.
     #[error("docker: {0}")]
     Docker(String),
+    /// A container broker was asked for, but the kit was built without its `containers`
+    /// feature.
+    #[error(
+        "container brokers need effectively-once's `containers` feature (testcontainers): \
+         `effectively-once = {{ version = \"…\", features = [\"containers\"] }}`"
+    )]
+    ContainersDisabled,
     /// The broker did not answer in time after starting.
     #[error("the broker at {bootstrap} did not answer within {waited:?}: {last_error}")]
     NotReady {

@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::net::TcpListener;
-use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,9 +36,10 @@ pub enum BrokerProvider {
     /// librdkafka's mock cluster, in-process: no Docker, starts in milliseconds. Groups and
     /// commits work; its transactions are a stub (see [`super::self_check`]).
     MockCluster,
-    /// A fresh broker container per run, started with `docker run` on a free loopback port.
-    /// Images whose name contains `tansu` are configured as Tansu (`ADVERTISED_LISTENER_URL`),
-    /// any other as Apache Kafka in KRaft mode (`KAFKA_*` variables).
+    /// A fresh broker container per run, through testcontainers (the `containers` feature):
+    /// `apache/kafka` with testcontainers-modules' Kafka module, an image whose name contains
+    /// `tansu` as Tansu (`ADVERTISED_LISTENER_URL`), any other as Apache Kafka in KRaft mode
+    /// (`KAFKA_*` variables). See [`container`](super::container).
     Container {
         /// The image.
         image: String,
@@ -175,9 +174,9 @@ impl BrokerProvider {
 enum Kind {
     /// The client that owns the mock cluster: the cluster lives as long as it does.
     Mock(#[allow(dead_code)] BaseProducer),
-    Container {
-        id: String,
-    },
+    /// Removed when dropped.
+    #[cfg(feature = "containers")]
+    Container(Box<super::container::BrokerContainer>),
     External,
 }
 
@@ -209,6 +208,16 @@ impl RunningBroker {
     /// How long it took to start and answer a metadata request.
     pub fn startup(&self) -> Duration {
         self.startup
+    }
+
+    /// The Docker id of its container, for a [`BrokerProvider::Container`].
+    #[cfg(feature = "containers")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "containers")))]
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Container(container) => Some(container.id()),
+            _ => None,
+        }
     }
 
     /// What takes it down and back for [`Fault::BrokerRestart`](crate::Fault::BrokerRestart):
@@ -285,9 +294,6 @@ impl Drop for RunningBroker {
             switch.retire();
         }
         match &self.kind {
-            Kind::Container { id } => {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
-            }
             Kind::External if !self.created.is_empty() => {
                 let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
                     .set("bootstrap.servers", &self.bootstrap)
@@ -347,76 +353,22 @@ fn start_mock() -> Result<RunningBroker, BrokerError> {
     })
 }
 
-fn free_port() -> Result<u16, BrokerError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BrokerError::Docker(format!("finding a free port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| BrokerError::Docker(format!("finding a free port: {e}")))
-}
-
+/// Starts a container broker ([`super::container`]).
+#[cfg(feature = "containers")]
 fn start_container(image: &str) -> Result<RunningBroker, BrokerError> {
-    let port = free_port()?;
-    let advertised = format!("127.0.0.1:{port}");
-    let mut command = Command::new("docker");
-    command
-        .args(["run", "-d", "--rm", "-p"])
-        .arg(format!("127.0.0.1:{port}:9092"));
-    let env: Vec<(String, String)> = if image.contains("tansu") {
-        vec![(
-            "ADVERTISED_LISTENER_URL".into(),
-            format!("tcp://{advertised}"),
-        )]
-    } else {
-        [
-            ("KAFKA_NODE_ID", "1".to_string()),
-            ("KAFKA_PROCESS_ROLES", "broker,controller".into()),
-            (
-                "KAFKA_LISTENERS",
-                "PLAINTEXT://:9092,CONTROLLER://:9093".into(),
-            ),
-            (
-                "KAFKA_ADVERTISED_LISTENERS",
-                format!("PLAINTEXT://{advertised}"),
-            ),
-            ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
-            (
-                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
-            ),
-            ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093".into()),
-            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
-            ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
-            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
-            ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
-            // The kit caps consumers' session.timeout.ms at 2 s (Kafka's minimum is 6 s).
-            ("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "1000".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    };
-    for (key, value) in env {
-        command.arg("-e").arg(format!("{key}={value}"));
-    }
-    let output = command.arg(image).output().map_err(|e| {
-        BrokerError::Docker(format!("running `docker run` ({e}); is Docker installed?"))
-    })?;
-    if !output.status.success() {
-        return Err(BrokerError::Docker(format!(
-            "`docker run {image}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let container = super::container::start(image)?;
     Ok(RunningBroker {
-        bootstrap: advertised,
-        switch: Some(BrokerSwitch::container(&id)),
-        kind: Kind::Container { id },
+        bootstrap: container.bootstrap().to_string(),
+        switch: Some(BrokerSwitch::container(container.id())),
+        kind: Kind::Container(Box::new(container)),
         created: Vec::new(),
         startup: Duration::ZERO,
     })
+}
+
+#[cfg(not(feature = "containers"))]
+fn start_container(_image: &str) -> Result<RunningBroker, BrokerError> {
+    Err(BrokerError::ContainersDisabled)
 }
 
 fn topic_names(bootstrap: &str) -> Result<Vec<String>, BrokerError> {

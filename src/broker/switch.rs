@@ -6,14 +6,13 @@
 //! - librdkafka's mock cluster: its broker refuses connections
 //!   (`rd_kafka_mock_broker_set_down`) and comes back (`rd_kafka_mock_broker_set_up`), state
 //!   kept in the process;
-//! - a container: its network is cut (`docker network disconnect bridge`, so the published
-//!   port refuses connections) and restored. The broker process keeps running: its own
+//! - a container: its network is cut (disconnected from Docker's `bridge` through the Docker
+//!   API, so the published port refuses connections) and restored. The broker process keeps running: its own
 //!   recovery from storage is not exercised (Tansu's `memory://` storage would not survive a
 //!   real restart).
 //!
 //! An external cluster cannot be restarted by the kit.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,9 +21,6 @@ use rdkafka::bindings::{rd_kafka_mock_broker_set_down, rd_kafka_mock_broker_set_
 
 /// The mock cluster's only broker (`test.mock.num.brokers=1`).
 const MOCK_BROKER_ID: i32 = 1;
-
-/// The Docker network broker containers are started on.
-const CONTAINER_NETWORK: &str = "bridge";
 
 /// Restarts the run's broker. Cloned into its backend; the [`RunningBroker`](super::RunningBroker)
 /// that made it [`retire`](Self::retire)s it before the broker goes away.
@@ -38,6 +34,7 @@ enum Target {
     /// The mock cluster (`rd_kafka_mock_cluster_t *`).
     Mock(usize),
     /// A container, by id.
+    #[cfg(feature = "containers")]
     Container(String),
 }
 
@@ -69,6 +66,7 @@ impl BrokerSwitch {
     }
 
     /// A switch for the container `id`.
+    #[cfg(feature = "containers")]
     pub(crate) fn container(id: &str) -> Self {
         Self::new(Target::Container(id.to_string()))
     }
@@ -139,21 +137,8 @@ impl Target {
                 }
                 Ok(())
             }
-            Target::Container(id) => {
-                let verb = if up { "connect" } else { "disconnect" };
-                let output = Command::new("docker")
-                    .args(["network", verb, CONTAINER_NETWORK, id])
-                    .output()
-                    .map_err(|e| format!("docker network {verb}: {e}"))?;
-                if output.status.success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "docker network {verb} {CONTAINER_NETWORK} {id}: {}",
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    ))
-                }
-            }
+            #[cfg(feature = "containers")]
+            Target::Container(id) => super::container::set_network(id, up),
         }
     }
 }

@@ -28,7 +28,7 @@ fn one_aborted_write() -> effectively_once::scenario::Scenario {
 
 #[test]
 fn the_aborted_read_check_on_the_container() {
-    let provider = container();
+    let provider = require_container!();
     let scenario = one_aborted_write();
     let hides = provider
         .self_check()

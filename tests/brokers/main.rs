@@ -12,6 +12,7 @@ mod base_producer;
 mod cancel_safety;
 mod close_during_outage;
 mod commit_errors;
+mod containers;
 mod cooperative;
 mod librdkafka_suite;
 mod manual_assign;

@@ -34,7 +34,7 @@ fn a_non_transactional_pipeline_duplicates_on_the_mock_cluster() {
 
 #[test]
 fn a_non_transactional_pipeline_duplicates_on_the_container() {
-    a_non_transactional_pipeline_duplicates(&container());
+    a_non_transactional_pipeline_duplicates(&require_container!());
 }
 
 /// The transactional pipeline through crashes: exactly-once on the simulator; on a broker
@@ -71,5 +71,5 @@ fn the_transactional_pipeline_on_the_mock_cluster() {
 
 #[test]
 fn the_transactional_pipeline_on_the_container() {
-    the_transactional_pipeline(&container(), &with_crashes(), 2);
+    the_transactional_pipeline(&require_container!(), &with_crashes(), 2);
 }

@@ -57,13 +57,13 @@ fn a_hundred_events_with_three_crashes_on_the_mock_cluster() {
 
 #[test]
 fn a_hundred_events_with_three_crashes_on_the_container() {
-    hundred_events_agree(&container());
+    hundred_events_agree(&require_container!());
 }
 
 #[test]
 fn an_external_cluster_gets_fresh_topics_and_is_cleaned_up() {
     // A container stands in for the cluster someone named.
-    let cluster = container().start(&[]).unwrap();
+    let cluster = require_container!().start(&[]).unwrap();
     let external = BrokerProvider::External {
         bootstrap: cluster.bootstrap().to_string(),
     };

@@ -117,7 +117,7 @@ fn a_short_restart_holds_the_commit_and_keeps_the_group_on_the_mock_cluster() {
 
 #[test]
 fn a_short_restart_holds_the_commit_and_keeps_the_group_on_the_container() {
-    a_short_restart_holds_the_commit_and_keeps_the_group(&container());
+    a_short_restart_holds_the_commit_and_keeps_the_group(&require_container!());
 }
 
 /// A restart before offset 1 is handed out: it comes once, after the broker is back.
@@ -151,7 +151,7 @@ fn a_restart_before_a_fetch_is_answered_delivers_the_record_once_after_it_on_the
 
 #[test]
 fn a_restart_before_a_fetch_is_answered_delivers_the_record_once_after_it_on_the_container() {
-    a_restart_before_a_fetch_is_answered_delivers_the_record_once_after_it(&container());
+    a_restart_before_a_fetch_is_answered_delivers_the_record_once_after_it(&require_container!());
 }
 
 /// The zoo's consumers return recv errors: each restart makes them exit, and the kit restarts
@@ -220,7 +220,7 @@ fn consumers_that_exit_on_the_lost_connection_get_the_same_verdicts_on_the_mock_
 fn consumers_that_exit_on_the_lost_connection_get_the_same_verdicts_on_the_container() {
     // One instance: with two, Tansu's group wedged after the second restart in about one run
     // of three (no member was assigned a partition again; the run hit its time limit).
-    consumers_that_exit_on_the_lost_connection_get_the_same_verdicts(&container(), 1);
+    consumers_that_exit_on_the_lost_connection_get_the_same_verdicts(&require_container!(), 1);
 }
 
 #[test]

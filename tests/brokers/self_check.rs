@@ -5,7 +5,7 @@ use std::time::Instant;
 use effectively_once::broker::BrokerProvider;
 use effectively_once::broker::self_check::Capability;
 
-use crate::support::container;
+use crate::support::require_container;
 
 fn honoured(provider: &BrokerProvider) -> Vec<(Capability, Option<bool>)> {
     let started = Instant::now();
@@ -40,7 +40,7 @@ fn the_mock_cluster_stubs_transactions() {
 /// image, Apache Kafka, which honours everything.
 #[test]
 fn the_container() {
-    let provider = container();
+    let provider = require_container!();
     let found = honoured(&provider);
     let BrokerProvider::Container { image } = &provider else {
         unreachable!()

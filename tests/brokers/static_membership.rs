@@ -12,7 +12,7 @@ use effectively_once::{InputRecord, InstanceContext, Simulation};
 use rdkafka::error::KafkaError;
 
 use crate::notes::Notes;
-use crate::support::container;
+use crate::support::require_container;
 
 #[path = "../conformance/static_membership_cases.rs"]
 mod cases;
@@ -22,7 +22,7 @@ mod cases;
 /// are refused, saying why.
 #[test]
 fn a_static_member_restarting_within_its_session_keeps_its_partitions_on_the_container() {
-    let provider = container();
+    let provider = require_container!();
     let found = provider.self_check().unwrap();
     match found.shortfall(Capability::KeepsStaticMembers) {
         None => {

@@ -76,7 +76,7 @@ fn the_buggy_zoo_breaks_the_same_invariants_on_the_mock_cluster() {
 
 #[test]
 fn the_buggy_zoo_breaks_the_same_invariants_on_the_container() {
-    the_buggy_zoo_agrees(&container());
+    the_buggy_zoo_agrees(&require_container!());
 }
 
 /// Correct consumers pass sampled scenarios on both.
@@ -112,7 +112,7 @@ fn correct_consumers_pass_the_same_scenarios_on_the_mock_cluster() {
 
 #[test]
 fn correct_consumers_pass_the_same_scenarios_on_the_container() {
-    correct_consumers_agree(&container());
+    correct_consumers_agree(&require_container!());
 }
 
 /// The assertions' path: the search on the simulator, the verdict confirmed on the broker.
