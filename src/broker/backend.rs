@@ -78,11 +78,12 @@ impl BrokerBackend {
         bootstrap: String,
         switch: Option<BrokerSwitch>,
         static_members_shortfall: Option<String>,
+        max_session_timeout: Duration,
     ) -> Self {
         BrokerBackend {
             shared: Arc::new(BrokerShared {
                 run,
-                session: Arc::new(BrokerSession::new(bootstrap)),
+                session: Arc::new(BrokerSession::new(bootstrap, max_session_timeout)),
                 switch,
                 static_members_shortfall,
                 state: Mutex::new(State::default()),

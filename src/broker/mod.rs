@@ -42,7 +42,7 @@ mod switch;
 
 pub(crate) use backend::BrokerBackend;
 pub use provider::{BrokerProvider, DEFAULT_KAFKA_IMAGE, RunningBroker};
-pub(crate) use session::MAX_SESSION_TIMEOUT;
+pub(crate) use session::{MAX_SESSION_TIMEOUT, RESTART_SESSION_TIMEOUT};
 
 use rdkafka::error::KafkaError;
 

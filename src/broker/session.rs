@@ -24,12 +24,36 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest `session.timeout.ms` a consumer gets on a real broker.
 pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest `session.timeout.ms` a consumer gets in a run with broker restarts: an outage
+/// of up to 500 ms (`MAX_BROKER_OUTAGE`) and librdkafka's way back must fit in the session
+/// with room for a loaded machine. The member's first heartbeat after a restart comes after:
+/// up to one heartbeat interval since its last one (500 ms), the outage, a reconnect backoff
+/// (up to 240 ms with jitter), a coordinator lookup that can wait behind a long-poll fetch on
+/// the same connection ([`MAX_FETCH_WAIT`], seen three times in a row), and up to another
+/// heartbeat interval. Measured on the mock cluster beside a build and five busy loops (load
+/// 7 on 2 cores): with a 2 s session and the default fetch wait, one run in two lost its
+/// member, whose first heartbeat came 2.27 s after the last one (1.5 s of it three lookups,
+/// each answered after a 500 ms fetch); with the fetch wait capped the gap was 0.5 to 1.5 s,
+/// which leaves 4.5 s of this session's 6 s for thread scheduling under load.
+pub(crate) const RESTART_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// The longest `heartbeat.interval.ms` a consumer gets on a real broker: a quarter of
+/// [`MAX_SESSION_TIMEOUT`], whatever the run's session cap.
+const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// The longest `reconnect.backoff.max.ms` a client gets on a real broker.
 pub(crate) const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest `fetch.wait.max.ms` a client gets on a real broker (librdkafka's default is
+/// 500 ms). A broker answers a connection's requests in order, so a request sent behind a
+/// fetch that waits for data waits as long: after a restart, the consumer's lookup of its
+/// group coordinator (`FindCoordinator`) went out right behind such a fetch and was answered
+/// 500 ms later, three times in a row (captured on the mock cluster under load), before the
+/// member could heartbeat again.
+pub(crate) const MAX_FETCH_WAIT: Duration = Duration::from_millis(100);
 
 /// A broker the run uses, and what the run learned about its use.
 pub(crate) struct BrokerSession {
     bootstrap: String,
+    /// The longest `session.timeout.ms` the run's consumers get.
+    max_session_timeout: Duration,
     groups: Mutex<BTreeMap<String, BTreeSet<String>>>,
     polling: Arc<Mutex<BTreeMap<Incarnation, u32>>>,
     /// Incarnations that subscribed and have not been handed an assignment since: a join the
@@ -57,9 +81,13 @@ fn client(step: &'static str) -> impl Fn(KafkaError) -> BrokerError {
 }
 
 impl BrokerSession {
-    pub(crate) fn new(bootstrap: String) -> Self {
+    /// A session on the broker at `bootstrap` whose consumers' sessions last at most
+    /// `max_session_timeout` ([`MAX_SESSION_TIMEOUT`], or [`RESTART_SESSION_TIMEOUT`] in a run
+    /// with broker restarts).
+    pub(crate) fn new(bootstrap: String, max_session_timeout: Duration) -> Self {
         BrokerSession {
             bootstrap,
+            max_session_timeout,
             groups: Mutex::new(BTreeMap::new()),
             polling: Arc::new(Mutex::new(BTreeMap::new())),
             joining: Mutex::new(BTreeSet::new()),
@@ -67,9 +95,11 @@ impl BrokerSession {
     }
 
     /// The user's client settings, pointed at this broker, with the session timeout capped
-    /// at [`MAX_SESSION_TIMEOUT`] so that a crash costs seconds of real time (the simulator
-    /// honours the setting in virtual time), and the reconnect backoff at
-    /// [`MAX_RECONNECT_BACKOFF`] so that a broker restart does not cost that short session.
+    /// at the session's cap so that a crash costs seconds of real time (the simulator
+    /// honours the setting in virtual time), the heartbeat interval at
+    /// [`MAX_HEARTBEAT_INTERVAL`], and the reconnect backoff and fetch wait at
+    /// [`MAX_RECONNECT_BACKOFF`] and [`MAX_FETCH_WAIT`] so that a broker restart does not cost
+    /// that short session.
     pub(crate) fn client_config(&self, user: &ClientConfig) -> ClientConfig {
         let mut config = user.clone();
         config.set("bootstrap.servers", &self.bootstrap);
@@ -78,12 +108,13 @@ impl BrokerSession {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(default)
         };
-        let cap = MAX_SESSION_TIMEOUT.as_millis() as u64;
+        let cap = self.max_session_timeout.as_millis() as u64;
         if millis("session.timeout.ms", 45_000) > cap {
             config.set("session.timeout.ms", cap.to_string());
         }
-        if millis("heartbeat.interval.ms", 3_000) > cap / 4 {
-            config.set("heartbeat.interval.ms", (cap / 4).to_string());
+        let heartbeat = MAX_HEARTBEAT_INTERVAL.as_millis() as u64;
+        if millis("heartbeat.interval.ms", 3_000) > heartbeat {
+            config.set("heartbeat.interval.ms", heartbeat.to_string());
         }
         // After a broker restart librdkafka reconnects with an exponential backoff (up to 10 s
         // by default); with the short session above, a long backoff alone would cost the
@@ -95,6 +126,10 @@ impl BrokerSession {
             if millis("reconnect.backoff.ms", 100) > backoff {
                 config.set("reconnect.backoff.ms", backoff.to_string());
             }
+        }
+        let fetch_wait = MAX_FETCH_WAIT.as_millis() as u64;
+        if millis("fetch.wait.max.ms", 500) > fetch_wait {
+            config.set("fetch.wait.max.ms", fetch_wait.to_string());
         }
         config
     }

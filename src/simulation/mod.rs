@@ -117,13 +117,14 @@ impl Simulation {
                 if down > MAX_BROKER_OUTAGE {
                     return unsupported(format!(
                         "{} on {}: on a real broker an outage may last at most {} (with \
-                         the {} session the kit gives consumers there, a longer one and \
-                         librdkafka's reconnect can cost the sessions, where the simulator's \
-                         outage of the same length would not)",
+                         the {} session the kit gives consumers in runs with restarts there, \
+                         a longer one and librdkafka's reconnect can cost the sessions on a \
+                         loaded machine, where the simulator's outage of the same length \
+                         would not)",
                         rule.fault,
                         rule.anchor.operation(),
                         crate::history::human_duration(MAX_BROKER_OUTAGE),
-                        crate::history::human_duration(crate::broker::MAX_SESSION_TIMEOUT),
+                        crate::history::human_duration(crate::broker::RESTART_SESSION_TIMEOUT),
                     ));
                 }
             }
@@ -192,6 +193,7 @@ impl Simulation {
                     bootstrap,
                     switch,
                     static_members,
+                    broker_session_cap(&config.faults),
                 )),
             };
             let driver = Driver {
@@ -234,13 +236,31 @@ impl Simulation {
     }
 }
 
-/// The longest a real-broker run lasts (its session timeouts are capped at 2 s, so a group
-/// that has not caught up by then is wedged).
+/// The longest a real-broker run lasts (its session timeouts are capped at 2 s, 6 s with
+/// broker restarts, so a group that has not caught up by then is wedged).
 const BROKER_TIME_LIMIT: Duration = Duration::from_secs(60);
 /// The longest broker restart a real-broker run takes on: measured on the mock cluster with
 /// a 2 s session (and librdkafka's default reconnect backoff), a 500 ms outage kept every
-/// session and a 1.5 s one lost them; runs also cap the backoff (`MAX_RECONNECT_BACKOFF`).
+/// session on an idle machine and a 1.5 s one lost them; runs also cap the backoff
+/// (`MAX_RECONNECT_BACKOFF`) and the fetch wait (`MAX_FETCH_WAIT`), and a run with restarts
+/// gives its consumers a 6 s session (`RESTART_SESSION_TIMEOUT`): 500 ms down against 6 s
+/// leaves 4.4 s of slack once librdkafka's reconnect and coordinator lookup are counted.
 pub(crate) const MAX_BROKER_OUTAGE: Duration = Duration::from_millis(500);
+
+/// The longest session a run's consumers get on a real broker: 2 s, so that a crash costs
+/// seconds, or 6 s in a run with broker restarts, so that the outage and librdkafka's way
+/// back (reconnect, coordinator lookup) do not cost the session on a loaded machine.
+fn broker_session_cap(faults: &crate::scenario::FaultSchedule) -> Duration {
+    let restarts = faults
+        .rules()
+        .iter()
+        .any(|rule| matches!(rule.fault, crate::history::Fault::BrokerRestart(_)));
+    if restarts {
+        crate::broker::RESTART_SESSION_TIMEOUT
+    } else {
+        crate::broker::MAX_SESSION_TIMEOUT
+    }
+}
 /// The longest stall a run on a real broker plays: it takes its length in wall time, within
 /// [`BROKER_TIME_LIMIT`] (the 6-minute effect of a `max.poll.interval.ms` breach and the
 /// 70-second send of a transaction timeout do not fit).

@@ -136,6 +136,8 @@ fn librdkafka_retries_refused_commits_but_reports_a_rebalance_and_its_own_timeou
         )
     };
     let timed_out = consumer.commit_message(&m, CommitMode::Sync).unwrap_err();
+    // The mock applies a commit when the request arrives and only delays its answer (3 s):
+    // 4 s leave 1 s more than the delay, and the commit was applied seconds before.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(committed(&consumer), Offset::Offset(m.offset() + 1));
 
