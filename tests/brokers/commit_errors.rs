@@ -26,7 +26,15 @@ use rdkafka::{ClientConfig, Message, Offset};
 const OFFSET_COMMIT: i16 = 8;
 
 /// A mock cluster (alive as long as the returned owner) with topic `t` of 20 records, and a
-/// consumer of it with a 1 s socket timeout.
+/// consumer of it with a 1 s socket timeout and fetches that wait at most 100 ms.
+///
+/// The fetch wait is the margin of the first commit's retry: COORDINATOR_NOT_AVAILABLE makes
+/// librdkafka mark its coordinator dead and look it up again, and the broker answers each
+/// lookup only after the long-poll fetch queued before it on the same connection. Captured
+/// on a loaded machine with librdkafka's default 500 ms wait: about 50 lookups in a row, each
+/// answered after a 500 ms fetch, kept the member without a heartbeat for 27 s, and once past
+/// its 45 s session (librdkafka's default) the retried commit got UNKNOWN_MEMBER_ID. With
+/// 100 ms, as many rounds take about 5 s: 40 s of slack.
 fn cluster_and_consumer() -> (BaseProducer, *mut rd_kafka_mock_cluster_t, BaseConsumer) {
     let owner: BaseProducer = ClientConfig::new()
         .set("test.mock.num.brokers", "1")
@@ -61,6 +69,7 @@ fn cluster_and_consumer() -> (BaseProducer, *mut rd_kafka_mock_cluster_t, BaseCo
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("socket.timeout.ms", "1000")
+        .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
     consumer.subscribe(&["t"]).unwrap();
