@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 use testcontainers::core::{ContainerPort, IntoContainerPort};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
@@ -230,6 +232,15 @@ pub(crate) fn set_network(id: &str, up: bool) -> Result<(), String> {
     })
 }
 
+/// Lists every container (running or not) that carries `label` (`key` or `key=value`).
+fn labelled(label: String) -> ListContainersOptions {
+    let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
+    ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build()
+}
+
 /// The ids of the kit's broker containers (running or not) started by process `pid`, or by
 /// any process of the kit when `None`.
 pub fn labelled_containers(pid: Option<u32>) -> Result<Vec<String>, BrokerError> {
@@ -237,11 +248,7 @@ pub fn labelled_containers(pid: Option<u32>) -> Result<Vec<String>, BrokerError>
         Some(pid) => format!("{PID_LABEL}={pid}"),
         None => LABEL.to_string(),
     };
-    let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
+    let options = labelled(label);
     let listed = with_docker(async move |docker| docker.list_containers(Some(options)).await)
         .map_err(docker_error("listing the kit's containers"))?;
     Ok(listed.into_iter().filter_map(|c| c.id).collect())
@@ -254,11 +261,7 @@ fn remove_orphans() {
     if !std::path::Path::new("/proc/self").exists() {
         return;
     }
-    let filters = std::collections::HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
+    let options = labelled(LABEL.to_string());
     let _ = with_docker(async move |docker| {
         let listed = docker.list_containers(Some(options)).await?;
         for container in listed {

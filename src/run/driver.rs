@@ -182,10 +182,14 @@ where
                 }),
                 // The backend decides whether quiet means done (on a real broker: every group
                 // committed to the end of what it subscribed to).
+                // A lag read that fails here (a real broker's admin call timing out on a
+                // loaded machine) means "not known to be done yet": the next check reads it
+                // again, and one that still fails when the run ends fails the run there.
                 Some(Ending::Quiet) => {
                     let progress = self.progress(&mut store_progress)?;
                     self.backend
-                        .quiesced(progress.as_ref())?
+                        .quiesced(progress.as_ref())
+                        .unwrap_or(false)
                         .then_some(HistoryEvent::Quiesced)
                 }
             };
