@@ -312,5 +312,8 @@ fn a_poll_loop_through_an_hour_of_quiet_takes_little_wall_time() {
     println!("36,000 empty polls took {took:?}");
     assert_eq!(outcome.history().effect_counts("email")["late"], 1);
     assert!(outcome.history().quiesced());
-    assert!(took < WALL_BOUND, "took {took:?}");
+    // Sleeping for real would take the hour; the loop's 36,000 turns take about 2 s in a debug
+    // build on an idle machine and more than 5 s at load 10 to 16 (where the shared 5 s bound
+    // failed once): a minute leaves room for a loaded machine and still rules out real time.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 }

@@ -193,13 +193,24 @@ fn a_consumer_busy_while_virtual_time_moves_on_is_slow_not_hung() {
             () = idle => Ok(()),
         }
     }
+    const CASES: u32 = 8;
     let mut v = verifier();
     v.faults(&[FaultKind::LongPause])
         .instances(2..=2)
         .events(1..=2)
-        .cases(8)
-        .case_timeout(Duration::from_millis(300));
+        .cases(CASES);
+    // The timeout is calibrated on this machine, as loaded as it is now: a first check with a
+    // generous one measures the cases, then the same cases run with a timeout shorter than
+    // their average, so that at least one case outlives it while its clock keeps moving (a
+    // fixed 300 ms failed on a machine at load 10 to 16: the worker was not scheduled for that
+    // long; the calibrated one grows with the load).
+    v.case_timeout(Duration::from_secs(60));
+    let started = std::time::Instant::now();
+    check_effectively_once(&v, ticking).unwrap_or_else(|e| panic!("{e}"));
+    let average = started.elapsed() / CASES;
+    v.case_timeout(started.elapsed() / (CASES + 1));
     let passed = check_effectively_once(&v, ticking).unwrap_or_else(|e| panic!("{e}"));
+    println!("cases took {average:?} on average");
     assert!(passed.faults_fired > 0, "{passed}");
 }
 
