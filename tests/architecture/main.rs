@@ -53,8 +53,14 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "librdkafka's backend knows the run's interface, nothing of the simulator",
     ),
     (
+        "report",
+        &["history", "invariant", "scenario", "ledger"],
+        "the report's parts (timeline, picture, diagnoses) read a finished case: the history, \
+         the scenario and the verdict",
+    ),
+    (
         "check/report.rs",
-        &["history", "invariant", "scenario"],
+        &["history", "invariant", "scenario", "report"],
         "the report renders a finished verdict and its replay information",
     ),
 ];
