@@ -10,17 +10,25 @@ say() { printf '\n== ci/test.sh: %s ==\n' "$*"; }
 say "prerequisites"
 # The bundled librdkafka and SQLite builds need a C toolchain, make and perl (librdkafka's
 # configure); zlib is built from source too (rdkafka's `libz-static`), so no -dev package is needed.
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 missing=()
 for tool in cc make perl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing build tools (missing: ${missing[*]})"
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq build-essential perl
 fi
+# The picture test (tests/report_picture.rs) renders a counterexample's HTML page in headless
+# Chromium, Debian's `chromium` package.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (the picture test renders a report's page in it)"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq chromium
+fi
+chromium --version
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     rustup component add "$component"
@@ -50,8 +58,9 @@ say "cargo test --workspace --all-targets --features effectively-once/containers
 # default under CI=true, made explicit here so that no environment variable can turn it off);
 # likewise a compile error that differs from its tests/ui/*.stderr (no TRYBUILD=overwrite).
 # Every container test must run here: one that cannot (no Docker, no image) fails instead of
-# reporting that it was skipped.
+# reporting that it was skipped; so must the picture test, in Chromium.
 env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 EFFECTIVELY_ONCE_REQUIRE_CONTAINERS=1 \
+  EFFECTIVELY_ONCE_REQUIRE_CHROMIUM=1 \
   cargo test --workspace --all-targets --features effectively-once/containers
 
 say "cargo test --workspace --doc"
@@ -84,5 +93,8 @@ grep -q "an_unbiased_select_replays_from_the_seed_with_tokio_unstable ... ok" ta
 say "cargo run --example notification_service"
 cargo run --quiet --example notification_service > target/notification_service.out
 tail -n 12 target/notification_service.out
+# It names the picture of its counterexample, and the page is there.
+picture="$(sed -n 's/^picture: //p' target/notification_service.out | head -n 1)"
+[ -n "$picture" ] && [ -s "$picture" ] || { echo "ci/test.sh: the example named no picture, or it is missing: '$picture'" >&2; exit 1; }
 
 say "ok"

@@ -6,7 +6,8 @@
 //! commit. It prints the timeline and how many emails each event produced: the crash sends one
 //! email twice. Then it runs the other two seed loops through their own crash windows, where
 //! they lose events instead. Finally it hands both versions of the service to the verifier:
-//! the naive one fails with its minimal crash sequence and timeline printed; the fixed one (the
+//! the naive one fails with its minimal crash sequence and timeline printed, and the path of
+//! the timeline's picture (an HTML page under `target/effectively-once/`); the fixed one (the
 //! event id as the email API's idempotency key) passes every generated case.
 //!
 //! Run it with `cargo run --example notification_service`.
@@ -142,6 +143,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(passed) => println!("unexpectedly passed: {passed}"),
         Err(CheckError::Violated(counterexample)) => {
             print!("{counterexample}");
+            if let Some(page) = counterexample.picture() {
+                println!(
+                    "\nThe picture of this timeline (open it in a browser): {}",
+                    page.display()
+                );
+            }
             println!(
                 "\nIn plain words: the naive service is NOT effectively-once; the smallest failing \
                  case is {} event and {} fault.",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::report::Replay;
-use super::{CASE_TIMEOUT_ENV, CheckError, SEED_ENV};
+use super::{CASE_TIMEOUT_ENV, CheckError, PICTURE_ENV, SEED_ENV};
 use crate::broker::BrokerProvider;
 use crate::invariant::{Invariant, Liveness, Semantics};
 use crate::ledger::{OutputTopic, StoreEffect};
@@ -51,6 +51,7 @@ pub struct Verifier {
     pub(crate) tweak: Option<Tweak>,
     pub(crate) broker: Option<BrokerProvider>,
     pub(crate) broker_cases: usize,
+    pub(crate) picture: bool,
     pub(crate) config_error: Option<String>,
 }
 
@@ -70,6 +71,7 @@ impl fmt::Debug for Verifier {
             .field("case_timeout", &self.case_timeout)
             .field("persist", &self.persist)
             .field("broker", &self.broker)
+            .field("picture", &self.picture)
             .finish_non_exhaustive()
     }
 }
@@ -84,12 +86,28 @@ fn env_u64(name: &str) -> Result<Option<u64>, String> {
     }
 }
 
+fn env_switch(name: &str) -> Result<Option<bool>, String> {
+    match std::env::var(name) {
+        Ok(value) => match value.trim() {
+            "1" | "true" => Ok(Some(true)),
+            "0" | "false" => Ok(Some(false)),
+            _ => Err(format!(
+                "invalid value {value:?} for `{name}`: expected 0 or 1"
+            )),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("`{name}` is not valid UTF-8")),
+    }
+}
+
 impl Default for Verifier {
     /// proptest's case count (256, or `PROPTEST_CASES`), seed 0 (or `EFFECTIVELY_ONCE_SEED`),
     /// the default [`ScenarioSpace`] ([`FaultKind::DEFAULT`]), topic `events`, JSON payloads
     /// ([`Event::to_json`]), effects counted on every sink the consumer calls, liveness within
     /// 10 minutes of virtual time, 20 s of wall time per case (or
-    /// `EFFECTIVELY_ONCE_CASE_TIMEOUT`), failures saved under `proptest-regressions/`.
+    /// `EFFECTIVELY_ONCE_CASE_TIMEOUT`), failures saved under `proptest-regressions/`, a
+    /// counterexample's picture written under `target/effectively-once/` (unless
+    /// `EFFECTIVELY_ONCE_PICTURE=0`).
     fn default() -> Self {
         let mut config_error = None;
         let seed = env_u64(SEED_ENV).unwrap_or_else(|e| {
@@ -97,6 +115,10 @@ impl Default for Verifier {
             None
         });
         let timeout = env_u64(CASE_TIMEOUT_ENV).unwrap_or_else(|e| {
+            config_error.get_or_insert(e);
+            None
+        });
+        let picture = env_switch(PICTURE_ENV).unwrap_or_else(|e| {
             config_error.get_or_insert(e);
             None
         });
@@ -123,6 +145,7 @@ impl Default for Verifier {
             tweak: None,
             broker,
             broker_cases: 3,
+            picture: picture.unwrap_or(true),
             config_error,
         }
     }
@@ -292,6 +315,20 @@ impl Verifier {
     /// The test's source file (`file!()`), for saving failures. The macros set it.
     pub fn source_file(&mut self, file: &'static str) -> &mut Self {
         self.source_file = Some(file);
+        self
+    }
+
+    /// Whether a counterexample comes with a picture (default true, or
+    /// `EFFECTIVELY_ONCE_PICTURE=0` for false): a self-contained HTML page with an SVG
+    /// timeline of each minimal case (a lane per instance plus the cluster; deliveries,
+    /// effects with duplicates highlighted, commits, crashes and restarts, rebalances, faults;
+    /// each mark's timeline line and event on hover), written to
+    /// `<target dir>/effectively-once/<program>.<test>.<invariant>.html` and named in the
+    /// report (`picture: target/effectively-once/…`). The target directory is
+    /// `CARGO_TARGET_DIR`, else the one the test executable was built in, else `./target`. A
+    /// page that cannot be written is noted in the report, never a panic.
+    pub fn picture(&mut self, draw: bool) -> &mut Self {
+        self.picture = draw;
         self
     }
 

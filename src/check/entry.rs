@@ -74,12 +74,19 @@ where
     on_simulator.broker = None;
     let factory = Arc::new(factory);
     let result = search::run(semantics, on_simulator, factory.clone());
-    match &verifier.broker {
+    let mut result = match &verifier.broker {
         None => result,
         Some(provider) => confirm_on_broker(semantics, verifier, provider, result, move |ctx| {
             factory(ctx)
         }),
+    };
+    // On the calling thread: the picture is named after the test running on it.
+    if let Err(CheckError::Violated(c)) = &mut result {
+        if verifier.picture {
+            c.draw_picture();
+        }
     }
+    result
 }
 
 /// Replays the counterexample, or on a pass [`Verifier::broker_cases`] sampled scenarios, on

@@ -30,3 +30,6 @@ pub(crate) use report::{Counterexample, Passed};
 pub const SEED_ENV: &str = "EFFECTIVELY_ONCE_SEED";
 /// The environment variable that overrides the per-case wall-clock limit, in seconds.
 pub const CASE_TIMEOUT_ENV: &str = "EFFECTIVELY_ONCE_CASE_TIMEOUT";
+/// The environment variable that turns the counterexample's picture off (`0`) or on (`1`,
+/// the default): see [`Verifier::picture`](crate::Verifier::picture).
+pub const PICTURE_ENV: &str = "EFFECTIVELY_ONCE_PICTURE";

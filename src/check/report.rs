@@ -1,6 +1,7 @@
 //! Verdicts: a pass with its statistics, or a minimal counterexample with its timeline.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::history::{
     History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, PublishedEvent,
 };
 use crate::invariant::{Semantics, Violation};
+use crate::report::{Case, picture};
 use crate::scenario::Scenario;
 
 /// A passed check.
@@ -84,6 +86,17 @@ pub struct Counterexample {
     /// When two runs of a minimal scenario gave different histories: the first difference
     /// (the consumer draws on something the seed does not decide).
     nondeterminism: Option<String>,
+    /// Where the picture of this counterexample (and the others) was written, or why not.
+    picture: Option<PictureFile>,
+}
+
+/// The report's picture, written or not.
+#[derive(Debug)]
+enum PictureFile {
+    /// Written to `path`, printed as `shown`.
+    Written { path: PathBuf, shown: String },
+    /// Not written, for this reason.
+    Failed(String),
 }
 
 /// How to replay a check's verdict: its seed, its input topic, and where proptest saved the
@@ -159,6 +172,7 @@ impl Counterexample {
             broker: None,
             others: Vec::new(),
             nondeterminism: None,
+            picture: None,
         }
     }
 
@@ -211,6 +225,7 @@ impl Counterexample {
             broker: None,
             others: Vec::new(),
             nondeterminism: None,
+            picture: None,
         }
     }
 
@@ -230,6 +245,54 @@ impl Counterexample {
     pub(crate) fn with_others(mut self, others: Vec<Counterexample>) -> Self {
         self.others = others;
         self
+    }
+
+    /// Where the picture of the report was written: a self-contained HTML page with a
+    /// timeline of this counterexample and of the [others](Self::other_violations), under
+    /// `target/effectively-once/` (see [`Verifier::picture`](super::Verifier::picture)).
+    /// `None` when it was not drawn or could not be written (the report says why).
+    pub fn picture(&self) -> Option<&Path> {
+        match &self.picture {
+            Some(PictureFile::Written { path, .. }) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Draws the picture of this counterexample and the others into one page and writes it
+    /// to `<target dir>/effectively-once/`, named after the running test (the thread's name,
+    /// which libtest sets to the test's path, and the executable) and the violated invariant,
+    /// so the same check writes the same file. An IO error is noted in the report, never a
+    /// panic.
+    pub(crate) fn draw_picture(&mut self) {
+        let empty = History::default();
+        let cases: Vec<Case<'_>> = std::iter::once(&*self)
+            .chain(&self.others)
+            .map(|c| Case {
+                scenario: &c.scenario,
+                published: &c.published,
+                history: c.history.as_ref().unwrap_or(&empty),
+                violations: &c.violations,
+            })
+            .collect();
+        let replay = format!(
+            "seed {} (set {}=<n> to explore others) gives this page again",
+            self.seed,
+            super::SEED_ENV
+        );
+        let html = picture::render(&cases, &replay);
+        let exe = std::env::current_exe().ok();
+        let name = picture::file_name(
+            exe.as_deref(),
+            std::thread::current().name(),
+            &self.violation().invariant,
+        );
+        self.picture = Some(match picture::write(&picture::target_dir(), &name, &html) {
+            Ok(path) => PictureFile::Written {
+                shown: picture::shown(&path),
+                path,
+            },
+            Err(e) => PictureFile::Failed(e.to_string()),
+        });
     }
 }
 
@@ -375,6 +438,11 @@ impl fmt::Display for Counterexample {
         match &self.saved_in {
             Some(file) => writeln!(f, "; the case is saved in {file} and replays first")?,
             None => writeln!(f)?,
+        }
+        match &self.picture {
+            Some(PictureFile::Written { shown, .. }) => writeln!(f, "picture: {shown}")?,
+            Some(PictureFile::Failed(why)) => writeln!(f, "picture: not written: {why}")?,
+            None => {}
         }
         if let Some(broker) = &self.broker {
             write!(f, "\n{broker}")?;
