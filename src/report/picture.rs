@@ -193,6 +193,12 @@ mod tests {
             "i0#1 crashed"
         );
         assert_eq!(page.matches("class=\"genline\"").count(), 1);
+        assert!(
+            page.contains(
+                "<title>6.014000s  i0#2     effect email(evt-0): performed\nevent evt-0</title>"
+            ),
+            "a mark's tooltip is its timeline line and its event"
+        );
         assert!(page.contains("document.body.dataset.rendered = \"ok\""));
         for external in ["src=", "href=", "@import"] {
             assert!(!page.contains(external), "no external resource: {external}");

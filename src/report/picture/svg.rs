@@ -119,11 +119,10 @@ impl Verdict {
 /// The tooltip of `placed`: its timeline line, and the events it belongs to.
 fn tooltip(placed: &Placed<'_>) -> String {
     let mut text = placed.entry.to_string().trim().to_string();
-    write!(text, "\nhistory entry {}", placed.index + 1).ok();
     match placed.mark.events.as_slice() {
         [] => {}
-        [one] => write!(text, "; event {one}").unwrap_or_default(),
-        many => write!(text, "; events {}", many.join(", ")).unwrap_or_default(),
+        [one] => write!(text, "\nevent {one}").unwrap_or_default(),
+        many => write!(text, "\nevents {}", many.join(", ")).unwrap_or_default(),
     }
     text
 }
