@@ -194,13 +194,13 @@
 //! ```text
 //!      0.011000s  i0#1     recv task-events[0]@1 key="evt-1"
 //!      0.015000s  i0#1     effect email(evt-1): performed
-//!      0.015000s  i0#1     FAULT on commit_message of task-events[0]@1: crash before
+//!      0.015000s  i0#1     FAULT: crash before the commit_message of task-events[0]@1
 //!      0.015000s  i0#1     CRASHED (fault: crash before commit_message)
 //!      1.015000s  i0#2     started
 //!      1.015000s  cluster  group "notification-service" rebalancing (generation 1 ends)
 //!      1.015000s  i0#2     joined group "notification-service" as rdkafka-2
 //!      6.015000s  i0#1     member rdkafka-1 of group "notification-service" session timed out
-//!      6.015000s  cluster  group "notification-service" generation 2 (range): rdkafka-2 <- task-events[0];
+//!      6.015000s  cluster  group "notification-service" generation 2 (range): rdkafka-2 <- task-events[0]
 //!      6.015000s  i0#2     assigned task-events[0] from 1 (group "notification-service" generation 2)
 //!      6.020000s  i0#2     recv task-events[0]@1 key="evt-1"
 //!      6.023000s  i0#2     effect email(evt-1): performed

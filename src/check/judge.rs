@@ -6,15 +6,11 @@ use super::Verifier;
 use crate::broker::self_check::Capability;
 use crate::error::Error;
 use crate::history::{HistoryEvent, Operation, PublishedEvent, RecordPosition, poison_payload};
-use crate::invariant::{RunRecord, Semantics, Violation};
+use crate::invariant::{NO_SINK, RunRecord, Semantics, Violation};
 use crate::ledger::{Ledger, Observed, StoreEffectError};
 use crate::run::{InputRecord, InstanceContext, InstanceExit, Simulation, SimulationBuilder};
 use crate::scenario::{Event, Scenario};
 use crate::simulation::Outcome;
-
-/// The sink name used when the consumer called no effect sink and none was declared: every
-/// event then counts as lost.
-pub(crate) const NO_SINK: &str = "(no effect sink was called)";
 
 /// One scenario's run and its verdict.
 #[derive(Debug)]
@@ -249,6 +245,9 @@ where
     builder.time_limit(scenario.pause_total() + latest_join + 2 * verifier.liveness.bound);
     if let Some(query) = &verifier.progress_query {
         builder.progress_from_store(query.clone());
+    }
+    for effect in &verifier.store_effects {
+        builder.store_effect(effect.name(), effect.query());
     }
     if let Some(tweak) = &verifier.tweak {
         tweak(&mut builder);

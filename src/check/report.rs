@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::history::{
-    History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, PublishedEvent,
-};
+use crate::history::{History, PublishedEvent};
 use crate::invariant::{Semantics, Violation};
+use crate::report::timeline::lanes;
 use crate::report::{Case, picture};
 use crate::scenario::Scenario;
 
@@ -31,12 +30,21 @@ pub struct Passed {
     pub broker: Option<String>,
 }
 
+/// `1 event`, `2 events`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl fmt::Display for Passed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "effectively-once: {} held in {} cases (seed {}; {} faults fired, {} crashes)",
-            self.semantics, self.cases, self.seed, self.faults_fired, self.crashes
+            "effectively-once check passed: {} held in {} (seed {}; {} fired, {})",
+            self.semantics,
+            counted(self.cases.into(), "case", "cases"),
+            self.seed,
+            counted(self.faults_fired, "fault", "faults"),
+            counted(self.crashes, "crash", "crashes"),
         )?;
         if let Some(broker) = &self.broker {
             write!(f, "\n{broker}")?;
@@ -296,43 +304,18 @@ impl Counterexample {
     }
 }
 
-/// The events a timeline shows.
-fn shown(entry: &HistoryEntry) -> bool {
-    use HistoryEvent::*;
-    match &entry.event {
-        RecordProduced { .. } => entry.incarnation.is_some(),
-        OffsetStored { .. } => false,
-        _ => true,
-    }
-}
-
-/// The history with one lane per instance: each event is printed in its instance's column
-/// (the cluster's own events in the first).
-pub(crate) fn lanes(history: &History, instances: u32) -> String {
-    const WIDTH: usize = 22;
-    let lane = |inc: Option<Incarnation>| inc.map_or(0, |i| i.instance.0 as usize + 1);
-    let mut out = String::new();
-    out.push_str(&format!("{:>14}  {:<WIDTH$}", "time", "cluster"));
-    for i in 0..instances {
-        out.push_str(&format!("{:<WIDTH$}", InstanceId(i).to_string()));
-    }
-    let header = out.trim_end().to_string();
-    out = header + "\n";
-    for entry in history.entries().iter().filter(|e| shown(e)) {
-        let micros = entry.at.as_micros();
-        let mut line = format!("{:>6}.{:06}s  ", micros / 1_000_000, micros % 1_000_000);
-        line.push_str(&" ".repeat(WIDTH * lane(entry.incarnation)));
-        if let Some(inc) = entry.incarnation {
-            line.push_str(&format!("#{} ", inc.number));
-        }
-        line.push_str(&entry.event.to_string());
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
 impl Counterexample {
+    /// The minimal case as the report's parts read it; `None` when the consumer hung the
+    /// thread (no history).
+    fn case(&self) -> Option<Case<'_>> {
+        self.history.as_ref().map(|history| Case {
+            scenario: &self.scenario,
+            published: &self.published,
+            history,
+            violations: &self.violations,
+        })
+    }
+
     /// The violations, the minimal scenario, its timeline and its logs; `also` for the other
     /// invariants' counterexamples.
     fn fmt_case(&self, f: &mut fmt::Formatter<'_>, also: bool) -> fmt::Result {
@@ -340,13 +323,14 @@ impl Counterexample {
         if also {
             writeln!(
                 f,
-                "effectively-once: also {} violated, in a minimal scenario of its own: {}",
+                "effectively-once check also failed: {} violated, in a minimal scenario of its \
+                 own: {}",
                 v.invariant, v.summary
             )?;
         } else {
             writeln!(
                 f,
-                "effectively-once: {} violated: {}",
+                "effectively-once check failed: {} violated: {}",
                 v.invariant, v.summary
             )?;
         }
@@ -365,23 +349,21 @@ impl Counterexample {
         } else {
             writeln!(
                 f,
-                "minimal scenario (shrunk from {} events and {} faults in {} steps; {} passing \
-                 case{} before it):",
-                self.shrunk_from.events.len(),
-                self.shrunk_from.faults.len(),
-                self.shrink_steps,
-                self.passed_before,
-                if self.passed_before == 1 { "" } else { "s" }
+                "minimal scenario (shrunk from {} and {} in {}; {} before it):",
+                counted(self.shrunk_from.events.len() as u64, "event", "events"),
+                counted(self.shrunk_from.faults.len() as u64, "fault", "faults"),
+                counted(self.shrink_steps.into(), "step", "steps"),
+                counted(self.passed_before.into(), "passing case", "passing cases"),
             )?;
         }
         let scenario = self.scenario.with_positions(&self.published).to_string();
         for line in scenario.lines() {
             writeln!(f, "  {line}")?;
         }
-        if let Some(history) = &self.history {
+        if let Some(case) = self.case() {
             writeln!(f)?;
             writeln!(f, "timeline (virtual time; #n is the incarnation):")?;
-            for line in lanes(history, self.scenario.instances).lines() {
+            for line in lanes(&case).lines() {
                 writeln!(f, "  {line}")?;
             }
         }

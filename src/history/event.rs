@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::operation::{Fault, Operation};
 use super::position::{RecordPosition, TopicPartition};
+use super::store_rows::{StoreRows, write_rows};
 
 /// How an effect-sink call turned out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -394,11 +395,17 @@ pub enum HistoryEvent {
         outcome: EffectOutcome,
     },
     /// A durable-store transaction committed.
-    StoreCommitted,
+    StoreCommitted {
+        /// What it changed in the rows of the store effects the run was told to watch
+        /// (`SimulationBuilder::store_effect`); empty when none changed or none is watched.
+        wrote: Vec<StoreRows>,
+    },
     /// A durable-store transaction commit failed.
     StoreCommitFailed {
         /// Whether the transaction was in fact committed (an ambiguous failure).
         committed: bool,
+        /// When it was committed: what it changed in the watched store effects' rows.
+        wrote: Vec<StoreRows>,
     },
     /// A fault from the schedule fired.
     FaultInjected {
@@ -485,7 +492,11 @@ impl fmt::Display for HistoryEvent {
             InstanceExited { error: Some(e) } => write!(f, "exited with error: {e}"),
             BrokerBack => f.write_str("broker is back"),
             RestartsExhausted { restarts } => {
-                write!(f, "not restarted again after {restarts} restarts")
+                write!(
+                    f,
+                    "not restarted again after {restarts} restart{}",
+                    if *restarts == 1 { "" } else { "s" }
+                )
             }
             RecordProduced {
                 position,
@@ -598,11 +609,15 @@ impl fmt::Display for HistoryEvent {
                 protocol,
                 assignment,
             } => {
-                write!(f, "group {group:?} generation {generation} ({protocol}):")?;
-                for (member, partitions) in assignment {
-                    write!(f, " {member} <- ")?;
+                write!(f, "group {group:?} generation {generation}")?;
+                if assignment.is_empty() {
+                    return f.write_str(": no members");
+                }
+                write!(f, " ({protocol}):")?;
+                for (i, (member, partitions)) in assignment.iter().enumerate() {
+                    f.write_str(if i == 0 { " " } else { "; " })?;
+                    write!(f, "{member} <- ")?;
                     write_partitions(f, partitions)?;
-                    f.write_str(";")?;
                 }
                 Ok(())
             }
@@ -693,23 +708,30 @@ impl fmt::Display for HistoryEvent {
                 }
                 write!(f, ": {outcome}")
             }
-            StoreCommitted => f.write_str("store transaction committed"),
-            StoreCommitFailed { committed: false } => {
-                f.write_str("store transaction commit failed (rolled back)")
+            StoreCommitted { wrote } => {
+                f.write_str("store transaction committed")?;
+                write_rows(f, wrote)
             }
-            StoreCommitFailed { committed: true } => {
-                f.write_str("store transaction commit reported failed (but committed)")
+            StoreCommitFailed {
+                committed: false, ..
+            } => f.write_str("store transaction commit failed (rolled back)"),
+            StoreCommitFailed {
+                committed: true,
+                wrote,
+            } => {
+                f.write_str("store transaction commit reported failed (but committed)")?;
+                write_rows(f, wrote)
             }
             FaultInjected {
                 operation,
                 fault,
                 record,
             } => {
-                write!(f, "FAULT on {operation}")?;
-                if let Some(r) = record {
-                    write!(f, " of {r}")?;
-                }
-                write!(f, ": {fault}")
+                let call = match record {
+                    Some(r) => format!("the {operation} of {r}"),
+                    None => format!("the {operation}"),
+                };
+                write!(f, "FAULT: {}", fault.at(&call))
             }
             Quiesced => f.write_str("quiesced"),
             AllInstancesStopped { lag } => {

@@ -13,6 +13,7 @@ pub(crate) mod operation;
 mod position;
 mod published;
 mod snapshot;
+mod store_rows;
 
 pub use event::{CommitKind, EffectOutcome, HistoryEvent, Lag, MemberRemoval};
 pub use instance::{Incarnation, InstanceId};
@@ -21,6 +22,7 @@ pub(crate) use operation::{Fault, Operation};
 pub use position::{RecordPosition, TopicPartition};
 pub use published::{POISON_PAYLOAD, PublishedEvent, poison_event_id, poison_payload};
 pub use snapshot::{ClusterSnapshot, LoggedRecord};
+pub use store_rows::StoreRows;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -171,6 +171,24 @@ impl Fault {
             _ => Duration::ZERO,
         }
     }
+
+    /// The fault striking `call` (`the effect`, `the 2nd recv`), in words: `crash after the
+    /// effect`, `the 2nd recv fails`.
+    pub(crate) fn at(self, call: &str) -> String {
+        match self {
+            Fault::CrashBefore => format!("crash before {call}"),
+            Fault::CrashAfter => format!("crash after {call}"),
+            Fault::Fail => format!("{call} fails"),
+            Fault::Ambiguous => format!("{call} is applied but reported failed"),
+            Fault::LoseAck => format!("{call} loses its ack (the producer retries it)"),
+            Fault::Stall(d) => format!("{call} stalls for {}", human_duration(d)),
+            Fault::Freeze(d) => format!("the process freezes for {} at {call}", human_duration(d)),
+            Fault::BrokerRestart(d) => format!(
+                "the broker restarts at {call} (down for {})",
+                human_duration(d)
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Fault {

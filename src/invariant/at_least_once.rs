@@ -70,6 +70,34 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_never_called_is_named_as_such_and_no_sink_at_all_says_so() {
+        let published = published(&[("a", "k")]);
+        let history = history(&[(1, "b", Performed)], HistoryEvent::Quiesced);
+        let ledger = Ledger::from_history(&history);
+        let sinks = [
+            "email".to_string(),
+            "sms".to_string(),
+            crate::invariant::NO_SINK.to_string(),
+        ];
+        let run = RunRecord {
+            published: &published,
+            history: &history,
+            ledger: &ledger,
+            sinks: &sinks,
+            cluster: &ClusterSnapshot::default(),
+        };
+        assert_eq!(
+            AtLeastOnce.check(&run).expect("violated").details,
+            [
+                "a: email took effect 0 times (0 attempts)  LOST",
+                "a: sms took effect 0 times (sms was never called)  LOST",
+                "a: took effect 0 times (the consumer called no effect sink, and none is \
+                 declared)  LOST",
+            ]
+        );
+    }
+
+    #[test]
     fn an_event_the_group_never_committed_past_in_a_run_that_did_not_catch_up_is_pending_not_lost()
     {
         use crate::history::{Lag, TopicPartition};

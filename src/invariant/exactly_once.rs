@@ -48,8 +48,8 @@ impl Invariant for ExactlyOnce {
         Some(Violation {
             invariant: self.name().into(),
             summary: format!(
-                "{} event{} did not have exactly one committed output ({lost} lost, \
-                 {duplicated} duplicated{torn})",
+                "{} event{} did not have exactly one committed output on every output topic \
+                 (outputs: {lost} lost, {duplicated} duplicated{torn})",
                 event_ids.len(),
                 if event_ids.len() == 1 { "" } else { "s" },
             ),

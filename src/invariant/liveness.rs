@@ -103,7 +103,10 @@ impl Invariant for Liveness {
                 if count == 1 { "" } else { "s" }
             );
             if let Some(restarts) = exhausted.get(&instance) {
-                line.push_str(&format!("; not restarted after {restarts} restarts"));
+                line.push_str(&format!(
+                    "; not restarted after {restarts} restart{}",
+                    if *restarts == 1 { "" } else { "s" }
+                ));
             }
             details.push(line);
         }

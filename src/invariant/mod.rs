@@ -36,6 +36,10 @@ use crate::history::HistoryEvent;
 use crate::history::PublishedEvent;
 use crate::ledger::{Ledger, Observed};
 
+/// The sink name the check counts on when the consumer called no effect sink and none was
+/// declared: every event then counts as lost, and the evidence says why.
+pub(crate) const NO_SINK: &str = "(no effect sink was called)";
+
 /// What an invariant judges: the published events, the run's history, its effect ledger and
 /// the cluster as the run left it.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +130,7 @@ impl RunRecord<'_> {
             }
             let place = self.ledger.observed_in(&sink);
             let attempts = self.ledger.attempt_counts(&sink);
+            let never_called = self.ledger.for_sink(&sink).next().is_none();
             for (event_id, n) in counts {
                 if ok(n) || (n == 0 && pending.contains(&event_id.as_str())) {
                     continue;
@@ -138,6 +143,13 @@ impl RunRecord<'_> {
                 let times = if n == 1 { "" } else { "s" };
                 let evidence = if let Some(place) = place {
                     place.evidence(&sink, &event_id, n)
+                } else if sink == NO_SINK {
+                    format!(
+                        "{event_id}: took effect 0 times (the consumer called no effect sink, \
+                         and none is declared)"
+                    )
+                } else if never_called {
+                    format!("{event_id}: {sink} took effect 0 times ({sink} was never called)")
                 } else {
                     let tried = attempts.get(&event_id).copied().unwrap_or(0);
                     format!(

@@ -68,9 +68,10 @@ impl Invariant for OffsetsMatchOutputs {
                 let line = if committed_past && !missing.is_empty() {
                     format!(
                         "{} ({position}): group {group:?} committed {committed}, past it, but \
-                         {} holds no output for it",
+                         {} {} no output for it",
                         event.event_id,
-                        missing.join(", ")
+                        missing.join(", "),
+                        if missing.len() == 1 { "holds" } else { "hold" }
                     )
                 } else if !committed_past && missing.len() < counts.len() {
                     format!(

@@ -85,6 +85,7 @@ pub(crate) struct Config {
     pub(crate) settle: Duration,
     pub(crate) session_timeout_bounds: (Duration, Duration),
     pub(crate) progress_query: Option<String>,
+    pub(crate) store_effects: Vec<(String, String)>,
 }
 
 /// Builds a [`Simulation`]. Setters take `&mut self`; [`build`](Self::build) checks the settings
@@ -111,6 +112,7 @@ impl Default for SimulationBuilder {
                 settle: Duration::from_secs(10),
                 session_timeout_bounds: (Duration::from_secs(6), Duration::from_secs(30 * 60)),
                 progress_query: None,
+                store_effects: Vec::new(),
             },
         }
     }
@@ -196,6 +198,25 @@ impl SimulationBuilder {
     /// ```
     pub fn progress_from_store(&mut self, query: impl Into<String>) -> &mut Self {
         self.config.progress_query = Some(query.into());
+        self
+    }
+
+    /// Names, in the history, the rows each durable-store transaction writes to the store
+    /// effect `name`: after every commit `query` is run again, and the commit's entry lists
+    /// the event ids whose count went up or down (`store transaction committed: inbox
+    /// +evt-3`). The query has the shape of a
+    /// [`StoreEffect`](crate::ledger::StoreEffect)'s: `event_id` rows, or `event_id, count`
+    /// rows. One that fails (its table is not created yet) or returns other columns shows
+    /// nothing. [`Verifier::store_effect`](crate::Verifier::store_effect) sets it for each
+    /// store effect it counts. Repeat for several.
+    ///
+    /// ```
+    /// let mut sim = effectively_once::Simulation::builder();
+    /// sim.topic("orders", 1)
+    ///     .store_effect("inbox", "SELECT event_id FROM inbox");
+    /// ```
+    pub fn store_effect(&mut self, name: impl Into<String>, query: impl Into<String>) -> &mut Self {
+        self.config.store_effects.push((name.into(), query.into()));
         self
     }
 

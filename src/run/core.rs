@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::backend::Backend;
 use super::fault_plan::{self, FaultPlan, Injection};
 use super::rng::SimRng;
+use super::store_effects::StoreEffects;
 use crate::history::{
     History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Operation, RecordPosition,
 };
@@ -110,6 +111,8 @@ pub(crate) struct RunCore {
     event_records: BTreeMap<String, Vec<RecordPosition>>,
     /// Idempotency keys seen by effect sinks, per sink name.
     pub idempotency_keys: BTreeSet<(String, String)>,
+    /// The store effects whose rows each durable-store commit names in the history.
+    pub store_effects: StoreEffects,
     pub finished: bool,
     changed: bool,
     /// What the backend has yet to carry out.
@@ -132,6 +135,7 @@ impl RunCore {
             last_activity: now,
             event_records: BTreeMap::new(),
             idempotency_keys: BTreeSet::new(),
+            store_effects: StoreEffects::default(),
             finished: false,
             changed: false,
             events: Vec::new(),

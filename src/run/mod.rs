@@ -27,6 +27,7 @@ pub(crate) mod freeze;
 pub(crate) mod progress;
 pub(crate) mod rng;
 pub(crate) mod store;
+pub(crate) mod store_effects;
 pub(crate) mod store_progress;
 
 pub use base_client::{BaseProducer, ThreadedProducer};

@@ -108,14 +108,21 @@ impl DurableStore {
         };
         if injection.fail {
             tx.rollback()?;
-            record(HistoryEvent::StoreCommitFailed { committed: false });
+            record(HistoryEvent::StoreCommitFailed {
+                committed: false,
+                wrote: Vec::new(),
+            });
             return Err(injected_failure(false));
         }
         tx.commit()?;
+        let wrote = interception.run.lock().store_effects.changes(&self.conn);
         if injection.ambiguous {
-            record(HistoryEvent::StoreCommitFailed { committed: true });
+            record(HistoryEvent::StoreCommitFailed {
+                committed: true,
+                wrote,
+            });
         } else {
-            record(HistoryEvent::StoreCommitted);
+            record(HistoryEvent::StoreCommitted { wrote });
         }
         let completed = interception
             .run

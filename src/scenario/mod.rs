@@ -91,6 +91,27 @@ impl ScenarioFault {
             && self.operation == other.operation
             && self.occurrence > other.occurrence
     }
+
+    /// What happens, in words: `crash after the effect`, `the 2nd commit_message fails`.
+    pub fn describe(&self) -> String {
+        let call = match self.occurrence {
+            1 => format!("the {}", self.operation),
+            n => format!("the {} {}", ordinal(n), self.operation),
+        };
+        self.fault.at(&call)
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `21st`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// A member of the group that starts later than the others, making the group rebalance.
@@ -315,17 +336,21 @@ impl fmt::Display for Positioned<'_> {
             }
             writeln!(f)?;
         }
-        writeln!(f, "faults ({}):", scenario.faults.len())?;
+        match scenario.faults.len() {
+            0 => writeln!(f, "faults: none")?,
+            n => writeln!(f, "faults ({n}):")?,
+        }
         for (i, fault) in scenario.faults.iter().enumerate() {
             let event = scenario
                 .events
                 .get(fault.event)
                 .map_or("?", |e| e.event.event_id.as_str());
-            write!(f, "  {}. {} on ", i + 1, fault.fault)?;
-            if fault.occurrence > 1 {
-                write!(f, "occurrence {} of ", fault.occurrence)?;
-            }
-            writeln!(f, "{} while handling {event}", fault.operation)?;
+            writeln!(
+                f,
+                "  {}. {} while handling {event}",
+                i + 1,
+                fault.describe()
+            )?;
         }
         Ok(())
     }
@@ -377,6 +402,45 @@ pub(crate) mod tests {
         assert_eq!(
             schedule.rules()[0].anchor,
             Anchor::on(Operation::Effect).input(1).occurrence(2)
+        );
+    }
+
+    #[test]
+    fn every_fault_reads_as_a_sentence_about_its_call() {
+        let fault = |fault, operation, occurrence| {
+            ScenarioFault {
+                event: 0,
+                operation,
+                occurrence,
+                fault,
+            }
+            .describe()
+        };
+        let minute = Duration::from_secs(60);
+        let described = [
+            fault(Fault::CrashBefore, Operation::CommitMessage, 1),
+            fault(Fault::CrashAfter, Operation::Effect, 1),
+            fault(Fault::CrashAfter, Operation::StoreCommit, 2),
+            fault(Fault::Fail, Operation::CommitTransaction, 1),
+            fault(Fault::Ambiguous, Operation::Commit, 3),
+            fault(Fault::LoseAck, Operation::Send, 1),
+            fault(Fault::Stall(minute), Operation::Effect, 11),
+            fault(Fault::Freeze(minute), Operation::Recv, 21),
+            fault(Fault::BrokerRestart(minute), Operation::Send, 1),
+        ];
+        assert_eq!(
+            described,
+            [
+                "crash before the commit_message",
+                "crash after the effect",
+                "crash after the 2nd store commit",
+                "the commit_transaction fails",
+                "the 3rd commit is applied but reported failed",
+                "the send loses its ack (the producer retries it)",
+                "the 11th effect stalls for 1min",
+                "the process freezes for 1min at the 21st recv",
+                "the broker restarts at the send (down for 1min)",
+            ]
         );
     }
 

@@ -22,6 +22,7 @@ use crate::run::{InstanceContext, InstanceExit, Simulation};
 mod outcome;
 
 use crate::run::store;
+use crate::run::store_effects::StoreEffects;
 use crate::sim::{SimBackend, SimSettings};
 pub use outcome::Outcome;
 
@@ -175,11 +176,10 @@ impl Simulation {
             .and_then(|found| found.shortfall(Capability::KeepsStaticMembers));
         let restarts = switch.clone();
         let (run, backend, result) = local.block_on(&runtime, async move {
-            let run = Run::new(RunCore::new(
-                config.seed,
-                config.latency,
-                FaultPlan::new(&config.faults),
-            ));
+            let mut core =
+                RunCore::new(config.seed, config.latency, FaultPlan::new(&config.faults));
+            core.store_effects = StoreEffects::new(config.store_effects.clone());
+            let run = Run::new(core);
             let backend: Arc<dyn Backend> = match bootstrap {
                 None => Arc::new(SimBackend::new(
                     run.clone(),

@@ -116,7 +116,7 @@ fn a_crash_before_a_seek_fires_at_the_seek() {
         .iter()
         .position(|e| e == "CRASHED (fault: crash before seek)")
         .expect("the crash fired");
-    assert_eq!(events[crash - 1], "FAULT on seek of t[0]@0: crash before");
+    assert_eq!(events[crash - 1], "FAULT: crash before the seek of t[0]@0");
     // The restarted instance's seek goes through and is recorded.
     assert!(
         events[crash..].iter().any(|e| e == "seek t[0] to 0"),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use effectively_once::history::{HistoryEvent, Incarnation, InstanceId};
+use effectively_once::history::{HistoryEvent, Incarnation, InstanceId, StoreRows};
 use effectively_once::{
     Anchor, DurableStore, Fault, FaultSchedule, InstanceContext, Operation, Outcome, Simulation,
 };
@@ -46,15 +46,29 @@ fn count(outcome: &Outcome, f: impl Fn(&HistoryEvent) -> bool) -> usize {
     outcome.history().events().filter(|e| f(e)).count()
 }
 
+fn committed(e: &HistoryEvent) -> bool {
+    matches!(e, HistoryEvent::StoreCommitted { .. })
+}
+
+/// What a commit that inserted row `id` wrote to the watched store effect `rows`.
+fn wrote(id: &str) -> Vec<StoreRows> {
+    vec![StoreRows {
+        effect: "rows".into(),
+        added: vec![id.into()],
+        removed: Vec::new(),
+    }]
+}
+
 fn is_io_error(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::SystemIoFailure)
 }
 
 /// One instance: incarnation 1 opens the store and inserts `a` (its second store commit), then
-/// performs an effect; later incarnations note what they find and insert `b`.
+/// performs an effect; later incarnations note what they find and insert `b`. The rows are
+/// watched as the store effect `rows`.
 fn insert_then_restart(faults: FaultSchedule, notes: Notes) -> Outcome {
     let mut b = Simulation::builder();
-    b.faults(faults);
+    b.faults(faults).store_effect("rows", "SELECT id FROM rows");
     let outcome = b
         .build()
         .unwrap()
@@ -118,8 +132,23 @@ fn data_committed_by_one_incarnation_survives_its_crash_and_is_visible_to_the_ne
         })
         .unwrap();
     assert_eq!(incarnations, vec![("a".into(), 1), ("b".into(), 2)]);
-    // Schema + insert by #1, schema + insert by #2.
-    assert_eq!(count(&outcome, |e| *e == HistoryEvent::StoreCommitted), 4);
+    // Schema + insert by #1, schema + insert by #2; the inserts name their rows.
+    assert_eq!(count(&outcome, committed), 4);
+    let wrote: Vec<String> = outcome
+        .history()
+        .events()
+        .filter(|e| committed(e))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        wrote,
+        [
+            "store transaction committed",
+            "store transaction committed: rows +a",
+            "store transaction committed",
+            "store transaction committed: rows +b",
+        ]
+    );
 }
 
 #[test]
@@ -138,13 +167,19 @@ fn a_failed_store_commit_rolls_back_and_returns_an_error() {
     assert_eq!(stored_ids(&outcome), ["b"]);
     assert_eq!(
         count(&outcome, |e| *e
-            == HistoryEvent::StoreCommitFailed { committed: false }),
+            == HistoryEvent::StoreCommitFailed {
+                committed: false,
+                wrote: Vec::new()
+            }),
         1
     );
     assert_eq!(
         count(&outcome, |e| matches!(
             e,
-            HistoryEvent::StoreCommitFailed { committed: true }
+            HistoryEvent::StoreCommitFailed {
+                committed: true,
+                ..
+            }
         )),
         0
     );
@@ -170,7 +205,10 @@ fn an_ambiguous_store_commit_is_applied_but_returns_an_error() {
     assert_eq!(stored_ids(&outcome), ["a", "b"]);
     assert_eq!(
         count(&outcome, |e| *e
-            == HistoryEvent::StoreCommitFailed { committed: true }),
+            == HistoryEvent::StoreCommitFailed {
+                committed: true,
+                wrote: wrote("a")
+            }),
         1
     );
 }
@@ -203,7 +241,7 @@ fn a_crash_before_the_store_commit_loses_the_transaction() {
     assert_eq!(
         entries[..crash]
             .iter()
-            .filter(|e| e.event == HistoryEvent::StoreCommitted)
+            .filter(|e| committed(&e.event))
             .count(),
         1
     );
@@ -225,7 +263,10 @@ fn a_crash_after_the_store_commit_keeps_the_transaction() {
         .iter()
         .position(|e| matches!(e.event, HistoryEvent::InstanceCrashed { .. }))
         .expect("crashed");
-    assert_eq!(entries[crash - 1].event, HistoryEvent::StoreCommitted);
+    assert_eq!(
+        entries[crash - 1].event,
+        HistoryEvent::StoreCommitted { wrote: wrote("a") }
+    );
 }
 
 #[test]
@@ -254,11 +295,7 @@ fn an_error_inside_the_transaction_rolls_it_back() {
     };
     assert_eq!(notes.all(), vec!["true", "[]"]);
     assert!(stored_ids(&outcome).is_empty());
-    assert_eq!(
-        count(&outcome, |e| *e == HistoryEvent::StoreCommitted),
-        1,
-        "only the schema committed"
-    );
+    assert_eq!(count(&outcome, committed), 1, "only the schema committed");
 }
 
 #[test]

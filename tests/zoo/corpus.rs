@@ -160,7 +160,7 @@ fn a_failed_delivery_is_sent_again_by_the_base_producer_forwarder_and_lost_by_it
     let correct = run(CommitOn::Delivery);
     let history = correct.outcome.history().to_string();
     assert_eq!(correct.violations, [], "{history}");
-    assert!(history.contains("FAULT on send"), "{history}");
+    assert!(history.contains("FAULT: the send"), "{history}");
     let twin = run(CommitOn::Send);
     let history = twin.outcome.history().to_string();
     let invariants: Vec<_> = twin
