@@ -32,7 +32,7 @@ use crate::client::{
     ConsumerHandle, GroupMetadata, GroupMetadataRepr, RebalanceHandler, explicit_offsets,
 };
 use crate::history::Operation;
-use crate::history::{CommitKind, HistoryEvent, Incarnation};
+use crate::history::{AutoOffsetReset, CommitKind, HistoryEvent, Incarnation};
 use crate::history::{RecordPosition, TopicPartition};
 use crate::run::backend::{BoxFuture, ConsumerClient, PartitionQueueClient};
 use crate::run::core::{crashed, dead_error, unwind_crash};
@@ -235,6 +235,7 @@ impl ConsumerContext for BrokerContext {
             drop(stored);
             let committed =
                 Consumer::committed_offsets(consumer, (*list).clone(), CALLBACK_TIMEOUT);
+            let mut resets = Vec::new();
             let starts = partitions(list)
                 .into_iter()
                 .map(|tp| {
@@ -245,9 +246,17 @@ impl ConsumerContext for BrokerContext {
                         .and_then(|e| match e.offset() {
                             Offset::Offset(o) => Some(o),
                             _ => None,
-                        })
-                        .unwrap_or(0);
-                    (tp, start)
+                        });
+                    // Read and not committed: librdkafka starts where auto.offset.reset says.
+                    if start.is_none() && committed.is_ok() {
+                        let how = if self.owner.reset_latest {
+                            AutoOffsetReset::Latest
+                        } else {
+                            AutoOffsetReset::Earliest
+                        };
+                        resets.push((tp.clone(), how));
+                    }
+                    (tp, start.unwrap_or(0))
                 })
                 .collect::<Vec<_>>();
             if let Ok(committed) = &committed {
@@ -257,6 +266,7 @@ impl ConsumerContext for BrokerContext {
                 group: self.owner.group.clone(),
                 generation: -1,
                 partitions: starts,
+                resets,
             });
         }
         if let Some(handler) = &self.handler {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::history::{History, PublishedEvent};
 use crate::invariant::{Semantics, Violation};
+use crate::report::diagnosis::{Diagnosis, diagnose};
 use crate::report::timeline::lanes;
 use crate::report::{Case, picture};
 use crate::scenario::Scenario;
@@ -249,6 +250,17 @@ impl Counterexample {
         &self.others
     }
 
+    /// The known anti-patterns this counterexample's history matches (a new group starting at
+    /// `latest`, committing `offset` instead of `offset + 1`, a commit moving the group's
+    /// offset backwards, offsets stored before processing over a failed effect,
+    /// `store_offset` without commits, a dedup mark written outside the effect's transaction,
+    /// outputs sent outside the transaction), each one sentence citing the timeline lines
+    /// that show it; the report prints them after the violations. Empty when none matches, or
+    /// when the consumer hung the thread (no history).
+    pub fn diagnoses(&self) -> Vec<Diagnosis> {
+        self.case().map_or_else(Vec::new, |case| diagnose(&case))
+    }
+
     /// Adds the counterexamples of the other invariants the search found broken.
     pub(crate) fn with_others(mut self, others: Vec<Counterexample>) -> Self {
         self.others = others;
@@ -304,6 +316,26 @@ impl Counterexample {
     }
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a longer word stands
+/// alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 impl Counterexample {
     /// The minimal case as the report's parts read it; `None` when the consumer hung the
     /// thread (no history).
@@ -341,6 +373,16 @@ impl Counterexample {
             writeln!(f, "also {} violated: {}", other.invariant, other.summary)?;
             for line in &other.details {
                 writeln!(f, "  {line}")?;
+            }
+        }
+        let diagnoses = self.diagnoses();
+        if !diagnoses.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "diagnosis:")?;
+            for diagnosis in &diagnoses {
+                for (i, line) in wrap(&diagnosis.sentence, 96).iter().enumerate() {
+                    writeln!(f, "  {}{line}", if i == 0 { "- " } else { "  " })?;
+                }
             }
         }
         writeln!(f)?;

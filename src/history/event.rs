@@ -68,6 +68,25 @@ impl fmt::Display for CommitKind {
     }
 }
 
+/// Where an assigned partition that had no committed offset started: librdkafka's
+/// `auto.offset.reset` (`latest` by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AutoOffsetReset {
+    /// At the partition's first offset.
+    Earliest,
+    /// At the partition's end: records produced before the assignment are skipped.
+    Latest,
+}
+
+impl fmt::Display for AutoOffsetReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+        })
+    }
+}
+
 /// Why a member left its consumer group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MemberRemoval {
@@ -313,6 +332,11 @@ pub enum HistoryEvent {
         generation: i32,
         /// Each partition and the offset consumption starts from.
         partitions: Vec<(TopicPartition, i64)>,
+        /// The partitions among them that had no committed offset and started where
+        /// `auto.offset.reset` put them, as far as the backend knows (the simulator always;
+        /// librdkafka's backend when it read the group's committed offsets). The timeline
+        /// shows a `latest` reset, which skips the records produced before the assignment.
+        resets: Vec<(TopicPartition, AutoOffsetReset)>,
     },
     /// A consumer assigned itself partitions (`assign`, `incremental_assign`), outside any
     /// group rebalance: no join, no callbacks.
@@ -634,6 +658,7 @@ impl fmt::Display for HistoryEvent {
                 group,
                 generation,
                 partitions,
+                resets,
             } => {
                 f.write_str("assigned ")?;
                 if partitions.is_empty() {
@@ -644,6 +669,12 @@ impl fmt::Display for HistoryEvent {
                         f.write_str(", ")?;
                     }
                     write!(f, "{tp} from {start}")?;
+                    if resets
+                        .iter()
+                        .any(|(r, how)| r == tp && *how == AutoOffsetReset::Latest)
+                    {
+                        f.write_str(" (no committed offset: auto.offset.reset=latest)")?;
+                    }
                 }
                 write_group(f, group, *generation)
             }

@@ -15,7 +15,7 @@ mod published;
 mod snapshot;
 mod store_rows;
 
-pub use event::{CommitKind, EffectOutcome, HistoryEvent, Lag, MemberRemoval};
+pub use event::{AutoOffsetReset, CommitKind, EffectOutcome, HistoryEvent, Lag, MemberRemoval};
 pub use instance::{Incarnation, InstanceId};
 pub(crate) use operation::human_duration;
 pub(crate) use operation::{Fault, Operation};

@@ -239,6 +239,7 @@ mod tests {
                     group: "g".into(),
                     generation: 3,
                     partitions: vec![],
+                    resets: vec![],
                 },
                 Some(inc),
             ),

@@ -8,7 +8,7 @@
 use super::ClientId;
 use super::World;
 use super::group::Events;
-use super::poll::PollStep;
+use super::poll::{PollStep, Starts};
 use crate::history::{CommitKind, HistoryEvent, TopicPartition};
 use crate::run::core::Crashed;
 
@@ -121,7 +121,11 @@ impl World {
         if !stable {
             return;
         }
-        let (starts, errors) = self.start_offsets(client, added);
+        let Starts {
+            positions: starts,
+            resets,
+            errors,
+        } = self.start_offsets(client, added);
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
         c.assigned = true;
@@ -142,6 +146,7 @@ impl World {
                 group: group_id,
                 generation,
                 partitions: starts,
+                resets,
             },
         );
         if let (true, Some(member)) = (rejoin, member) {

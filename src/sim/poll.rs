@@ -14,7 +14,7 @@ use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
 use super::{ClientId, Committer, Crashed, PendingCommit, World, broker_down_error};
 use crate::history::Operation;
-use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
+use crate::history::{AutoOffsetReset, CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
 use crate::run::fault_plan::Injection;
 
@@ -91,6 +91,16 @@ fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessa
     )
 }
 
+/// Where newly assigned partitions start ([`World::start_offsets`]).
+#[derive(Default)]
+pub(crate) struct Starts {
+    /// Each partition with a start and its offset.
+    pub positions: Vec<(TopicPartition, i64)>,
+    /// The partitions without a committed offset, started by `auto.offset.reset`.
+    pub resets: Vec<(TopicPartition, AutoOffsetReset)>,
+    /// `auto.offset.reset=error` on a partition without a committed offset.
+    pub errors: Vec<KafkaError>,
+}
 impl World {
     /// Stored offsets newer than the group's committed offsets, for the assigned partitions.
     pub(crate) fn uncommitted_stored(&self, client: ClientId) -> Vec<(TopicPartition, i64)> {
@@ -651,7 +661,11 @@ impl World {
             return;
         }
         let assignment = m.assignment.clone();
-        let (starts, errors) = self.start_offsets(client, &assignment);
+        let Starts {
+            positions: starts,
+            resets,
+            errors,
+        } = self.start_offsets(client, &assignment);
         let positions: BTreeMap<TopicPartition, i64> = starts.iter().cloned().collect();
         let c = self.consumers.get_mut(&client).expect("checked");
         c.generation = generation;
@@ -670,39 +684,38 @@ impl World {
                 group: group_id,
                 generation,
                 partitions: starts,
+                resets,
             },
         );
     }
 
     /// Where consumption of newly assigned `partitions` starts: the group's committed offset,
     /// else `auto.offset.reset` (with `error`: no start, an error for the application).
-    pub(crate) fn start_offsets(
-        &self,
-        client: ClientId,
-        partitions: &[TopicPartition],
-    ) -> (Vec<(TopicPartition, i64)>, Vec<KafkaError>) {
+    pub(crate) fn start_offsets(&self, client: ClientId, partitions: &[TopicPartition]) -> Starts {
         let c = &self.consumers[&client];
         let reset = c.settings.auto_offset_reset;
         let group = self.groups.get(&c.settings.group_id);
-        let mut starts = Vec::new();
-        let mut errors = Vec::new();
+        let mut starts = Starts::default();
         for tp in partitions {
-            let start = match (group.and_then(|g| g.committed.get(tp)), reset) {
-                (Some(&committed), _) => Some(committed),
-                (None, OffsetReset::Earliest) => Some(0),
-                (None, OffsetReset::Latest) => self.end_offset(tp),
+            let (start, how) = match (group.and_then(|g| g.committed.get(tp)), reset) {
+                (Some(&committed), _) => (Some(committed), None),
+                (None, OffsetReset::Earliest) => (Some(0), Some(AutoOffsetReset::Earliest)),
+                (None, OffsetReset::Latest) => (self.end_offset(tp), Some(AutoOffsetReset::Latest)),
                 (None, OffsetReset::Error) => {
-                    errors.push(KafkaError::MessageConsumption(
+                    starts.errors.push(KafkaError::MessageConsumption(
                         RDKafkaErrorCode::AutoOffsetReset,
                     ));
-                    None
+                    (None, None)
                 }
             };
             if let Some(start) = start {
-                starts.push((tp.clone(), start));
+                starts.positions.push((tp.clone(), start));
+                if let Some(how) = how {
+                    starts.resets.push((tp.clone(), how));
+                }
             }
         }
-        (starts, errors)
+        starts
     }
 
     /// Graceful close (the consumer was dropped by a live instance): final auto-commit, then

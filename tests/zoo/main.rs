@@ -6,6 +6,7 @@ mod fixtures;
 mod batch_forwarder;
 mod corpus;
 mod db_offsets;
+mod diagnoses;
 mod pipelines;
 mod support;
 mod verdicts;

@@ -1,1 +1,0 @@
-//! (issue 18: to be written)
