@@ -464,5 +464,4 @@ pub use check::entry::{CheckError, check, check_effectively_once};
 pub use check::report::{Counterexample, Passed};
 pub use error::Error;
 pub use invariant::semantics::Semantics;
-pub use report::diagnosis::{Diagnosis, DiagnosisKind};
 pub use scenario::strategy::FaultKind;

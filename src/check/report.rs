@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::history::{History, PublishedEvent};
 use crate::invariant::{Semantics, Violation};
-use crate::report::diagnosis::{Diagnosis, diagnose};
+use crate::report::diagnosis::diagnose;
+pub use crate::report::diagnosis::{Diagnosis, DiagnosisKind};
 use crate::report::timeline::lanes;
 use crate::report::{Case, picture};
 use crate::scenario::Scenario;

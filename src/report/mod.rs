@@ -15,7 +15,6 @@ use crate::scenario::Scenario;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Case<'a> {
     /// The minimal scenario.
-    #[allow(dead_code)] // until the picture reads it (issue 18)
     pub scenario: &'a Scenario,
     /// Where its events landed.
     pub published: &'a [PublishedEvent],

@@ -8,7 +8,8 @@
 use super::ClientId;
 use super::World;
 use super::group::Events;
-use super::poll::{PollStep, Starts};
+use super::poll::PollStep;
+use super::positioning::Starts;
 use crate::history::{CommitKind, HistoryEvent, TopicPartition};
 use crate::run::core::Crashed;
 

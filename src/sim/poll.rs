@@ -9,12 +9,13 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::Instant;
 
-use super::config::{IsolationLevel, OffsetReset};
+use super::config::IsolationLevel;
 use super::group::{Events, GroupState, Member};
 use super::log::StoredRecord;
+use super::positioning::Starts;
 use super::{ClientId, Committer, Crashed, PendingCommit, World, broker_down_error};
 use crate::history::Operation;
-use crate::history::{AutoOffsetReset, CommitKind, HistoryEvent, Incarnation, MemberRemoval};
+use crate::history::{CommitKind, HistoryEvent, Incarnation, MemberRemoval};
 use crate::history::{RecordPosition, TopicPartition};
 use crate::run::fault_plan::Injection;
 
@@ -89,17 +90,6 @@ fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessa
         position.offset,
         headers,
     )
-}
-
-/// Where newly assigned partitions start ([`World::start_offsets`]).
-#[derive(Default)]
-pub(crate) struct Starts {
-    /// Each partition with a start and its offset.
-    pub positions: Vec<(TopicPartition, i64)>,
-    /// The partitions without a committed offset, started by `auto.offset.reset`.
-    pub resets: Vec<(TopicPartition, AutoOffsetReset)>,
-    /// `auto.offset.reset=error` on a partition without a committed offset.
-    pub errors: Vec<KafkaError>,
 }
 impl World {
     /// Stored offsets newer than the group's committed offsets, for the assigned partitions.
@@ -687,35 +677,6 @@ impl World {
                 resets,
             },
         );
-    }
-
-    /// Where consumption of newly assigned `partitions` starts: the group's committed offset,
-    /// else `auto.offset.reset` (with `error`: no start, an error for the application).
-    pub(crate) fn start_offsets(&self, client: ClientId, partitions: &[TopicPartition]) -> Starts {
-        let c = &self.consumers[&client];
-        let reset = c.settings.auto_offset_reset;
-        let group = self.groups.get(&c.settings.group_id);
-        let mut starts = Starts::default();
-        for tp in partitions {
-            let (start, how) = match (group.and_then(|g| g.committed.get(tp)), reset) {
-                (Some(&committed), _) => (Some(committed), None),
-                (None, OffsetReset::Earliest) => (Some(0), Some(AutoOffsetReset::Earliest)),
-                (None, OffsetReset::Latest) => (self.end_offset(tp), Some(AutoOffsetReset::Latest)),
-                (None, OffsetReset::Error) => {
-                    starts.errors.push(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::AutoOffsetReset,
-                    ));
-                    (None, None)
-                }
-            };
-            if let Some(start) = start {
-                starts.positions.push((tp.clone(), start));
-                if let Some(how) = how {
-                    starts.resets.push((tp.clone(), how));
-                }
-            }
-        }
-        starts
     }
 
     /// Graceful close (the consumer was dropped by a live instance): final auto-commit, then

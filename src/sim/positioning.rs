@@ -1,4 +1,5 @@
-//! Where a simulated consumer reads: `seek`, `seek_partitions`, `pause`, `resume` and
+//! Where a simulated consumer reads: where newly assigned partitions start (the committed
+//! offset or `auto.offset.reset`), `seek`, `seek_partitions`, `pause`, `resume` and
 //! `committed_offsets`, with librdkafka's semantics as measured on its mock cluster
 //! (`tests/brokers/seek_pause.rs`, the same cases as `tests/conformance/seek_pause.rs`).
 //!
@@ -13,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::OffsetReset;
 use super::consumer::{ConsumerState, tpl_with_offsets};
 use super::{ClientId, Crashed, World};
-use crate::history::{HistoryEvent, Incarnation, Operation, TopicPartition};
+use crate::history::{AutoOffsetReset, HistoryEvent, Incarnation, Operation, TopicPartition};
 
 /// librdkafka's text for an error code (`rd_kafka_err2str`), as rdkafka puts it in
 /// `KafkaError::Seek`: `Local: Unknown partition`.
@@ -49,7 +50,47 @@ fn set_error(list: &mut TopicPartitionList, tp: &TopicPartition, code: RDKafkaEr
     }
 }
 
+/// Where newly assigned partitions start ([`World::start_offsets`]).
+#[derive(Default)]
+pub(crate) struct Starts {
+    /// Each partition with a start and its offset.
+    pub positions: Vec<(TopicPartition, i64)>,
+    /// The partitions without a committed offset, started by `auto.offset.reset`.
+    pub resets: Vec<(TopicPartition, AutoOffsetReset)>,
+    /// `auto.offset.reset=error` on a partition without a committed offset.
+    pub errors: Vec<KafkaError>,
+}
+
 impl World {
+    /// Where consumption of newly assigned `partitions` starts: the group's committed offset,
+    /// else `auto.offset.reset` (with `error`: no start, an error for the application).
+    pub(crate) fn start_offsets(&self, client: ClientId, partitions: &[TopicPartition]) -> Starts {
+        let c = &self.consumers[&client];
+        let reset = c.settings.auto_offset_reset;
+        let group = self.groups.get(&c.settings.group_id);
+        let mut starts = Starts::default();
+        for tp in partitions {
+            let (start, how) = match (group.and_then(|g| g.committed.get(tp)), reset) {
+                (Some(&committed), _) => (Some(committed), None),
+                (None, OffsetReset::Earliest) => (Some(0), Some(AutoOffsetReset::Earliest)),
+                (None, OffsetReset::Latest) => (self.end_offset(tp), Some(AutoOffsetReset::Latest)),
+                (None, OffsetReset::Error) => {
+                    starts.errors.push(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::AutoOffsetReset,
+                    ));
+                    (None, None)
+                }
+            };
+            if let Some(start) = start {
+                starts.positions.push((tp.clone(), start));
+                if let Some(how) = how {
+                    starts.resets.push((tp.clone(), how));
+                }
+            }
+        }
+        starts
+    }
+
     /// `seek` of one partition, through the [`Operation::Seek`] interception point.
     pub(crate) fn seek(
         &mut self,

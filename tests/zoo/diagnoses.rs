@@ -2,8 +2,8 @@
 //! the way real programs are; and no diagnosis where the bug is another one, or where the
 //! consumer is correct.
 
-use effectively_once::check::{check_at_least_once, check_exactly_once};
-use effectively_once::{Counterexample, DiagnosisKind, Verifier, check_effectively_once};
+use effectively_once::check::{DiagnosisKind, check_at_least_once, check_exactly_once};
+use effectively_once::{Counterexample, Verifier, check_effectively_once};
 
 use crate::fixtures::corpus::stream_loop::{self, Loop};
 use crate::fixtures::dedup_same_transaction::{INBOX, INBOX_QUERY, Mark};

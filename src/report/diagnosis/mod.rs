@@ -157,15 +157,16 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// `0.005s`, `16.014s`, `0.000250s`: the timeline's time without trailing zeros beyond the
-/// millisecond.
+/// `0.005s`, `16.014s`, `0.000250s`: the timeline's time, to the millisecond when it falls on
+/// one.
 fn seconds(entry: &HistoryEntry) -> String {
     let micros = entry.at.as_micros();
-    let mut text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-    while text.ends_with('0') && text.len() > text.find('.').unwrap_or(0) + 4 {
-        text.pop();
+    let (whole, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    if fraction % 1000 == 0 {
+        format!("{whole}.{:03}s", fraction / 1000)
+    } else {
+        format!("{whole}.{fraction:06}s")
     }
-    text + "s"
 }
 
 /// An event as the timeline prints it, without the ` (group "g" generation n)` suffix.
@@ -198,7 +199,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::history::{CommitKind, Incarnation, InstanceId};
+    use crate::history::{
+        AutoOffsetReset, CommitKind, History, Incarnation, InstanceId, PublishedEvent,
+    };
+    use crate::invariant::Violation;
+    use crate::scenario::Scenario;
 
     fn entry(millis: u64, event: HistoryEvent) -> HistoryEntry {
         HistoryEntry {
@@ -231,6 +236,138 @@ mod tests {
             ..late
         };
         assert_eq!(seconds(&micro), "0.000250s");
+    }
+
+    /// A case of one instance on `t[0]`: `events` at offsets 0.., `history` in order (one
+    /// millisecond apart), the violation `invariant` with `details`.
+    fn diagnoses_of(
+        events: usize,
+        history: Vec<HistoryEvent>,
+        invariant: &str,
+        details: &[&str],
+    ) -> Vec<Diagnosis> {
+        let scenario = Scenario {
+            seed: 0,
+            partitions: 1,
+            instances: 1,
+            late_joins: Vec::new(),
+            events: Vec::new(),
+            faults: Vec::new(),
+        };
+        let published: Vec<PublishedEvent> = (0..events)
+            .map(|n| PublishedEvent {
+                event_id: format!("evt-{n}"),
+                key: "k".into(),
+                positions: vec![tp().at(n as i64)],
+                aborted: None,
+                poison: false,
+            })
+            .collect();
+        let mut h = History::default();
+        for (n, event) in history.into_iter().enumerate() {
+            h.push(entry(n as u64, event));
+        }
+        let violations = [Violation {
+            invariant: invariant.into(),
+            summary: String::new(),
+            event_ids: details
+                .iter()
+                .filter_map(|d| d.split(':').next())
+                .map(String::from)
+                .collect(),
+            details: details.iter().map(|d| d.to_string()).collect(),
+        }];
+        diagnose(&Case {
+            scenario: &scenario,
+            published: &published,
+            history: &h,
+            violations: &violations,
+        })
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn recv(offset: i64) -> HistoryEvent {
+        HistoryEvent::Delivered {
+            position: tp().at(offset),
+            key: None,
+            read_committed: true,
+        }
+    }
+
+    fn commit(offset: i64) -> HistoryEvent {
+        HistoryEvent::OffsetsCommitted {
+            group: "g".into(),
+            generation: 1,
+            offsets: vec![(tp(), offset)],
+            kind: CommitKind::Sync,
+        }
+    }
+
+    fn assigned(from: i64, resets: Vec<(TopicPartition, AutoOffsetReset)>) -> HistoryEvent {
+        HistoryEvent::PartitionsAssigned {
+            group: "g".into(),
+            generation: 1,
+            partitions: vec![(tp(), from)],
+            resets,
+        }
+    }
+
+    #[test]
+    fn commits_of_the_next_offset_while_a_record_is_in_flight_are_not_own_offsets() {
+        // Record 0 done while record 1 is in flight: commit 1 equals the last offset handed
+        // over, but the final commit names the next offset.
+        let history = vec![recv(0), recv(1), commit(1), commit(2)];
+        let stuck = ["evt-1: email took effect 0 times (1 attempt)  LOST"];
+        assert_eq!(diagnoses_of(2, history.clone(), "liveness", &stuck), []);
+        let own = vec![recv(0), commit(0), recv(1), commit(1)];
+        let kinds: Vec<DiagnosisKind> = diagnoses_of(2, own, "liveness", &[])
+            .iter()
+            .map(|d| d.kind)
+            .collect();
+        assert_eq!(kinds, [DiagnosisKind::CommittedOwnOffset]);
+    }
+
+    #[test]
+    fn a_start_past_records_is_latest_only_without_a_commit_before_it() {
+        let lost = ["evt-0: email took effect 0 times (0 attempts)  LOST"];
+        let recorded = diagnoses_of(
+            1,
+            vec![assigned(1, vec![(tp(), AutoOffsetReset::Latest)])],
+            "at-least-once",
+            &lost,
+        );
+        assert_eq!(recorded.len(), 1);
+        assert!(!recorded[0].likely && !recorded[0].sentence.starts_with("likely"));
+        // A backend that did not say where the start came from: inferred.
+        let inferred = diagnoses_of(1, vec![assigned(1, vec![])], "at-least-once", &lost);
+        assert_eq!(inferred.len(), 1);
+        assert!(inferred[0].likely && inferred[0].sentence.starts_with("likely "));
+        // Started from a commit made before: not a reset.
+        let committed = vec![commit(1), assigned(1, vec![])];
+        assert_eq!(diagnoses_of(1, committed, "at-least-once", &lost), []);
+        // Started from earliest: nothing skipped by the reset.
+        let earliest = vec![assigned(1, vec![(tp(), AutoOffsetReset::Earliest)])];
+        assert_eq!(diagnoses_of(1, earliest, "at-least-once", &lost), []);
+    }
+
+    #[test]
+    fn a_backwards_commit_is_named_only_when_it_explains_the_failure() {
+        let backwards = vec![recv(0), recv(1), commit(2), commit(1)];
+        // A loss elsewhere, the group not stuck: the backwards commit explains nothing.
+        let lost = ["evt-5: email took effect 0 times (0 attempts)  LOST"];
+        assert_eq!(
+            diagnoses_of(2, backwards.clone(), "at-least-once", &lost),
+            []
+        );
+        let duplicated = ["evt-1: email took effect 2 times (2 attempts)  DUPLICATED"];
+        let kinds: Vec<DiagnosisKind> = diagnoses_of(2, backwards, "effectively-once", &duplicated)
+            .iter()
+            .map(|d| d.kind)
+            .collect();
+        assert_eq!(kinds, [DiagnosisKind::CommitMovedBackwards]);
     }
 
     #[test]
