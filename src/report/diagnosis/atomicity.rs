@@ -54,7 +54,7 @@ fn handlings(facts: &Facts<'_>, position: &RecordPosition, event_id: &str) -> Ve
                 } if id == event_id && outcome.took_effect() => {
                     handling.steps.push((Step::Effect, i));
                 }
-                HistoryEvent::StoreCommitted
+                HistoryEvent::StoreCommitted { .. }
                 | HistoryEvent::StoreCommitFailed {
                     committed: true, ..
                 } => handling.steps.push((Step::Store, i)),

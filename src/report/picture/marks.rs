@@ -264,12 +264,23 @@ pub(super) fn mark(entry: &HistoryEntry, records: &Records) -> Option<Mark> {
             };
             (Glyph::Square, class, event_id.clone())
         }
-        StoreCommitted => (Glyph::Square, "store", "db".into()),
-        StoreCommitFailed { committed } => (
-            Glyph::Square,
-            "store bad",
-            if *committed { "db?" } else { "db✗" }.into(),
-        ),
+        // A store transaction belongs to the events whose rows it wrote.
+        StoreCommitted { wrote } => {
+            for id in wrote.iter().flat_map(|r| r.added.iter().chain(&r.removed)) {
+                push(&mut events, Some(id));
+            }
+            (Glyph::Square, "store", "db".into())
+        }
+        StoreCommitFailed { committed, wrote } => {
+            for id in wrote.iter().flat_map(|r| r.added.iter().chain(&r.removed)) {
+                push(&mut events, Some(id));
+            }
+            (
+                Glyph::Square,
+                "store bad",
+                if *committed { "db?" } else { "db✗" }.into(),
+            )
+        }
         FaultInjected { fault, record, .. } => {
             if let Some(record) = record {
                 push(&mut events, records.event(record));

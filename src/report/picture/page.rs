@@ -312,13 +312,13 @@ pub(super) fn page(cases: &[Case<'_>], replay: &str) -> String {
     let mut out = String::new();
     writeln!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>effectively-once: {} violated</title>\n<style>{STYLE}</style>\n</head>\n<body>",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>effectively-once check failed: {} violated</title>\n<style>{STYLE}</style>\n</head>\n<body>",
         escape(headline)
     )
     .ok();
     writeln!(
         out,
-        "<header><h1>effectively-once: {} violated</h1><p class=\"replay\">{}</p></header>",
+        "<header><h1>effectively-once check failed: {} violated</h1><p class=\"replay\">{}</p></header>",
         escape(headline),
         escape(replay)
     )
