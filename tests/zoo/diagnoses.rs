@@ -43,7 +43,7 @@ fn assert_undiagnosed(c: &Counterexample) {
     assert_eq!(c.diagnoses(), [], "{c}");
     let report = c.to_string();
     let own = report
-        .split("\neffectively-once: also ")
+        .split("\neffectively-once check also failed: ")
         .next()
         .expect("split yields one part");
     assert!(!own.contains("\ndiagnosis:\n"), "{c}");
@@ -191,13 +191,12 @@ fn records_committed_as_they_complete_lose_one_undiagnosed_and_commit_backwards_
 #[test]
 fn correct_consumers_pass_with_reports_unchanged() {
     let passed = check_at_least_once(&verifier(), commit_after_service).expect("passes");
-    assert_eq!(
-        passed.to_string(),
-        format!(
-            "effectively-once: at-least-once held in 256 cases (seed 0; {} faults fired, {} \
-             crashes)",
-            passed.faults_fired, passed.crashes
-        )
+    let report = passed.to_string();
+    assert!(
+        report.starts_with(
+            "effectively-once check passed: at-least-once held in 256 cases (seed 0; "
+        ) && !report.contains('\n'),
+        "{report}"
     );
     check_effectively_once(&verifier(), idempotency_key_service).expect("passes");
 }
