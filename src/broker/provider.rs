@@ -39,7 +39,7 @@ pub enum BrokerProvider {
     /// A fresh broker container per run, through testcontainers (the `containers` feature):
     /// `apache/kafka` with testcontainers-modules' Kafka module, an image whose name contains
     /// `tansu` as Tansu (`ADVERTISED_LISTENER_URL`), any other as Apache Kafka in KRaft mode
-    /// (`KAFKA_*` variables). See [`container`](super::container).
+    /// (`KAFKA_*` variables).
     Container {
         /// The image.
         image: String,
