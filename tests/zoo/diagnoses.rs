@@ -68,6 +68,13 @@ fn a_new_group_left_at_latest_is_diagnosed_from_the_reset_the_simulator_recorded
         "the timeline says where the start came from: {report}"
     );
     snapshot("latest_start", &report);
+    // The picture says it too.
+    let page = std::fs::read_to_string(c.picture().expect("a picture was written")).unwrap();
+    let sentence = &c.diagnoses()[0].sentence;
+    assert!(
+        page.contains("<h3>diagnosis</h3>") && page.contains("a new group starting at `latest`"),
+        "{sentence}"
+    );
 }
 
 #[test]

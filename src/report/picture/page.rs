@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::marks::Glyph;
 use super::{escape, svg};
 use crate::report::Case;
+use crate::report::diagnosis::diagnose;
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 24px 40px; color: #0f172a; background: #fff; }
@@ -248,6 +249,14 @@ fn case_section(out: &mut String, index: usize, case: &Case<'_>) {
             writeln!(out, "<li>{}</li>", escape(line)).ok();
         }
         out.push_str("</ul></div>\n");
+    }
+    let diagnoses = diagnose(case);
+    if !diagnoses.is_empty() {
+        out.push_str("<h3>diagnosis</h3>\n<ul class=\"diagnosis\">");
+        for diagnosis in &diagnoses {
+            writeln!(out, "<li>{}</li>", escape(&diagnosis.sentence)).ok();
+        }
+        out.push_str("</ul>\n");
     }
     out.push_str("<h3>minimal scenario</h3>\n");
     writeln!(
