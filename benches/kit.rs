@@ -128,15 +128,24 @@ fn sim_records_per_sec(instances: u32, records: usize) -> Result<Stats, String> 
     Ok(Stats::of(rates))
 }
 
-/// Cases per second of a passing check with 50-event scenarios and every fault kind.
-fn cases_per_sec<F, Fut>(verifier: &Verifier, cases: u32, factory: F) -> Result<Stats, String>
+/// Cases per second of a passing check with 50-event scenarios and every fault kind, judged on
+/// `threads` threads.
+fn cases_per_sec<F, Fut>(
+    verifier: &Verifier,
+    cases: u32,
+    threads: usize,
+    factory: F,
+) -> Result<Stats, String>
 where
     F: Fn(InstanceContext) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future + 'static,
     Fut::Output: InstanceExit,
 {
     let mut v = verifier.clone();
-    v.cases(cases).events(50..=50).faults(&FaultKind::ALL);
+    v.cases(cases)
+        .events(50..=50)
+        .faults(&FaultKind::ALL)
+        .threads(threads);
     let rates = runs(repeats(), || {
         let started = Instant::now();
         let passed: Passed =
@@ -287,6 +296,23 @@ fn main() {
         }
         return;
     }
+    // `--profile-cases N`: one check of N cases of the idempotency-key consumer on one thread,
+    // for an instruction count of the search under callgrind.
+    if let Some(n) = args.iter().position(|a| a == "--profile-cases") {
+        let cases = args
+            .get(n + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--profile-cases takes a case count");
+        QUICK.store(true, Ordering::Relaxed);
+        match cases_per_sec(&email_verifier(), cases, 1, idempotency_key_service) {
+            Ok(stats) => println!("{cases} cases: {:.0} cases/s", stats.median),
+            Err(e) => {
+                eprintln!("profile run failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let quick = !std::env::args().any(|a| a == "--bench");
     QUICK.store(quick, Ordering::Relaxed);
     let (records, cases, scaling): (usize, u32, &[usize]) = if quick {
@@ -302,18 +328,27 @@ fn main() {
             sim_records_per_sec(instances, records),
         ));
     }
-    rows.push(row(
-        "cases_per_sec: 50 events, all fault kinds, idempotency-key consumer",
-        "cases/s",
-        cases_per_sec(&email_verifier(), cases, idempotency_key_service),
-    ));
-    rows.push(row(
-        "cases_per_sec: 50 events, all fault kinds, SQLite dedup (inbox) consumer",
-        "cases/s",
-        cases_per_sec(&store_verifier(INBOX, INBOX_QUERY), cases / 2 + 1, |ctx| {
-            inbox_service(ctx, Mark::SameTransaction)
-        }),
-    ));
+    let all_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    for threads in [1, all_threads] {
+        let on = |what: &str| {
+            format!("cases_per_sec: 50 events, all fault kinds, {what}, {threads} thread(s)")
+        };
+        rows.push(row(
+            on("idempotency-key consumer"),
+            "cases/s",
+            cases_per_sec(&email_verifier(), cases, threads, idempotency_key_service),
+        ));
+        rows.push(row(
+            on("SQLite dedup (inbox) consumer"),
+            "cases/s",
+            cases_per_sec(
+                &store_verifier(INBOX, INBOX_QUERY),
+                cases / 2 + 1,
+                threads,
+                |ctx| inbox_service(ctx, Mark::SameTransaction),
+            ),
+        ));
+    }
     use Semantics::*;
     let email = email_verifier();
     rows.extend(zoo_fixture(

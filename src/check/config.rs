@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::report::Replay;
-use super::{CASE_TIMEOUT_ENV, CheckError, PICTURE_ENV, SEED_ENV};
+use super::shard::Shard;
+use super::{CASE_TIMEOUT_ENV, CheckError, PICTURE_ENV, SEED_ENV, SHARD_ENV, THREADS_ENV};
 use crate::broker::BrokerProvider;
 use crate::invariant::{Invariant, Liveness, Semantics};
 use crate::ledger::{OutputTopic, StoreEffect};
@@ -35,6 +36,8 @@ type Tweak = Arc<dyn Fn(&mut SimulationBuilder) + Send + Sync>;
 pub struct Verifier {
     pub(crate) cases: u32,
     pub(crate) seed: u64,
+    pub(crate) shard: Shard,
+    pub(crate) threads: usize,
     pub(crate) space: ScenarioSpace,
     pub(crate) topic: String,
     pub(crate) encode: Encoder,
@@ -60,6 +63,8 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("cases", &self.cases)
             .field("seed", &self.seed)
+            .field("shard", &self.shard)
+            .field("threads", &self.threads)
             .field("space", &self.space)
             .field("topic", &self.topic)
             .field("sinks", &self.sinks)
@@ -100,6 +105,17 @@ fn env_switch(name: &str) -> Result<Option<bool>, String> {
     }
 }
 
+fn env_shard() -> Result<Option<Shard>, String> {
+    match std::env::var(SHARD_ENV) {
+        Ok(value) => value
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("`{SHARD_ENV}`: {e}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("`{SHARD_ENV}` is not valid UTF-8")),
+    }
+}
+
 impl Default for Verifier {
     /// proptest's case count (256, or `PROPTEST_CASES`), seed 0 (or `EFFECTIVELY_ONCE_SEED`),
     /// the default [`ScenarioSpace`] ([`FaultKind::DEFAULT`]), topic `events`, JSON payloads
@@ -122,6 +138,14 @@ impl Default for Verifier {
             config_error.get_or_insert(e);
             None
         });
+        let shard = env_shard().unwrap_or_else(|e| {
+            config_error.get_or_insert(e);
+            None
+        });
+        let threads = env_u64(THREADS_ENV).unwrap_or_else(|e| {
+            config_error.get_or_insert(e);
+            None
+        });
         let broker = BrokerProvider::from_env().unwrap_or_else(|e| {
             config_error.get_or_insert(e.to_string());
             None
@@ -129,6 +153,11 @@ impl Default for Verifier {
         Verifier {
             cases: proptest::test_runner::Config::default().cases,
             seed: seed.unwrap_or(0),
+            shard: shard.unwrap_or_default(),
+            threads: match threads {
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             space: ScenarioSpace::default(),
             topic: "events".into(),
             encode: Arc::new(Event::to_json),
@@ -162,6 +191,35 @@ impl Verifier {
     /// seed gives the same cases, the same verdict and the same report, byte for byte.
     pub fn seed(&mut self, seed: u64) -> &mut Self {
         self.seed = seed;
+        self
+    }
+
+    /// Which slice of the cases this check runs (default all of them, or
+    /// `EFFECTIVELY_ONCE_SHARD=<index>/<count>`): shard `i` of `n` runs every `n`th case of the
+    /// stream the seed generates, starting with the `i`th, so shards are disjoint, each
+    /// reproducible on any machine from the seed and the shard, and `n` shards of
+    /// [`cases`](Self::cases) each cover `n` times the cases in the same wall time. Split a test
+    /// across a CI matrix with the environment variable (see the README).
+    ///
+    /// ```
+    /// use effectively_once::{Shard, Verifier};
+    ///
+    /// let mut verifier = Verifier::default();
+    /// verifier.shard(Shard::new(2, 8).expect("shard 2 of 8 exists"));
+    /// ```
+    pub fn shard(&mut self, shard: Shard) -> &mut Self {
+        self.shard = shard;
+        self
+    }
+
+    /// How many threads judge cases at once (default: the machine's
+    /// [`available_parallelism`](std::thread::available_parallelism), or
+    /// `EFFECTIVELY_ONCE_THREADS`). The verdict and the report do not depend on it: cases are
+    /// judged ahead of the search on worker threads and met in the order of a run on one thread.
+    /// A consumer factory that shares state between cases sees them run concurrently; set 1 for
+    /// such a consumer.
+    pub fn threads(&mut self, threads: usize) -> &mut Self {
+        self.threads = threads;
         self
     }
 
@@ -381,6 +439,7 @@ impl Verifier {
     pub(crate) fn replay(&self) -> Replay {
         Replay {
             seed: self.seed,
+            shard: self.shard,
             topic: self.topic.clone(),
             saved_in: self
                 .source_file
@@ -392,6 +451,11 @@ impl Verifier {
     pub(crate) fn validate(&self) -> Result<(), CheckError> {
         if let Some(e) = &self.config_error {
             return Err(CheckError::InvalidConfig(e.clone()));
+        }
+        if self.threads == 0 {
+            return Err(CheckError::InvalidConfig(
+                "threads must be at least 1".into(),
+            ));
         }
         if self.cases == 0 {
             return Err(CheckError::InvalidConfig("cases must be at least 1".into()));

@@ -11,12 +11,14 @@
 //! (proptest's generation, on a watched worker thread), `judge` (one scenario's run and the
 //! invariants), `shrink` (the passes after proptest's), `report` (the verdict as text).
 
+mod ahead;
 pub(crate) mod config;
 mod differential;
 pub(crate) mod entry;
 mod judge;
 pub(crate) mod report;
 mod search;
+pub(crate) mod shard;
 mod shrink;
 
 pub(crate) use config::Verifier;
@@ -29,6 +31,12 @@ pub use report::{Diagnosis, DiagnosisKind};
 
 /// The environment variable that overrides the default seed (0).
 pub const SEED_ENV: &str = "EFFECTIVELY_ONCE_SEED";
+/// The environment variable that picks a slice of the cases, `<index>/<count>` (such as
+/// `2/8`): see [`Verifier::shard`](crate::Verifier::shard).
+pub const SHARD_ENV: &str = "EFFECTIVELY_ONCE_SHARD";
+/// The environment variable that overrides how many threads judge cases (default: the
+/// machine's available parallelism): see [`Verifier::threads`](crate::Verifier::threads).
+pub const THREADS_ENV: &str = "EFFECTIVELY_ONCE_THREADS";
 /// The environment variable that overrides the per-case wall-clock limit, in seconds.
 pub const CASE_TIMEOUT_ENV: &str = "EFFECTIVELY_ONCE_CASE_TIMEOUT";
 /// The environment variable that turns the counterexample's picture off (`0`) or on (`1`,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use super::shard::Shard;
 use crate::history::{History, PublishedEvent};
 use crate::invariant::{Semantics, Violation};
 use crate::report::diagnosis::diagnose;
@@ -23,6 +24,8 @@ pub struct Passed {
     pub cases: u32,
     /// The seed they were generated from.
     pub seed: u64,
+    /// The slice of the seed's cases they were ([`Shard::WHOLE`] unless split).
+    pub shard: Shard,
     /// How many injected faults fired over all cases.
     pub faults_fired: u64,
     /// How many instance crashes happened over all cases.
@@ -41,10 +44,11 @@ impl fmt::Display for Passed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "effectively-once check passed: {} held in {} (seed {}; {} fired, {})",
+            "effectively-once check passed: {} held in {} (seed {}{}; {} fired, {})",
             self.semantics,
             counted(self.cases.into(), "case", "cases"),
             self.seed,
+            shard_note(self.shard),
             counted(self.faults_fired, "fault", "faults"),
             counted(self.crashes, "crash", "crashes"),
         )?;
@@ -52,6 +56,31 @@ impl fmt::Display for Passed {
             write!(f, "\n{broker}")?;
         }
         Ok(())
+    }
+}
+
+/// `, shard 2/8` after a seed when the cases were split, nothing otherwise.
+fn shard_note(shard: Shard) -> String {
+    if shard.is_whole() {
+        String::new()
+    } else {
+        format!(", shard {shard}")
+    }
+}
+
+/// How a report names what replays it: the seed, and the shard when the cases were split.
+fn replay_words(seed: u64, shard: Shard) -> String {
+    if shard.is_whole() {
+        format!(
+            "seed {seed} (set {}=<n> to explore others)",
+            super::SEED_ENV
+        )
+    } else {
+        format!(
+            "seed {seed}, shard {shard} ({}={shard}; set {}=<n> to explore others)",
+            super::SHARD_ENV,
+            super::SEED_ENV
+        )
     }
 }
 
@@ -82,6 +111,8 @@ pub struct Counterexample {
     pub logs: String,
     /// The seed the cases were generated from.
     pub seed: u64,
+    /// The slice of the seed's cases the check ran ([`Shard::WHOLE`] unless split).
+    pub shard: Shard,
     /// The input topic.
     pub topic: String,
     /// Where proptest saved the failing case, if it did.
@@ -114,6 +145,7 @@ enum PictureFile {
 #[derive(Clone, Debug)]
 pub(crate) struct Replay {
     pub seed: u64,
+    pub shard: Shard,
     pub topic: String,
     pub saved_in: Option<String>,
 }
@@ -176,6 +208,7 @@ impl Counterexample {
             history: Some(history),
             logs,
             seed: replay.seed,
+            shard: replay.shard,
             topic: replay.topic,
             saved_in: replay.saved_in,
             hung: false,
@@ -229,6 +262,7 @@ impl Counterexample {
             history: None,
             logs: String::new(),
             seed: replay.seed,
+            shard: replay.shard,
             topic: replay.topic,
             saved_in: None,
             hung: true,
@@ -296,9 +330,8 @@ impl Counterexample {
             })
             .collect();
         let replay = format!(
-            "seed {} (set {}=<n> to explore others) gives this page again",
-            self.seed,
-            super::SEED_ENV
+            "{} gives this page again",
+            replay_words(self.seed, self.shard)
         );
         let html = picture::render(&cases, &replay);
         let exe = std::env::current_exe().ok();
@@ -451,14 +484,13 @@ impl fmt::Display for Counterexample {
         }
         write!(
             f,
-            "replay: {}: seed {} (set {}=<n> to explore others) gives this report again",
+            "replay: {}: {} gives this report again",
             if differences.is_empty() {
                 "the check is deterministic"
             } else {
                 "if the consumer were deterministic"
             },
-            self.seed,
-            super::SEED_ENV
+            replay_words(self.seed, self.shard),
         )?;
         match &self.saved_in {
             Some(file) => writeln!(f, "; the case is saved in {file} and replays first")?,

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once};
 
+use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
 
-use super::judge::run_scenario;
+use super::ahead::{Ahead, key_of, map_on_threads};
+use super::judge::{CaseRun, run_scenario};
 use super::report::{Counterexample, Passed};
 use super::shrink::{
     drop_events, fewer_instances, merge_faults, remove_superfluous, simplify_faults,
@@ -28,8 +30,28 @@ use crate::run::{InstanceContext, InstanceExit};
 use crate::scenario::{Event, Scenario, StreamEvent};
 
 enum Message {
-    Case(Scenario),
+    /// A case started: its number (in the order cases start) and the case.
+    Started(u64, Scenario),
+    /// The case of that number ended.
+    Finished(u64),
     Done(Result<Passed, CheckError>),
+}
+
+/// Tells the watcher which cases are running, for a hung case's report.
+struct Announcer<'a> {
+    tx: &'a mpsc::Sender<Message>,
+    next: AtomicU64,
+}
+
+impl Announcer<'_> {
+    /// Runs `f` announced as case `scenario`.
+    fn running<T>(&self, scenario: &Scenario, f: impl FnOnce() -> T) -> T {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Message::Started(n, scenario.clone()));
+        let value = f();
+        let _ = self.tx.send(Message::Finished(n));
+        value
+    }
 }
 
 thread_local! {
@@ -71,17 +93,33 @@ where
     let worker = std::thread::Builder::new()
         .name("effectively-once-check".into())
         .spawn(move || {
-            crate::run::progress::watch_this_thread(worker_progress);
+            crate::run::progress::watch_this_thread(worker_progress.clone());
             silence_panics_on_this_thread();
-            let result = search(semantics, &worker_verifier, &factory, &tx);
+            let announcer = Announcer {
+                tx: &tx,
+                next: AtomicU64::new(0),
+            };
+            let result = search(
+                semantics,
+                &worker_verifier,
+                &factory,
+                &announcer,
+                &worker_progress,
+            );
             let _ = tx.send(Message::Done(result));
         })
         .map_err(|e| CheckError::Aborted(format!("could not start the worker thread: {e}")))?;
-    let mut current: Option<Scenario> = None;
+    // The cases running now, by number: the first of them is the one reported as hung.
+    let mut running: BTreeMap<u64, Scenario> = BTreeMap::new();
     let mut seen = progress.load(Ordering::Relaxed);
     loop {
         match rx.recv_timeout(verifier.case_timeout) {
-            Ok(Message::Case(scenario)) => current = Some(scenario),
+            Ok(Message::Started(n, scenario)) => {
+                running.insert(n, scenario);
+            }
+            Ok(Message::Finished(n)) => {
+                running.remove(&n);
+            }
             Err(RecvTimeoutError::Timeout) if progress.load(Ordering::Relaxed) != seen => {
                 seen = progress.load(Ordering::Relaxed);
             }
@@ -95,7 +133,7 @@ where
                     semantics,
                     verifier.case_timeout,
                     verifier.replay(),
-                    current,
+                    running.into_values().next(),
                 ))));
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -170,14 +208,60 @@ struct Judged {
     crashes: u64,
 }
 
-/// Runs and judges scenarios, each one once: the search makes one pass per broken invariant,
-/// and each pass meets the cases of the passes before it again.
-struct Judge<'a, F> {
+/// What one run of `scenario` found.
+fn judged(run: &CaseRun) -> Judged {
+    let mut judged = Judged {
+        broken: run.violations.iter().map(|v| v.invariant.clone()).collect(),
+        faults_fired: 0,
+        crashes: 0,
+    };
+    for e in run.outcome.history().events() {
+        match e {
+            HistoryEvent::FaultInjected { .. } => judged.faults_fired += 1,
+            HistoryEvent::InstanceCrashed { .. } => judged.crashes += 1,
+            _ => {}
+        }
+    }
+    judged
+}
+
+/// Runs one case and judges it; shared by the worker threads.
+struct CaseRunner<'a, F> {
     semantics: Semantics,
     verifier: &'a Verifier,
     factory: &'a Arc<F>,
-    tx: &'a mpsc::Sender<Message>,
+    announcer: &'a Announcer<'a>,
+}
+
+impl<F, Fut> CaseRunner<'_, F>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    /// Runs `scenario` on the current thread and judges it.
+    fn run(&self, scenario: &Scenario) -> Result<Judged, Error> {
+        let factory = self.factory.clone();
+        self.announcer.running(scenario, || {
+            run_scenario(self.semantics, self.verifier, scenario, move |ctx| {
+                factory(ctx)
+            })
+            .map(|run| judged(&run))
+        })
+    }
+}
+
+/// Runs and judges scenarios, each one once: the search makes one pass per broken invariant,
+/// and each pass meets the cases of the passes before it again. With more than one thread,
+/// the cases a pass will meet next are judged ahead on worker threads.
+struct Judge<'a, F> {
+    cases: CaseRunner<'a, F>,
+    /// The watchdog's counter, which the worker threads' runs count into too.
+    progress: &'a Arc<AtomicU64>,
     seen: RefCell<BTreeMap<String, Judged>>,
+    /// Cases judged ahead whose run failed: the error is returned when the search meets them.
+    failed: RefCell<BTreeMap<String, Error>>,
+    ahead: RefCell<Option<Ahead<BoxedStrategy<Scenario>>>>,
 }
 
 impl<F, Fut> Judge<'_, F>
@@ -187,29 +271,56 @@ where
     Fut::Output: InstanceExit,
 {
     fn judge(&self, scenario: &Scenario) -> Result<Judged, Error> {
-        let key = format!("{scenario:?}");
+        self.judge_keyed(key_of(scenario), scenario)
+    }
+
+    /// [`judge`](Self::judge) of `scenario`, whose key is `key`.
+    fn judge_keyed(&self, key: String, scenario: &Scenario) -> Result<Judged, Error> {
         if let Some(judged) = self.seen.borrow().get(&key) {
             return Ok(judged.clone());
         }
-        let _ = self.tx.send(Message::Case(scenario.clone()));
-        let factory = self.factory.clone();
-        let run = run_scenario(self.semantics, self.verifier, scenario, move |ctx| {
-            factory(ctx)
-        })?;
-        let mut judged = Judged {
-            broken: run.violations.into_iter().map(|v| v.invariant).collect(),
-            faults_fired: 0,
-            crashes: 0,
-        };
-        for e in run.outcome.history().events() {
-            match e {
-                HistoryEvent::FaultInjected { .. } => judged.faults_fired += 1,
-                HistoryEvent::InstanceCrashed { .. } => judged.crashes += 1,
-                _ => {}
-            }
+        if let Some(e) = self.failed.borrow_mut().remove(&key) {
+            return Err(e);
         }
+        let judged = self.cases.run(scenario)?;
         self.seen.borrow_mut().insert(key, judged.clone());
         Ok(judged)
+    }
+
+    /// When the case under `key` is the next case the look-ahead has, judges it and the batch after it
+    /// on the worker threads.
+    fn look_ahead(&self, key: &str) {
+        let mut ahead = self.ahead.borrow_mut();
+        let Some(ahead) = ahead.as_mut() else {
+            return;
+        };
+        if !ahead.is_next(key) || self.seen.borrow().contains_key(key) {
+            return;
+        }
+        let batch = ahead.batch(|key| {
+            !self.seen.borrow().contains_key(key) && !self.failed.borrow().contains_key(key)
+        });
+        let progress = self.progress.clone();
+        let cases = &self.cases;
+        let results = map_on_threads(
+            &batch,
+            ahead.threads(),
+            || {
+                crate::run::progress::watch_this_thread(progress.clone());
+                silence_panics_on_this_thread();
+            },
+            |(_, scenario)| cases.run(scenario),
+        );
+        for ((key, _), result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(judged) => {
+                    self.seen.borrow_mut().insert(key, judged);
+                }
+                Err(e) => {
+                    self.failed.borrow_mut().insert(key, e);
+                }
+            }
+        }
     }
 
     /// Whether `scenario` breaks `target`, counting the step.
@@ -246,7 +357,8 @@ fn search<F, Fut>(
     semantics: Semantics,
     verifier: &Verifier,
     factory: &Arc<F>,
-    tx: &mpsc::Sender<Message>,
+    announcer: &Announcer<'_>,
+    watched: &Arc<AtomicU64>,
 ) -> Result<Passed, CheckError>
 where
     F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
@@ -276,24 +388,38 @@ where
         space.operations(&operations);
     }
     let strategy = space.strategy();
+    let shard = verifier.shard;
+    let sharded = shard.strategy(strategy.clone());
     let judge = Judge {
-        semantics,
-        verifier,
-        factory,
-        tx,
+        cases: CaseRunner {
+            semantics,
+            verifier,
+            factory,
+            announcer,
+        },
+        progress: watched,
         seen: RefCell::new(BTreeMap::new()),
+        failed: RefCell::new(BTreeMap::new()),
+        ahead: RefCell::new(Ahead::new(&config, &strategy, shard, verifier.threads)),
     };
     let error: RefCell<Option<Error>> = RefCell::new(None);
     let mut reported: Vec<String> = Vec::new();
     let mut found: Vec<Counterexample> = Vec::new();
     loop {
         let mut runner = TestRunner::new(config.clone());
+        shard
+            .move_to_start(&strategy, &mut runner)
+            .map_err(|why| CheckError::Aborted(why.to_string()))?;
         let progress = Progress::default();
-        let result = runner.run(&strategy, |scenario| {
+        let result = runner.run(&sharded, |scenario| {
             if error.borrow().is_some() {
                 return Err(TestCaseError::fail("the simulation failed"));
             }
-            let judged = match judge.judge(&scenario) {
+            let key = key_of(&scenario);
+            if progress.target.borrow().is_none() {
+                judge.look_ahead(&key);
+            }
+            let judged = match judge.judge_keyed(key, &scenario) {
                 Ok(judged) => judged,
                 Err(e) => {
                     *error.borrow_mut() = Some(e);
@@ -335,6 +461,7 @@ where
                     semantics,
                     cases: progress.cases.get(),
                     seed: verifier.seed,
+                    shard,
                     faults_fired: progress.faults_fired.get(),
                     crashes: progress.crashes.get(),
                     broker: None,
@@ -396,30 +523,28 @@ where
     let minimal = fewer_instances(minimal, &mut breaks_the_same)?;
     let minimal = drop_events(minimal, &mut still_fails)?;
     let minimal = remove_superfluous(minimal, &mut still_fails)?;
-    let _ = judge.tx.send(Message::Case(minimal.clone()));
-    let (run, logs) = capture_logs(|| {
-        let factory = judge.factory.clone();
-        run_scenario(judge.semantics, judge.verifier, &minimal, move |ctx| {
-            factory(ctx)
+    let cases = &judge.cases;
+    let run_logged = || {
+        capture_logs(|| {
+            let factory = cases.factory.clone();
+            run_scenario(cases.semantics, cases.verifier, &minimal, move |ctx| {
+                factory(ctx)
+            })
         })
-    });
+    };
+    let (run, logs) = cases.announcer.running(&minimal, run_logged);
     let run = run?;
     // Once more: the same scenario must give the same history.
-    let (again, _) = capture_logs(|| {
-        let factory = judge.factory.clone();
-        run_scenario(judge.semantics, judge.verifier, &minimal, move |ctx| {
-            factory(ctx)
-        })
-    });
+    let (again, _) = cases.announcer.running(&minimal, run_logged);
     let difference = first_difference(run.outcome.history(), again?.outcome.history());
     Ok(Counterexample::new(
-        judge.semantics,
+        cases.semantics,
         target,
         run.violations,
         run.scenario,
         run.published,
         run.outcome.history().clone(),
-        judge.verifier.replay(),
+        cases.verifier.replay(),
         first,
         progress.cases.get(),
         steps.get(),

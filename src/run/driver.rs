@@ -129,7 +129,7 @@ where
         let _clock = super::progress::watched().map(super::progress::count_clock);
         loop {
             let now = Instant::now();
-            let mut to_start = Vec::new();
+            let mut move_to_start = Vec::new();
             wake_at.clear();
             wake_at.push(origin + self.config.time_limit);
             if let Some(interval) = self.backend.check_interval() {
@@ -140,14 +140,14 @@ where
             if let Some((at, _, _)) = input.front() {
                 wake_at.push(origin + *at);
             }
-            self.schedule_restarts(now, &mut to_start, &mut wake_at);
+            self.schedule_restarts(now, &mut move_to_start, &mut wake_at);
             let instances = Instances::of(&self.run.lock(), &mut running);
             let ending = if now >= origin + self.config.time_limit {
                 Some(Ending::TimeLimit)
             } else if input.is_empty() && instances.all_stopped {
                 Some(Ending::AllStopped)
             } else if input.is_empty()
-                && to_start.is_empty()
+                && move_to_start.is_empty()
                 // Nothing settles while the broker is down (on a real broker the lag
                 // cannot even be read then), nor while a process is frozen.
                 && self.backend.broker_down().is_none()
@@ -206,8 +206,8 @@ where
             if ended {
                 return Ok(());
             }
-            if !to_start.is_empty() {
-                for id in to_start {
+            if !move_to_start.is_empty() {
+                for id in move_to_start {
                     self.start(id);
                 }
                 continue;
@@ -308,7 +308,7 @@ where
     fn schedule_restarts(
         &self,
         now: Instant,
-        to_start: &mut Vec<InstanceId>,
+        move_to_start: &mut Vec<InstanceId>,
         wake_at: &mut Vec<Instant>,
     ) {
         let mut run = self.run.lock();
@@ -337,7 +337,7 @@ where
             };
             let due = state.died_at.expect("dead instances have a time of death") + delay;
             if due <= now {
-                to_start.push(*id);
+                move_to_start.push(*id);
             } else {
                 wake_at.push(due);
             }

@@ -4,6 +4,8 @@
 //! settings that change delivery semantics, ignores connection settings (`bootstrap.servers`,
 //! security), and refuses, with a clear error, settings whose behaviour it does not model.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -94,11 +96,32 @@ fn invalid(key: &str, value: &str, expected: &str) -> KafkaError {
 /// a value of the wrong type or out of range) with the very error rdkafka reports,
 /// `KafkaError::ClientConfig`. Properties are checked one at a time in name order, so the error
 /// for a configuration with several mistakes is deterministic.
+///
+/// librdkafka's answer for each property is remembered for the process: every case of a check
+/// creates its consumers from the same few settings, and asking librdkafka costs a native
+/// configuration each time.
 fn validate_with_librdkafka(config: &ClientConfig) -> Result<(), KafkaError> {
+    type Answers = HashMap<(String, String), Result<(), KafkaError>>;
+    static ANSWERS: OnceLock<Mutex<Answers>> = OnceLock::new();
+    let answers = ANSWERS.get_or_init(Mutex::default);
     for (key, value) in config.config_map() {
-        let mut single = ClientConfig::new();
-        single.set(key, value);
-        single.create_native_config()?;
+        let asked = (key.to_string(), value.to_string());
+        let known = answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&asked)
+            .cloned();
+        let answer = known.unwrap_or_else(|| {
+            let mut single = ClientConfig::new();
+            single.set(key, value);
+            let answer = single.create_native_config().map(drop);
+            answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(asked, answer.clone());
+            answer
+        });
+        answer?;
     }
     Ok(())
 }

@@ -8,5 +8,6 @@ mod corpus;
 mod db_offsets;
 mod diagnoses;
 mod pipelines;
+mod scale_out;
 mod support;
 mod verdicts;
