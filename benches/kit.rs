@@ -296,15 +296,22 @@ fn main() {
         }
         return;
     }
-    // `--profile-cases N`: one check of N cases of the idempotency-key consumer on one thread,
-    // for an instruction count of the search under callgrind.
+    // `--profile-cases N [--inbox]`: one check of N cases of the idempotency-key consumer (or
+    // the SQLite inbox consumer) on one thread, for an instruction count under callgrind.
     if let Some(n) = args.iter().position(|a| a == "--profile-cases") {
         let cases = args
             .get(n + 1)
             .and_then(|v| v.parse().ok())
             .expect("--profile-cases takes a case count");
         QUICK.store(true, Ordering::Relaxed);
-        match cases_per_sec(&email_verifier(), cases, 1, idempotency_key_service) {
+        let measured = if args.iter().any(|a| a == "--inbox") {
+            cases_per_sec(&store_verifier(INBOX, INBOX_QUERY), cases, 1, |ctx| {
+                inbox_service(ctx, Mark::SameTransaction)
+            })
+        } else {
+            cases_per_sec(&email_verifier(), cases, 1, idempotency_key_service)
+        };
+        match measured {
             Ok(stats) => println!("{cases} cases: {:.0} cases/s", stats.median),
             Err(e) => {
                 eprintln!("profile run failed: {e}");

@@ -33,20 +33,26 @@ pub(crate) struct Ahead<S: Strategy<Value = Scenario>> {
 }
 
 impl<S: Strategy<Value = Scenario> + Clone> Ahead<S> {
-    /// A generator for the run of `config` over `shard` of `strategy`'s cases, judged on
-    /// `threads` threads; `None` for one thread (the run judges its cases itself).
-    pub(crate) fn new(config: &Config, strategy: &S, shard: Shard, threads: usize) -> Option<Self> {
+    /// A generator for the run of `config` over `shard` of `strategy`'s cases for the check with
+    /// `seed`, judged on `threads` threads; `None` for one thread (the run judges its cases
+    /// itself).
+    pub(crate) fn new(
+        config: &Config,
+        strategy: &S,
+        shard: Shard,
+        seed: u64,
+        threads: usize,
+    ) -> Option<Self> {
         if threads < 2 {
             return None;
         }
-        let mut runner = TestRunner::new(Config {
+        let runner = TestRunner::new(Config {
             failure_persistence: None,
             ..config.clone()
         });
-        shard.move_to_start(strategy, &mut runner).ok()?;
         let mut ahead = Ahead {
             runner,
-            strategy: shard.strategy(strategy.clone()),
+            strategy: shard.strategy(strategy.clone(), seed),
             left: config.cases,
             next: None,
             threads,

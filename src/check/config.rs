@@ -195,11 +195,13 @@ impl Verifier {
     }
 
     /// Which slice of the cases this check runs (default all of them, or
-    /// `EFFECTIVELY_ONCE_SHARD=<index>/<count>`): shard `i` of `n` runs every `n`th case of the
-    /// stream the seed generates, starting with the `i`th, so shards are disjoint, each
-    /// reproducible on any machine from the seed and the shard, and `n` shards of
-    /// [`cases`](Self::cases) each cover `n` times the cases in the same wall time. Split a test
-    /// across a CI matrix with the environment variable (see the README).
+    /// `EFFECTIVELY_ONCE_SHARD=<index>/<count>`). A split check draws its cases from an indexed
+    /// stream (case `j` generated from the seed and `j` alone) and shard `i` of `n` runs its
+    /// cases `i - 1`, `i - 1 + n`, ...: shards are disjoint, each is reproducible on any machine
+    /// from the seed and the shard (its report names both; proptest's regression file is not
+    /// used), and `n` shards of [`cases`](Self::cases) each cover `n` times the cases in the
+    /// same wall time. Split a test across a CI matrix with the environment variable (see the
+    /// README).
     ///
     /// ```
     /// use effectively_once::{Shard, Verifier};
@@ -443,7 +445,7 @@ impl Verifier {
             topic: self.topic.clone(),
             saved_in: self
                 .source_file
-                .filter(|_| self.persist)
+                .filter(|_| self.persist && self.shard.is_whole())
                 .map(|file| format!("proptest's regression file for {file}")),
         }
     }

@@ -15,7 +15,7 @@ use proptest::test_runner::{
 };
 
 use super::ahead::{Ahead, key_of, map_on_threads};
-use super::judge::{CaseRun, run_scenario};
+use super::judge::{CaseRun, Detail, run_case, run_scenario};
 use super::report::{Counterexample, Passed};
 use super::shrink::{
     drop_events, fewer_instances, merge_faults, remove_superfluous, simplify_faults,
@@ -182,7 +182,14 @@ where
         faults: Vec::new(),
     };
     let factory = factory.clone();
-    let run = run_scenario(semantics, verifier, &scenario, move |ctx| factory(ctx))?;
+    let detail = Detail::Verdict;
+    let run = run_case(
+        semantics,
+        verifier,
+        &scenario,
+        move |ctx| factory(ctx),
+        detail,
+    )?;
     for effect in &verifier.store_effects {
         if let Some(Err(why)) = run.ledger.observed(effect.name()) {
             return Err(CheckError::InvalidConfig(format!(
@@ -243,9 +250,14 @@ where
     fn run(&self, scenario: &Scenario) -> Result<Judged, Error> {
         let factory = self.factory.clone();
         self.announcer.running(scenario, || {
-            run_scenario(self.semantics, self.verifier, scenario, move |ctx| {
-                factory(ctx)
-            })
+            let detail = Detail::Verdict;
+            run_case(
+                self.semantics,
+                self.verifier,
+                scenario,
+                move |ctx| factory(ctx),
+                detail,
+            )
             .map(|run| judged(&run))
         })
     }
@@ -365,7 +377,9 @@ where
     Fut: Future + 'static,
     Fut::Output: InstanceExit,
 {
-    let persist = verifier.persist && verifier.source_file.is_some();
+    // A split check's cases come from its indexed stream, which proptest's saved seeds do not
+    // replay: the seed and the shard do.
+    let persist = verifier.persist && verifier.source_file.is_some() && verifier.shard.is_whole();
     let config = Config {
         cases: verifier.cases,
         failure_persistence: if persist {
@@ -389,7 +403,6 @@ where
     }
     let strategy = space.strategy();
     let shard = verifier.shard;
-    let sharded = shard.strategy(strategy.clone());
     let judge = Judge {
         cases: CaseRunner {
             semantics,
@@ -400,16 +413,20 @@ where
         progress: watched,
         seen: RefCell::new(BTreeMap::new()),
         failed: RefCell::new(BTreeMap::new()),
-        ahead: RefCell::new(Ahead::new(&config, &strategy, shard, verifier.threads)),
+        ahead: RefCell::new(Ahead::new(
+            &config,
+            &strategy,
+            shard,
+            verifier.seed,
+            verifier.threads,
+        )),
     };
     let error: RefCell<Option<Error>> = RefCell::new(None);
     let mut reported: Vec<String> = Vec::new();
     let mut found: Vec<Counterexample> = Vec::new();
     loop {
         let mut runner = TestRunner::new(config.clone());
-        shard
-            .move_to_start(&strategy, &mut runner)
-            .map_err(|why| CheckError::Aborted(why.to_string()))?;
+        let sharded = shard.strategy(strategy.clone(), verifier.seed);
         let progress = Progress::default();
         let result = runner.run(&sharded, |scenario| {
             if error.borrow().is_some() {

@@ -147,9 +147,15 @@ impl DurableStore {
         if self.intercept.as_ref().is_some_and(|i| !i.alive()) {
             unwind_crash();
         }
-        self.conn.pragma_update(None, "query_only", true)?;
+        // Cached statements: a consumer reads on every record, and parsing the pragma each time
+        // cost more than the read.
+        self.conn
+            .prepare_cached("PRAGMA query_only = 1")?
+            .execute([])?;
         let result = f(&self.conn);
-        self.conn.pragma_update(None, "query_only", false)?;
+        self.conn
+            .prepare_cached("PRAGMA query_only = 0")?
+            .execute([])?;
         result
     }
 }

@@ -56,25 +56,37 @@ fn zero_threads_is_a_configuration_error() {
     }
 }
 
-/// The shard that meets the whole stream's first failing case finds the same case, after the
-/// passing cases of its own slice, names itself in the report, and replays byte for byte.
+fn sharded(index: u32, count: u32) -> Verifier {
+    let mut v = on_threads(1);
+    v.cases(64)
+        .shard(Shard::new(index, count).expect("an existing shard"));
+    v
+}
+
+/// Case `j` of a split check's stream is case `j / n` of shard `j mod n + 1` of `n`, whatever
+/// `n`: the shard that holds the first failing case of a coarser split meets the same case
+/// first, shrinks it the same way, names itself in the report and replays byte for byte.
 #[test]
-fn the_shards_slice_the_case_stream_and_each_failure_replays_from_its_shard() {
-    let mut whole = on_threads(1);
-    whole.cases(64);
-    let first = counterexample(check_effectively_once(&whole, dedup_after_effect_service));
-    // The count includes the failing case itself: it is case `passed_before - 1` of the stream.
-    let p = first.passed_before - 1;
-    for count in [2, 3, 5] {
-        let index = p % count + 1;
-        let mut sharded = whole.clone();
-        sharded.shard(Shard::new(index, count).expect("an existing shard"));
-        let found = counterexample(check_effectively_once(&sharded, dedup_after_effect_service));
+fn shards_slice_one_indexed_stream_and_each_failure_replays_from_its_shard() {
+    let first = counterexample(check_effectively_once(
+        &sharded(2, 2),
+        dedup_after_effect_service,
+    ));
+    // The count includes the failing case itself.
+    let j = u64::from(first.passed_before - 1) * 2 + 1;
+    for count in [4u32, 8] {
+        let index = (j % u64::from(count)) as u32 + 1;
+        let mut v = sharded(index, count);
+        let found = counterexample(check_effectively_once(&v, dedup_after_effect_service));
         assert_eq!(
             found.shrunk_from, first.shrunk_from,
-            "shard {index}/{count} meets case {p} of the whole stream"
+            "shard {index}/{count} meets case {j} of the stream"
         );
-        assert_eq!(found.passed_before - 1, p / count, "shard {index}/{count}");
+        assert_eq!(
+            u64::from(found.passed_before - 1),
+            j / u64::from(count),
+            "shard {index}/{count}"
+        );
         assert_eq!(
             found.scenario, first.scenario,
             "and shrinks it the same way"
@@ -86,8 +98,8 @@ fn the_shards_slice_the_case_stream_and_each_failure_replays_from_its_shard() {
             )),
             "{report}"
         );
-        sharded.threads(3);
-        let again = counterexample(check_effectively_once(&sharded, dedup_after_effect_service));
+        v.threads(3);
+        let again = counterexample(check_effectively_once(&v, dedup_after_effect_service));
         assert_eq!(
             again.to_string(),
             report,
