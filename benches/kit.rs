@@ -2,22 +2,29 @@
 //! (`cargo bench --bench kit`). Each figure is the median of three runs, with min and max; the
 //! summary goes to `target/bench/summary.json`, a table to stdout. Under `cargo test` (no
 //! `--bench` argument) it makes one quick pass with small sizes and writes nothing.
+//!
+//! `-- --sim-only` measures the simulator's figures only (records/s, allocations, peak memory)
+//! and writes nothing. The binary counts its heap allocations (a counting global allocator, switched on around
+//! the runs it measures) and re-executes itself with `--rss-records N` to read the peak memory
+//! of one run of its own (`VmHWM` is a process-wide peak).
 
 #[path = "../fixtures/mod.rs"]
 mod fixtures;
 #[path = "../tests/zoo/support.rs"]
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use effectively_once::broker::BrokerProvider;
 use effectively_once::check::{compare_on_broker, run_scenario};
+use effectively_once::history::HistoryEvent;
 use effectively_once::scenario::{Scenario, ScenarioSpace};
 use effectively_once::{
     CheckError, ConsumerHandle, FaultKind, InputRecord, InstanceContext, InstanceExit,
-    KafkaConsumer, Passed, Semantics, Simulation, Verifier, check,
+    KafkaConsumer, Outcome, Passed, Semantics, Simulation, Verifier, check,
 };
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -31,6 +38,58 @@ use fixtures::services::*;
 use fixtures::state_check::{NOTIFIED, NOTIFIED_QUERY, Transition};
 use fixtures::upsert_natural_key::{TASK_ROW, TASK_ROW_QUERY, Write};
 use support::{store_verifier, verifier as email_verifier};
+
+/// The system allocator, counting the allocations (and reallocations) made while
+/// [`COUNTING`] is set.
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn count_one() {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches no memory of the
+// allocation.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Runs `f` and returns its result with the number of allocations it made.
+fn counting_allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.store(true, Ordering::SeqCst);
+    let result = f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (result, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
 
 /// Median, min and max of a figure over several runs.
 struct Stats {
@@ -103,10 +162,14 @@ async fn trivial_consumer(ctx: InstanceContext) -> Result<(), BoxError> {
     }
 }
 
-/// Records delivered and committed per second through the trivial consumer.
-fn sim_records_per_sec(instances: u32, records: usize) -> Result<Stats, String> {
+/// `records` keyed records (100 keys) on a topic of 3 partitions, consumed by `instances`
+/// instances; on a real broker the same input is written before the instances start.
+fn trivial_simulation(instances: u32, records: usize) -> Result<Simulation, String> {
     let mut sim = Simulation::builder();
     sim.topic(TOPIC, 3).instances(instances);
+    // A run takes 3 ms of virtual time per record on average (the recv latency): a million
+    // records outlast the default 30-minute limit.
+    sim.time_limit(Duration::from_secs(30 * 60).max(Duration::from_millis(10 * records as u64)));
     for n in 0..records {
         sim.produce(
             InputRecord::new(TOPIC)
@@ -114,15 +177,97 @@ fn sim_records_per_sec(instances: u32, records: usize) -> Result<Stats, String> 
                 .payload(format!("{n}")),
         );
     }
-    let sim = sim.build().map_err(|e| e.to_string())?;
+    sim.build().map_err(|e| e.to_string())
+}
+
+/// Checks that the run handed every record to the consumer.
+fn all_delivered(outcome: &Outcome, records: usize) -> Result<(), String> {
+    let delivered = outcome
+        .history()
+        .events()
+        .filter(|e| matches!(e, HistoryEvent::Delivered { .. }))
+        .count();
+    if delivered < records {
+        return Err(format!("only {delivered} of {records} records delivered"));
+    }
+    Ok(())
+}
+
+/// Records delivered and committed per second through the trivial consumer: the wall time of
+/// the run (`Simulation::run`, which returns the history and the cluster), not of reading it.
+fn sim_records_per_sec(instances: u32, records: usize) -> Result<Stats, String> {
+    let sim = trivial_simulation(instances, records)?;
     let rates = runs(repeats(), || {
         let started = Instant::now();
         let outcome = sim.run(trivial_consumer).map_err(|e| e.to_string())?;
         let wall = started.elapsed().as_secs_f64();
-        let delivered = outcome.history().to_string().matches(" recv ").count();
-        if delivered < records {
-            return Err(format!("only {delivered} of {records} records delivered"));
-        }
+        all_delivered(&outcome, records)?;
+        Ok(records as f64 / wall)
+    })?;
+    Ok(Stats::of(rates))
+}
+
+/// Heap allocations per delivered record in one run through one instance (the count is the
+/// same on every run: one run is measured).
+fn sim_allocations_per_record(records: usize) -> Result<Stats, String> {
+    let sim = trivial_simulation(1, records)?;
+    let (outcome, allocations) = counting_allocations(|| sim.run(trivial_consumer));
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    all_delivered(&outcome, records)?;
+    Ok(Stats::of(vec![allocations as f64 / records as f64]))
+}
+
+/// `--rss-records N`: one run of N records through one instance; prints the process's peak
+/// resident set (`VmHWM`, kB) once it is over, for [`sim_peak_rss_mib`].
+fn rss_child(records: usize) -> Result<(), String> {
+    let sim = trivial_simulation(1, records)?;
+    let outcome = sim.run(trivial_consumer).map_err(|e| e.to_string())?;
+    all_delivered(&outcome, records)?;
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .ok_or("no VmHWM in /proc/self/status")?;
+    println!("VmHWM {}", hwm.trim());
+    drop(outcome);
+    Ok(())
+}
+
+/// The peak resident memory of a process that builds a run of `records` records and runs it
+/// (this binary again, with `--rss-records`), in MiB.
+fn sim_peak_rss_mib(records: usize) -> Result<Stats, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(exe)
+        .args(["--rss-records", &records.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the --rss-records run failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let kb: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM "))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmHWM line in {stdout:?}"))?;
+    Ok(Stats::of(vec![kb / 1024.0]))
+}
+
+/// The same run as [`sim_records_per_sec`] on librdkafka's mock cluster, in real time: the
+/// wall time of `Simulation::run_on`, broker start, input write and the settle period
+/// included (what a test on the mock cluster pays).
+fn mock_cluster_records_per_sec(records: usize) -> Result<Stats, String> {
+    let sim = trivial_simulation(1, records)?;
+    let rates = runs(repeats(), || {
+        let started = Instant::now();
+        let outcome = sim
+            .run_on(&BrokerProvider::MockCluster, trivial_consumer)
+            .map_err(|e| e.to_string())?;
+        let wall = started.elapsed().as_secs_f64();
+        all_delivered(&outcome, records)?;
         Ok(records as f64 / wall)
     })?;
     Ok(Stats::of(rates))
@@ -320,12 +465,24 @@ fn main() {
         }
         return;
     }
+    // `--rss-records N`: one run of N records, then the peak memory (see `sim_peak_rss_mib`).
+    if let Some(n) = args.iter().position(|a| a == "--rss-records") {
+        let records = args
+            .get(n + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--rss-records takes a record count");
+        if let Err(e) = rss_child(records) {
+            eprintln!("rss run failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let quick = !std::env::args().any(|a| a == "--bench");
     QUICK.store(quick, Ordering::Relaxed);
-    let (records, cases, scaling): (usize, u32, &[usize]) = if quick {
-        (1_000, 5, &[10, 100])
+    let (records, rss_records, cases, scaling): (usize, usize, u32, &[usize]) = if quick {
+        (1_000, 10_000, 5, &[10, 100])
     } else {
-        (100_000, 200, &[10, 100, 1_000, 10_000])
+        (100_000, 1_000_000, 200, &[10, 100, 1_000, 10_000])
     };
     let mut rows = Vec::new();
     for instances in [1, 3] {
@@ -334,6 +491,21 @@ fn main() {
             "records/s",
             sim_records_per_sec(instances, records),
         ));
+    }
+    rows.push(row(
+        format!("sim_allocations_per_record: 1 instance, {records} records"),
+        "allocations/record",
+        sim_allocations_per_record(records),
+    ));
+    rows.push(row(
+        format!("sim_peak_rss: 1 instance, {rss_records} records (whole process)"),
+        "MiB",
+        sim_peak_rss_mib(rss_records),
+    ));
+    if std::env::args().any(|a| a == "--sim-only") {
+        // The simulator's rows only, printed and not written (to compare two builds).
+        report(&rows, false);
+        return;
     }
     let all_threads = std::thread::available_parallelism().map_or(1, usize::from);
     for threads in [1, all_threads] {
@@ -419,6 +591,7 @@ fn main() {
         return;
     }
     rows.extend(broker_rows(&BrokerProvider::MockCluster, "mock cluster"));
+    rows.extend(mock_cluster_comparison(MOCK_CLUSTER_RECORDS));
     match std::env::var("EFFECTIVELY_ONCE_KAFKA_IMAGE") {
         Ok(image) => rows.extend(broker_rows(
             &BrokerProvider::Container {
@@ -436,6 +609,37 @@ fn main() {
         )),
     }
     report(&rows, true);
+}
+
+/// How many records the trivial consumer reads on the mock cluster: with 100,000 the run
+/// fails, reading the topic back for the cluster snapshot takes longer than the 10 s the
+/// broker backend allows (26,288 records read in 10 s); 20,000 take about 14 s a run.
+const MOCK_CLUSTER_RECORDS: usize = 20_000;
+
+/// The trivial consumer on the mock cluster, and the simulator's speed against it on the
+/// same input.
+fn mock_cluster_comparison(records: usize) -> Vec<Row> {
+    let mock = mock_cluster_records_per_sec(records);
+    let ratio = match (&mock, sim_records_per_sec(1, records)) {
+        (Ok(mock), Ok(sim)) => Ok(Stats::of(vec![sim.median / mock.median])),
+        (Err(e), _) => Err(format!("no mock-cluster figure: {e}")),
+        (_, Err(e)) => Err(format!("no simulator figure: {e}")),
+    };
+    vec![
+        row(
+            format!(
+                "mock_cluster_records_per_sec: 1 instance, {records} records (100000 do not \
+                 fit: reading the topic back exceeds the backend's 10 s)"
+            ),
+            "records/s",
+            mock,
+        ),
+        row(
+            format!("sim / mock cluster ratio: 1 instance, {records} records (medians)"),
+            "x",
+            ratio,
+        ),
+    ]
 }
 
 /// Prints the table; with `write`, also the summary file.
