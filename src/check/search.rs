@@ -182,13 +182,12 @@ where
         faults: Vec::new(),
     };
     let factory = factory.clone();
-    let detail = Detail::Verdict;
     let run = run_case(
         semantics,
         verifier,
         &scenario,
         move |ctx| factory(ctx),
-        detail,
+        Detail::Verdict,
     )?;
     for effect in &verifier.store_effects {
         if let Some(Err(why)) = run.ledger.observed(effect.name()) {
@@ -250,13 +249,12 @@ where
     fn run(&self, scenario: &Scenario) -> Result<Judged, Error> {
         let factory = self.factory.clone();
         self.announcer.running(scenario, || {
-            let detail = Detail::Verdict;
             run_case(
                 self.semantics,
                 self.verifier,
                 scenario,
                 move |ctx| factory(ctx),
-                detail,
+                Detail::Verdict,
             )
             .map(|run| judged(&run))
         })
@@ -299,7 +297,7 @@ where
         Ok(judged)
     }
 
-    /// When the case under `key` is the next case the look-ahead has, judges it and the batch after it
+    /// When the case under `key` is the look-ahead's next one, judges it and the batch after it
     /// on the worker threads.
     fn look_ahead(&self, key: &str) {
         let mut ahead = self.ahead.borrow_mut();
