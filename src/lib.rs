@@ -462,7 +462,6 @@ pub use check::config::Verifier;
 pub use check::entry::_macro_support;
 pub use check::entry::{CheckError, check, check_effectively_once};
 pub use check::report::{Counterexample, Passed};
-pub use check::shard::Shard;
 pub use error::Error;
 pub use invariant::semantics::Semantics;
 pub use scenario::strategy::FaultKind;

@@ -204,7 +204,8 @@ impl Verifier {
     /// README).
     ///
     /// ```
-    /// use effectively_once::{Shard, Verifier};
+    /// use effectively_once::Verifier;
+    /// use effectively_once::check::Shard;
     ///
     /// let mut verifier = Verifier::default();
     /// verifier.shard(Shard::new(2, 8).expect("shard 2 of 8 exists"));

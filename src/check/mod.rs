@@ -28,6 +28,7 @@ pub use entry::{check_at_least_once, check_at_most_once, check_exactly_once};
 pub use judge::{CaseRun, NotCheckable, run_scenario};
 pub(crate) use report::{Counterexample, Passed};
 pub use report::{Diagnosis, DiagnosisKind};
+pub use shard::Shard;
 
 /// The environment variable that overrides the default seed (0).
 pub const SEED_ENV: &str = "EFFECTIVELY_ONCE_SEED";

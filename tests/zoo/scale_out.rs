@@ -1,9 +1,8 @@
 //! Scaling a check out: cases judged on several threads give the report of one thread, and a
 //! check split into shards runs disjoint slices of the one case stream, each replayable alone.
 
-use effectively_once::{
-    CheckError, FaultKind, Semantics, Shard, Verifier, check, check_effectively_once,
-};
+use effectively_once::check::Shard;
+use effectively_once::{CheckError, FaultKind, Semantics, Verifier, check, check_effectively_once};
 
 use crate::fixtures::services::*;
 use crate::support::{counterexample, verifier};
