@@ -331,7 +331,7 @@ impl Backend for BrokerBackend {
         Ok(state
             .written
             .iter()
-            .filter(|(tp, _)| topics.contains(&tp.topic))
+            .filter(|(tp, _)| topics.iter().any(|t| *t == tp.topic))
             .map(|(tp, log)| (tp.clone(), log.len() as i64))
             .collect())
     }

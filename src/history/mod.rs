@@ -14,6 +14,7 @@ mod position;
 mod published;
 mod snapshot;
 mod store_rows;
+mod topic_name;
 
 pub use event::{AutoOffsetReset, CommitKind, EffectOutcome, HistoryEvent, Lag, MemberRemoval};
 pub use instance::{Incarnation, InstanceId};
@@ -23,6 +24,7 @@ pub use position::{RecordPosition, TopicPartition};
 pub use published::{POISON_PAYLOAD, PublishedEvent, poison_event_id, poison_payload};
 pub use snapshot::{ClusterSnapshot, LoggedRecord};
 pub use store_rows::StoreRows;
+pub use topic_name::TopicName;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,18 +2,20 @@
 
 use std::fmt;
 
+use super::topic_name::TopicName;
+
 /// A partition of a topic, printed as `topic[partition]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
     /// The topic name.
-    pub topic: String,
+    pub topic: TopicName,
     /// The partition index.
     pub partition: i32,
 }
 
 impl TopicPartition {
     /// Names `partition` of `topic`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+    pub fn new(topic: impl Into<TopicName>, partition: i32) -> Self {
         TopicPartition {
             topic: topic.into(),
             partition,
@@ -37,31 +39,14 @@ impl fmt::Display for TopicPartition {
 }
 
 /// Where a record sits in the log, printed as `topic[partition]@offset`.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordPosition {
     /// The topic name.
-    pub topic: String,
+    pub topic: TopicName,
     /// The partition index.
     pub partition: i32,
     /// The record's offset in its partition.
     pub offset: i64,
-}
-
-impl Clone for RecordPosition {
-    fn clone(&self) -> Self {
-        RecordPosition {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: self.offset,
-        }
-    }
-
-    /// Reuses the topic name's allocation.
-    fn clone_from(&mut self, source: &Self) {
-        self.topic.clone_from(&source.topic);
-        self.partition = source.partition;
-        self.offset = source.offset;
-    }
 }
 
 impl RecordPosition {

@@ -156,7 +156,7 @@ fn sticky(
             .get(id)
             .into_iter()
             .flatten()
-            .filter(|tp| subscription.contains(&tp.topic) && all.contains(tp))
+            .filter(|tp| subscription.iter().any(|t| *t == tp.topic) && all.contains(tp))
             .filter(|tp| !claimed.contains(*tp))
             .cloned()
             .collect();
@@ -175,7 +175,7 @@ fn sticky(
     for tp in all.iter().filter(|tp| !claimed.contains(*tp)) {
         let least = members
             .iter()
-            .filter(|(_, subscription)| subscription.contains(&tp.topic))
+            .filter(|(_, subscription)| subscription.iter().any(|t| *t == tp.topic))
             .map(|(id, _)| id)
             .min_by_key(|id| result[*id].len());
         if let Some(id) = least {

@@ -87,7 +87,7 @@ impl Backend for SimBackend {
         let world = self.shared.lock();
         Ok(topics
             .iter()
-            .filter_map(|t| world.topics.get(t).map(|topic| (t, topic)))
+            .filter_map(|t| world.topics.get(t.as_str()).map(|topic| (t, topic)))
             .flat_map(|(t, topic)| {
                 topic
                     .partitions

@@ -497,7 +497,7 @@ impl ConsumerHandle for SimConsumer {
         topics.sort();
         topics.dedup();
         self.with_live(|world, c| {
-            if let Some(unknown) = topics.iter().find(|t| !world.topics.contains_key(*t)) {
+            if let Some(unknown) = topics.iter().find(|t| !world.topics.contains_key(t.as_str())) {
                 tracing::warn!("effectively-once: subscribed topic {unknown:?} does not exist in the simulated cluster");
                 c.errors.push_back(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition));
             }

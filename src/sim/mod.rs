@@ -42,7 +42,7 @@ pub(crate) use producer::ProducerState;
 pub(crate) use producer::SimProducer;
 
 use crate::history::Operation;
-use crate::history::{ClusterSnapshot, RecordPosition, TopicPartition};
+use crate::history::{ClusterSnapshot, RecordPosition, TopicName, TopicPartition};
 use crate::history::{CommitKind, HistoryEvent, Incarnation, Lag, MemberRemoval};
 use crate::run::core::{Crashed, Run, RunCore, RunEvent};
 use crate::run::fault_plan::{self as fault, Injection};
@@ -82,7 +82,7 @@ pub(crate) struct World {
     /// The run the cluster serves: its record and the one interception step.
     pub run: Arc<Run>,
     pub settings: SimSettings,
-    pub topics: BTreeMap<String, Topic>,
+    pub topics: BTreeMap<TopicName, Topic>,
     pub groups: BTreeMap<String, Group>,
     pub consumers: BTreeMap<ClientId, ConsumerState>,
     pub producers: BTreeMap<ClientId, ProducerState>,
@@ -103,7 +103,7 @@ impl World {
             settings,
             topics: topics
                 .iter()
-                .map(|(name, n)| (name.clone(), Topic::new(*n)))
+                .map(|(name, n)| (TopicName::new(name), Topic::new(*n)))
                 .collect(),
             groups: BTreeMap::new(),
             consumers: BTreeMap::new(),

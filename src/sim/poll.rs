@@ -84,7 +84,7 @@ fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessa
     OwnedMessage::new(
         record.payload.clone(),
         record.key.clone(),
-        position.topic.clone(),
+        position.topic.to_string(),
         Timestamp::CreateTime(record.timestamp),
         position.partition,
         position.offset,
@@ -297,7 +297,11 @@ impl World {
         match c.member.clone() {
             None => {
                 // librdkafka does not join before one of the subscribed topics exists.
-                if !c.subscription.iter().any(|t| self.topics.contains_key(t)) {
+                if !c
+                    .subscription
+                    .iter()
+                    .any(|t| self.topics.contains_key(t.as_str()))
+                {
                     return None;
                 }
                 let c = self.consumers.get_mut(&client).expect("checked");

@@ -257,14 +257,15 @@ impl World {
     pub(crate) fn lag(&self) -> Vec<Lag> {
         let mut lag = Vec::new();
         for (id, group) in &self.groups {
-            let mut topics: BTreeSet<&String> = group.consumed_topics.iter().collect();
-            topics.extend(group.committed.keys().map(|tp| &tp.topic));
+            let mut topics: BTreeSet<&str> =
+                group.consumed_topics.iter().map(String::as_str).collect();
+            topics.extend(group.committed.keys().map(|tp| tp.topic.as_str()));
             for topic in topics {
                 let Some(t) = self.topics.get(topic) else {
                     continue;
                 };
                 for (p, partition) in t.partitions.iter().enumerate() {
-                    let tp = TopicPartition::new(topic.clone(), p as i32);
+                    let tp = TopicPartition::new(topic, p as i32);
                     lag.push(Lag {
                         group: id.clone(),
                         committed: group.committed.get(&tp).copied(),

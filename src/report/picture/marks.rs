@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::history::{
     EffectOutcome, Fault, HistoryEntry, HistoryEvent, MemberRemoval, PublishedEvent,
-    RecordPosition, TopicPartition,
+    RecordPosition, TopicName, TopicPartition,
 };
 
 /// The shape a mark is drawn with.
@@ -50,7 +50,7 @@ pub(super) struct Mark {
 
 /// Where each input record came from: `(topic, partition, offset)` to event id.
 pub(super) struct Records {
-    by_position: BTreeMap<(String, i32, i64), String>,
+    by_position: BTreeMap<(TopicName, i32, i64), String>,
     /// True when the input has more than one partition: labels name the partition.
     partitioned: bool,
 }
