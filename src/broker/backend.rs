@@ -17,10 +17,10 @@ use super::session::BrokerSession;
 use super::switch::BrokerSwitch;
 use crate::client::RebalanceHandler;
 use crate::error::Error;
-use crate::history::Operation;
 use crate::history::{
     ClusterSnapshot, HistoryEvent, Incarnation, Lag, LoggedRecord, RecordPosition, TopicPartition,
 };
+use crate::history::{Operation, key_text};
 use crate::run::backend::{
     Backend, BaseProducerClient, ConsumerClient, InputWrite, LocalBoxFuture, ProducerClient,
 };
@@ -178,8 +178,8 @@ impl BrokerShared {
         let log = state.written.entry(at.topic_partition()).or_default();
         log.push(LoggedRecord {
             offset: at.offset,
-            key: input.key.clone(),
-            payload: input.payload.clone(),
+            key: input.key.as_deref().map(<[u8]>::to_vec),
+            payload: input.payload.as_deref().map(<[u8]>::to_vec),
             control: false,
             aborted: input.transaction == Some(false),
             open: false,
@@ -225,10 +225,7 @@ impl Backend for BrokerBackend {
                     None,
                     HistoryEvent::RecordProduced {
                         position: at.clone(),
-                        key: input
-                            .key
-                            .as_ref()
-                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        key: input.key.as_ref().map(key_text),
                         retry: false,
                     },
                 );

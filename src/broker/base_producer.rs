@@ -24,7 +24,7 @@ use super::backend::BrokerShared;
 use super::native::{BaseProducerSlot, NativeClient, Slot};
 use crate::client::txn_error::{TxnError, kafka_error};
 use crate::client::{DeliveryReport, GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
-use crate::history::{HistoryEvent, Incarnation, Operation, TopicPartition};
+use crate::history::{HistoryEvent, Incarnation, Operation, TopicPartition, key_text_of};
 use crate::run::backend::{BaseProducerClient, BoxFuture, Report};
 use crate::run::client::OutgoingRecord;
 use crate::run::core::{crashed, dead_error, unwind_crash};
@@ -192,7 +192,7 @@ impl BrokerBaseProducer {
             match &report {
                 Ok(m) => self.record(HistoryEvent::RecordProduced {
                     position: TopicPartition::new(m.topic(), m.partition()).at(m.offset()),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    key: m.key().map(key_text_of),
                     retry,
                 }),
                 Err((e, m)) => self.record(HistoryEvent::ProduceFailed {

@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::consumer::{CALLBACK_TIMEOUT, MAX_POLL_PAUSE, Owner};
 use super::native::{ConsumerSlot, NativeConsumer};
-use crate::history::{HistoryEvent, Operation, TopicPartition};
+use crate::history::{HistoryEvent, Operation, TopicPartition, key_text_of};
 use crate::run::backend::{BoxFuture, PartitionQueueClient};
 use crate::run::core::unwind_crash;
 use crate::run::fault_plan::Injection;
@@ -115,9 +115,7 @@ impl Handout {
                 Some(self.owner.incarnation),
                 HistoryEvent::Delivered {
                     position,
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    key: message.key().map(key_text_of),
                     read_committed: self.read_committed,
                 },
             );

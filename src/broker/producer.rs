@@ -16,8 +16,8 @@ use super::native::{NativeClient, ProducerSlot, Slot};
 use crate::client::txn_error::{TxnError, kafka_error};
 use crate::client::{GroupMetadata, GroupMetadataRepr, foreign_group_metadata};
 use crate::history::Operation;
-use crate::history::TopicPartition;
 use crate::history::{HistoryEvent, Incarnation};
+use crate::history::{TopicPartition, key_text_of};
 use crate::run::backend::{BoxFuture, ProducerClient};
 use crate::run::client::OutgoingRecord;
 use crate::run::core::{crashed, dead_error, unwind_crash};
@@ -123,9 +123,7 @@ impl BrokerProducer {
             self.record(HistoryEvent::RecordProduced {
                 position: TopicPartition::new(record.topic(), delivery.partition)
                     .at(delivery.offset),
-                key: record
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                key: record.key().map(key_text_of),
                 retry,
             });
         }

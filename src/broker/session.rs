@@ -261,7 +261,7 @@ impl BrokerSession {
             }
             let partition = TopicPartition::new(input.topic.clone(), delivered.partition);
             let expected = next
-                .entry((input.topic.clone(), delivered.partition))
+                .entry((input.topic.to_string(), delivered.partition))
                 .or_default();
             if delivered.offset != *expected {
                 return Err(BrokerError::UnexpectedOffset {

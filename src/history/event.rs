@@ -1,6 +1,7 @@
 //! What can happen in a run: the events of a history and the values they carry.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::operation::{Fault, Operation};
 use super::position::{RecordPosition, TopicPartition};
@@ -186,8 +187,9 @@ pub enum HistoryEvent {
     RecordProduced {
         /// Where it landed.
         position: RecordPosition,
-        /// Its key, lossily decoded as UTF-8.
-        key: Option<String>,
+        /// Its key, lossily decoded as UTF-8 (shared with the record's key when it is valid
+        /// UTF-8).
+        key: Option<Arc<str>>,
         /// True when this append is librdkafka's internal retry of a send whose acknowledgement
         /// was lost.
         retry: bool,
@@ -358,8 +360,9 @@ pub enum HistoryEvent {
     Delivered {
         /// The record.
         position: RecordPosition,
-        /// Its key, lossily decoded as UTF-8.
-        key: Option<String>,
+        /// Its key, lossily decoded as UTF-8 (shared with the record's key when it is valid
+        /// UTF-8).
+        key: Option<Arc<str>>,
         /// Whether the consumer reads with `isolation.level=read_committed`.
         read_committed: bool,
     },
@@ -498,7 +501,7 @@ fn write_lag(f: &mut fmt::Formatter<'_>, lag: &[Lag]) -> fmt::Result {
     Ok(())
 }
 
-fn write_key(f: &mut fmt::Formatter<'_>, key: &Option<String>) -> fmt::Result {
+fn write_key(f: &mut fmt::Formatter<'_>, key: &Option<Arc<str>>) -> fmt::Result {
     match key {
         Some(k) => write!(f, " key={k:?}"),
         None => Ok(()),

@@ -9,6 +9,7 @@
 
 mod event;
 mod instance;
+mod key_text;
 pub(crate) mod operation;
 mod position;
 mod published;
@@ -18,10 +19,12 @@ mod topic_name;
 
 pub use event::{AutoOffsetReset, CommitKind, EffectOutcome, HistoryEvent, Lag, MemberRemoval};
 pub use instance::{Incarnation, InstanceId};
+pub(crate) use key_text::{key_text, key_text_of};
 pub(crate) use operation::human_duration;
 pub(crate) use operation::{Fault, Operation};
 pub use position::{RecordPosition, TopicPartition};
 pub use published::{POISON_PAYLOAD, PublishedEvent, poison_event_id, poison_payload};
+pub(crate) use snapshot::PartitionLog;
 pub use snapshot::{ClusterSnapshot, LoggedRecord};
 pub use store_rows::StoreRows;
 pub use topic_name::TopicName;

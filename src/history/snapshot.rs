@@ -1,7 +1,13 @@
 //! The cluster as a run left it: every partition's records and every group's committed
 //! offsets, read off the backend once the run stopped.
+//!
+//! The simulator hands its partitions' logs over as they are (records shared, not copied); a
+//! partition's [`LoggedRecord`]s are built the first time they are read, so a run whose
+//! snapshot nobody reads pays nothing for it.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use super::position::TopicPartition;
 
@@ -22,26 +28,111 @@ pub struct LoggedRecord {
     pub open: bool,
 }
 
+/// A partition's log as a backend handed it over, read into [`LoggedRecord`]s on demand.
+pub(crate) trait PartitionLog: Send + Sync {
+    /// How many offsets the log holds (its end offset).
+    fn len(&self) -> usize;
+    /// The records, at offsets `0..len()`.
+    fn records(&self) -> Vec<LoggedRecord>;
+}
+
+/// One partition's records: built from the backend's log the first time they are read.
+struct Log {
+    records: OnceLock<Vec<LoggedRecord>>,
+    source: Option<Arc<dyn PartitionLog>>,
+}
+
+impl Log {
+    fn built(records: Vec<LoggedRecord>) -> Self {
+        Log {
+            records: OnceLock::from(records),
+            source: None,
+        }
+    }
+
+    fn records(&self) -> &Vec<LoggedRecord> {
+        self.records.get_or_init(|| {
+            self.source
+                .as_ref()
+                .map_or_else(Vec::new, |source| source.records())
+        })
+    }
+
+    fn records_mut(&mut self) -> &mut Vec<LoggedRecord> {
+        self.records();
+        self.records.get_mut().expect("built just above")
+    }
+
+    fn len(&self) -> usize {
+        match (self.records.get(), &self.source) {
+            (Some(records), _) => records.len(),
+            (None, Some(source)) => source.len(),
+            (None, None) => 0,
+        }
+    }
+}
+
+impl Clone for Log {
+    fn clone(&self) -> Self {
+        Log {
+            records: self.records.clone(),
+            source: self.source.clone(),
+        }
+    }
+}
+
 /// The cluster's state when the run stopped.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ClusterSnapshot {
-    logs: BTreeMap<TopicPartition, Vec<LoggedRecord>>,
+    logs: BTreeMap<TopicPartition, Log>,
     committed: BTreeMap<(String, TopicPartition), i64>,
 }
+
+/// Prints as the plain maps it holds: every partition's records, then the committed offsets.
+impl fmt::Debug for ClusterSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Logs<'a>(&'a BTreeMap<TopicPartition, Log>);
+        impl fmt::Debug for Logs<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(tp, log)| (tp, log.records())))
+                    .finish()
+            }
+        }
+        f.debug_struct("ClusterSnapshot")
+            .field("logs", &Logs(&self.logs))
+            .field("committed", &self.committed)
+            .finish()
+    }
+}
+
+impl PartialEq for ClusterSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.committed == other.committed
+            && self.logs.len() == other.logs.len()
+            && self
+                .logs
+                .iter()
+                .zip(&other.logs)
+                .all(|((a, x), (b, y))| a == b && x.records() == y.records())
+    }
+}
+
+impl Eq for ClusterSnapshot {}
 
 impl ClusterSnapshot {
     /// The records of a partition (empty if it does not exist).
     pub fn records(&self, topic: &str, partition: i32) -> &[LoggedRecord] {
         self.logs
             .get(&TopicPartition::new(topic, partition))
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[], |log| log.records().as_slice())
     }
 
     /// The end offset (high watermark) of a partition.
     pub fn end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.logs
             .get(&TopicPartition::new(topic, partition))
-            .map(|r| r.len() as i64)
+            .map(|log| log.len() as i64)
     }
 
     /// The records of `topic` a `read_committed` consumer reads, with their partitions: data
@@ -54,7 +145,7 @@ impl ClusterSnapshot {
         self.logs
             .iter()
             .filter(move |(tp, _)| tp.topic == topic)
-            .flat_map(|(tp, records)| records.iter().map(move |r| (tp.partition, r)))
+            .flat_map(|(tp, log)| log.records().iter().map(move |r| (tp.partition, r)))
             .filter(|(_, r)| !r.control && !r.aborted && !r.open)
     }
 
@@ -69,6 +160,28 @@ impl ClusterSnapshot {
         logs: BTreeMap<TopicPartition, Vec<LoggedRecord>>,
         committed: BTreeMap<(String, TopicPartition), i64>,
     ) -> Self {
+        let logs = logs
+            .into_iter()
+            .map(|(tp, r)| (tp, Log::built(r)))
+            .collect();
+        ClusterSnapshot { logs, committed }
+    }
+
+    /// A snapshot of partition logs handed over by the backend, read when they are read.
+    pub(crate) fn from_logs(
+        logs: impl IntoIterator<Item = (TopicPartition, Arc<dyn PartitionLog>)>,
+        committed: BTreeMap<(String, TopicPartition), i64>,
+    ) -> Self {
+        let logs = logs
+            .into_iter()
+            .map(|(tp, source)| {
+                let log = Log {
+                    records: OnceLock::new(),
+                    source: Some(source),
+                };
+                (tp, log)
+            })
+            .collect();
         ClusterSnapshot { logs, committed }
     }
 
@@ -78,7 +191,8 @@ impl ClusterSnapshot {
     /// differs from what was written keep what the broker said.
     pub(crate) fn with_input_flags(mut self, written: &ClusterSnapshot) -> Self {
         for (tp, records) in &written.logs {
-            let Some(read) = self.logs.get_mut(tp) else {
+            let records = records.records();
+            let Some(read) = self.logs.get_mut(tp).map(Log::records_mut) else {
                 continue;
             };
             let same = read.len() == records.len()

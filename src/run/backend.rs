@@ -27,7 +27,7 @@ use super::store_progress::Progress;
 use crate::client::{ConsumerHandle, GroupMetadata, RebalanceHandler};
 use crate::error::Error;
 use crate::history::{
-    ClusterSnapshot, Incarnation, Lag, Operation, RecordPosition, TopicPartition,
+    ClusterSnapshot, Incarnation, Lag, Operation, RecordPosition, TopicName, TopicPartition,
 };
 
 /// A future a backend hands out.
@@ -38,12 +38,13 @@ pub(crate) type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// One input record as a backend writes it.
 #[derive(Clone, Debug)]
 pub(crate) struct InputWrite {
-    pub topic: String,
+    pub topic: TopicName,
     /// The partition: the record's own, or where the upstream producer's default partitioner
     /// (librdkafka's `consistent_random`, with the run's RNG) puts it.
     pub partition: i32,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    /// Shared with the simulation's input.
+    pub key: Option<Arc<[u8]>>,
+    pub payload: Option<Arc<[u8]>>,
     /// In a transaction of its own that commits (`true`) or aborts.
     pub transaction: Option<bool>,
 }
@@ -119,7 +120,8 @@ pub(crate) trait Backend: Send + Sync {
     /// process would.
     fn finish(&self) {}
 
-    /// The topics, their records and the committed offsets once the run stopped.
+    /// The topics, their records and the committed offsets once the run stopped. Called once,
+    /// after [`finish`](Self::finish): the simulator hands its logs over.
     fn snapshot(&self, topics: &[(String, i32)]) -> Result<ClusterSnapshot, Error>;
 }
 

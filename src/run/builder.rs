@@ -1,19 +1,24 @@
 //! Configuring a simulation: topics, input records, instances, faults and timing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Simulation;
 use crate::error::Error;
+use crate::history::TopicName;
 use crate::scenario::FaultSchedule;
 
 /// A record the simulation produces into its input topics (as the upstream service would).
+///
+/// Its key and payload are shared, not copied, by every run of the simulation, the log it
+/// lands in and the cluster snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputRecord {
-    pub(crate) topic: String,
+    pub(crate) topic: TopicName,
     pub(crate) partition: Option<i32>,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) key: Option<Arc<[u8]>>,
+    pub(crate) payload: Option<Arc<[u8]>>,
     pub(crate) transaction: Option<bool>,
     pub(crate) event_id: Option<String>,
 }
@@ -22,7 +27,7 @@ impl InputRecord {
     /// A record for `topic` with no key and no payload.
     pub fn new(topic: impl Into<String>) -> Self {
         InputRecord {
-            topic: topic.into(),
+            topic: TopicName::from(topic.into()),
             partition: None,
             key: None,
             payload: None,
@@ -34,13 +39,13 @@ impl InputRecord {
     /// Sets the key; keyed records land on the partition librdkafka's default partitioner
     /// (`consistent_random`: CRC32 of the key) picks.
     pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(key.into());
+        self.key = Some(key.into().into());
         self
     }
 
     /// Sets the payload.
     pub fn payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
-        self.payload = Some(payload.into());
+        self.payload = Some(payload.into().into());
         self
     }
 
@@ -77,7 +82,8 @@ pub(crate) struct Config {
     pub(crate) instances: u32,
     pub(crate) start_at: BTreeMap<u32, Duration>,
     pub(crate) faults: FaultSchedule,
-    pub(crate) input: Vec<(Duration, InputRecord)>,
+    /// The input, shared by every run of the simulation.
+    pub(crate) input: Arc<Vec<(Duration, InputRecord)>>,
     pub(crate) latency: (Duration, Duration),
     pub(crate) restart_delay: Duration,
     pub(crate) max_restarts: u32,
@@ -104,7 +110,7 @@ impl Default for SimulationBuilder {
                 instances: 1,
                 start_at: BTreeMap::new(),
                 faults: FaultSchedule::new(),
-                input: Vec::new(),
+                input: Arc::default(),
                 latency: (Duration::from_millis(1), Duration::from_millis(5)),
                 restart_delay: Duration::from_secs(1),
                 max_restarts: 50,
@@ -153,13 +159,13 @@ impl SimulationBuilder {
 
     /// Produces a record before the instances start.
     pub fn produce(&mut self, record: InputRecord) -> &mut Self {
-        self.config.input.push((Duration::ZERO, record));
+        Arc::make_mut(&mut self.config.input).push((Duration::ZERO, record));
         self
     }
 
     /// Produces a record at virtual time `at`.
     pub fn produce_at(&mut self, at: Duration, record: InputRecord) -> &mut Self {
-        self.config.input.push((at, record));
+        Arc::make_mut(&mut self.config.input).push((at, record));
         self
     }
 
@@ -279,13 +285,13 @@ impl SimulationBuilder {
         if c.time_limit.is_zero() {
             return invalid("the time limit must be positive".into());
         }
-        for (_, record) in &c.input {
+        for (_, record) in c.input.iter() {
             match c.topics.iter().find(|(t, _)| *t == record.topic) {
-                None => return Err(Error::UnknownTopic(record.topic.clone())),
+                None => return Err(Error::UnknownTopic(record.topic.to_string())),
                 Some((_, partitions)) => {
                     if let Some(p) = record.partition.filter(|p| !(0..*partitions).contains(p)) {
                         return Err(Error::UnknownPartition {
-                            topic: record.topic.clone(),
+                            topic: record.topic.to_string(),
                             partition: p,
                             partitions: *partitions,
                         });

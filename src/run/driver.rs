@@ -2,7 +2,7 @@
 //! when the run is over.
 
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -61,6 +61,20 @@ impl Instances {
     }
 }
 
+/// The input still to write: indices into the simulation's input records, in the order they
+/// are written (by time, then in the order they were produced).
+struct Input<'a> {
+    records: &'a [(Duration, InputRecord)],
+    pending: VecDeque<usize>,
+}
+
+impl Input<'_> {
+    /// When the next record is due.
+    fn next_at(&self) -> Option<Duration> {
+        self.pending.front().map(|&i| self.records[i].0)
+    }
+}
+
 /// Why a run may stop.
 enum Ending {
     TimeLimit,
@@ -83,26 +97,26 @@ where
     Fut: Future + 'static,
     Fut::Output: InstanceExit,
 {
-    pub(crate) async fn run(mut self) -> Result<(), Error> {
+    pub(crate) async fn run(self) -> Result<(), Error> {
         let origin = self.run.lock().origin;
-        // The driver's copy of the settings is its own: the input moves out of it.
-        let inputs = self.config.input.len();
-        let mut input_topics: Vec<String> = self
-            .config
-            .input
+        // The input is shared with the simulation (and its other runs): the driver writes
+        // it in order of time, then of production, by index.
+        let all_input = self.config.input.clone();
+        let inputs = all_input.len();
+        let input_topics: Vec<String> = all_input
             .iter()
-            .map(|(_, r)| r.topic.clone())
-            .collect();
-        input_topics.sort();
-        input_topics.dedup();
-        let mut store_progress = self.config.progress_query.clone().map(StoreProgress::new);
-        let mut input: Vec<(Duration, usize, InputRecord)> = std::mem::take(&mut self.config.input)
+            .map(|(_, r)| &r.topic)
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .enumerate()
-            .map(|(i, (at, r))| (at, i, r))
+            .map(|t| t.to_string())
             .collect();
-        input.sort_by_key(|(at, i, _)| (*at, *i));
-        let mut input: VecDeque<(Duration, usize, InputRecord)> = input.into_iter().collect();
+        let mut store_progress = self.config.progress_query.clone().map(StoreProgress::new);
+        let mut order: Vec<usize> = (0..inputs).collect();
+        order.sort_by_key(|&i| (all_input[i].0, i));
+        let mut input = Input {
+            records: &all_input,
+            pending: order.into(),
+        };
         {
             let mut run = self.run.lock();
             run.faults.expect_inputs(inputs);
@@ -129,7 +143,7 @@ where
         let _clock = super::progress::watched().map(super::progress::count_clock);
         loop {
             let now = Instant::now();
-            let mut move_to_start = Vec::new();
+            let mut to_start = Vec::new();
             wake_at.clear();
             wake_at.push(origin + self.config.time_limit);
             if let Some(interval) = self.backend.check_interval() {
@@ -137,17 +151,17 @@ where
             }
             self.backend.fire_timers();
             self.write_due_input(&mut input, origin, now).await?;
-            if let Some((at, _, _)) = input.front() {
-                wake_at.push(origin + *at);
+            if let Some(at) = input.next_at() {
+                wake_at.push(origin + at);
             }
-            self.schedule_restarts(now, &mut move_to_start, &mut wake_at);
+            self.schedule_restarts(now, &mut to_start, &mut wake_at);
             let instances = Instances::of(&self.run.lock(), &mut running);
             let ending = if now >= origin + self.config.time_limit {
                 Some(Ending::TimeLimit)
-            } else if input.is_empty() && instances.all_stopped {
+            } else if input.pending.is_empty() && instances.all_stopped {
                 Some(Ending::AllStopped)
-            } else if input.is_empty()
-                && move_to_start.is_empty()
+            } else if input.pending.is_empty()
+                && to_start.is_empty()
                 // Nothing settles while the broker is down (on a real broker the lag
                 // cannot even be read then), nor while a process is frozen.
                 && self.backend.broker_down().is_none()
@@ -206,8 +220,8 @@ where
             if ended {
                 return Ok(());
             }
-            if !move_to_start.is_empty() {
-                for id in move_to_start {
+            if !to_start.is_empty() {
+                for id in to_start {
                     self.start(id);
                 }
                 continue;
@@ -257,15 +271,16 @@ where
     /// Writes the input records due by `now`, noting where each landed.
     async fn write_due_input(
         &self,
-        input: &mut VecDeque<(Duration, usize, InputRecord)>,
+        input: &mut Input<'_>,
         origin: Instant,
         now: Instant,
     ) -> Result<(), Error> {
         let mut indices = Vec::new();
         let mut batch = Vec::new();
-        while input.front().is_some_and(|(at, _, _)| origin + *at <= now) {
-            let (_, index, r) = input.pop_front().expect("checked");
-            indices.push((index, r.event_id));
+        while input.next_at().is_some_and(|at| origin + at <= now) {
+            let index = input.pending.pop_front().expect("checked");
+            let r = &input.records[index].1;
+            indices.push((index, r.event_id.as_ref()));
             let partition = match r.partition {
                 Some(p) => p,
                 None => {
@@ -275,7 +290,7 @@ where
                         .iter()
                         .find(|(t, _)| *t == r.topic)
                         .map(|(_, n)| *n)
-                        .ok_or_else(|| Error::UnknownTopic(r.topic.clone()))?;
+                        .ok_or_else(|| Error::UnknownTopic(r.topic.to_string()))?;
                     // The upstream producer's default partitioner, as librdkafka's.
                     Partitioner::ConsistentRandom.partition(r.key.as_deref(), partitions, |n| {
                         self.run.lock().rng.below(n)
@@ -283,10 +298,10 @@ where
                 }
             };
             batch.push(InputWrite {
-                topic: r.topic,
+                topic: r.topic.clone(),
                 partition,
-                key: r.key,
-                payload: r.payload,
+                key: r.key.clone(),
+                payload: r.payload.clone(),
                 transaction: r.transaction,
             });
         }
@@ -297,7 +312,7 @@ where
         let mut run = self.run.lock();
         for ((index, event_id), position) in indices.into_iter().zip(positions) {
             if let Some(event_id) = event_id {
-                run.event_landed(event_id, &position);
+                run.event_landed(event_id.clone(), &position);
             }
             run.faults.input_landed(index, position);
         }
@@ -308,7 +323,7 @@ where
     fn schedule_restarts(
         &self,
         now: Instant,
-        move_to_start: &mut Vec<InstanceId>,
+        to_start: &mut Vec<InstanceId>,
         wake_at: &mut Vec<Instant>,
     ) {
         let mut run = self.run.lock();
@@ -337,7 +352,7 @@ where
             };
             let due = state.died_at.expect("dead instances have a time of death") + delay;
             if due <= now {
-                move_to_start.push(*id);
+                to_start.push(*id);
             } else {
                 wake_at.push(due);
             }

@@ -127,6 +127,6 @@ impl Backend for SimBackend {
     }
 
     fn snapshot(&self, _topics: &[(String, i32)]) -> Result<ClusterSnapshot, Error> {
-        Ok(self.shared.lock().snapshot())
+        Ok(self.shared.lock().take_snapshot())
     }
 }

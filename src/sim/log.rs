@@ -1,8 +1,10 @@
 //! Topics, partitions and their logs.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use super::config::IsolationLevel as Isolation;
+use crate::history::{LoggedRecord, PartitionLog};
 
 /// What occupies an offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,17 +16,25 @@ pub(crate) enum RecordKind {
     Control,
 }
 
-/// One record as the broker stores it.
+/// One record as the broker stores it. Its key and payload are shared (with the run's input,
+/// the cluster snapshot, the history's key text), never copied inside the cluster.
 #[derive(Clone, Debug)]
 pub(crate) struct StoredRecord {
     pub kind: RecordKind,
     /// The producer id of a record written inside a transaction.
     pub transaction: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    pub key: Option<Arc<[u8]>>,
+    pub payload: Option<Arc<[u8]>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// CreateTime in milliseconds (virtual).
     pub timestamp: i64,
+}
+
+impl StoredRecord {
+    /// The key as the history shows it (see [`key_text`](crate::history::key_text)).
+    pub(crate) fn key_text(&self) -> Option<Arc<str>> {
+        self.key.as_ref().map(crate::history::key_text)
+    }
 }
 
 /// How many recent batches the broker remembers per idempotent producer, as Kafka does.
@@ -200,6 +210,28 @@ impl Partition {
     }
 }
 
+/// The log as the run's outcome reads it, once the run is over.
+impl PartitionLog for Partition {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn records(&self) -> Vec<LoggedRecord> {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(offset, r)| LoggedRecord {
+                offset: offset as i64,
+                key: r.key.as_deref().map(<[u8]>::to_vec),
+                payload: r.payload.as_deref().map(<[u8]>::to_vec),
+                control: r.kind == RecordKind::Control,
+                aborted: self.aborted_at(offset as i64),
+                open: self.open_at(offset as i64),
+            })
+            .collect()
+    }
+}
+
 /// A topic: a fixed number of partitions.
 #[derive(Clone, Debug)]
 pub(crate) struct Topic {
@@ -227,7 +259,7 @@ mod tests {
             kind: RecordKind::Data,
             transaction: None,
             key: None,
-            payload: Some(b"x".to_vec()),
+            payload: Some(Arc::from(&b"x"[..])),
             headers: Vec::new(),
             timestamp: 0,
         }

@@ -91,6 +91,8 @@ pub(crate) struct World {
     pub transactions: BTreeMap<String, txn::TxnRecord>,
     /// While the broker restarts: when it is back.
     pub broker_down_until: Option<Instant>,
+    /// The candidates of a fetch, a buffer kept from poll to poll (see `poll_fetch`).
+    fetch_candidates: Vec<(usize, i64)>,
     next_client: u64,
     next_member: u64,
     next_producer_id: i64,
@@ -111,6 +113,7 @@ impl World {
             async_commits: Vec::new(),
             transactions: BTreeMap::new(),
             broker_down_until: None,
+            fetch_candidates: Vec::new(),
             next_client: 0,
             next_member: 0,
             next_producer_id: 1000,
@@ -214,10 +217,10 @@ impl World {
     /// Appends a record on behalf of the cluster (the run's input producer).
     pub(crate) fn append_input(
         &mut self,
-        topic: &str,
+        topic: &TopicName,
         partition: i32,
-        key: Option<Vec<u8>>,
-        payload: Option<Vec<u8>>,
+        key: Option<Arc<[u8]>>,
+        payload: Option<Arc<[u8]>>,
         transaction: Option<bool>,
     ) -> Result<RecordPosition, crate::error::Error> {
         let partitions = self
@@ -231,9 +234,7 @@ impl World {
             });
         }
         let timestamp = self.elapsed().as_millis() as i64;
-        let key_text = key
-            .as_ref()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let key_text = key.as_ref().map(crate::history::key_text);
         let producer_id = transaction.map(|_| self.next_producer_id());
         let log = &mut self
             .topics

@@ -82,8 +82,8 @@ fn owned_message(position: &RecordPosition, record: &StoredRecord) -> OwnedMessa
         )
     });
     OwnedMessage::new(
-        record.payload.clone(),
-        record.key.clone(),
+        record.payload.as_deref().map(<[u8]>::to_vec),
+        record.key.as_deref().map(<[u8]>::to_vec),
         position.topic.to_string(),
         Timestamp::CreateTime(record.timestamp),
         position.partition,
@@ -234,8 +234,9 @@ impl World {
     /// Group membership work done inside poll: rejoin after losing the membership, join,
     /// revoke for a rebalance, sync the new assignment.
     fn poll_group(&mut self, client: ClientId, now: Instant) -> Option<PollStep> {
+        // This runs on every poll: the group id and the member id are borrowed, and copied only
+        // on the way to a change of the group.
         let c = self.consumers.get(&client).expect("caller checked");
-        let group_id = c.settings.group_id.clone();
         let incarnation = c.incarnation;
         // A max.poll breach is handed to the application first, then the lost partitions.
         if c.poll_exceeded {
@@ -279,7 +280,7 @@ impl World {
         if let Some(member) = &c.member {
             let known = self
                 .groups
-                .get(&group_id)
+                .get(&c.settings.group_id)
                 .is_some_and(|g| g.members.contains_key(member));
             if !known {
                 if c.assigned {
@@ -293,8 +294,8 @@ impl World {
                 c.generation = -1;
             }
         }
-        let c = self.consumers.get_mut(&client).expect("checked");
-        match c.member.clone() {
+        let c = self.consumers.get(&client).expect("checked");
+        match c.member.as_deref() {
             None => {
                 // librdkafka does not join before one of the subscribed topics exists.
                 if !c
@@ -304,6 +305,7 @@ impl World {
                 {
                     return None;
                 }
+                let group_id = c.settings.group_id.clone();
                 let c = self.consumers.get_mut(&client).expect("checked");
                 if c.join_retry_at.is_some_and(|t| t > now) {
                     return Some(PollStep::Sleep(c.join_retry_at.expect("checked") - now));
@@ -349,9 +351,10 @@ impl World {
             Some(member) => {
                 let g = self
                     .groups
-                    .get(&group_id)
+                    .get(&c.settings.group_id)
                     .expect("member of an existing group");
-                if g.state == GroupState::PreparingRebalance && !g.members[&member].joined {
+                if g.state == GroupState::PreparingRebalance && !g.members[member].joined {
+                    let (group_id, member) = (c.settings.group_id.clone(), member.to_string());
                     if self.cooperative(client) {
                         self.cooperative_rejoin(client, &member);
                         return None;
@@ -371,7 +374,7 @@ impl World {
         }
         let c = self.consumers.get(&client).expect("checked");
         let member = c.member.as_ref()?;
-        let g = self.groups.get(&group_id)?;
+        let g = self.groups.get(&c.settings.group_id)?;
         let m = g.members.get(member)?;
         if g.state != GroupState::Stable || c.generation == g.generation {
             return None;
@@ -398,13 +401,16 @@ impl World {
         if let Some(error) = self.reset_out_of_range(client) {
             return PollStep::Error(error);
         }
-        let c = self.consumers.get(&client).expect("caller checked");
+        // Each candidate as (index in the assignment, offset): the record's position is only
+        // built for the one delivered (this runs on every poll, with a buffer kept from poll
+        // to poll).
+        let mut candidates = std::mem::take(&mut self.fetch_candidates);
+        candidates.clear();
+        let mut eof = None;
+        let c = self.consumers.get_mut(&client).expect("caller checked");
         let isolation = c.settings.isolation_level;
-        // Control records occupy offsets but are never delivered, nor (`read_committed`) are
-        // the records of aborted transactions: step over them, up to the fetch limit.
-        let mut skips = Vec::new();
-        for tp in &c.assignment {
-            let Some(&pos) = c.positions.get(tp) else {
+        for (i, tp) in c.assignment.iter().enumerate() {
+            let Some(pos) = c.positions.get_mut(tp) else {
                 continue;
             };
             let Some(partition) = self
@@ -414,29 +420,13 @@ impl World {
             else {
                 continue;
             };
-            let limit = partition.fetch_limit(isolation);
-            let mut next = pos;
-            while next < limit && !partition.delivers(next, isolation) {
-                next += 1;
+            // Control records occupy offsets but are never delivered, nor (`read_committed`)
+            // are the records of aborted transactions: step over them, up to the fetch limit.
+            let end = partition.fetch_limit(isolation);
+            while *pos < end && !partition.delivers(*pos, isolation) {
+                *pos += 1;
             }
-            if next != pos {
-                skips.push((tp.clone(), next));
-            }
-        }
-        let c = self.consumers.get_mut(&client).expect("caller checked");
-        for (tp, next) in skips {
-            c.positions.insert(tp, next);
-        }
-        let c = self.consumers.get(&client).expect("caller checked");
-        // Each candidate as (index in the assignment, offset): the record's position is only
-        // built for the one delivered (this runs on every poll).
-        let mut candidates: Vec<(usize, i64)> = Vec::new();
-        let mut eof = None;
-        for (i, tp) in c.assignment.iter().enumerate() {
-            let (Some(&pos), Some(end)) = (c.positions.get(tp), self.fetch_limit(tp, isolation))
-            else {
-                continue;
-            };
+            let pos = *pos;
             if c.paused.contains(tp) {
                 continue; // paused by the application: nothing of it is handed out
             }
@@ -452,19 +442,22 @@ impl World {
                 eof = Some((tp.clone(), pos));
             }
         }
-        if candidates.is_empty() && eof.is_none() {
-            return PollStep::Wait;
-        }
-        if !may_return && !latency.is_zero() {
-            return PollStep::Sleep(latency);
-        }
-        if let Some((tp, pos)) = eof {
+        let picked = if candidates.is_empty() && eof.is_none() {
+            Err(PollStep::Wait)
+        } else if !may_return && !latency.is_zero() {
+            Err(PollStep::Sleep(latency))
+        } else if let Some((tp, pos)) = eof {
             let c = self.consumers.get_mut(&client).expect("caller checked");
             c.eof_reported.insert(tp.clone(), pos);
-            return PollStep::Error(KafkaError::PartitionEOF(tp.partition));
-        }
-        let (index, offset) =
-            candidates.swap_remove(self.run.lock().rng.below(candidates.len() as u64) as usize);
+            Err(PollStep::Error(KafkaError::PartitionEOF(tp.partition)))
+        } else {
+            Ok(candidates[self.run.lock().rng.below(candidates.len() as u64) as usize])
+        };
+        self.fetch_candidates = candidates;
+        let (index, offset) = match picked {
+            Ok(picked) => picked,
+            Err(step) => return step,
+        };
         let position = self.consumers[&client].assignment[index].at(offset);
         let recv = Operation::Recv;
         let Ok(injection) = self.intercept_call(
@@ -549,10 +542,7 @@ impl World {
         let record = &self.topics[&position.topic].partitions[position.partition as usize].records
             [position.offset as usize];
         let message = owned_message(&position, record);
-        let key = record
-            .key
-            .as_ref()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let key = record.key_text();
         let c = self.consumers.get_mut(&client).expect("caller checked");
         let tp = &c.assignment[index];
         // The partition is assigned, so its position exists: update in place (no key clone).

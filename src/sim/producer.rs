@@ -154,11 +154,12 @@ impl World {
         let stored = StoredRecord {
             kind: RecordKind::Data,
             transaction,
-            key: record.key.clone(),
-            payload: record.payload.clone(),
+            key: record.key.as_deref().map(Arc::from),
+            payload: record.payload.as_deref().map(Arc::from),
             headers: record.headers.clone(),
             timestamp: prepared.timestamp,
         };
+        let key = stored.key_text();
         let log = &mut self.topics.get_mut(&tp.topic)?.partitions[tp.partition as usize];
         let appended = match sequence {
             Some((pid, epoch, seq)) => log.append_idempotent(pid, epoch, seq, stored),
@@ -170,10 +171,7 @@ impl World {
         let event = match (appended, sequence) {
             (Append::Appended(offset), _) => HistoryEvent::RecordProduced {
                 position: tp.at(offset),
-                key: record
-                    .key
-                    .as_ref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                key,
                 retry,
             },
             (Append::Duplicate(offset), Some((producer_id, _, sequence))) => {

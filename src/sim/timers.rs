@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::history::PartitionLog;
 use crate::run::store_progress::Progress;
 
 impl World {
@@ -215,25 +216,15 @@ impl World {
             .min()
     }
 
-    /// The cluster as it is now, for the run's outcome.
-    pub(crate) fn snapshot(&self) -> ClusterSnapshot {
-        let mut logs = BTreeMap::new();
-        for (name, topic) in &self.topics {
-            for (p, partition) in topic.partitions.iter().enumerate() {
-                let records = partition
-                    .records
-                    .iter()
-                    .enumerate()
-                    .map(|(offset, r)| crate::history::LoggedRecord {
-                        offset: offset as i64,
-                        key: r.key.clone(),
-                        payload: r.payload.clone(),
-                        control: r.kind == RecordKind::Control,
-                        aborted: partition.aborted_at(offset as i64),
-                        open: partition.open_at(offset as i64),
-                    })
-                    .collect();
-                logs.insert(TopicPartition::new(name.clone(), p as i32), records);
+    /// The cluster as the run left it, for the run's outcome: the partitions' logs are
+    /// handed over as they are (the cluster is left with empty ones; call it once the run is
+    /// over).
+    pub(crate) fn take_snapshot(&mut self) -> ClusterSnapshot {
+        let mut logs: Vec<(TopicPartition, Arc<dyn PartitionLog>)> = Vec::new();
+        for (name, topic) in &mut self.topics {
+            for (p, partition) in topic.partitions.iter_mut().enumerate() {
+                let log = std::mem::take(partition);
+                logs.push((TopicPartition::new(name, p as i32), Arc::new(log)));
             }
         }
         let committed = self
@@ -246,7 +237,7 @@ impl World {
                     .map(move |(tp, o)| ((g.clone(), tp.clone()), *o))
             })
             .collect();
-        ClusterSnapshot::from_parts(logs, committed)
+        ClusterSnapshot::from_logs(logs, committed)
     }
 
     // ----- quiescence -----

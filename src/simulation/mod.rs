@@ -223,13 +223,14 @@ impl Simulation {
         let cluster = backend.snapshot(&self.config.topics)?;
         drop(backend);
         drop(broker);
+        // The run is over: its record moves into the outcome.
         let mut core = run.lock();
         Ok(Outcome {
-            history: core.history.clone(),
+            history: std::mem::take(&mut core.history),
             cluster,
             self_check,
             unfired: core.faults.unfired(),
-            operations: core.operations.clone(),
+            operations: std::mem::take(&mut core.operations),
             store,
             inputs: core.faults.take_inputs(),
         })
