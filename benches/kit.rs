@@ -441,20 +441,26 @@ fn main() {
         }
         return;
     }
-    // `--profile-cases N [--inbox]`: one check of N cases of the idempotency-key consumer (or
-    // the SQLite inbox consumer) on one thread, for an instruction count under callgrind.
+    // `--profile-cases N [--inbox] [--threads T]`: one check of N cases of the idempotency-key
+    // consumer (or the SQLite inbox consumer) on T threads (default 1), for an instruction count
+    // under callgrind.
     if let Some(n) = args.iter().position(|a| a == "--profile-cases") {
         let cases = args
             .get(n + 1)
             .and_then(|v| v.parse().ok())
             .expect("--profile-cases takes a case count");
         QUICK.store(true, Ordering::Relaxed);
+        let threads = args
+            .iter()
+            .position(|a| a == "--threads")
+            .and_then(|n| args.get(n + 1)?.parse().ok())
+            .unwrap_or(1);
         let measured = if args.iter().any(|a| a == "--inbox") {
-            cases_per_sec(&store_verifier(INBOX, INBOX_QUERY), cases, 1, |ctx| {
+            cases_per_sec(&store_verifier(INBOX, INBOX_QUERY), cases, threads, |ctx| {
                 inbox_service(ctx, Mark::SameTransaction)
             })
         } else {
-            cases_per_sec(&email_verifier(), cases, 1, idempotency_key_service)
+            cases_per_sec(&email_verifier(), cases, threads, idempotency_key_service)
         };
         match measured {
             Ok(stats) => println!("{cases} cases: {:.0} cases/s", stats.median),

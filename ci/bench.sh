@@ -8,4 +8,4 @@ if [ -z "${EFFECTIVELY_ONCE_KAFKA_IMAGE:-}" ] && command -v docker >/dev/null 2>
   EFFECTIVELY_ONCE_KAFKA_IMAGE="$(ci/tansu-image.sh)"
   export EFFECTIVELY_ONCE_KAFKA_IMAGE
 fi
-cargo bench --bench kit
+cargo bench --features containers --bench kit
