@@ -150,7 +150,17 @@ impl RunCore {
 
     pub(crate) fn record(&mut self, incarnation: Option<Incarnation>, event: HistoryEvent) {
         // One read of the clock (tokio's paused clock is not free).
-        let now = Instant::now();
+        self.record_at(Instant::now(), incarnation, event);
+    }
+
+    /// [`record`](Self::record) at `now`, the virtual clock's reading of a step that records
+    /// several events.
+    pub(crate) fn record_at(
+        &mut self,
+        now: Instant,
+        incarnation: Option<Incarnation>,
+        event: HistoryEvent,
+    ) {
         self.history.push(HistoryEntry {
             at: now.saturating_duration_since(self.origin),
             incarnation,
@@ -188,7 +198,12 @@ impl RunCore {
     }
 
     pub(crate) fn frozen_until(&self, incarnation: Incarnation) -> Option<Instant> {
-        self.frozen_until_at(incarnation, Instant::now())
+        // The clock is read only for a frozen instance (every poll of an instance asks).
+        let until = self
+            .instances
+            .get(&incarnation.instance)
+            .and_then(|i| i.frozen_until)?;
+        (until > Instant::now()).then_some(until)
     }
 
     /// [`frozen_until`](Self::frozen_until) as of `now`.

@@ -42,9 +42,12 @@ impl Backend for SimBackend {
         records: Vec<InputWrite>,
     ) -> LocalBoxFuture<'a, Result<Vec<RecordPosition>, Error>> {
         let mut world = self.shared.lock();
+        // The batch is written at one instant of virtual time.
+        let now = Instant::now();
+        let at = (now, world.elapsed().as_millis() as i64);
         let written = records
             .into_iter()
-            .map(|r| world.append_input(&r.topic, r.partition, r.key, r.payload, r.transaction))
+            .map(|r| world.append_input(at, &r.topic, r.partition, r.key, r.payload, r.transaction))
             .collect();
         drop(world);
         Box::pin(std::future::ready(written))

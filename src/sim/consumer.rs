@@ -225,27 +225,46 @@ impl std::fmt::Debug for SimConsumer {
     }
 }
 
-/// Marks a `recv` in progress for `max.poll.interval.ms` purposes.
+/// Marks a `recv` in progress for `max.poll.interval.ms` purposes: from its first poll step
+/// (`enter`, under that step's lock) until it returns (`leave`, under the lock of the step
+/// that delivered) or its future is dropped.
 struct PollGuard<'a> {
     shared: &'a Shared,
     client: ClientId,
+    active: bool,
 }
 
 impl<'a> PollGuard<'a> {
-    fn enter(shared: &'a Shared, client: ClientId) -> Self {
-        if let Some(c) = shared.lock().consumers.get_mut(&client) {
-            c.polling += 1;
-            c.last_poll = Instant::now();
+    fn new(shared: &'a Shared, client: ClientId) -> Self {
+        PollGuard {
+            shared,
+            client,
+            active: false,
         }
-        PollGuard { shared, client }
+    }
+
+    fn enter(&mut self, world: &mut World, now: Instant) {
+        if let Some(c) = world.consumers.get_mut(&self.client) {
+            c.polling += 1;
+            c.last_poll = now;
+        }
+        self.active = true;
+    }
+
+    fn leave(&mut self, world: &mut World, now: Instant) {
+        if let Some(c) = world.consumers.get_mut(&self.client) {
+            c.polling -= 1;
+            c.last_poll = now;
+        }
+        self.active = false;
     }
 }
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.shared.lock().consumers.get_mut(&self.client) {
-            c.polling -= 1;
-            c.last_poll = Instant::now();
+        if self.active {
+            let mut world = self.shared.lock();
+            self.leave(&mut world, Instant::now());
         }
     }
 }
@@ -311,18 +330,27 @@ impl SimConsumer {
     }
 
     async fn recv_message(&self) -> KafkaResult<OwnedMessage> {
-        let _poll = PollGuard::enter(&self.shared, self.client);
+        let mut guard = PollGuard::new(&self.shared, self.client);
         let mut may_return = false;
         // A record picked but held up (a stall, a freeze): dropping this future drops it
         // unconsumed.
         let mut held = None;
         loop {
+            // Virtual time stands still until this task yields: one reading serves the step.
+            let now = Instant::now();
             let step = {
                 let mut world = self.shared.lock();
-                match held.take() {
-                    Some(h) => world.resume(self.client, h),
-                    None => world.poll_step(self.client, may_return),
+                if !guard.active {
+                    guard.enter(&mut world, now);
                 }
+                let step = match held.take() {
+                    Some(h) => world.resume(self.client, h),
+                    None => world.poll_step_at(self.client, may_return, now),
+                };
+                if matches!(step, PollStep::Deliver(_)) {
+                    guard.leave(&mut world, now);
+                }
+                step
             };
             self.shared.publish();
             match step {

@@ -214,9 +214,12 @@ impl World {
         self.complete_rebalance(group);
     }
 
-    /// Appends a record on behalf of the cluster (the run's input producer).
+    /// Appends a record on behalf of the cluster (the run's input producer), at `now`, the
+    /// virtual clock's reading (`timestamp`, in milliseconds since the run started) of the step
+    /// that writes a batch of input.
     pub(crate) fn append_input(
         &mut self,
+        (now, timestamp): (Instant, i64),
         topic: &TopicName,
         partition: i32,
         key: Option<Arc<[u8]>>,
@@ -233,7 +236,6 @@ impl World {
                 partitions,
             });
         }
-        let timestamp = self.elapsed().as_millis() as i64;
         let key_text = key.as_ref().map(crate::history::key_text);
         let producer_id = transaction.map(|_| self.next_producer_id());
         let log = &mut self
@@ -246,7 +248,7 @@ impl World {
             transaction: producer_id,
             key,
             payload,
-            headers: Vec::new(),
+            headers: Box::default(),
             timestamp,
         });
         if let (Some(producer_id), Some(commit)) = (producer_id, transaction) {
@@ -254,7 +256,9 @@ impl World {
             log.end_transaction(producer_id, commit, timestamp);
         }
         let position = TopicPartition::new(topic, partition).at(offset);
-        self.record(
+        let mut run = self.run.lock();
+        run.record_at(
+            now,
             None,
             HistoryEvent::RecordProduced {
                 position: position.clone(),
@@ -263,7 +267,8 @@ impl World {
             },
         );
         if transaction == Some(false) {
-            self.record(
+            run.record_at(
+                now,
                 None,
                 HistoryEvent::TransactionAborted {
                     transactional_id: "upstream".into(),
@@ -351,6 +356,11 @@ impl World {
         incarnation: Incarnation,
         what: &dyn fmt::Display,
     ) -> Result<(), Crashed> {
+        if !injection.crash_after {
+            // Nothing to carry out, and nothing queued for the cluster to react to: every
+            // step that queues something reacts at once (`with_run`).
+            return Ok(());
+        }
         self.with_run(|run| run.complete_call(injection, incarnation, what))
     }
 

@@ -171,7 +171,16 @@ impl World {
     }
 
     pub(crate) fn poll_step(&mut self, client: ClientId, may_return: bool) -> PollStep {
-        let now = Instant::now();
+        self.poll_step_at(client, may_return, Instant::now())
+    }
+
+    /// [`poll_step`](Self::poll_step) at `now` (the virtual clock's reading).
+    pub(crate) fn poll_step_at(
+        &mut self,
+        client: ClientId,
+        may_return: bool,
+        now: Instant,
+    ) -> PollStep {
         let Some((incarnation, frozen_until)) = self.polling_instance(client, now) else {
             return PollStep::Dead;
         };

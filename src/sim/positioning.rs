@@ -228,6 +228,12 @@ impl World {
     /// the poll reports `AutoOffsetReset` (the error returned).
     pub(crate) fn reset_out_of_range(&mut self, client: ClientId) -> Option<KafkaError> {
         let c = self.consumers.get(&client)?;
+        // Every poll asks: look before building the list.
+        let out_of_range =
+            |(tp, &pos): (&TopicPartition, &i64)| self.end_offset(tp).is_some_and(|end| pos > end);
+        if !c.positions.iter().any(out_of_range) {
+            return None;
+        }
         let beyond: Vec<(TopicPartition, i64)> = c
             .positions
             .iter()

@@ -156,7 +156,7 @@ impl World {
             transaction,
             key: record.key.as_deref().map(Arc::from),
             payload: record.payload.as_deref().map(Arc::from),
-            headers: record.headers.clone(),
+            headers: record.headers.as_slice().into(),
             timestamp: prepared.timestamp,
         };
         let key = stored.key_text();
