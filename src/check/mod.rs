@@ -12,6 +12,7 @@
 //! invariants), `shrink` (the passes after proptest's), `report` (the verdict as text).
 
 mod ahead;
+mod case_key;
 pub(crate) mod config;
 mod differential;
 pub(crate) mod entry;

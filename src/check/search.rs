@@ -8,13 +8,15 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once};
+use std::time::Instant;
 
-use proptest::strategy::BoxedStrategy;
+use proptest::strategy::SBoxedStrategy;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
 
-use super::ahead::{Ahead, key_of, map_on_threads};
+use super::ahead::{Ahead, Verdicts};
+use super::case_key::{CaseKey, key_of};
 use super::judge::{CaseRun, Detail, run_case, run_scenario};
 use super::report::{Counterexample, Passed};
 use super::shrink::{
@@ -29,17 +31,15 @@ use crate::invariant::Semantics;
 use crate::run::{InstanceContext, InstanceExit};
 use crate::scenario::{Event, Scenario, StreamEvent};
 
-enum Message {
-    /// A case started: its number (in the order cases start) and the case.
-    Started(u64, Scenario),
-    /// The case of that number ended.
-    Finished(u64),
-    Done(Result<Passed, CheckError>),
-}
+/// The cases running now, by number (in the order they started), for a hung case's report.
+/// The threads that run cases add and remove their own entries (a case's scenario is
+/// allocated and freed on its thread); the watcher reads it only when it suspects a hang.
+type Running = Mutex<BTreeMap<u64, Scenario>>;
 
-/// Tells the watcher which cases are running, for a hung case's report.
+/// Keeps [`Running`] and counts each case's start and end as progress for the watchdog.
 struct Announcer<'a> {
-    tx: &'a mpsc::Sender<Message>,
+    running: &'a Running,
+    progress: &'a AtomicU64,
     next: AtomicU64,
 }
 
@@ -47,9 +47,13 @@ impl Announcer<'_> {
     /// Runs `f` announced as case `scenario`.
     fn running<T>(&self, scenario: &Scenario, f: impl FnOnce() -> T) -> T {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Message::Started(n, scenario.clone()));
+        let lock = || self.running.lock().unwrap_or_else(|e| e.into_inner());
+        lock().insert(n, scenario.clone());
+        self.progress.fetch_add(1, Ordering::Relaxed);
         let value = f();
-        let _ = self.tx.send(Message::Finished(n));
+        let finished = lock().remove(&n);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+        drop(finished);
         value
     }
 }
@@ -86,17 +90,21 @@ where
 {
     let (tx, rx) = mpsc::channel();
     let worker_verifier = verifier.clone();
-    // How often the worker's runs moved their virtual clocks on: a case is hung only while
-    // its clock stands still (a consumer woken often through a long pause is slow, not stuck).
+    // How often the worker's runs moved their virtual clocks on, and how many cases started
+    // and ended: a case is hung only while this stands still (a consumer woken often through
+    // a long pause is slow, not stuck).
     let progress = Arc::new(AtomicU64::new(0));
+    let running: Arc<Running> = Arc::default();
     let worker_progress = progress.clone();
+    let worker_running = running.clone();
     let worker = std::thread::Builder::new()
         .name("effectively-once-check".into())
         .spawn(move || {
             crate::run::progress::watch_this_thread(worker_progress.clone());
             silence_panics_on_this_thread();
             let announcer = Announcer {
-                tx: &tx,
+                running: &worker_running,
+                progress: &worker_progress,
                 next: AtomicU64::new(0),
             };
             let result = search(
@@ -106,34 +114,38 @@ where
                 &announcer,
                 &worker_progress,
             );
-            let _ = tx.send(Message::Done(result));
+            let _ = tx.send(result);
         })
         .map_err(|e| CheckError::Aborted(format!("could not start the worker thread: {e}")))?;
-    // The cases running now, by number: the first of them is the one reported as hung.
-    let mut running: BTreeMap<u64, Scenario> = BTreeMap::new();
+    // The watchdog looks four times per case timeout; it calls a case hung when nothing moved
+    // for a whole timeout.
+    let look = verifier.case_timeout / 4;
     let mut seen = progress.load(Ordering::Relaxed);
+    let mut last_moved = Instant::now();
     loop {
-        match rx.recv_timeout(verifier.case_timeout) {
-            Ok(Message::Started(n, scenario)) => {
-                running.insert(n, scenario);
-            }
-            Ok(Message::Finished(n)) => {
-                running.remove(&n);
-            }
-            Err(RecvTimeoutError::Timeout) if progress.load(Ordering::Relaxed) != seen => {
-                seen = progress.load(Ordering::Relaxed);
-            }
-            Ok(Message::Done(result)) => {
+        match rx.recv_timeout(look) {
+            Ok(result) => {
                 let _ = worker.join();
                 return result;
             }
+            Err(RecvTimeoutError::Timeout) if progress.load(Ordering::Relaxed) != seen => {
+                seen = progress.load(Ordering::Relaxed);
+                last_moved = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) if last_moved.elapsed() < verifier.case_timeout => {}
             Err(RecvTimeoutError::Timeout) => {
                 // The worker is blocked inside the consumer; it is left behind.
+                let first = running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .next()
+                    .cloned();
                 return Err(CheckError::Violated(Box::new(Counterexample::hung(
                     semantics,
                     verifier.case_timeout,
                     verifier.replay(),
-                    running.into_values().next(),
+                    first,
                 ))));
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -266,12 +278,7 @@ where
 /// the cases a pass will meet next are judged ahead on worker threads.
 struct Judge<'a, F> {
     cases: CaseRunner<'a, F>,
-    /// The watchdog's counter, which the worker threads' runs count into too.
-    progress: &'a Arc<AtomicU64>,
-    seen: RefCell<BTreeMap<String, Judged>>,
-    /// Cases judged ahead whose run failed: the error is returned when the search meets them.
-    failed: RefCell<BTreeMap<String, Error>>,
-    ahead: RefCell<Option<Ahead<BoxedStrategy<Scenario>>>>,
+    verdicts: Verdicts<SBoxedStrategy<Scenario>, Judged, Error>,
 }
 
 impl<F, Fut> Judge<'_, F>
@@ -285,52 +292,15 @@ where
     }
 
     /// [`judge`](Self::judge) of `scenario`, whose key is `key`.
-    fn judge_keyed(&self, key: String, scenario: &Scenario) -> Result<Judged, Error> {
-        if let Some(judged) = self.seen.borrow().get(&key) {
-            return Ok(judged.clone());
-        }
-        if let Some(e) = self.failed.borrow_mut().remove(&key) {
-            return Err(e);
-        }
-        let judged = self.cases.run(scenario)?;
-        self.seen.borrow_mut().insert(key, judged.clone());
-        Ok(judged)
+    fn judge_keyed(&self, key: CaseKey, scenario: &Scenario) -> Result<Judged, Error> {
+        self.verdicts.of(key, scenario, |s| self.cases.run(s))
     }
 
-    /// When the case under `key` is the look-ahead's next one, judges it and the batch after it
-    /// on the worker threads.
-    fn look_ahead(&self, key: &str) {
-        let mut ahead = self.ahead.borrow_mut();
-        let Some(ahead) = ahead.as_mut() else {
-            return;
-        };
-        if !ahead.is_next(key) || self.seen.borrow().contains_key(key) {
-            return;
-        }
-        let batch = ahead.batch(|key| {
-            !self.seen.borrow().contains_key(key) && !self.failed.borrow().contains_key(key)
-        });
-        let progress = self.progress.clone();
-        let cases = &self.cases;
-        let results = map_on_threads(
-            &batch,
-            ahead.threads(),
-            || {
-                crate::run::progress::watch_this_thread(progress.clone());
-                silence_panics_on_this_thread();
-            },
-            |(_, scenario)| cases.run(scenario),
-        );
-        for ((key, _), result) in batch.into_iter().zip(results) {
-            match result {
-                Ok(judged) => {
-                    self.seen.borrow_mut().insert(key, judged);
-                }
-                Err(e) => {
-                    self.failed.borrow_mut().insert(key, e);
-                }
-            }
-        }
+    /// A worker thread's work: judging the cases ahead of the search.
+    fn work_ahead(&self, progress: &Arc<AtomicU64>) {
+        crate::run::progress::watch_this_thread(progress.clone());
+        silence_panics_on_this_thread();
+        self.verdicts.work_ahead(|s| self.cases.run(s));
     }
 
     /// Whether `scenario` breaks `target`, counting the step.
@@ -399,8 +369,10 @@ where
     if space.restricted_operations().is_none() {
         space.operations(&operations);
     }
-    let strategy = space.strategy();
+    let strategy = space.shared_strategy();
     let shard = verifier.shard;
+    let ahead =
+        (verifier.threads > 1).then(|| Ahead::new(&config, &strategy, shard, verifier.seed));
     let judge = Judge {
         cases: CaseRunner {
             semantics,
@@ -408,17 +380,37 @@ where
             factory,
             announcer,
         },
-        progress: watched,
-        seen: RefCell::new(BTreeMap::new()),
-        failed: RefCell::new(BTreeMap::new()),
-        ahead: RefCell::new(Ahead::new(
-            &config,
-            &strategy,
-            shard,
-            verifier.seed,
-            verifier.threads,
-        )),
+        verdicts: Verdicts::new(ahead),
     };
+    std::thread::scope(|scope| {
+        for n in 1..verifier.threads {
+            let judge = &judge;
+            // A thread the system refuses leaves its share to the others.
+            let _refused = std::thread::Builder::new()
+                .name(format!("effectively-once-case-{n}"))
+                .spawn_scoped(scope, move || judge.work_ahead(watched));
+        }
+        let result = passes(semantics, verifier, &config, &strategy, &judge);
+        judge.verdicts.stop();
+        result
+    })
+}
+
+/// The search's passes over the cases, each shrinking the first case that breaks an invariant
+/// not reported yet, until a pass finds nothing new.
+fn passes<F, Fut>(
+    semantics: Semantics,
+    verifier: &Verifier,
+    config: &Config,
+    strategy: &SBoxedStrategy<Scenario>,
+    judge: &Judge<'_, F>,
+) -> Result<Passed, CheckError>
+where
+    F: Fn(InstanceContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: InstanceExit,
+{
+    let shard = verifier.shard;
     let error: RefCell<Option<Error>> = RefCell::new(None);
     let mut reported: Vec<String> = Vec::new();
     let mut found: Vec<Counterexample> = Vec::new();
@@ -430,11 +422,7 @@ where
             if error.borrow().is_some() {
                 return Err(TestCaseError::fail("the simulation failed"));
             }
-            let key = key_of(&scenario);
-            if progress.target.borrow().is_none() {
-                judge.look_ahead(&key);
-            }
-            let judged = match judge.judge_keyed(key, &scenario) {
+            let judged = match judge.judge_keyed(key_of(&scenario), &scenario) {
                 Ok(judged) => judged,
                 Err(e) => {
                     *error.borrow_mut() = Some(e);
@@ -490,7 +478,7 @@ where
                         "proptest reported a failure no case made".into(),
                     ));
                 };
-                let c = shrink_for(&judge, &target, minimal, &first, &progress)?;
+                let c = shrink_for(judge, &target, minimal, &first, &progress)?;
                 // Shrunk to a scenario already reported with this violation among its own:
                 // the report shows it there.
                 let shown = found.iter().any(|f| {

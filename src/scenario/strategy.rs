@@ -328,6 +328,11 @@ impl ScenarioSpace {
     /// The proptest strategy. Shrinking removes events and faults, simplifies events (no
     /// duplicate, not poison, key `k0`), lowers occurrences and drops late joins.
     pub fn strategy(&self) -> BoxedStrategy<Scenario> {
+        self.shared_strategy().boxed()
+    }
+
+    /// [`strategy`](Self::strategy), shareable between threads (the look-ahead's generator).
+    pub(crate) fn shared_strategy(&self) -> SBoxedStrategy<Scenario> {
         let has = |k: FaultKind| self.kinds.contains(&k);
         let twice_weight = if has(FaultKind::ProducerDuplicate) {
             0.2
@@ -348,16 +353,16 @@ impl ScenarioSpace {
             prop::bool::weighted(poison_weight),
         );
         // Drawn only when enabled, so that the other kinds' cases stay what they were.
-        let event: BoxedStrategy<_> = if has(FaultKind::AbortedUpstream) {
+        let event: SBoxedStrategy<_> = if has(FaultKind::AbortedUpstream) {
             (event, prop::bool::weighted(0.2))
                 .prop_map(|((key, payload, twice, poison), aborted)| {
                     (key, payload, twice, poison, aborted)
                 })
-                .boxed()
+                .sboxed()
         } else {
             event
                 .prop_map(|(key, payload, twice, poison)| (key, payload, twice, poison, false))
-                .boxed()
+                .sboxed()
         };
         let events = prop::collection::vec(event, self.events.clone());
         let injections: Vec<(Operation, Fault)> = self
@@ -371,10 +376,10 @@ impl ScenarioSpace {
         } else {
             self.faults.clone()
         };
-        let injection: BoxedStrategy<(Operation, Fault)> = if injections.is_empty() {
-            Just((Operation::Recv, Fault::CrashBefore)).boxed()
+        let injection: SBoxedStrategy<(Operation, Fault)> = if injections.is_empty() {
+            Just((Operation::Recv, Fault::CrashBefore)).sboxed()
         } else {
-            Union::new(injections.into_iter().map(Just)).boxed()
+            Union::new(injections.into_iter().map(Just)).sboxed()
         };
         let fault = (any::<Index>(), injection, 1..=2u32);
         let faults = prop::collection::vec(fault, fault_count);
@@ -397,9 +402,9 @@ impl ScenarioSpace {
                         ),
                         (instances - 1) as usize,
                     )
-                    .boxed()
+                    .sboxed()
                 } else {
-                    Just(Vec::new()).boxed()
+                    Just(Vec::new()).sboxed()
                 };
                 (
                     Just((partitions, instances)),
@@ -454,7 +459,7 @@ impl ScenarioSpace {
                     faults,
                 }
             })
-            .boxed()
+            .sboxed()
     }
 }
 
