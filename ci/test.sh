@@ -46,6 +46,20 @@ EFFECTIVELY_ONCE_KAFKA_IMAGE="${EFFECTIVELY_ONCE_KAFKA_IMAGE:-$(ci/tansu-image.s
 export EFFECTIVELY_ONCE_KAFKA_IMAGE
 echo "EFFECTIVELY_ONCE_KAFKA_IMAGE=$EFFECTIVELY_ONCE_KAFKA_IMAGE"
 
+say "python with confluent-kafka for the black-box tests (a virtualenv in target/)"
+venv="$PWD/target/python-venv"
+if ! "$venv/bin/python" -c "import confluent_kafka" >/dev/null 2>&1; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd apt-get install -y -qq python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q "confluent-kafka==2.16.2"
+fi
+EFFECTIVELY_ONCE_PYTHON="$venv/bin/python"
+export EFFECTIVELY_ONCE_PYTHON
+"$EFFECTIVELY_ONCE_PYTHON" -c "import confluent_kafka; print('confluent-kafka', confluent_kafka.version()[0], 'librdkafka', confluent_kafka.libversion()[0])"
+
 say "cargo fmt --check"
 cargo fmt --check
 
@@ -60,7 +74,7 @@ say "cargo test --workspace --all-targets --features effectively-once/containers
 # Every container test must run here: one that cannot (no Docker, no image) fails instead of
 # reporting that it was skipped; so must the picture test, in Chromium.
 env -u TRYBUILD INSTA_UPDATE=no INSTA_FORCE_PASS=0 EFFECTIVELY_ONCE_REQUIRE_CONTAINERS=1 \
-  EFFECTIVELY_ONCE_REQUIRE_CHROMIUM=1 \
+  EFFECTIVELY_ONCE_REQUIRE_CHROMIUM=1 EFFECTIVELY_ONCE_REQUIRE_PYTHON=1 \
   cargo test --workspace --all-targets --features effectively-once/containers
 
 say "cargo test --workspace --doc"

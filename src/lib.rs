@@ -436,6 +436,7 @@ pub mod history;
 pub mod invariant;
 pub mod ledger;
 mod macros;
+mod process;
 mod report;
 mod run;
 pub mod scenario;

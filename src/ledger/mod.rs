@@ -6,9 +6,9 @@
 //! durable store are read off its final state instead ([`StoreEffect`]).
 
 // The file-backed ledger is for consumers that run as processes of their own (black-box
-// verification, issue 20); nothing in the kit records into it yet, so it stays private.
-#[allow(dead_code)]
+// verification, issue 20): the effect service records into it.
 mod sqlite;
+pub(crate) use sqlite::SqliteLedger;
 mod store_effect;
 
 pub use store_effect::{StoreEffect, StoreEffectError};

@@ -53,6 +53,12 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "librdkafka's backend knows the run's interface, nothing of the simulator",
     ),
     (
+        "process",
+        &["history", "ledger"],
+        "the parts that run consumer processes (supervisor, effect service) record into the \
+         ledger in the history's vocabulary; they know nothing of runs or backends",
+    ),
+    (
         "report",
         &["history", "invariant", "scenario", "ledger"],
         "the report's parts (timeline, picture, diagnoses) read a finished case: the history, \

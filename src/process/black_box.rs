@@ -1,0 +1,265 @@
+//! One black-box run: the input written to the broker, the wire proxy and the effect service
+//! started, the consumer command's instances started by the supervisor with their addresses in
+//! the environment, and the run watched until the group has caught up with its input (or the
+//! time limit, or every instance ended for good). What each part recorded is the outcome.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::{
+    Callers, ConsumerCommand, EffectFaults, EffectService, Life, Malformed, ProcessError,
+    Supervisor, WireEvent, WireFaults, WireProxy,
+};
+use crate::history::{Incarnation, InstanceId};
+use crate::ledger::EffectRecord;
+
+/// An input record: the event's id (which the consumer passes to the effect service), its key
+/// and its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InputEvent {
+    pub event_id: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub(crate) struct BlackBoxCase {
+    pub command: ConsumerCommand,
+    pub instances: u32,
+    /// The topic the input is written to (`KAFKA_TOPIC`); it must exist.
+    pub topic: String,
+    /// The consumer group the instances are told to use (`KAFKA_GROUP_ID`).
+    pub group: String,
+    pub events: Vec<InputEvent>,
+    pub effect_faults: EffectFaults,
+    pub wire_faults: WireFaults,
+    /// The longest the run may take once the instances started.
+    pub time_limit: Duration,
+    /// How long nothing may happen after the group caught up before the run is over (late
+    /// duplicates show up in it).
+    pub settle: Duration,
+    /// The pause before a dead instance is started again.
+    pub restart_after: Duration,
+    /// Where the effect ledger is written.
+    pub ledger: PathBuf,
+}
+
+/// How the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The group committed past every input record and then nothing happened for the settle
+    /// period.
+    CaughtUp,
+    /// Every instance ended for good before the group caught up.
+    AllEnded,
+    /// The time limit passed before the group caught up.
+    TimedOut,
+}
+
+/// What the parts recorded.
+#[derive(Clone, Debug)]
+pub(crate) struct BlackBoxOutcome {
+    pub ending: Ending,
+    pub attempts: Vec<EffectRecord>,
+    pub wire: Vec<WireEvent>,
+    pub lives: Vec<Life>,
+    pub malformed: Vec<Malformed>,
+    /// What the proxy could not do.
+    pub problems: Vec<String>,
+    /// The end offset of each partition of the topic after the input was written.
+    pub ends: BTreeMap<i32, i64>,
+}
+
+/// The supervisor, once started: the effect service and the proxy start before it (its
+/// instances need their addresses) and kill through it.
+#[derive(Default)]
+struct LateSupervisor(OnceLock<Arc<Supervisor>>);
+
+impl Callers for LateSupervisor {
+    fn incarnation(&self, instance: InstanceId) -> Incarnation {
+        match self.0.get() {
+            Some(s) => s.incarnation(instance),
+            None => Incarnation {
+                instance,
+                number: 1,
+            },
+        }
+    }
+
+    fn kill(&self, instance: InstanceId) {
+        if let Some(s) = self.0.get() {
+            s.kill(instance);
+        }
+    }
+}
+
+/// Runs `case` against the broker at `bootstrap`.
+pub(crate) fn run_black_box(
+    case: &BlackBoxCase,
+    bootstrap: &str,
+) -> Result<BlackBoxOutcome, ProcessError> {
+    let ends = write_input(case, bootstrap)?;
+    let callers = Arc::new(LateSupervisor::default());
+    let service = EffectService::start(
+        case.instances,
+        &case.ledger,
+        case.effect_faults.clone(),
+        callers.clone(),
+    )?;
+    let proxy = WireProxy::start(
+        case.instances,
+        bootstrap,
+        case.wire_faults.clone(),
+        callers.clone(),
+    )?;
+    let environment = |i: InstanceId| {
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), proxy.bootstrap(i)),
+            ("EFFECTS_URL".to_string(), service.url(i).to_string()),
+            ("INSTANCE".to_string(), i.0.to_string()),
+            ("KAFKA_TOPIC".to_string(), case.topic.clone()),
+            ("KAFKA_GROUP_ID".to_string(), case.group.clone()),
+        ]
+    };
+    let supervisor = Arc::new(Supervisor::start(
+        &case.command,
+        case.instances,
+        environment,
+        case.restart_after,
+        MAX_RESTARTS,
+    )?);
+    let _ = callers.0.set(supervisor.clone());
+    let ending = watch(case, &ends, &proxy, &service, &supervisor);
+    supervisor.stop();
+    Ok(BlackBoxOutcome {
+        ending,
+        attempts: service.attempts()?,
+        wire: proxy.log(),
+        lives: supervisor.lives(),
+        malformed: service.malformed(),
+        problems: proxy.problems(),
+        ends,
+    })
+}
+
+/// How often a crashed instance is started again at most (the simulator's limit too).
+const MAX_RESTARTS: u32 = 50;
+
+/// Waits until the group caught up and stayed quiet for the settle period, every instance
+/// ended, or the time limit passed.
+fn watch(
+    case: &BlackBoxCase,
+    ends: &BTreeMap<i32, i64>,
+    proxy: &WireProxy,
+    service: &EffectService,
+    supervisor: &Supervisor,
+) -> Ending {
+    let deadline = Instant::now() + case.time_limit;
+    let mut last_activity = (0, 0);
+    let mut quiet_since = Instant::now();
+    loop {
+        let wire = proxy.log();
+        let attempts = service.attempts().map_or(0, |a| a.len());
+        let activity = (
+            wire.iter()
+                .filter(|e| !matches!(e, WireEvent::Request { .. }))
+                .count(),
+            attempts,
+        );
+        if activity != last_activity {
+            last_activity = activity;
+            quiet_since = Instant::now();
+        }
+        if caught_up(&wire, &case.group, &case.topic, ends) && quiet_since.elapsed() >= case.settle
+        {
+            return Ending::CaughtUp;
+        }
+        if supervisor.all_ended() {
+            return Ending::AllEnded;
+        }
+        if Instant::now() >= deadline {
+            return Ending::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `group`'s latest successful commit of each partition of `topic` is at its end.
+fn caught_up(wire: &[WireEvent], group: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    for e in wire {
+        if let WireEvent::Committed {
+            group: g,
+            topic: t,
+            partition,
+            offset,
+            error: 0,
+            ..
+        } = e
+            && g == group
+            && t == topic
+        {
+            committed.insert(*partition, *offset);
+        }
+    }
+    ends.iter()
+        .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end))
+}
+
+/// Writes the input straight to the broker and returns each partition's end offset.
+fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<BTreeMap<i32, i64>, ProcessError> {
+    let broker = |what: &str, e: &dyn std::fmt::Display| {
+        ProcessError::Broker(format!("{what} at {bootstrap}: {e}"))
+    };
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| broker("could not create the input producer", &e))?;
+    for e in &case.events {
+        producer
+            .send(
+                BaseRecord::to(&case.topic)
+                    .key(e.key.as_bytes())
+                    .payload(&e.payload),
+            )
+            .map_err(|(err, _)| broker("could not write the input", &err))?;
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| broker("could not write the input", &e))?;
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| broker("could not read the topic's end offsets", &e))?;
+    let metadata = reader
+        .fetch_metadata(Some(&case.topic), Duration::from_secs(10))
+        .map_err(|e| broker("could not read the topic's metadata", &e))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == case.topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ProcessError::Broker(format!(
+            "the topic {:?} does not exist at {bootstrap}",
+            case.topic
+        )));
+    }
+    let mut ends = BTreeMap::new();
+    for p in partitions {
+        let (_, high) = reader
+            .fetch_watermarks(&case.topic, p, Duration::from_secs(10))
+            .map_err(|e| broker("could not read the topic's end offsets", &e))?;
+        ends.insert(p, high);
+    }
+    Ok(ends)
+}

@@ -1,0 +1,200 @@
+//! Search fit for slow runs: crash-point enumeration. A real run takes seconds, so instead of
+//! hundreds of random scenarios, a fault-free pilot run records the interception points the
+//! consumer passed (each effect call, each offset commit), and then one run per point and
+//! fault kind fires that one fault there. Runs go on several threads at once, each on its own
+//! broker.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{BlackBoxCase, BlackBoxOutcome, EffectFaults, Ending, ProcessError, WireEvent};
+use super::{WireFaults, run_black_box};
+use crate::history::Fault;
+
+/// Where one fault fires.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum CrashPoint {
+    /// The `call`-th effect call for `event_id` (1 for its first).
+    Effect { event_id: String, call: u32 },
+    /// The `request`-th request of `api` on the wire, from any instance.
+    Wire { api: String, request: u32 },
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrashPoint::Effect { event_id, call } => write!(f, "effect call {call} of {event_id}"),
+            CrashPoint::Wire { api, request } => write!(f, "{api} request {request}"),
+        }
+    }
+}
+
+/// The requests on the wire whose faults are worth a run: the ones that move a consumer's
+/// progress (fetches are many and their loss is only a delay).
+const WIRE_POINTS: &[&str] = &["OffsetCommit", "TxnOffsetCommit", "EndTxn"];
+
+/// The faults tried at an effect call and at a request.
+const EFFECT_FAULTS: &[Fault] = &[
+    Fault::CrashBefore,
+    Fault::CrashAfter,
+    Fault::Fail,
+    Fault::Ambiguous,
+];
+const WIRE_FAULTS: &[Fault] = &[Fault::CrashBefore, Fault::CrashAfter];
+
+/// The interception points of `pilot`, in the order it passed them.
+pub(crate) fn crash_points(pilot: &BlackBoxOutcome) -> Vec<CrashPoint> {
+    let mut calls: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut points: Vec<CrashPoint> = Vec::new();
+    for a in &pilot.attempts {
+        let n = calls.entry(a.event_id.as_str()).or_insert(0);
+        *n += 1;
+        points.push(CrashPoint::Effect {
+            event_id: a.event_id.clone(),
+            call: *n,
+        });
+    }
+    let mut requests: BTreeMap<&str, u32> = BTreeMap::new();
+    for e in &pilot.wire {
+        if let WireEvent::Request { api, .. } = e
+            && WIRE_POINTS.contains(&api.as_str())
+        {
+            let n = requests.entry(api.as_str()).or_insert(0);
+            *n += 1;
+            points.push(CrashPoint::Wire {
+                api: api.clone(),
+                request: *n,
+            });
+        }
+    }
+    points
+}
+
+/// One run of the enumeration: the fault, and what the run found.
+#[derive(Clone, Debug)]
+pub(crate) struct Probe {
+    pub point: CrashPoint,
+    pub fault: Fault,
+    pub outcome: BlackBoxOutcome,
+}
+
+impl Probe {
+    /// Each event's effective effects.
+    pub(crate) fn effective(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for a in &self.outcome.attempts {
+            if a.outcome.took_effect() {
+                *counts.entry(a.event_id.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Events of `case` whose effect never happened, once the group caught up.
+    pub(crate) fn lost(&self, case: &BlackBoxCase) -> Vec<String> {
+        if self.outcome.ending != Ending::CaughtUp {
+            return Vec::new();
+        }
+        let effective = self.effective();
+        case.events
+            .iter()
+            .filter(|e| !effective.contains_key(&e.event_id))
+            .map(|e| e.event_id.clone())
+            .collect()
+    }
+
+    /// Events whose effect happened more than once, with how often.
+    pub(crate) fn duplicated(&self) -> Vec<(String, usize)> {
+        self.effective()
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect()
+    }
+}
+
+/// The pilot run of `case` (without faults) and one run per crash point and fault kind, `at_once`
+/// runs at a time, each against the broker `broker` gives it (called on the run's thread; the
+/// broker lives as long as the value it returns with its bootstrap address).
+pub(crate) fn enumerate<B>(
+    case: &BlackBoxCase,
+    broker: &(dyn Fn() -> Result<(B, String), ProcessError> + Sync),
+    at_once: usize,
+) -> Result<(BlackBoxOutcome, Vec<Probe>), ProcessError> {
+    let pilot = {
+        let (_broker, bootstrap) = broker()?;
+        run_black_box(&with_ledger(case, "pilot"), &bootstrap)?
+    };
+    let mut plans: Vec<(CrashPoint, Fault)> = Vec::new();
+    for point in crash_points(&pilot) {
+        let kinds = match point {
+            CrashPoint::Effect { .. } => EFFECT_FAULTS,
+            CrashPoint::Wire { .. } => WIRE_FAULTS,
+        };
+        plans.extend(kinds.iter().map(|k| (point.clone(), *k)));
+    }
+    let results: Vec<Mutex<Option<Result<Probe, ProcessError>>>> =
+        plans.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..at_once.max(1).min(plans.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((point, fault)) = plans.get(i) else {
+                        break;
+                    };
+                    let probe = probe(case, broker, i, point, *fault);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+                }
+            });
+        }
+    });
+    let probes = results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every plan ran")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((pilot, probes))
+}
+
+fn probe<B>(
+    case: &BlackBoxCase,
+    broker: &(dyn Fn() -> Result<(B, String), ProcessError> + Sync),
+    n: usize,
+    point: &CrashPoint,
+    fault: Fault,
+) -> Result<Probe, ProcessError> {
+    let mut case = with_ledger(case, &format!("probe-{n}"));
+    case.effect_faults = EffectFaults::new();
+    case.wire_faults = WireFaults::new();
+    match point {
+        CrashPoint::Effect { event_id, call } => {
+            case.effect_faults.insert((event_id.clone(), *call), fault);
+        }
+        CrashPoint::Wire { api, request } => {
+            case.wire_faults.insert((api.clone(), *request), fault);
+        }
+    }
+    let (_broker, bootstrap) = broker()?;
+    let outcome = run_black_box(&case, &bootstrap)?;
+    Ok(Probe {
+        point: point.clone(),
+        fault,
+        outcome,
+    })
+}
+
+/// `case` with its ledger file named after `run`, beside the original.
+fn with_ledger(case: &BlackBoxCase, run: &str) -> BlackBoxCase {
+    let mut case = case.clone();
+    let stem = case
+        .ledger
+        .file_stem()
+        .map_or_else(|| "ledger".into(), |s| s.to_string_lossy().into_owned());
+    case.ledger.set_file_name(format!("{stem}-{run}.db"));
+    case
+}

@@ -1,0 +1,67 @@
+//! Black-box verification of consumer processes in any language (issue 20): the parts that
+//! run a consumer program unchanged. The supervisor starts and restarts its instances; the
+//! effect service records their side effects and fires faults at them. (The wire-protocol
+//! proxy that records the Kafka side, and the search over crash points, are still to come;
+//! until then nothing outside this module uses it.)
+#![allow(dead_code, unused_imports)]
+
+mod black_box;
+mod crash_points;
+mod effect_service;
+mod supervisor;
+mod wire_proxy;
+
+pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, run_black_box};
+pub(crate) use crash_points::{CrashPoint, Probe, crash_points, enumerate};
+pub(crate) use effect_service::{EffectFaults, EffectService, Malformed};
+pub(crate) use supervisor::{ConsumerCommand, Ended, Life, Supervisor};
+pub(crate) use wire_proxy::{WireEvent, WireFaults, WireProxy};
+
+use crate::history::{Incarnation, InstanceId};
+
+/// What the effect service and the wire proxy ask of whoever runs the consumer processes.
+pub(crate) trait Callers: Send + Sync {
+    /// The incarnation of `instance` running now.
+    fn incarnation(&self, instance: InstanceId) -> Incarnation;
+    /// Kills `instance`'s process at once (SIGKILL), as a crash would.
+    fn kill(&self, instance: InstanceId);
+}
+
+/// An error running consumer processes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The consumer command makes no sense.
+    #[error("{0}")]
+    Command(String),
+    /// The consumer command could not be started.
+    #[error("could not start the consumer command `{command}`: {why}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// What the system said.
+        why: String,
+    },
+    /// A loopback listener could not be opened.
+    #[error("could not listen on loopback: {0}")]
+    Listen(String),
+    /// A fault the part it was given to cannot fire.
+    #[error("{0}")]
+    Fault(String),
+    /// The broker could not be reached or used to write the input.
+    #[error("broker: {0}")]
+    Broker(String),
+    /// The ledger file could not be opened, written or read.
+    #[error("the effect ledger {path:?}: {why}")]
+    Ledger {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What SQLite said.
+        why: String,
+    },
+}
+
+#[cfg(test)]
+mod python_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! The seeds' consumers written in Python with confluent-kafka, run as processes against
+//! librdkafka's mock cluster through the wire proxy and the effect service.
+//!
+//! They need a Python with confluent-kafka: `EFFECTIVELY_ONCE_PYTHON` names it (`ci/test.sh`
+//! makes a virtualenv). Without it each test says it was skipped, unless
+//! `EFFECTIVELY_ONCE_REQUIRE_PYTHON` is set (as in `ci/test.sh`), which makes it fail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+
+use super::tests::tempdir;
+use super::*;
+use crate::history::{EffectOutcome, Fault, InstanceId};
+
+/// The Python to run the fixtures with, or `None` (the test is skipped, and says so).
+fn python() -> Option<String> {
+    match std::env::var("EFFECTIVELY_ONCE_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("EFFECTIVELY_ONCE_REQUIRE_PYTHON").is_some() => {
+            panic!("EFFECTIVELY_ONCE_REQUIRE_PYTHON is set but EFFECTIVELY_ONCE_PYTHON is not")
+        }
+        _ => {
+            println!(
+                "SKIPPED: set EFFECTIVELY_ONCE_PYTHON to a python with confluent-kafka \
+                 (ci/test.sh does)"
+            );
+            None
+        }
+    }
+}
+
+fn fixture(python: &str, script: &str) -> ConsumerCommand {
+    let path = format!("{}/fixtures/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    ConsumerCommand::new(&[python, "-u", &path]).unwrap()
+}
+
+/// Task events `evt-0` ... in the Task API's format.
+fn events(n: usize) -> Vec<InputEvent> {
+    (0..n)
+        .map(|i| InputEvent {
+            event_id: format!("evt-{i}"),
+            key: format!("project-{i}"),
+            payload: format!(
+                r#"{{"data":{{"email":"owner{i}@example.com","task_id":"task-{i}"}},"event_id":"evt-{i}","type":"task.created"}}"#
+            )
+            .into_bytes(),
+        })
+        .collect()
+}
+
+/// Runs `script` on a fresh mock cluster with 3 events.
+fn run(
+    python: &str,
+    script: &str,
+    effect_faults: EffectFaults,
+    wire_faults: WireFaults,
+) -> (tempdir::Dir, BlackBoxOutcome) {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("task-events", 1, 1).unwrap();
+    let dir = tempdir::Dir::new();
+    let case = BlackBoxCase {
+        command: fixture(python, script),
+        instances: 1,
+        topic: "task-events".into(),
+        group: "notification-service".into(),
+        events: events(3),
+        effect_faults,
+        wire_faults,
+        time_limit: Duration::from_secs(90),
+        settle: Duration::from_millis(500),
+        restart_after: Duration::from_millis(100),
+        ledger: dir.path("ledger.db"),
+    };
+    let outcome = run_black_box(&case, &mock.bootstrap_servers()).unwrap();
+    (dir, outcome)
+}
+
+/// How many times each event's email took effect.
+fn effective(outcome: &BlackBoxOutcome) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for a in &outcome.attempts {
+        if a.outcome.took_effect() {
+            *counts.entry(a.event_id.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn explain(outcome: &BlackBoxOutcome) -> String {
+    let mut text = format!("ending {:?}\n", outcome.ending);
+    for a in &outcome.attempts {
+        text.push_str(&format!("{a}\n"));
+    }
+    for l in &outcome.lives {
+        text.push_str(&format!("{} {:?}:\n{}\n", l.incarnation, l.ended, l.output));
+    }
+    text.push_str(&format!("problems {:?}\n", outcome.problems));
+    text
+}
+
+fn once_each(n: usize) -> BTreeMap<String, usize> {
+    (0..n).map(|i| (format!("evt-{i}"), 1)).collect()
+}
+
+#[test]
+fn commit_after_processing_sends_each_email_once_without_faults() {
+    let Some(python) = python() else { return };
+    let (_dir, outcome) = run(
+        &python,
+        "commit_after.py",
+        EffectFaults::new(),
+        WireFaults::new(),
+    );
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
+    assert!(outcome.malformed.is_empty());
+    assert!(outcome.problems.is_empty(), "{}", explain(&outcome));
+}
+
+#[test]
+fn commit_after_processing_duplicates_an_email_when_killed_between_the_email_and_the_commit() {
+    let Some(python) = python() else { return };
+    let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+    let (_dir, outcome) = run(&python, "commit_after.py", faults, WireFaults::new());
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    let mut expected = once_each(3);
+    expected.insert("evt-1".into(), 2);
+    assert_eq!(effective(&outcome), expected, "{}", explain(&outcome));
+    assert!(
+        outcome.lives.iter().any(|l| l.incarnation.number == 2),
+        "restarted after the kill: {}",
+        explain(&outcome)
+    );
+}
+
+#[test]
+fn the_event_id_as_idempotency_key_sends_each_email_once_through_the_same_kill() {
+    let Some(python) = python() else { return };
+    let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+    let (_dir, outcome) = run(&python, "idempotency_key.py", faults, WireFaults::new());
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
+    assert!(
+        outcome
+            .attempts
+            .iter()
+            .any(|a| a.event_id == "evt-1" && a.outcome == EffectOutcome::Deduplicated),
+        "{}",
+        explain(&outcome)
+    );
+}
+
+#[test]
+fn commit_before_processing_loses_an_email_when_killed_after_the_commit_answer() {
+    let Some(python) = python() else { return };
+    // The second commit is evt-1's: the instance dies as its answer arrives.
+    let faults = [(("OffsetCommit".to_string(), 2), Fault::CrashAfter)].into();
+    let (_dir, outcome) = run(&python, "commit_before.py", EffectFaults::new(), faults);
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    let mut expected = once_each(3);
+    expected.remove("evt-1");
+    assert_eq!(effective(&outcome), expected, "{}", explain(&outcome));
+    assert!(outcome.wire.iter().any(|e| matches!(
+        e,
+        WireEvent::Fault { api, fault: Fault::CrashAfter, instance: InstanceId(1), .. }
+            if api == "OffsetCommit"
+    )));
+}
+
+#[test]
+fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no_loss() {
+    let Some(python) = python() else { return };
+    let dir = tempdir::Dir::new();
+    let case = BlackBoxCase {
+        command: fixture(&python, "commit_after.py"),
+        instances: 1,
+        topic: "task-events".into(),
+        group: "notification-service".into(),
+        events: events(3),
+        effect_faults: EffectFaults::new(),
+        wire_faults: WireFaults::new(),
+        time_limit: Duration::from_secs(90),
+        settle: Duration::from_millis(500),
+        restart_after: Duration::from_millis(100),
+        ledger: dir.path("ledger.db"),
+    };
+    let broker = || {
+        let mock = MockCluster::new(1).map_err(|e| ProcessError::Broker(e.to_string()))?;
+        mock.create_topic("task-events", 1, 1)
+            .map_err(|e| ProcessError::Broker(e.to_string()))?;
+        let bootstrap = mock.bootstrap_servers();
+        Ok((mock, bootstrap))
+    };
+    let started = std::time::Instant::now();
+    let (pilot, probes) = enumerate(&case, &broker, 4).unwrap();
+    let took = started.elapsed();
+    let points = crash_points(&pilot);
+    assert_eq!(
+        points
+            .iter()
+            .filter(|p| matches!(p, CrashPoint::Effect { .. }))
+            .count(),
+        3
+    );
+    assert!(
+        points
+            .iter()
+            .any(|p| matches!(p, CrashPoint::Wire { api, .. } if api == "OffsetCommit"))
+    );
+    let mut lines = Vec::new();
+    for p in &probes {
+        assert_eq!(
+            p.outcome.ending,
+            Ending::CaughtUp,
+            "{}: {}",
+            p.point,
+            explain(&p.outcome)
+        );
+        assert!(
+            p.lost(&case).is_empty(),
+            "{} {:?} lost an event: {}",
+            p.point,
+            p.fault,
+            explain(&p.outcome)
+        );
+        lines.push(format!(
+            "{} {:?}: duplicated {:?}",
+            p.point,
+            p.fault,
+            p.duplicated()
+        ));
+    }
+    let duplicating: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| !p.duplicated().is_empty())
+        .collect();
+    assert!(
+        duplicating
+            .iter()
+            .any(|p| p.fault == Fault::CrashAfter && matches!(p.point, CrashPoint::Effect { .. })),
+        "{lines:#?}"
+    );
+    println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
+}

@@ -1,0 +1,393 @@
+//! The supervisor: starts the instances of a consumer command, captures their output, restarts
+//! them after they die as a process supervisor would, and kills every child when dropped (also
+//! when the kit panics).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Callers, ProcessError};
+use crate::history::{Incarnation, InstanceId};
+
+/// The command that starts one instance of the consumer, e.g. `python3 consumer.py`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConsumerCommand {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl ConsumerCommand {
+    /// The command whose words are `words` (the program first).
+    pub(crate) fn new<S: AsRef<str>>(words: &[S]) -> Result<Self, ProcessError> {
+        let mut words = words.iter().map(|w| w.as_ref().to_string());
+        let program = words
+            .next()
+            .filter(|p| !p.trim().is_empty())
+            .ok_or_else(|| {
+                ProcessError::Command("the consumer command is empty: name a program to run".into())
+            })?;
+        Ok(ConsumerCommand {
+            program,
+            args: words.collect(),
+        })
+    }
+}
+
+impl std::fmt::Display for ConsumerCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.program)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How one incarnation of an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Killed by the kit (an injected crash, or the end of the run).
+    Killed,
+    /// It exited by itself with this code (`None`: killed by a signal the kit did not send).
+    Exited(Option<i32>),
+}
+
+/// One incarnation's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Life {
+    pub incarnation: Incarnation,
+    /// Its stdout and stderr, interleaved as read.
+    pub output: String,
+    /// `None` while it runs.
+    pub ended: Option<Ended>,
+}
+
+/// The instances' processes.
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+    monitors: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    /// The running child of each instance.
+    running: BTreeMap<InstanceId, Child>,
+    /// Every incarnation, in start order.
+    lives: Vec<Life>,
+    /// Instances the kit killed whose death the monitor has not seen yet.
+    killed: Vec<InstanceId>,
+    /// The first error starting a process.
+    failed: Option<ProcessError>,
+}
+
+/// How often a monitor looks whether its child died.
+const LOOK: Duration = Duration::from_millis(5);
+
+impl Supervisor {
+    /// Starts `instances` instances of `command`, instance `i` with the variables
+    /// `environment(i)`. An instance that dies is started again after `restart_after`, up to
+    /// `max_restarts` times; one that exits by itself with code 0 is not.
+    pub(crate) fn start(
+        command: &ConsumerCommand,
+        instances: u32,
+        environment: impl Fn(InstanceId) -> Vec<(String, String)>,
+        restart_after: Duration,
+        max_restarts: u32,
+    ) -> Result<Self, ProcessError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let supervisor = Supervisor {
+            shared: shared.clone(),
+            monitors: Mutex::new(Vec::new()),
+        };
+        for i in 1..=instances {
+            let instance = InstanceId(i);
+            let env = environment(instance);
+            // The first start is checked here: a command that cannot start is an error now.
+            let child = spawn(
+                command,
+                &env,
+                Incarnation {
+                    instance,
+                    number: 1,
+                },
+                &shared,
+            )?;
+            shared.lock().running.insert(instance, child);
+            let (command, shared) = (command.clone(), shared.clone());
+            let monitor = std::thread::Builder::new()
+                .name(format!("effectively-once-supervise-{i}"))
+                .spawn(move || {
+                    monitor(
+                        &command,
+                        instance,
+                        &env,
+                        &shared,
+                        restart_after,
+                        max_restarts,
+                    );
+                })
+                .map_err(|e| ProcessError::Command(format!("could not start a thread: {e}")))?;
+            supervisor
+                .monitors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(monitor);
+        }
+        Ok(supervisor)
+    }
+
+    /// Whether every instance ended for good (none runs, none will be restarted).
+    pub(crate) fn all_ended(&self) -> bool {
+        self.monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+    }
+
+    /// Every incarnation so far, in start order.
+    pub(crate) fn lives(&self) -> Vec<Life> {
+        self.shared.lock().lives.clone()
+    }
+
+    /// The first error restarting an instance, if any.
+    pub(crate) fn failed(&self) -> Option<ProcessError> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// Waits up to `timeout` until `done` holds for the lives so far; whether it did.
+    pub(crate) fn wait_until(&self, timeout: Duration, done: impl Fn(&[Life]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if done(&state.lives) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Kills every instance and waits for the monitors; the lives are complete afterwards.
+    pub(crate) fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        {
+            let mut state = self.shared.lock();
+            let instances: Vec<InstanceId> = state.running.keys().copied().collect();
+            for instance in instances {
+                kill_locked(&mut state, instance);
+            }
+        }
+        let monitors: Vec<_> = self
+            .monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for monitor in monitors {
+            let _ = monitor.join();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Callers for Supervisor {
+    fn incarnation(&self, instance: InstanceId) -> Incarnation {
+        let state = self.shared.lock();
+        state
+            .lives
+            .iter()
+            .rev()
+            .find(|l| l.incarnation.instance == instance)
+            .map_or(
+                Incarnation {
+                    instance,
+                    number: 1,
+                },
+                |l| l.incarnation,
+            )
+    }
+
+    fn kill(&self, instance: InstanceId) {
+        kill_locked(&mut self.shared.lock(), instance);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn kill_locked(state: &mut State, instance: InstanceId) {
+    if let Some(child) = state.running.get_mut(&instance) {
+        // `Child::kill` sends SIGKILL on Unix: no handler runs, as in a crash.
+        let _ = child.kill();
+        state.killed.push(instance);
+    }
+}
+
+/// Starts one incarnation, its output read into its [`Life`] by two threads.
+fn spawn(
+    command: &ConsumerCommand,
+    env: &[(String, String)],
+    incarnation: Incarnation,
+    shared: &Arc<Shared>,
+) -> Result<Child, ProcessError> {
+    let mut child = Command::new(&command.program)
+        .args(&command.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ProcessError::Spawn {
+            command: command.to_string(),
+            why: e.to_string(),
+        })?;
+    let life = {
+        let mut state = shared.lock();
+        state.lives.push(Life {
+            incarnation,
+            output: String::new(),
+            ended: None,
+        });
+        state.lives.len() - 1
+    };
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for mut pipe in pipes.into_iter().flatten() {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                shared.lock().lives[life].output.push_str(&text);
+                shared.changed.notify_all();
+            }
+        });
+    }
+    shared.changed.notify_all();
+    Ok(child)
+}
+
+/// Watches one instance: records each incarnation's end and starts the next one.
+fn monitor(
+    command: &ConsumerCommand,
+    instance: InstanceId,
+    env: &[(String, String)],
+    shared: &Arc<Shared>,
+    restart_after: Duration,
+    max_restarts: u32,
+) {
+    let mut number = 1;
+    loop {
+        let ended = loop {
+            let mut state = shared.lock();
+            let Some(child) = state.running.get_mut(&instance) else {
+                return;
+            };
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    state.running.remove(&instance);
+                    let by_kit = match state.killed.iter().position(|k| *k == instance) {
+                        Some(at) => {
+                            state.killed.remove(at);
+                            true
+                        }
+                        None => false,
+                    };
+                    break if by_kit {
+                        Ended::Killed
+                    } else {
+                        Ended::Exited(status.code())
+                    };
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    state.running.remove(&instance);
+                    break Ended::Exited(None);
+                }
+            }
+            drop(state);
+            std::thread::sleep(LOOK);
+        };
+        let finished = ended == Ended::Exited(Some(0));
+        {
+            let mut state = shared.lock();
+            if let Some(life) = state
+                .lives
+                .iter_mut()
+                .rev()
+                .find(|l| l.incarnation.instance == instance)
+            {
+                life.ended = Some(ended);
+            }
+        }
+        shared.changed.notify_all();
+        if finished || number > max_restarts || shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep(restart_after);
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        number += 1;
+        let incarnation = Incarnation { instance, number };
+        match spawn(command, env, incarnation, shared) {
+            Ok(child) => {
+                let mut state = shared.lock();
+                if shared.stopping.load(Ordering::SeqCst) {
+                    drop(state);
+                    let mut child = child;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                state.running.insert(instance, child);
+            }
+            Err(e) => {
+                shared.lock().failed.get_or_insert(e);
+                shared.changed.notify_all();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::history::{EffectOutcome, Fault, Incarnation, InstanceId};
+
+/// A `Callers` that only remembers whom it was asked to kill.
+#[derive(Default)]
+struct KillLog(Mutex<Vec<InstanceId>>);
+
+impl Callers for KillLog {
+    fn incarnation(&self, instance: InstanceId) -> Incarnation {
+        Incarnation {
+            instance,
+            number: 1,
+        }
+    }
+
+    fn kill(&self, instance: InstanceId) {
+        self.0.lock().unwrap().push(instance);
+    }
+}
+
+/// One HTTP/1.1 POST; the status code and the body.
+fn post(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn service(faults: EffectFaults) -> (tempdir::Dir, Arc<KillLog>, EffectService) {
+    let dir = tempdir::Dir::new();
+    let kills = Arc::new(KillLog::default());
+    let service = EffectService::start(2, &dir.path("ledger.db"), faults, kills.clone()).unwrap();
+    (dir, kills, service)
+}
+
+pub(super) mod tempdir {
+    use std::path::PathBuf;
+
+    /// A fresh directory under the system's temporary directory, removed when dropped.
+    pub(crate) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(crate) fn new() -> Self {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "effectively-once-process-{}-{n}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        pub(crate) fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn effects_are_recorded_per_instance_and_an_idempotency_key_applies_once() {
+    let (_dir, _kills, service) = service(EffectFaults::new());
+    let (one, two) = (service.url(InstanceId(1)), service.url(InstanceId(2)));
+    assert_ne!(one, two, "one listener per instance");
+    let key = [("Idempotency-Key", "evt-1")];
+    let body = r#"{"event_id": "evt-1", "to": "a@example.com"}"#;
+    assert_eq!(post(one, "/effects/email", &key, body).0, 200);
+    let (status, text) = post(two, "/effects/email", &key, body);
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"outcome":"deduplicated"}"#)
+    );
+    // Without a key every call takes effect.
+    let body = r#"{"event_id": "evt-2"}"#;
+    assert_eq!(post(one, "/effects/email", &[], body).0, 200);
+    assert_eq!(post(one, "/effects/email", &[], body).0, 200);
+    let attempts = service.attempts().unwrap();
+    let seen: Vec<(u32, &str, EffectOutcome)> = attempts
+        .iter()
+        .map(|a| (a.incarnation.instance.0, a.event_id.as_str(), a.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "evt-1", EffectOutcome::Performed),
+            (2, "evt-1", EffectOutcome::Deduplicated),
+            (1, "evt-2", EffectOutcome::Performed),
+            (1, "evt-2", EffectOutcome::Performed),
+        ]
+    );
+    assert_eq!(attempts[0].sink, "email");
+    assert_eq!(attempts[0].idempotency_key.as_deref(), Some("evt-1"));
+    assert!(service.malformed().is_empty());
+}
+
+#[test]
+fn malformed_calls_get_a_400_that_says_why_and_are_kept_for_the_report() {
+    let (_dir, _kills, service) = service(EffectFaults::new());
+    let url = service.url(InstanceId(2));
+    let (status, text) = post(url, "/effects/email", &[], "not json");
+    assert_eq!(status, 400);
+    assert!(text.contains("the body is not JSON"), "{text}");
+    let (status, text) = post(url, "/effects/email", &[], r#"{"id": "evt-1"}"#);
+    assert_eq!(status, 400);
+    assert!(text.contains(r#"no \"event_id\" string"#), "{text}");
+    let (status, text) = post(url, "/emails", &[], r#"{"event_id": "evt-1"}"#);
+    assert_eq!(status, 404);
+    assert!(text.contains("POST /effects/{sink}"), "{text}");
+    let malformed = service.malformed();
+    assert_eq!(malformed.len(), 2);
+    assert_eq!(malformed[0].instance, InstanceId(2));
+    assert!(service.attempts().unwrap().is_empty());
+}
+
+#[test]
+fn faults_fire_on_an_events_nth_call() {
+    let faults: EffectFaults = [
+        (("evt-1".to_string(), 1), Fault::Fail),
+        (("evt-1".to_string(), 2), Fault::Ambiguous),
+        (("evt-2".to_string(), 1), Fault::CrashBefore),
+        (("evt-3".to_string(), 1), Fault::CrashAfter),
+    ]
+    .into_iter()
+    .collect();
+    let (_dir, kills, service) = service(faults);
+    let url = service.url(InstanceId(1));
+    let call = |id: &str| {
+        post(
+            url,
+            "/effects/email",
+            &[],
+            &format!(r#"{{"event_id":"{id}"}}"#),
+        )
+    };
+    assert_eq!(call("evt-1").0, 503, "a definite failure: nothing applied");
+    assert_eq!(call("evt-1").0, 504, "ambiguous: applied, then a timeout");
+    assert_eq!(call("evt-1").0, 200, "the third call has no fault");
+    call("evt-2");
+    assert_eq!(*kills.0.lock().unwrap(), [InstanceId(1)]);
+    call("evt-3");
+    assert_eq!(*kills.0.lock().unwrap(), [InstanceId(1), InstanceId(1)]);
+    let outcomes: Vec<(String, EffectOutcome)> = service
+        .attempts()
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.event_id, a.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("evt-1".to_string(), EffectOutcome::Failed),
+            ("evt-1".to_string(), EffectOutcome::PerformedReportedFailed),
+            ("evt-1".to_string(), EffectOutcome::Performed),
+            // evt-2's caller died before the effect: nothing recorded.
+            ("evt-3".to_string(), EffectOutcome::Performed),
+        ]
+    );
+}
+
+#[test]
+fn faults_a_part_cannot_fire_are_refused_by_name() {
+    let dir = tempdir::Dir::new();
+    let stall: EffectFaults = [(
+        ("evt-1".to_string(), 1),
+        Fault::Stall(Duration::from_secs(1)),
+    )]
+    .into();
+    let e = EffectService::start(1, &dir.path("l.db"), stall, Arc::new(KillLog::default()))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("cannot fire Stall"), "{e}");
+    let fail: WireFaults = [(("OffsetCommit".to_string(), 1), Fault::Fail)].into();
+    let e = WireProxy::start(1, "127.0.0.1:9", fail, Arc::new(KillLog::default()))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .contains("cannot fire Fail (at OffsetCommit request 1)"),
+        "{e}"
+    );
+}
+
+fn sh(script: &str) -> ConsumerCommand {
+    ConsumerCommand::new(&["sh", "-c", script]).unwrap()
+}
+
+fn instance_env(i: InstanceId) -> Vec<(String, String)> {
+    vec![("INSTANCE".to_string(), i.0.to_string())]
+}
+
+#[test]
+fn instances_start_with_their_environment_and_restart_after_a_kill() {
+    let supervisor = Supervisor::start(
+        &sh("echo started $INSTANCE; exec sleep 30"),
+        2,
+        instance_env,
+        Duration::from_millis(10),
+        5,
+    )
+    .unwrap();
+    let started = |n: usize| {
+        move |lives: &[Life]| {
+            lives
+                .iter()
+                .filter(|l| l.output.contains("started"))
+                .count()
+                >= n
+        }
+    };
+    assert!(supervisor.wait_until(Duration::from_secs(20), started(2)));
+    supervisor.kill(InstanceId(1));
+    assert!(supervisor.wait_until(Duration::from_secs(20), started(3)));
+    assert_eq!(
+        supervisor.incarnation(InstanceId(1)),
+        Incarnation {
+            instance: InstanceId(1),
+            number: 2
+        }
+    );
+    supervisor.stop();
+    let lives = supervisor.lives();
+    let mut summary: Vec<(String, String, Option<Ended>)> = lives
+        .iter()
+        .map(|l| (l.incarnation.to_string(), l.output.clone(), l.ended.clone()))
+        .collect();
+    summary.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        summary,
+        [
+            ("i1#1".into(), "started 1\n".into(), Some(Ended::Killed)),
+            ("i1#2".into(), "started 1\n".into(), Some(Ended::Killed)),
+            ("i2#1".into(), "started 2\n".into(), Some(Ended::Killed)),
+        ]
+    );
+}
+
+#[test]
+fn an_instance_that_fails_is_restarted_up_to_the_limit_and_one_that_finishes_is_not() {
+    let supervisor = Supervisor::start(
+        &sh(r#"echo "boom" >&2; [ "$INSTANCE" = 2 ] && exit 0; exit 3"#),
+        2,
+        instance_env,
+        Duration::from_millis(1),
+        2,
+    )
+    .unwrap();
+    let ended = |lives: &[Life]| lives.len() == 4 && lives.iter().all(|l| l.ended.is_some());
+    assert!(supervisor.wait_until(Duration::from_secs(20), ended));
+    supervisor.stop();
+    let lives = supervisor.lives();
+    let of = |i: u32| -> Vec<Option<Ended>> {
+        lives
+            .iter()
+            .filter(|l| l.incarnation.instance == InstanceId(i))
+            .map(|l| l.ended.clone())
+            .collect()
+    };
+    assert_eq!(of(1), vec![Some(Ended::Exited(Some(3))); 3]);
+    assert_eq!(of(2), [Some(Ended::Exited(Some(0)))]);
+    assert!(lives.iter().all(|l| l.output == "boom\n"));
+}
+
+#[test]
+fn a_command_that_cannot_start_is_an_error_that_names_it() {
+    let e = Supervisor::start(
+        &ConsumerCommand::new(&["/nonexistent/consumer", "--flag"]).unwrap(),
+        1,
+        instance_env,
+        Duration::ZERO,
+        0,
+    )
+    .err()
+    .unwrap();
+    let text = e.to_string();
+    assert!(
+        text.contains("could not start the consumer command `/nonexistent/consumer --flag`"),
+        "{text}"
+    );
+    assert!(ConsumerCommand::new::<&str>(&[]).is_err());
+    assert!(ConsumerCommand::new(&[" "]).is_err());
+}
+
+#[test]
+fn dropping_the_supervisor_kills_every_child() {
+    let dir = tempdir::Dir::new();
+    let pid_file = dir.path("pid");
+    let supervisor = Supervisor::start(
+        &sh(&format!("echo $$ > {}; exec sleep 30", pid_file.display())),
+        1,
+        instance_env,
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
+    let mut pid = String::new();
+    for _ in 0..2000 {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if pid.ends_with('\n') {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    assert!(proc_dir.exists(), "the child runs: {proc_dir:?}");
+    drop(supervisor);
+    assert!(!proc_dir.exists(), "the child is gone after the drop");
+}
+
+mod wire {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    use std::sync::Arc;
+
+    use super::KillLog;
+    use crate::history::InstanceId;
+    use crate::process::{WireEvent, WireFaults, WireProxy};
+
+    /// Five keyed records in `topic` of `mock`, written directly (not through the proxy).
+    fn produce(mock: &MockCluster<'_, DefaultProducerContext>, topic: &str) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create()
+            .unwrap();
+        for n in 0..5 {
+            let key = format!("k{n}");
+            producer
+                .send(BaseRecord::to(topic).key(&key).payload("v"))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn a_librdkafka_consumer_talks_only_through_its_instances_listeners_and_the_log_shows_it() {
+        let mock = MockCluster::new(3).unwrap();
+        mock.create_topic("orders", 2, 1).unwrap();
+        produce(&mock, "orders");
+        let proxy = WireProxy::start(
+            2,
+            &mock.bootstrap_servers(),
+            WireFaults::new(),
+            Arc::new(KillLog::default()),
+        )
+        .unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", proxy.bootstrap(InstanceId(2)))
+            .set("group.id", "wire-test")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["orders"]).unwrap();
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen < 5 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                assert!(m.key().is_some());
+                consumer.commit_message(&m, CommitMode::Sync).unwrap();
+                seen += 1;
+            }
+        }
+        assert_eq!(
+            seen,
+            5,
+            "every record consumed through the proxy; problems {:?}; log {:?}",
+            proxy.problems(),
+            proxy.log()
+        );
+        // The client knows only the proxy's addresses.
+        let metadata = consumer
+            .fetch_metadata(Some("orders"), Duration::from_secs(10))
+            .unwrap();
+        let direct: Vec<String> = mock
+            .bootstrap_servers()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        for b in metadata.brokers() {
+            let addr = format!("{}:{}", b.host(), b.port());
+            assert!(!direct.contains(&addr), "broker {addr} reached directly");
+            assert_eq!(b.host(), "127.0.0.1");
+        }
+        drop(consumer);
+        let log = proxy.log();
+        assert!(proxy.problems().is_empty(), "{:?}", proxy.problems());
+        let mut fetched: Vec<(i32, i64, Vec<u8>)> = log
+            .iter()
+            .filter_map(|e| match e {
+                WireEvent::Fetched {
+                    instance,
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    ..
+                } => {
+                    assert_eq!((*instance, topic.as_str()), (InstanceId(2), "orders"));
+                    Some((*partition, *offset, key.clone().unwrap()))
+                }
+                _ => None,
+            })
+            .collect();
+        fetched.sort();
+        fetched.dedup();
+        assert_eq!(fetched.len(), 5, "{fetched:?}");
+        let committed: Vec<(i32, i64, i16)> = log
+            .iter()
+            .filter_map(|e| match e {
+                WireEvent::Committed {
+                    partition,
+                    offset,
+                    error,
+                    group,
+                    ..
+                } => {
+                    assert_eq!(group, "wire-test");
+                    Some((*partition, *offset, *error))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(committed.len(), 5, "{committed:?}");
+        assert!(committed.iter().all(|(_, _, error)| *error == 0));
+        // Each commit names the offset after a fetched record of its partition.
+        for (partition, offset, _) in &committed {
+            assert!(
+                fetched
+                    .iter()
+                    .any(|(p, o, _)| p == partition && o + 1 == *offset),
+                "commit {partition}@{offset} without its record"
+            );
+        }
+        assert!(log.iter().any(|e| matches!(
+            e,
+            WireEvent::Joined { instance: InstanceId(2), generation, error: 0, .. } if *generation >= 1
+        )));
+        assert!(log.iter().any(|e| matches!(
+            e,
+            WireEvent::Request { api, .. } if api == "Metadata"
+        )));
+    }
+
+    #[test]
+    fn a_broker_that_is_down_is_a_problem_the_proxy_names() {
+        // Nothing listens on this port: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = WireProxy::start(
+            1,
+            &format!("127.0.0.1:{port}"),
+            WireFaults::new(),
+            Arc::new(KillLog::default()),
+        )
+        .unwrap();
+        let mut client = std::net::TcpStream::connect(proxy.bootstrap(InstanceId(1))).unwrap();
+        use std::io::Read;
+        let mut buf = [0u8; 4];
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The proxy closes the client's connection.
+        assert!(matches!(client.read(&mut buf), Ok(0) | Err(_)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proxy.problems().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let problems = proxy.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("could not connect"), "{problems:?}");
+    }
+}
