@@ -14,7 +14,7 @@ use crate::run::SimulationBuilder;
 use crate::scenario::Event;
 use crate::scenario::{FaultKind, ScenarioSpace};
 
-type Encoder = Arc<dyn Fn(&Event) -> Vec<u8> + Send + Sync>;
+pub(crate) type Encoder = Arc<dyn Fn(&Event) -> Vec<u8> + Send + Sync>;
 type Tweak = Arc<dyn Fn(&mut SimulationBuilder) + Send + Sync>;
 
 /// The settings of a check. Setters take `&mut self` and return `&mut Self`; pass the

@@ -12,6 +12,7 @@
 //! invariants), `shrink` (the passes after proptest's), `report` (the verdict as text).
 
 mod ahead;
+pub(crate) mod black_box;
 mod case_key;
 pub(crate) mod config;
 mod differential;
@@ -22,6 +23,7 @@ mod search;
 pub(crate) mod shard;
 mod shrink;
 
+pub use black_box::{BlackBox, BlackBoxCounterexample, BlackBoxError, BlackBoxPassed};
 pub(crate) use config::Verifier;
 pub use differential::{Differential, broker_scenarios, compare_on_broker, runs_on_a_broker};
 pub(crate) use entry::CheckError;

@@ -55,6 +55,8 @@ pub enum CommitKind {
     Revoke,
     /// The auto-commit librdkafka performs when a consumer is closed (dropped).
     Close,
+    /// A commit seen on the wire from a consumer process: which call made it is not known.
+    Wire,
 }
 
 impl fmt::Display for CommitKind {
@@ -65,6 +67,7 @@ impl fmt::Display for CommitKind {
             CommitKind::Auto => "auto",
             CommitKind::Revoke => "on revoke",
             CommitKind::Close => "on close",
+            CommitKind::Wire => "seen on the wire",
         })
     }
 }
@@ -365,6 +368,14 @@ pub enum HistoryEvent {
         key: Option<Arc<str>>,
         /// Whether the consumer reads with `isolation.level=read_committed`.
         read_committed: bool,
+    },
+    /// A fetch response carried a record to a consumer process (seen on the wire: the client
+    /// hands it to the application later, or never if the process dies first).
+    Fetched {
+        /// The record.
+        position: RecordPosition,
+        /// Its key, lossily decoded as UTF-8.
+        key: Option<Arc<str>>,
     },
     /// An offset was stored for the next commit (explicitly, or by `enable.auto.offset.store`).
     OffsetStored {
@@ -701,6 +712,10 @@ impl fmt::Display for HistoryEvent {
             }
             Delivered { position, key, .. } => {
                 write!(f, "recv {position}")?;
+                write_key(f, key)
+            }
+            Fetched { position, key } => {
+                write!(f, "fetched {position}")?;
                 write_key(f, key)
             }
             OffsetStored { partition, offset } => write!(f, "stored offset {partition}={offset}"),

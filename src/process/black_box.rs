@@ -5,16 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::{
-    Callers, ConsumerCommand, EffectFaults, EffectService, Life, Malformed, ProcessError,
-    Supervisor, WireEvent, WireFaults, WireProxy,
+    Callers, ConsumerCommand, EffectFaults, EffectService, FiredEffectFault, Life, Malformed,
+    ProcessError, Supervisor, WireEvent, WireFaults, WireProxy,
 };
 use crate::history::{Incarnation, InstanceId};
 use crate::ledger::EffectRecord;
@@ -71,10 +72,17 @@ pub(crate) struct BlackBoxOutcome {
     pub wire: Vec<WireEvent>,
     pub lives: Vec<Life>,
     pub malformed: Vec<Malformed>,
-    /// What the proxy could not do.
+    /// What the kit's parts could not do (the proxy relay a connection, the supervisor
+    /// restart an instance).
     pub problems: Vec<String>,
     /// The end offset of each partition of the topic after the input was written.
     pub ends: BTreeMap<i32, i64>,
+    /// Where each input event landed (partition, offset), in input order.
+    pub landed: Vec<(i32, i64)>,
+    /// The effect faults the effect service fired.
+    pub effect_faults_fired: Vec<FiredEffectFault>,
+    /// When the kit stopped the instances (the run's end), since its start.
+    pub stopped_at: Duration,
 }
 
 /// The supervisor, once started: the effect service and the proxy start before it (its
@@ -105,15 +113,18 @@ pub(crate) fn run_black_box(
     case: &BlackBoxCase,
     bootstrap: &str,
 ) -> Result<BlackBoxOutcome, ProcessError> {
-    let ends = write_input(case, bootstrap)?;
+    let (ends, landed) = write_input(case, bootstrap)?;
+    let t0 = Instant::now();
     let callers = Arc::new(LateSupervisor::default());
     let service = EffectService::start(
+        t0,
         case.instances,
         &case.ledger,
         case.effect_faults.clone(),
         callers.clone(),
     )?;
     let proxy = WireProxy::start(
+        t0,
         case.instances,
         bootstrap,
         case.wire_faults.clone(),
@@ -129,6 +140,7 @@ pub(crate) fn run_black_box(
         ]
     };
     let supervisor = Arc::new(Supervisor::start(
+        t0,
         &case.command,
         case.instances,
         environment,
@@ -137,6 +149,7 @@ pub(crate) fn run_black_box(
     )?);
     let _ = callers.0.set(supervisor.clone());
     let ending = watch(case, &ends, &proxy, &service, &supervisor);
+    let stopped_at = t0.elapsed();
     supervisor.stop();
     Ok(BlackBoxOutcome {
         ending,
@@ -144,8 +157,19 @@ pub(crate) fn run_black_box(
         wire: proxy.log(),
         lives: supervisor.lives(),
         malformed: service.malformed(),
-        problems: proxy.problems(),
+        problems: proxy
+            .problems()
+            .into_iter()
+            .chain(
+                supervisor
+                    .failed()
+                    .map(|e| format!("restarting an instance: {e}")),
+            )
+            .collect(),
         ends,
+        landed,
+        effect_faults_fired: service.fired(),
+        stopped_at,
     })
 }
 
@@ -213,20 +237,48 @@ fn caught_up(wire: &[WireEvent], group: &str, topic: &str, ends: &BTreeMap<i32, 
         .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end))
 }
 
-/// Writes the input straight to the broker and returns each partition's end offset.
-fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<BTreeMap<i32, i64>, ProcessError> {
+/// Where the input record of an index landed (partition, offset), or why it did not.
+type Landed = (usize, Result<(i32, i64), String>);
+
+/// Collects where each input record landed.
+#[derive(Default)]
+struct Landing(Mutex<Vec<Landed>>);
+
+impl ClientContext for Landing {}
+
+impl ProducerContext for Landing {
+    type DeliveryOpaque = Box<usize>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Self::DeliveryOpaque) {
+        let landed = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((*index, landed));
+    }
+}
+
+/// Where each input event landed, and each partition's end offset.
+type Written = (BTreeMap<i32, i64>, Vec<(i32, i64)>);
+
+/// Writes the input straight to the broker; where each event landed and each partition's end
+/// offset.
+fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<Written, ProcessError> {
     let broker = |what: &str, e: &dyn std::fmt::Display| {
         ProcessError::Broker(format!("{what} at {bootstrap}: {e}"))
     };
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<Landing> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(Landing::default())
         .map_err(|e| broker("could not create the input producer", &e))?;
-    for e in &case.events {
+    for (i, e) in case.events.iter().enumerate() {
         producer
             .send(
-                BaseRecord::to(&case.topic)
+                BaseRecord::with_opaque_to(&case.topic, Box::new(i))
                     .key(e.key.as_bytes())
                     .payload(&e.payload),
             )
@@ -235,6 +287,28 @@ fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<BTreeMap<i32, i64
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| broker("could not write the input", &e))?;
+    let mut delivered = std::mem::take(
+        &mut *producer
+            .context()
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    delivered.sort_by_key(|(i, _)| *i);
+    let mut landed = Vec::new();
+    for (_, result) in delivered {
+        landed.push(result.map_err(|e| broker("could not write the input", &e))?);
+    }
+    if landed.len() != case.events.len() {
+        return Err(broker(
+            "could not write the input",
+            &format!(
+                "{} of {} records acknowledged",
+                landed.len(),
+                case.events.len()
+            ),
+        ));
+    }
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -261,5 +335,5 @@ fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<BTreeMap<i32, i64
             .map_err(|e| broker("could not read the topic's end offsets", &e))?;
         ends.insert(p, high);
     }
-    Ok(ends)
+    Ok((ends, landed))
 }

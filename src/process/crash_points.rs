@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{BlackBoxCase, BlackBoxOutcome, EffectFaults, Ending, ProcessError, WireEvent};
+#[cfg(test)]
+use super::Ending;
+use super::{BlackBoxCase, BlackBoxOutcome, EffectFaults, ProcessError, WireEvent};
 use super::{WireFaults, run_black_box};
 use crate::history::Fault;
 
@@ -79,6 +81,7 @@ pub(crate) struct Probe {
     pub outcome: BlackBoxOutcome,
 }
 
+#[cfg(test)]
 impl Probe {
     /// Each event's effective effects.
     pub(crate) fn effective(&self) -> BTreeMap<String, usize> {
@@ -113,20 +116,32 @@ impl Probe {
     }
 }
 
-/// The pilot run of `case` (without faults) and one run per crash point and fault kind, `at_once`
-/// runs at a time, each against the broker `broker` gives it (called on the run's thread; the
-/// broker lives as long as the value it returns with its bootstrap address).
-pub(crate) fn enumerate<B>(
+/// A fresh broker for one run, on the run's thread: something that keeps it alive, and its
+/// bootstrap address.
+pub(crate) type FreshBroker<'a, B> = dyn Fn() -> Result<(B, String), ProcessError> + Sync + 'a;
+
+/// The pilot run of `case`: without faults, on a fresh broker.
+pub(crate) fn pilot<B>(
     case: &BlackBoxCase,
-    broker: &(dyn Fn() -> Result<(B, String), ProcessError> + Sync),
+    broker: &FreshBroker<'_, B>,
+) -> Result<BlackBoxOutcome, ProcessError> {
+    let (_broker, bootstrap) = broker()?;
+    let mut case = with_ledger(case, "pilot");
+    case.effect_faults.clear();
+    case.wire_faults.clear();
+    run_black_box(&case, &bootstrap)
+}
+
+/// One run per crash point of `pilot` and fault kind, `at_once` runs at a time, each on a
+/// fresh broker, in the order of the points.
+pub(crate) fn probes<B>(
+    case: &BlackBoxCase,
+    pilot: &BlackBoxOutcome,
+    broker: &FreshBroker<'_, B>,
     at_once: usize,
-) -> Result<(BlackBoxOutcome, Vec<Probe>), ProcessError> {
-    let pilot = {
-        let (_broker, bootstrap) = broker()?;
-        run_black_box(&with_ledger(case, "pilot"), &bootstrap)?
-    };
+) -> Result<Vec<Probe>, ProcessError> {
     let mut plans: Vec<(CrashPoint, Fault)> = Vec::new();
-    for point in crash_points(&pilot) {
+    for point in crash_points(pilot) {
         let kinds = match point {
             CrashPoint::Effect { .. } => EFFECT_FAULTS,
             CrashPoint::Wire { .. } => WIRE_FAULTS,
@@ -150,20 +165,19 @@ pub(crate) fn enumerate<B>(
             });
         }
     });
-    let probes = results
+    results
         .into_iter()
         .map(|r| {
             r.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
                 .expect("every plan ran")
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((pilot, probes))
+        .collect()
 }
 
 fn probe<B>(
     case: &BlackBoxCase,
-    broker: &(dyn Fn() -> Result<(B, String), ProcessError> + Sync),
+    broker: &FreshBroker<'_, B>,
     n: usize,
     point: &CrashPoint,
     fault: Fault,

@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +32,15 @@ use crate::ledger::{EffectRecord, SqliteLedger};
 /// The faults to fire: by event id, the call (1 for its first effect call, from any
 /// instance, at any sink) and what happens to it.
 pub(crate) type EffectFaults = BTreeMap<(String, u32), Fault>;
+
+/// A fault the service fired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FiredEffectFault {
+    pub at: Duration,
+    pub instance: InstanceId,
+    pub event_id: String,
+    pub fault: Fault,
+}
 
 /// A call the service refused, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +64,7 @@ struct Shared {
     /// How many effect calls each event id has had.
     calls: Mutex<BTreeMap<String, u32>>,
     malformed: Mutex<Vec<Malformed>>,
+    fired: Mutex<Vec<FiredEffectFault>>,
     callers: Arc<dyn Callers>,
 }
 
@@ -66,8 +76,9 @@ struct Listener {
 
 impl EffectService {
     /// Starts the service for `instances` instances (numbered from 1), recording into the
-    /// ledger file at `ledger`.
+    /// ledger file at `ledger` with times since `t0`.
     pub(crate) fn start(
+        t0: Instant,
         instances: u32,
         ledger: &Path,
         faults: EffectFaults,
@@ -89,11 +100,12 @@ impl EffectService {
             why: e.to_string(),
         })?;
         let shared = Arc::new(Shared {
-            started: Instant::now(),
+            started: t0,
             ledger: Mutex::new(ledger_file),
             faults,
             calls: Mutex::new(BTreeMap::new()),
             malformed: Mutex::new(Vec::new()),
+            fired: Mutex::new(Vec::new()),
             callers,
         });
         let listeners = (1..=instances)
@@ -159,9 +171,9 @@ impl EffectService {
         lock(&self.shared.malformed).clone()
     }
 
-    /// The ledger file's path.
-    pub(crate) fn ledger_path(&self) -> PathBuf {
-        lock(&self.shared.ledger).path().to_path_buf()
+    /// The faults fired so far.
+    pub(crate) fn fired(&self) -> Vec<FiredEffectFault> {
+        lock(&self.shared.fired).clone()
     }
 
     /// Every attempt recorded so far.
@@ -244,6 +256,16 @@ async fn effect(
     };
     let fault = shared.faults.get(&(event_id.clone(), call)).copied();
     let instance = listener.instance;
+    // A fault is told when it fires: before the effect, or after it for the faults that
+    // apply it first.
+    let fired = |fault: Fault| {
+        lock(&shared.fired).push(FiredEffectFault {
+            at: shared.started.elapsed(),
+            instance,
+            event_id: event_id.clone(),
+            fault,
+        });
+    };
     let record = |outcome: EffectOutcome| -> Result<EffectOutcome, Response> {
         let attempt = EffectRecord {
             at: shared.started.elapsed(),
@@ -271,6 +293,7 @@ async fn effect(
     };
     match fault {
         Some(Fault::CrashBefore) => {
+            fired(Fault::CrashBefore);
             shared.callers.kill(instance);
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -278,21 +301,28 @@ async fn effect(
             )
         }
         Some(Fault::Fail) => match record(EffectOutcome::Failed) {
-            Ok(_) => refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "injected: effect service unavailable (nothing applied)",
-            ),
+            Ok(_) => {
+                fired(Fault::Fail);
+                refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "injected: effect service unavailable (nothing applied)",
+                )
+            }
             Err(response) => response,
         },
         Some(Fault::Ambiguous) => match record(EffectOutcome::PerformedReportedFailed) {
-            Ok(_) => refusal(
-                StatusCode::GATEWAY_TIMEOUT,
-                "injected: gateway timeout (the effect may have been applied)",
-            ),
+            Ok(_) => {
+                fired(Fault::Ambiguous);
+                refusal(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "injected: gateway timeout (the effect may have been applied)",
+                )
+            }
             Err(response) => response,
         },
         Some(Fault::CrashAfter) => match record(EffectOutcome::Performed) {
             Ok(outcome) => {
+                fired(Fault::CrashAfter);
                 shared.callers.kill(instance);
                 applied(outcome)
             }

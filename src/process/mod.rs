@@ -1,19 +1,23 @@
-//! Black-box verification of consumer processes in any language (issue 20): the parts that
-//! run a consumer program unchanged. The supervisor starts and restarts its instances; the
-//! effect service records their side effects and fires faults at them. (The wire-protocol
-//! proxy that records the Kafka side, and the search over crash points, are still to come;
-//! until then nothing outside this module uses it.)
-#![allow(dead_code, unused_imports)]
+//! Black-box verification of consumer processes in any language: the parts that run a consumer
+//! program unchanged. The supervisor starts and restarts its instances; the effect service
+//! records their side effects and fires faults at them; the wire proxy records the Kafka side
+//! and fires faults at requests; one black-box run puts them together, crash-point
+//! enumeration plans the runs, and `history_of` tells a run in the history's vocabulary.
+//! `check::BlackBox` judges the runs.
 
 mod black_box;
 mod crash_points;
 mod effect_service;
+mod history_of;
 mod supervisor;
 mod wire_proxy;
 
 pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, run_black_box};
-pub(crate) use crash_points::{CrashPoint, Probe, crash_points, enumerate};
-pub(crate) use effect_service::{EffectFaults, EffectService, Malformed};
+#[cfg(test)]
+pub(crate) use crash_points::{CrashPoint, Probe, crash_points};
+pub(crate) use crash_points::{pilot, probes};
+pub(crate) use effect_service::{EffectFaults, EffectService, FiredEffectFault, Malformed};
+pub(crate) use history_of::{history_of, published_of};
 pub(crate) use supervisor::{ConsumerCommand, Ended, Life, Supervisor};
 pub(crate) use wire_proxy::{WireEvent, WireFaults, WireProxy};
 
@@ -62,6 +66,6 @@ pub enum ProcessError {
 }
 
 #[cfg(test)]
-mod python_tests;
+pub(crate) mod python_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,7 +15,7 @@ use super::*;
 use crate::history::{EffectOutcome, Fault, InstanceId};
 
 /// The Python to run the fixtures with, or `None` (the test is skipped, and says so).
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     match std::env::var("EFFECTIVELY_ONCE_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ if std::env::var_os("EFFECTIVELY_ONCE_REQUIRE_PYTHON").is_some() => {
@@ -31,13 +31,13 @@ fn python() -> Option<String> {
     }
 }
 
-fn fixture(python: &str, script: &str) -> ConsumerCommand {
+pub(crate) fn fixture(python: &str, script: &str) -> ConsumerCommand {
     let path = format!("{}/fixtures/python/{script}", env!("CARGO_MANIFEST_DIR"));
     ConsumerCommand::new(&[python, "-u", &path]).unwrap()
 }
 
 /// Task events `evt-0` ... in the Task API's format.
-fn events(n: usize) -> Vec<InputEvent> {
+pub(crate) fn task_events(n: usize) -> Vec<InputEvent> {
     (0..n)
         .map(|i| InputEvent {
             event_id: format!("evt-{i}"),
@@ -51,12 +51,12 @@ fn events(n: usize) -> Vec<InputEvent> {
 }
 
 /// Runs `script` on a fresh mock cluster with 3 events.
-fn run(
+pub(crate) fn run(
     python: &str,
     script: &str,
     effect_faults: EffectFaults,
     wire_faults: WireFaults,
-) -> (tempdir::Dir, BlackBoxOutcome) {
+) -> (tempdir::Dir, BlackBoxCase, BlackBoxOutcome) {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("task-events", 1, 1).unwrap();
     let dir = tempdir::Dir::new();
@@ -65,7 +65,7 @@ fn run(
         instances: 1,
         topic: "task-events".into(),
         group: "notification-service".into(),
-        events: events(3),
+        events: task_events(3),
         effect_faults,
         wire_faults,
         time_limit: Duration::from_secs(90),
@@ -74,7 +74,7 @@ fn run(
         ledger: dir.path("ledger.db"),
     };
     let outcome = run_black_box(&case, &mock.bootstrap_servers()).unwrap();
-    (dir, outcome)
+    (dir, case, outcome)
 }
 
 /// How many times each event's email took effect.
@@ -88,7 +88,7 @@ fn effective(outcome: &BlackBoxOutcome) -> BTreeMap<String, usize> {
     counts
 }
 
-fn explain(outcome: &BlackBoxOutcome) -> String {
+pub(crate) fn explain(outcome: &BlackBoxOutcome) -> String {
     let mut text = format!("ending {:?}\n", outcome.ending);
     for a in &outcome.attempts {
         text.push_str(&format!("{a}\n"));
@@ -107,7 +107,7 @@ fn once_each(n: usize) -> BTreeMap<String, usize> {
 #[test]
 fn commit_after_processing_sends_each_email_once_without_faults() {
     let Some(python) = python() else { return };
-    let (_dir, outcome) = run(
+    let (_dir, _, outcome) = run(
         &python,
         "commit_after.py",
         EffectFaults::new(),
@@ -123,7 +123,7 @@ fn commit_after_processing_sends_each_email_once_without_faults() {
 fn commit_after_processing_duplicates_an_email_when_killed_between_the_email_and_the_commit() {
     let Some(python) = python() else { return };
     let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
-    let (_dir, outcome) = run(&python, "commit_after.py", faults, WireFaults::new());
+    let (_dir, _, outcome) = run(&python, "commit_after.py", faults, WireFaults::new());
     assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
     let mut expected = once_each(3);
     expected.insert("evt-1".into(), 2);
@@ -139,7 +139,7 @@ fn commit_after_processing_duplicates_an_email_when_killed_between_the_email_and
 fn the_event_id_as_idempotency_key_sends_each_email_once_through_the_same_kill() {
     let Some(python) = python() else { return };
     let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
-    let (_dir, outcome) = run(&python, "idempotency_key.py", faults, WireFaults::new());
+    let (_dir, _, outcome) = run(&python, "idempotency_key.py", faults, WireFaults::new());
     assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
     assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
     assert!(
@@ -157,7 +157,7 @@ fn commit_before_processing_loses_an_email_when_killed_after_the_commit_answer()
     let Some(python) = python() else { return };
     // The second commit is evt-1's: the instance dies as its answer arrives.
     let faults = [(("OffsetCommit".to_string(), 2), Fault::CrashAfter)].into();
-    let (_dir, outcome) = run(&python, "commit_before.py", EffectFaults::new(), faults);
+    let (_dir, _, outcome) = run(&python, "commit_before.py", EffectFaults::new(), faults);
     assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
     let mut expected = once_each(3);
     expected.remove("evt-1");
@@ -167,80 +167,4 @@ fn commit_before_processing_loses_an_email_when_killed_after_the_commit_answer()
         WireEvent::Fault { api, fault: Fault::CrashAfter, instance: InstanceId(1), .. }
             if api == "OffsetCommit"
     )));
-}
-
-#[test]
-fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no_loss() {
-    let Some(python) = python() else { return };
-    let dir = tempdir::Dir::new();
-    let case = BlackBoxCase {
-        command: fixture(&python, "commit_after.py"),
-        instances: 1,
-        topic: "task-events".into(),
-        group: "notification-service".into(),
-        events: events(3),
-        effect_faults: EffectFaults::new(),
-        wire_faults: WireFaults::new(),
-        time_limit: Duration::from_secs(90),
-        settle: Duration::from_millis(500),
-        restart_after: Duration::from_millis(100),
-        ledger: dir.path("ledger.db"),
-    };
-    let broker = || {
-        let mock = MockCluster::new(1).map_err(|e| ProcessError::Broker(e.to_string()))?;
-        mock.create_topic("task-events", 1, 1)
-            .map_err(|e| ProcessError::Broker(e.to_string()))?;
-        let bootstrap = mock.bootstrap_servers();
-        Ok((mock, bootstrap))
-    };
-    let started = std::time::Instant::now();
-    let (pilot, probes) = enumerate(&case, &broker, 4).unwrap();
-    let took = started.elapsed();
-    let points = crash_points(&pilot);
-    assert_eq!(
-        points
-            .iter()
-            .filter(|p| matches!(p, CrashPoint::Effect { .. }))
-            .count(),
-        3
-    );
-    assert!(
-        points
-            .iter()
-            .any(|p| matches!(p, CrashPoint::Wire { api, .. } if api == "OffsetCommit"))
-    );
-    let mut lines = Vec::new();
-    for p in &probes {
-        assert_eq!(
-            p.outcome.ending,
-            Ending::CaughtUp,
-            "{}: {}",
-            p.point,
-            explain(&p.outcome)
-        );
-        assert!(
-            p.lost(&case).is_empty(),
-            "{} {:?} lost an event: {}",
-            p.point,
-            p.fault,
-            explain(&p.outcome)
-        );
-        lines.push(format!(
-            "{} {:?}: duplicated {:?}",
-            p.point,
-            p.fault,
-            p.duplicated()
-        ));
-    }
-    let duplicating: Vec<&Probe> = probes
-        .iter()
-        .filter(|p| !p.duplicated().is_empty())
-        .collect();
-    assert!(
-        duplicating
-            .iter()
-            .any(|p| p.fault == Fault::CrashAfter && matches!(p.point, CrashPoint::Effect { .. })),
-        "{lines:#?}"
-    );
-    println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
 }

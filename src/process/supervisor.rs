@@ -59,6 +59,10 @@ pub(crate) enum Ended {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Life {
     pub incarnation: Incarnation,
+    /// When it started, since the run's start.
+    pub started: Duration,
+    /// When its end was seen.
+    pub ended_at: Option<Duration>,
     /// Its stdout and stderr, interleaved as read.
     pub output: String,
     /// `None` while it runs.
@@ -72,6 +76,8 @@ pub(crate) struct Supervisor {
 }
 
 struct Shared {
+    /// The run's start, which the lives' times count from.
+    t0: Instant,
     state: Mutex<State>,
     changed: Condvar,
     stopping: AtomicBool,
@@ -95,8 +101,10 @@ const LOOK: Duration = Duration::from_millis(5);
 impl Supervisor {
     /// Starts `instances` instances of `command`, instance `i` with the variables
     /// `environment(i)`. An instance that dies is started again after `restart_after`, up to
-    /// `max_restarts` times; one that exits by itself with code 0 is not.
+    /// `max_restarts` times; one that exits by itself with code 0 is not. Times count from
+    /// `t0`.
     pub(crate) fn start(
+        t0: Instant,
         command: &ConsumerCommand,
         instances: u32,
         environment: impl Fn(InstanceId) -> Vec<(String, String)>,
@@ -104,6 +112,7 @@ impl Supervisor {
         max_restarts: u32,
     ) -> Result<Self, ProcessError> {
         let shared = Arc::new(Shared {
+            t0,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -168,6 +177,7 @@ impl Supervisor {
         self.shared.lock().failed.clone()
     }
 
+    #[cfg(test)]
     /// Waits up to `timeout` until `done` holds for the lives so far; whether it did.
     pub(crate) fn wait_until(&self, timeout: Duration, done: impl Fn(&[Life]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
@@ -275,6 +285,8 @@ fn spawn(
         let mut state = shared.lock();
         state.lives.push(Life {
             incarnation,
+            started: shared.t0.elapsed(),
+            ended_at: None,
             output: String::new(),
             ended: None,
         });
@@ -359,6 +371,7 @@ fn monitor(
                 .find(|l| l.incarnation.instance == instance)
             {
                 life.ended = Some(ended);
+                life.ended_at = Some(shared.t0.elapsed());
             }
         }
         shared.changed.notify_all();

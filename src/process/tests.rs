@@ -1,7 +1,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::history::{EffectOutcome, Fault, Incarnation, InstanceId};
@@ -54,11 +54,18 @@ fn post(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, St
 fn service(faults: EffectFaults) -> (tempdir::Dir, Arc<KillLog>, EffectService) {
     let dir = tempdir::Dir::new();
     let kills = Arc::new(KillLog::default());
-    let service = EffectService::start(2, &dir.path("ledger.db"), faults, kills.clone()).unwrap();
+    let service = EffectService::start(
+        Instant::now(),
+        2,
+        &dir.path("ledger.db"),
+        faults,
+        kills.clone(),
+    )
+    .unwrap();
     (dir, kills, service)
 }
 
-pub(super) mod tempdir {
+pub(crate) mod tempdir {
     use std::path::PathBuf;
 
     /// A fresh directory under the system's temporary directory, removed when dropped.
@@ -197,14 +204,26 @@ fn faults_a_part_cannot_fire_are_refused_by_name() {
         Fault::Stall(Duration::from_secs(1)),
     )]
     .into();
-    let e = EffectService::start(1, &dir.path("l.db"), stall, Arc::new(KillLog::default()))
-        .err()
-        .unwrap();
+    let e = EffectService::start(
+        Instant::now(),
+        1,
+        &dir.path("l.db"),
+        stall,
+        Arc::new(KillLog::default()),
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("cannot fire Stall"), "{e}");
     let fail: WireFaults = [(("OffsetCommit".to_string(), 1), Fault::Fail)].into();
-    let e = WireProxy::start(1, "127.0.0.1:9", fail, Arc::new(KillLog::default()))
-        .err()
-        .unwrap();
+    let e = WireProxy::start(
+        Instant::now(),
+        1,
+        "127.0.0.1:9",
+        fail,
+        Arc::new(KillLog::default()),
+    )
+    .err()
+    .unwrap();
     assert!(
         e.to_string()
             .contains("cannot fire Fail (at OffsetCommit request 1)"),
@@ -223,6 +242,7 @@ fn instance_env(i: InstanceId) -> Vec<(String, String)> {
 #[test]
 fn instances_start_with_their_environment_and_restart_after_a_kill() {
     let supervisor = Supervisor::start(
+        Instant::now(),
         &sh("echo started $INSTANCE; exec sleep 30"),
         2,
         instance_env,
@@ -269,6 +289,7 @@ fn instances_start_with_their_environment_and_restart_after_a_kill() {
 #[test]
 fn an_instance_that_fails_is_restarted_up_to_the_limit_and_one_that_finishes_is_not() {
     let supervisor = Supervisor::start(
+        Instant::now(),
         &sh(r#"echo "boom" >&2; [ "$INSTANCE" = 2 ] && exit 0; exit 3"#),
         2,
         instance_env,
@@ -295,6 +316,7 @@ fn an_instance_that_fails_is_restarted_up_to_the_limit_and_one_that_finishes_is_
 #[test]
 fn a_command_that_cannot_start_is_an_error_that_names_it() {
     let e = Supervisor::start(
+        Instant::now(),
         &ConsumerCommand::new(&["/nonexistent/consumer", "--flag"]).unwrap(),
         1,
         instance_env,
@@ -317,6 +339,7 @@ fn dropping_the_supervisor_kills_every_child() {
     let dir = tempdir::Dir::new();
     let pid_file = dir.path("pid");
     let supervisor = Supervisor::start(
+        Instant::now(),
         &sh(&format!("echo $$ > {}; exec sleep 30", pid_file.display())),
         1,
         instance_env,
@@ -375,6 +398,7 @@ mod wire {
         mock.create_topic("orders", 2, 1).unwrap();
         produce(&mock, "orders");
         let proxy = WireProxy::start(
+            Instant::now(),
             2,
             &mock.bootstrap_servers(),
             WireFaults::new(),
@@ -488,6 +512,7 @@ mod wire {
             .unwrap()
             .port();
         let proxy = WireProxy::start(
+            Instant::now(),
             1,
             &format!("127.0.0.1:{port}"),
             WireFaults::new(),

@@ -108,8 +108,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl WireProxy {
     /// Starts a proxy for `instances` instances in front of the broker at `bootstrap`
-    /// (`host:port`, or a comma-separated list of them).
+    /// (`host:port`, or a comma-separated list of them); its log's times count from `t0`.
     pub(crate) fn start(
+        t0: Instant,
         instances: u32,
         bootstrap: &str,
         faults: WireFaults,
@@ -131,7 +132,7 @@ impl WireProxy {
             .build()
             .map_err(listen)?;
         let shared = Arc::new(Shared {
-            started: Instant::now(),
+            started: t0,
             routes: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
             problems: Mutex::new(Vec::new()),
@@ -266,7 +267,10 @@ impl Route {
                 }
                 let crash_after = fault == Some(Fault::CrashAfter);
                 lock(&asked).insert(correlation, (api, version, frame.clone(), crash_after));
-                write_frame(&mut upstream_out, &frame).await?;
+                let forwarded: bool = write_frame(&mut upstream_out, &frame).await?;
+                if !forwarded {
+                    return Ok(());
+                }
             }
             Ok::<(), String>(())
         };
@@ -289,7 +293,10 @@ impl Route {
                     }
                     None => frame,
                 };
-                write_frame(&mut client_out, &frame).await?;
+                let delivered: bool = write_frame(&mut client_out, &frame).await?;
+                if !delivered {
+                    return Ok(());
+                }
             }
             Ok::<(), String>(())
         };
@@ -578,7 +585,7 @@ async fn read_frame(from: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Byt
     let mut size = [0u8; 4];
     match from.read_exact(&mut size).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if peer_gone(&e) => return Ok(None),
         Err(e) => return Err(format!("read: {e}")),
     }
     let size = usize::try_from(i32::from_be_bytes(size))
@@ -586,16 +593,33 @@ async fn read_frame(from: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Byt
         .filter(|s| *s <= MAX_FRAME)
         .ok_or("a frame with a nonsense size")?;
     let mut frame = vec![0u8; size];
-    from.read_exact(&mut frame)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    Ok(Some(Bytes::from(frame)))
+    match from.read_exact(&mut frame).await {
+        Ok(_) => Ok(Some(Bytes::from(frame))),
+        // A process killed in the middle of a request: its connection just ends.
+        Err(e) if peer_gone(&e) => Ok(None),
+        Err(e) => Err(format!("read: {e}")),
+    }
 }
 
-async fn write_frame(to: &mut (impl AsyncWriteExt + Unpin), frame: &[u8]) -> Result<(), String> {
+/// Whether `e` says the other end went away (closed, reset, killed): the end of a
+/// connection, not a failure of the proxy.
+fn peer_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
+}
+
+/// Writes one size-prefixed frame; whether the peer is still there to take it.
+async fn write_frame(to: &mut (impl AsyncWriteExt + Unpin), frame: &[u8]) -> Result<bool, String> {
     let size = i32::try_from(frame.len()).map_err(|_| "a frame too large".to_string())?;
-    to.write_all(&size.to_be_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    to.write_all(frame).await.map_err(|e| format!("write: {e}"))
+    let mut bytes = Vec::with_capacity(4 + frame.len());
+    bytes.extend_from_slice(&size.to_be_bytes());
+    bytes.extend_from_slice(frame);
+    match to.write_all(&bytes).await {
+        Ok(()) => Ok(true),
+        Err(e) if peer_gone(&e) => Ok(false),
+        Err(e) => Err(format!("write: {e}")),
+    }
 }

@@ -231,6 +231,14 @@ pub(super) fn mark(entry: &HistoryEntry, records: &Records) -> Option<Mark> {
                 records.at(position.partition, position.offset),
             )
         }
+        Fetched { position, .. } => {
+            push(&mut events, records.event(position));
+            (
+                Glyph::Dot,
+                "recv fetched",
+                records.at(position.partition, position.offset),
+            )
+        }
         OffsetStored { .. } => return None,
         Seeked { offset, .. } => (Glyph::Tick, "seek", format!("seek {offset}")),
         PartitionsPaused { paused, .. } => (

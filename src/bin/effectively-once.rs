@@ -1,0 +1,131 @@
+//! `effectively-once check -- <command>`: verifies a consumer program, in any language, as a
+//! black box (see `effectively_once::check::BlackBox`), prints the verdict and exits 0 when the
+//! semantics held, 1 on a violation, 2 when the program could not be verified.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use effectively_once::Semantics;
+use effectively_once::check::{BlackBox, BlackBoxError};
+
+#[derive(Parser)]
+#[command(
+    name = "effectively-once",
+    version,
+    about = "Proves a Kafka consumer's delivery semantics through crashes and failed effects"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the consumer program through every crash point of a fault-free run and judges
+    /// each run. The program gets KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID,
+    /// EFFECTS_URL and INSTANCE in its environment and performs each event's side effect with
+    /// POST $EFFECTS_URL/effects/<sink> and a JSON body carrying the event's "event_id".
+    Check {
+        /// The delivery semantics the program must have.
+        #[arg(long, value_enum, default_value = "effectively-once")]
+        semantics: SemanticsArg,
+        /// How many instances run at once.
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
+        /// How many events the input holds.
+        #[arg(long, default_value_t = 3)]
+        events: usize,
+        /// The topic the input is written to (KAFKA_TOPIC).
+        #[arg(long, default_value = "task-events")]
+        topic: String,
+        /// The consumer group the instances are told to use (KAFKA_GROUP_ID).
+        #[arg(long, default_value = "notification-service")]
+        group: String,
+        /// An effect sink every event must take effect on (repeat for several).
+        #[arg(long = "sink", default_value = "email")]
+        sinks: Vec<String>,
+        /// The longest one run may take, in seconds.
+        #[arg(long, default_value_t = 90)]
+        time_limit: u64,
+        /// How many runs go at once (each with its own broker and processes; they mostly
+        /// wait for group rebalances, so more than the cores).
+        #[arg(long, default_value_t = 8)]
+        at_once: usize,
+        /// Each record's payload, with {event_id}, {key} and {n} replaced by the event's id
+        /// (evt-0, ...), key (k0, ...) and number. Default: {"event_id":"evt-0","key":"k0",
+        /// "data":{"value":0}}.
+        #[arg(long)]
+        payload: Option<String>,
+        /// The consumer program and its arguments.
+        #[arg(last = true, required = true)]
+        program: Vec<String>,
+    },
+}
+
+/// The semantics names the command line takes (Semantics' own, in kebab case).
+#[derive(Clone, Copy, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
+enum SemanticsArg {
+    EffectivelyOnce,
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+impl From<SemanticsArg> for Semantics {
+    fn from(s: SemanticsArg) -> Self {
+        match s {
+            SemanticsArg::EffectivelyOnce => Semantics::EffectivelyOnce,
+            SemanticsArg::AtLeastOnce => Semantics::AtLeastOnce,
+            SemanticsArg::AtMostOnce => Semantics::AtMostOnce,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let Command::Check {
+        semantics,
+        instances,
+        events,
+        topic,
+        group,
+        sinks,
+        time_limit,
+        at_once,
+        payload,
+        program,
+    } = Cli::parse().command;
+    let mut black_box = BlackBox::command(program);
+    black_box
+        .instances(instances)
+        .events(events)
+        .topic(topic)
+        .group(group)
+        .sinks(sinks)
+        .time_limit(Duration::from_secs(time_limit))
+        .at_once(at_once);
+    if let Some(template) = payload {
+        black_box.encode(move |event| {
+            let n = event.event_id.trim_start_matches("evt-");
+            template
+                .replace("{event_id}", &event.event_id)
+                .replace("{key}", &event.key)
+                .replace("{n}", n)
+                .into_bytes()
+        });
+    }
+    match black_box.check(semantics.into()) {
+        Ok(passed) => {
+            println!("{passed}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ BlackBoxError::Violated(_)) => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

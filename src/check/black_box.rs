@@ -1,0 +1,721 @@
+//! Verifying a consumer *program*, in any language, as a black box: [`BlackBox`] runs the
+//! command's instances against librdkafka's mock cluster through the kit's wire proxy, with
+//! their side effects going to the kit's HTTP effect service, first without faults and then
+//! once per crash point of that pilot run and fault kind; each run's history and ledger go
+//! through the same invariants as a simulated run's.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::Encoder;
+use crate::broker::BrokerProvider;
+use crate::history::{ClusterSnapshot, History};
+use crate::invariant::{RunRecord, Semantics, Violation};
+use crate::ledger::Ledger;
+use crate::process::{
+    BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, InputEvent, ProcessError,
+    WireEvent, WireFaults, history_of, pilot, probes, published_of,
+};
+use crate::scenario::Event;
+
+/// A consumer program to verify as a black box.
+///
+/// Each instance is started as `command` with, in its environment, `KAFKA_BOOTSTRAP_SERVERS`
+/// (its own address on the kit's wire proxy), `KAFKA_TOPIC`, `KAFKA_GROUP_ID`, `EFFECTS_URL`
+/// (its own address on the kit's effect service) and `INSTANCE` (1, 2, ...). It consumes the
+/// topic and performs each event's side effect with `POST {EFFECTS_URL}/effects/{sink}`, a JSON
+/// body carrying the event's `event_id` and, optionally, an `Idempotency-Key` header (a key
+/// that already took effect on the sink is not applied again: the answer says
+/// `{"outcome":"deduplicated"}`). Faults kill the process (SIGKILL) right before or after an
+/// effect or an offset commit, or fail an effect (503: not applied; 504 after applying it);
+/// a killed instance is started again, as a process supervisor would.
+///
+/// ```no_run
+/// use effectively_once::check::BlackBox;
+/// use effectively_once::Semantics;
+///
+/// let passed = BlackBox::command(["python3", "consumer.py"])
+///     .events(3)
+///     .check(Semantics::EffectivelyOnce)
+///     .unwrap_or_else(|e| panic!("{e}"));
+/// println!("{passed}");
+/// ```
+#[derive(Clone)]
+pub struct BlackBox {
+    command: Vec<String>,
+    instances: u32,
+    events: usize,
+    topic: String,
+    group: String,
+    sinks: Vec<String>,
+    encode: Encoder,
+    time_limit: Duration,
+    at_once: usize,
+    workdir: Option<PathBuf>,
+    broker: BrokerProvider,
+}
+
+impl fmt::Debug for BlackBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlackBox")
+            .field("command", &self.command)
+            .field("instances", &self.instances)
+            .field("events", &self.events)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("sinks", &self.sinks)
+            .field("time_limit", &self.time_limit)
+            .field("at_once", &self.at_once)
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlackBox {
+    /// The program to verify: its words, the program first (`["python3", "consumer.py"]`).
+    /// Defaults: 1 instance, 3 events, topic `task-events`, group `notification-service`,
+    /// sink `email`, events encoded as [`Event::to_json`], 90 s per run, 8 runs at once, on
+    /// librdkafka's mock cluster (a fresh one per run).
+    pub fn command<I, S>(words: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        BlackBox {
+            command: words.into_iter().map(Into::into).collect(),
+            instances: 1,
+            events: 3,
+            topic: "task-events".into(),
+            group: "notification-service".into(),
+            sinks: vec!["email".into()],
+            encode: Arc::new(Event::to_json),
+            time_limit: Duration::from_secs(90),
+            at_once: 8,
+            workdir: None,
+            broker: BrokerProvider::MockCluster,
+        }
+    }
+
+    /// How many instances run at once.
+    pub fn instances(&mut self, n: u32) -> &mut Self {
+        self.instances = n;
+        self
+    }
+
+    /// How many events the input holds (`evt-0`, `evt-1`, ...).
+    pub fn events(&mut self, n: usize) -> &mut Self {
+        self.events = n;
+        self
+    }
+
+    /// The topic the input is written to (`KAFKA_TOPIC`).
+    pub fn topic(&mut self, topic: impl Into<String>) -> &mut Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// The consumer group the instances are told to use (`KAFKA_GROUP_ID`).
+    pub fn group(&mut self, group: impl Into<String>) -> &mut Self {
+        self.group = group.into();
+        self
+    }
+
+    /// The effect sinks every event must take effect on (replaces the default `email`).
+    pub fn sinks<I, S>(&mut self, sinks: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sinks = sinks.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How an event becomes a record's payload (the key is the event's key).
+    pub fn encode(
+        &mut self,
+        encode: impl Fn(&Event) -> Vec<u8> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.encode = Arc::new(encode);
+        self
+    }
+
+    /// The longest one run may take before it counts as stuck.
+    pub fn time_limit(&mut self, limit: Duration) -> &mut Self {
+        self.time_limit = limit;
+        self
+    }
+
+    /// How many runs go at once (each with its own broker and processes).
+    pub fn at_once(&mut self, n: usize) -> &mut Self {
+        self.at_once = n;
+        self
+    }
+
+    /// The broker each run gets a fresh one of (default: librdkafka's mock cluster; a
+    /// container or an external cluster as for simulated checks on a real broker).
+    pub fn broker(&mut self, broker: BrokerProvider) -> &mut Self {
+        self.broker = broker;
+        self
+    }
+
+    /// Where the runs' effect ledgers are written (default: a fresh directory under the
+    /// system's temporary directory, removed afterwards).
+    pub fn workdir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    fn validate(&self) -> Result<ConsumerCommand, BlackBoxError> {
+        let invalid = |why: &str| Err(BlackBoxError::InvalidConfig(why.to_string()));
+        if self.instances == 0 {
+            return invalid("instances must be at least 1");
+        }
+        if self.events == 0 {
+            return invalid("events must be at least 1");
+        }
+        if self.sinks.is_empty() {
+            return invalid("name at least one effect sink");
+        }
+        if self.topic.is_empty() || self.group.is_empty() {
+            return invalid("the topic and the group need names");
+        }
+        if self.time_limit.is_zero() || self.at_once == 0 {
+            return invalid("the time limit and runs at once must be above zero");
+        }
+        ConsumerCommand::new(&self.command).map_err(|e| BlackBoxError::InvalidConfig(e.to_string()))
+    }
+
+    /// Runs the pilot and one run per crash point and fault kind, and judges each for
+    /// `semantics`; the first run that breaks it is the counterexample.
+    pub fn check(&self, semantics: Semantics) -> Result<BlackBoxPassed, BlackBoxError> {
+        let command = self.validate()?;
+        let started = Instant::now();
+        let workdir = Workdir::new(self.workdir.clone())?;
+        let events = (0..self.events)
+            .map(|n| {
+                let event = Event {
+                    event_id: format!("evt-{n}"),
+                    key: format!("k{n}"),
+                    payload: serde_json::json!({ "value": n }),
+                };
+                InputEvent {
+                    payload: (self.encode)(&event),
+                    event_id: event.event_id,
+                    key: event.key,
+                }
+            })
+            .collect();
+        let case = BlackBoxCase {
+            command,
+            instances: self.instances,
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            events,
+            effect_faults: EffectFaults::new(),
+            wire_faults: WireFaults::new(),
+            time_limit: self.time_limit,
+            settle: Duration::from_millis(500),
+            restart_after: Duration::from_millis(100),
+            ledger: workdir.path.join("ledger.db"),
+        };
+        // One partition per instance, so that every instance has work.
+        let topics = [(
+            self.topic.clone(),
+            i32::try_from(self.instances).unwrap_or(i32::MAX),
+        )];
+        let provider = self.broker.clone();
+        let broker = move || {
+            let running = provider
+                .start(&topics)
+                .map_err(|e| ProcessError::Broker(e.to_string()))?;
+            let bootstrap = running.bootstrap().to_string();
+            Ok((running, bootstrap))
+        };
+        let pilot = pilot(&case, &broker)?;
+        self.usable(&pilot)?;
+        let judged = judge_process_run(semantics, &case, &pilot, &self.sinks);
+        if let Some(violation) = judged.violations.first() {
+            return Err(self.violated(
+                semantics,
+                "none (the pilot run)",
+                violation,
+                &judged,
+                &pilot,
+            ));
+        }
+        let probes = probes(&case, &pilot, &broker, self.at_once)?;
+        for p in &probes {
+            let judged = judge_process_run(semantics, &case, &p.outcome, &self.sinks);
+            if let Some(violation) = judged.violations.first() {
+                let fault = format!("{:?} at {}", p.fault, p.point);
+                return Err(self.violated(semantics, &fault, violation, &judged, &p.outcome));
+            }
+        }
+        Ok(BlackBoxPassed {
+            semantics,
+            command: self.command.join(" "),
+            runs: probes.len() + 1,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Refuses a pilot run that says the program cannot be verified as configured.
+    fn usable(&self, pilot: &BlackBoxOutcome) -> Result<(), BlackBoxError> {
+        let output = outputs(pilot);
+        let connected = pilot
+            .wire
+            .iter()
+            .any(|e| matches!(e, WireEvent::Request { .. }));
+        if !connected {
+            return Err(BlackBoxError::Unusable(format!(
+                "the consumer never sent a request to KAFKA_BOOTSTRAP_SERVERS (ended: {:?}); \
+                 its output:\n{output}",
+                pilot.ending
+            )));
+        }
+        if !pilot.problems.is_empty() {
+            return Err(BlackBoxError::Process(format!(
+                "the kit's parts failed during the pilot run: {}",
+                pilot.problems.join("; ")
+            )));
+        }
+        if !pilot.malformed.is_empty() {
+            let calls: Vec<String> = pilot.malformed.iter().map(|m| m.why.clone()).collect();
+            return Err(BlackBoxError::Unusable(format!(
+                "the effect service refused the consumer's calls: {}",
+                calls.join("; ")
+            )));
+        }
+        if pilot.attempts.is_empty() && pilot.ending == Ending::CaughtUp {
+            return Err(BlackBoxError::Unusable(format!(
+                "the consumer committed its input but never called the effect service \
+                 (POST {{EFFECTS_URL}}/effects/{{sink}}); its output:\n{output}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn violated(
+        &self,
+        semantics: Semantics,
+        fault: &str,
+        violation: &Violation,
+        judged: &JudgedProcessRun,
+        outcome: &BlackBoxOutcome,
+    ) -> BlackBoxError {
+        BlackBoxError::Violated(Box::new(BlackBoxCounterexample {
+            semantics,
+            command: self.command.join(" "),
+            fault: fault.to_string(),
+            violation: violation.clone(),
+            timeline: judged.history.to_string(),
+            output: outputs(outcome),
+        }))
+    }
+}
+
+/// Each incarnation's output, headed by its name.
+fn outputs(outcome: &BlackBoxOutcome) -> String {
+    let mut text = String::new();
+    for life in &outcome.lives {
+        text.push_str(&format!("--- {} ---\n{}", life.incarnation, life.output));
+        if !life.output.ends_with('\n') && !life.output.is_empty() {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The runs' directory: the one given, or a temporary one removed when dropped.
+struct Workdir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Workdir {
+    fn new(given: Option<PathBuf>) -> Result<Self, BlackBoxError> {
+        let (path, remove) = match given {
+            Some(p) => (p, false),
+            None => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = std::env::temp_dir().join(format!(
+                    "effectively-once-black-box-{}-{n}",
+                    std::process::id()
+                ));
+                (dir, true)
+            }
+        };
+        std::fs::create_dir_all(&path).map_err(|e| {
+            BlackBoxError::Process(format!("could not create the work directory {path:?}: {e}"))
+        })?;
+        Ok(Workdir { path, remove })
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A black-box check that found nothing.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BlackBoxPassed {
+    /// The semantics checked.
+    pub semantics: Semantics,
+    /// The program, as one line.
+    pub command: String,
+    /// How many runs were judged (the pilot and one per crash point and fault kind).
+    pub runs: usize,
+    /// How long the check took.
+    pub took: Duration,
+}
+
+impl fmt::Display for BlackBoxPassed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "effectively-once black-box check passed: `{}` held {} in {} runs (a pilot and one \
+             per crash point and fault kind) in {:.1} s",
+            self.command,
+            self.semantics,
+            self.runs,
+            self.took.as_secs_f64()
+        )
+    }
+}
+
+/// What a black-box check found wrong: the run that broke the semantics.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BlackBoxCounterexample {
+    /// The semantics checked.
+    pub semantics: Semantics,
+    /// The program, as one line.
+    pub command: String,
+    /// The fault the run fired, and where.
+    pub fault: String,
+    /// The broken invariant.
+    pub violation: Violation,
+    /// The run's timeline (the history's text).
+    pub timeline: String,
+    /// Each incarnation's output.
+    pub output: String,
+}
+
+impl fmt::Display for BlackBoxCounterexample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "effectively-once black-box check FAILED: `{}` is not {}",
+            self.command, self.semantics
+        )?;
+        writeln!(f, "fault: {}", self.fault)?;
+        write!(f, "{}", self.violation)?;
+        writeln!(f, "\ntimeline:\n{}", self.timeline)?;
+        write!(f, "output:\n{}", self.output)
+    }
+}
+
+/// Why a black-box check did not pass.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlackBoxError {
+    /// A run broke the semantics.
+    #[error("{0}")]
+    Violated(Box<BlackBoxCounterexample>),
+    /// The settings make no sense.
+    #[error("effectively-once: invalid black-box setting: {0}")]
+    InvalidConfig(String),
+    /// The program cannot be verified as it runs (it never connects, never calls the effect
+    /// service, calls it wrongly).
+    #[error("effectively-once: the consumer program cannot be verified: {0}")]
+    Unusable(String),
+    /// Running the program or the kit's parts failed (the command does not start, a port
+    /// cannot be opened, the broker cannot be used).
+    #[error("effectively-once: {0}")]
+    Process(String),
+}
+
+impl From<ProcessError> for BlackBoxError {
+    fn from(e: ProcessError) -> Self {
+        BlackBoxError::Process(e.to_string())
+    }
+}
+
+/// A black-box run, told and judged.
+#[derive(Debug)]
+pub(crate) struct JudgedProcessRun {
+    pub history: History,
+    /// The broken invariants, liveness last.
+    pub violations: Vec<Violation>,
+}
+
+/// Judges `outcome`, the run of `case`, for `semantics`, counting the effects on `sinks`.
+pub(crate) fn judge_process_run(
+    semantics: Semantics,
+    case: &BlackBoxCase,
+    outcome: &BlackBoxOutcome,
+    sinks: &[String],
+) -> JudgedProcessRun {
+    let published = published_of(case, outcome);
+    let history = history_of(case, outcome);
+    let ledger = Ledger::new(outcome.attempts.clone());
+    let cluster = ClusterSnapshot::default();
+    let record = RunRecord {
+        published: &published,
+        history: &history,
+        ledger: &ledger,
+        sinks,
+        cluster: &cluster,
+    };
+    let mut violations: Vec<Violation> = semantics
+        .invariants()
+        .iter()
+        .filter_map(|i| i.check(&record))
+        .collect();
+    violations.sort_by_key(|v| v.invariant == "liveness");
+    JudgedProcessRun {
+        history,
+        violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Fault;
+    use crate::process::python_tests::{explain, fixture, python, run, task_events};
+    use crate::process::{CrashPoint, Probe, crash_points};
+
+    /// The Task API's payload for `event`, which the Python fixtures parse.
+    fn task_created(event: &Event) -> Vec<u8> {
+        let id = &event.event_id;
+        format!(
+            r#"{{"data":{{"email":"owner-of-{}@example.com","task_id":"task-{id}"}},"event_id":"{id}","type":"task.created"}}"#,
+            event.key
+        )
+        .into_bytes()
+    }
+
+    fn black_box(python: &str, script: &str) -> BlackBox {
+        let path = format!("{}/fixtures/python/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut b = BlackBox::command([python, "-u", &path]);
+        b.encode(task_created);
+        b
+    }
+
+    #[test]
+    fn the_black_box_check_reports_the_duplicate_of_commit_after_processing() {
+        let Some(python) = python() else { return };
+        let e = black_box(&python, "commit_after.py")
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_err();
+        let BlackBoxError::Violated(c) = &e else {
+            panic!("expected a violation: {e}");
+        };
+        assert_eq!(c.violation.invariant, "effectively-once", "{c}");
+        assert_eq!(c.fault, "CrashAfter at effect call 1 of evt-0", "{c}");
+        let report = c.to_string();
+        for told in ["FAILED", "1 duplicated", "timeline:", "--- i1#2 ---"] {
+            assert!(report.contains(told), "{told:?} missing from:\n{report}");
+        }
+    }
+
+    #[test]
+    fn the_black_box_check_passes_the_idempotency_key_consumer_after_every_crash_point() {
+        let Some(python) = python() else { return };
+        let passed = black_box(&python, "idempotency_key.py")
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The pilot, 4 faults at each of 3 effect calls, 2 at each of 3 commits.
+        assert_eq!(passed.runs, 1 + 12 + 6, "{passed}");
+        assert!(
+            passed
+                .to_string()
+                .contains("held effectively-once in 19 runs"),
+            "{passed}"
+        );
+    }
+
+    #[test]
+    fn a_program_that_cannot_be_verified_gets_an_error_that_says_why() {
+        let e = BlackBox::command(["/nonexistent/consumer"])
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("could not start the consumer command `/nonexistent/consumer`"),
+            "{e}"
+        );
+        let e = BlackBox::command(["sh", "-c", "echo no kafka here; exit 3"])
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, BlackBoxError::Unusable(_)), "{text}");
+        assert!(text.contains("never sent a request"), "{text}");
+        assert!(text.contains("no kafka here"), "{text}");
+        let e = BlackBox::command(["sh", "-c", "sleep 30"])
+            .time_limit(Duration::from_secs(2))
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_err();
+        assert!(e.to_string().contains("never sent a request"), "{e}");
+        let e = BlackBox::command(Vec::<String>::new())
+            .check(Semantics::EffectivelyOnce)
+            .unwrap_err();
+        assert!(matches!(e, BlackBoxError::InvalidConfig(_)), "{e}");
+    }
+
+    fn email() -> Vec<String> {
+        vec!["email".to_string()]
+    }
+
+    fn broken(run: &JudgedProcessRun) -> Vec<(String, Vec<String>)> {
+        run.violations
+            .iter()
+            .map(|v| (v.invariant.clone(), v.event_ids.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_python_consumer_killed_between_email_and_commit_breaks_effectively_once_not_at_least_once()
+    {
+        let Some(python) = python() else { return };
+        let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+        let (_dir, case, outcome) = run(&python, "commit_after.py", faults, WireFaults::new());
+        let judged = judge_process_run(Semantics::EffectivelyOnce, &case, &outcome, &email());
+        let timeline = judged.history.to_string();
+        assert_eq!(
+            broken(&judged),
+            [("effectively-once".to_string(), vec!["evt-1".to_string()])],
+            "{timeline}"
+        );
+        let at_least = judge_process_run(Semantics::AtLeastOnce, &case, &outcome, &email());
+        assert!(at_least.violations.is_empty(), "{:?}", at_least.violations);
+        // The timeline tells the story: the fault, the crash, the restart, the second email.
+        for told in [
+            "fault",
+            "crash",
+            "fetched task-events[0]@1",
+            "commit (seen on the wire) task-events[0]=2 ok",
+            "email(evt-1)",
+        ] {
+            assert!(
+                timeline.contains(told),
+                "{told:?} missing from:\n{timeline}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_python_consumer_killed_after_committing_before_its_email_breaks_at_least_once() {
+        let Some(python) = python() else { return };
+        let faults = [(("OffsetCommit".to_string(), 2), Fault::CrashAfter)].into();
+        let (_dir, case, outcome) = run(&python, "commit_before.py", EffectFaults::new(), faults);
+        let judged = judge_process_run(Semantics::AtLeastOnce, &case, &outcome, &email());
+        assert_eq!(
+            broken(&judged),
+            [("at-least-once".to_string(), vec!["evt-1".to_string()])],
+            "{}",
+            judged.history
+        );
+    }
+
+    #[test]
+    fn the_idempotency_key_consumer_holds_effectively_once_through_the_same_kill() {
+        let Some(python) = python() else { return };
+        let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+        let (_dir, case, outcome) = run(&python, "idempotency_key.py", faults, WireFaults::new());
+        let judged = judge_process_run(Semantics::EffectivelyOnce, &case, &outcome, &email());
+        assert!(
+            judged.violations.is_empty(),
+            "{:?}\n{}",
+            judged.violations,
+            judged.history
+        );
+    }
+
+    #[test]
+    fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no_loss() {
+        let Some(python) = python() else { return };
+        let dir = crate::process::tests::tempdir::Dir::new();
+        let case = BlackBoxCase {
+            command: fixture(&python, "commit_after.py"),
+            instances: 1,
+            topic: "task-events".into(),
+            group: "notification-service".into(),
+            events: task_events(3),
+            effect_faults: EffectFaults::new(),
+            wire_faults: WireFaults::new(),
+            time_limit: Duration::from_secs(90),
+            settle: Duration::from_millis(500),
+            restart_after: Duration::from_millis(100),
+            ledger: dir.path("ledger.db"),
+        };
+        let broker = || {
+            let running = BrokerProvider::MockCluster
+                .start(&[("task-events".to_string(), 1)])
+                .map_err(|e| ProcessError::Broker(e.to_string()))?;
+            let bootstrap = running.bootstrap().to_string();
+            Ok((running, bootstrap))
+        };
+        let started = std::time::Instant::now();
+        let pilot = pilot(&case, &broker).unwrap();
+        let probes = probes(&case, &pilot, &broker, 4).unwrap();
+        let took = started.elapsed();
+        let points = crash_points(&pilot);
+        assert_eq!(
+            points
+                .iter()
+                .filter(|p| matches!(p, CrashPoint::Effect { .. }))
+                .count(),
+            3
+        );
+        assert!(
+            points
+                .iter()
+                .any(|p| matches!(p, CrashPoint::Wire { api, .. } if api == "OffsetCommit"))
+        );
+        let mut lines = Vec::new();
+        for p in &probes {
+            assert_eq!(
+                p.outcome.ending,
+                Ending::CaughtUp,
+                "{}: {}",
+                p.point,
+                explain(&p.outcome)
+            );
+            assert!(
+                p.lost(&case).is_empty(),
+                "{} {:?} lost an event: {}",
+                p.point,
+                p.fault,
+                explain(&p.outcome)
+            );
+            lines.push(format!(
+                "{} {:?}: duplicated {:?}",
+                p.point,
+                p.fault,
+                p.duplicated()
+            ));
+        }
+        let duplicating: Vec<&Probe> = probes
+            .iter()
+            .filter(|p| !p.duplicated().is_empty())
+            .collect();
+        assert!(
+            duplicating
+                .iter()
+                .any(|p| p.fault == Fault::CrashAfter
+                    && matches!(p.point, CrashPoint::Effect { .. })),
+            "{lines:#?}"
+        );
+        println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
+    }
+}

@@ -1,0 +1,268 @@
+//! A black-box run told in the history's vocabulary: the supervisor's lives, what the wire
+//! proxy saw and the effect service's attempts, merged in time order, with the input as the
+//! cluster's records at time zero. The invariants and the report read it as they read a
+//! simulated run's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{BlackBoxCase, BlackBoxOutcome, Ended, Ending, WireEvent};
+use crate::history::{
+    CommitKind, Fault, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag,
+    Operation, PublishedEvent, RecordPosition, TopicPartition,
+};
+
+/// The events of `case` as published: where each landed.
+pub(crate) fn published_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Vec<PublishedEvent> {
+    case.events
+        .iter()
+        .zip(&outcome.landed)
+        .map(|(e, (partition, offset))| PublishedEvent {
+            event_id: e.event_id.clone(),
+            key: e.key.clone(),
+            positions: vec![RecordPosition {
+                topic: case.topic.as_str().into(),
+                partition: *partition,
+                offset: *offset,
+            }],
+            aborted: None,
+            poison: false,
+        })
+        .collect()
+}
+
+/// The history of the run `outcome` of `case`.
+pub(crate) fn history_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> History {
+    let mut entries: Vec<HistoryEntry> = Vec::new();
+    let cluster = |event| HistoryEntry {
+        at: Duration::ZERO,
+        incarnation: None,
+        event,
+    };
+    for (e, position) in case.events.iter().zip(published_of(case, outcome)) {
+        entries.push(cluster(HistoryEvent::RecordProduced {
+            position: position.positions[0].clone(),
+            key: Some(Arc::from(e.key.as_str())),
+            retry: false,
+        }));
+    }
+    // The incarnation of an instance at a time: the latest one started by then.
+    let incarnation_at = |instance: InstanceId, at: Duration| -> Incarnation {
+        outcome
+            .lives
+            .iter()
+            .filter(|l| l.incarnation.instance == instance && l.started <= at)
+            .map(|l| l.incarnation)
+            .next_back()
+            .unwrap_or(Incarnation {
+                instance,
+                number: 1,
+            })
+    };
+    let of = |instance: InstanceId, at: Duration, event| HistoryEntry {
+        at,
+        incarnation: Some(incarnation_at(instance, at)),
+        event,
+    };
+    for life in &outcome.lives {
+        entries.push(HistoryEntry {
+            at: life.started,
+            incarnation: Some(life.incarnation),
+            event: HistoryEvent::InstanceStarted,
+        });
+        let (Some(ended), Some(at)) = (&life.ended, life.ended_at) else {
+            continue;
+        };
+        let event = match ended {
+            // The kit's own stop at the end of the run is not part of the story.
+            Ended::Killed if at >= outcome.stopped_at => continue,
+            Ended::Killed => HistoryEvent::InstanceCrashed {
+                cause: "killed (SIGKILL) by the injected fault before it".into(),
+            },
+            Ended::Exited(Some(0)) => HistoryEvent::InstanceExited { error: None },
+            Ended::Exited(code) => HistoryEvent::InstanceExited {
+                error: Some(exit_error(*code, &life.output)),
+            },
+        };
+        entries.push(HistoryEntry {
+            at,
+            incarnation: Some(life.incarnation),
+            event,
+        });
+    }
+    for e in &outcome.wire {
+        let entry = match e {
+            WireEvent::Request { .. } => continue,
+            WireEvent::Fetched {
+                at,
+                instance,
+                topic,
+                partition,
+                offset,
+                key,
+            } => of(
+                *instance,
+                *at,
+                HistoryEvent::Fetched {
+                    position: RecordPosition {
+                        topic: topic.as_str().into(),
+                        partition: *partition,
+                        offset: *offset,
+                    },
+                    key: key
+                        .as_ref()
+                        .map(|k| Arc::from(String::from_utf8_lossy(k).as_ref())),
+                },
+            ),
+            WireEvent::Committed {
+                at,
+                instance,
+                group,
+                generation,
+                topic,
+                partition,
+                offset,
+                error,
+                ..
+            } => {
+                let offsets = vec![(TopicPartition::new(topic.as_str(), *partition), *offset)];
+                let event = if *error == 0 {
+                    HistoryEvent::OffsetsCommitted {
+                        group: group.clone(),
+                        generation: *generation,
+                        offsets,
+                        kind: CommitKind::Wire,
+                    }
+                } else {
+                    HistoryEvent::CommitRejected {
+                        group: group.clone(),
+                        offsets,
+                        kind: CommitKind::Wire,
+                        error: format!("Kafka error code {error}"),
+                    }
+                };
+                of(*instance, *at, event)
+            }
+            WireEvent::Joined {
+                at,
+                instance,
+                member,
+                error: 0,
+                ..
+            } => of(
+                *instance,
+                *at,
+                HistoryEvent::MemberJoined {
+                    group: case.group.clone(),
+                    member: member.clone(),
+                },
+            ),
+            WireEvent::Joined { .. } => continue,
+            WireEvent::Fault {
+                at,
+                instance,
+                api,
+                fault,
+            } => of(*instance, *at, fault_injected(operation_of(api), *fault)),
+        };
+        entries.push(entry);
+    }
+    for f in &outcome.effect_faults_fired {
+        entries.push(of(
+            f.instance,
+            f.at,
+            fault_injected(Operation::Effect, f.fault),
+        ));
+    }
+    for a in &outcome.attempts {
+        entries.push(HistoryEntry {
+            at: a.at,
+            incarnation: Some(a.incarnation),
+            event: HistoryEvent::Effect {
+                sink: a.sink.clone(),
+                event_id: a.event_id.clone(),
+                idempotency_key: a.idempotency_key.clone(),
+                outcome: a.outcome,
+            },
+        });
+    }
+    // Stable: at one instant, the order each source recorded.
+    entries.sort_by_key(|e| e.at);
+    let lag = lag_of(case, outcome);
+    entries.push(HistoryEntry {
+        at: outcome.stopped_at,
+        incarnation: None,
+        event: match outcome.ending {
+            Ending::CaughtUp => HistoryEvent::Quiesced,
+            Ending::AllEnded => HistoryEvent::AllInstancesStopped { lag },
+            Ending::TimedOut => HistoryEvent::TimeLimitReached { lag },
+        },
+    });
+    let mut history = History::default();
+    for e in entries {
+        history.push(e);
+    }
+    history
+}
+
+fn fault_injected(operation: Operation, fault: Fault) -> HistoryEvent {
+    HistoryEvent::FaultInjected {
+        operation,
+        fault,
+        record: None,
+    }
+}
+
+/// The client call a request on the wire stands for.
+fn operation_of(api: &str) -> Operation {
+    match api {
+        "OffsetCommit" => Operation::Commit,
+        "TxnOffsetCommit" => Operation::SendOffsetsToTransaction,
+        "EndTxn" => Operation::CommitTransaction,
+        "Produce" => Operation::Send,
+        _ => Operation::Recv,
+    }
+}
+
+/// Why a process that exited by itself failed: its status and its last line of output.
+fn exit_error(code: Option<i32>, output: &str) -> String {
+    let status = match code {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal the kit did not send".into(),
+    };
+    match output.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("{status}; its last output: {}", last.trim()),
+        None => status,
+    }
+}
+
+/// The group's lag on each partition when the run stopped.
+fn lag_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Vec<Lag> {
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    for e in &outcome.wire {
+        if let WireEvent::Committed {
+            group,
+            topic,
+            partition,
+            offset,
+            error: 0,
+            ..
+        } = e
+            && *group == case.group
+            && *topic == case.topic
+        {
+            committed.insert(*partition, *offset);
+        }
+    }
+    outcome
+        .ends
+        .iter()
+        .map(|(p, end)| Lag {
+            group: case.group.clone(),
+            partition: TopicPartition::new(case.topic.as_str(), *p),
+            committed: committed.get(p).copied(),
+            end: *end,
+        })
+        .collect()
+}
