@@ -58,7 +58,7 @@ if ! "$venv/bin/python" -c "import confluent_kafka" >/dev/null 2>&1; then
 fi
 EFFECTIVELY_ONCE_PYTHON="$venv/bin/python"
 export EFFECTIVELY_ONCE_PYTHON
-"$EFFECTIVELY_ONCE_PYTHON" -c "import confluent_kafka; print('confluent-kafka', confluent_kafka.version()[0], 'librdkafka', confluent_kafka.libversion()[0])"
+"$EFFECTIVELY_ONCE_PYTHON" -c "import confluent_kafka; print('confluent-kafka', confluent_kafka.__version__, 'librdkafka', confluent_kafka.libversion()[0])"
 
 say "cargo fmt --check"
 cargo fmt --check

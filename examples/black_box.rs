@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let variants = [
         ("commit_after.py", Semantics::EffectivelyOnce, "DUPLICATED"),
         ("commit_before.py", Semantics::AtLeastOnce, "LOST"),
+        ("auto_commit_slow.py", Semantics::AtLeastOnce, "LOST"),
         ("idempotency_key.py", Semantics::EffectivelyOnce, "holds"),
     ];
     let mut unexpected = 0;

@@ -12,6 +12,7 @@ use crate::history::{
     CommitKind, Fault, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag,
     Operation, PublishedEvent, RecordPosition, TopicPartition,
 };
+use crate::ledger::EffectRecord;
 
 /// The events of `case` as published: where each landed.
 pub(crate) fn published_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Vec<PublishedEvent> {
@@ -28,6 +29,35 @@ pub(crate) fn published_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Ve
             }],
             aborted: None,
             poison: false,
+        })
+        .collect()
+}
+
+/// The run's effect attempts, each with the generation its instance had joined last (from the
+/// JoinGroup answers the proxy saw), as the simulator records it.
+pub(crate) fn attempts_of(outcome: &BlackBoxOutcome) -> Vec<EffectRecord> {
+    outcome
+        .attempts
+        .iter()
+        .map(|a| {
+            let generation = outcome
+                .wire
+                .iter()
+                .filter_map(|e| match e {
+                    WireEvent::Joined {
+                        at,
+                        instance,
+                        generation,
+                        error: 0,
+                        ..
+                    } if *instance == a.incarnation.instance && *at <= a.at => Some(*generation),
+                    _ => None,
+                })
+                .next_back();
+            EffectRecord {
+                generation,
+                ..a.clone()
+            }
         })
         .collect()
 }

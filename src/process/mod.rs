@@ -17,7 +17,7 @@ pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, ru
 pub(crate) use crash_points::{CrashPoint, Probe, crash_points};
 pub(crate) use crash_points::{pilot, probes};
 pub(crate) use effect_service::{EffectFaults, EffectService, FiredEffectFault, Malformed};
-pub(crate) use history_of::{history_of, published_of};
+pub(crate) use history_of::{attempts_of, history_of, published_of};
 pub(crate) use supervisor::{ConsumerCommand, Ended, Life, Supervisor};
 pub(crate) use wire_proxy::{WireEvent, WireFaults, WireProxy};
 

@@ -1,0 +1,270 @@
+//! The black-box check on the Python fixtures (`fixtures/python/`): verdicts, reports, bad
+//! input, and the crash-point enumeration's findings run by run.
+
+use super::*;
+use crate::history::Fault;
+use crate::process::python_tests::{explain, fixture, python, run, task_events};
+use crate::process::{CrashPoint, Probe, crash_points};
+
+/// The Task API's payload for `event`, which the Python fixtures parse.
+fn task_created(event: &Event) -> Vec<u8> {
+    let id = &event.event_id;
+    format!(
+        r#"{{"data":{{"email":"owner-of-{}@example.com","task_id":"task-{id}"}},"event_id":"{id}","type":"task.created"}}"#,
+        event.key
+    )
+    .into_bytes()
+}
+
+fn black_box(python: &str, script: &str) -> BlackBox {
+    let path = format!("{}/fixtures/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut b = BlackBox::command([python, "-u", &path]);
+    b.encode(task_created);
+    b
+}
+
+#[test]
+fn the_black_box_check_reports_the_duplicate_of_commit_after_processing() {
+    let Some(python) = python() else { return };
+    let e = black_box(&python, "commit_after.py")
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert_eq!(c.violation.invariant, "effectively-once", "{c}");
+    assert_eq!(c.fault, "CrashAfter at effect call 1 of evt-0", "{c}");
+    let report = c.to_string();
+    for told in ["FAILED", "1 duplicated", "timeline:", "--- i1#2 ---"] {
+        assert!(report.contains(told), "{told:?} missing from:\n{report}");
+    }
+}
+
+/// No false alarm with two instances: commit after processing is at-least-once through
+/// every crash point, while the group rebalances around each killed instance.
+#[test]
+fn two_instances_of_commit_after_processing_hold_at_least_once_at_every_crash_point() {
+    let Some(python) = python() else { return };
+    let passed = black_box(&python, "commit_after.py")
+        .instances(2)
+        .events(4)
+        .check(Semantics::AtLeastOnce)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The pilot, 4 faults at each of 4 effect calls, 2 at each commit request.
+    assert!(passed.runs >= 1 + 16 + 8, "{passed}");
+}
+
+#[test]
+fn the_black_box_check_finds_the_loss_of_auto_commit_with_a_slow_effect() {
+    let Some(python) = python() else { return };
+    let e = black_box(&python, "auto_commit_slow.py")
+        .check(Semantics::AtLeastOnce)
+        .unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert_eq!(c.violation.invariant, "at-least-once", "{c}");
+    // The process died before the email of a record whose offset was auto-committed.
+    assert!(
+        c.fault.starts_with("CrashBefore at effect call 1 of"),
+        "{c}"
+    );
+    assert!(c.timeline.contains("commit (seen on the wire)"), "{c}");
+}
+
+#[test]
+fn the_black_box_check_passes_the_idempotency_key_consumer_after_every_crash_point() {
+    let Some(python) = python() else { return };
+    let passed = black_box(&python, "idempotency_key.py")
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The pilot, 4 faults at each of 3 effect calls, 2 at each of 3 commits.
+    assert_eq!(passed.runs, 1 + 12 + 6, "{passed}");
+    assert!(
+        passed
+            .to_string()
+            .contains("held effectively-once in 19 runs"),
+        "{passed}"
+    );
+}
+
+#[test]
+fn a_program_that_cannot_be_verified_gets_an_error_that_says_why() {
+    let e = BlackBox::command(["/nonexistent/consumer"])
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("could not start the consumer command `/nonexistent/consumer`"),
+        "{e}"
+    );
+    let e = BlackBox::command(["sh", "-c", "echo no kafka here; exit 3"])
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, BlackBoxError::Unusable(_)), "{text}");
+    assert!(text.contains("never sent a request"), "{text}");
+    assert!(text.contains("no kafka here"), "{text}");
+    let e = BlackBox::command(["sh", "-c", "sleep 30"])
+        .time_limit(Duration::from_secs(2))
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_err();
+    assert!(e.to_string().contains("never sent a request"), "{e}");
+    let e = BlackBox::command(Vec::<String>::new())
+        .check(Semantics::EffectivelyOnce)
+        .unwrap_err();
+    assert!(matches!(e, BlackBoxError::InvalidConfig(_)), "{e}");
+}
+
+fn email() -> Vec<String> {
+    vec!["email".to_string()]
+}
+
+fn broken(run: &JudgedProcessRun) -> Vec<(String, Vec<String>)> {
+    run.violations
+        .iter()
+        .map(|v| (v.invariant.clone(), v.event_ids.clone()))
+        .collect()
+}
+
+#[test]
+fn a_python_consumer_killed_between_email_and_commit_breaks_effectively_once_not_at_least_once() {
+    let Some(python) = python() else { return };
+    let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+    let (_dir, case, outcome) = run(&python, "commit_after.py", faults, WireFaults::new());
+    let judged = judge_process_run(Semantics::EffectivelyOnce, &case, &outcome, &email());
+    let timeline = judged.history.to_string();
+    // Each attempt carries the generation its instance had joined.
+    assert!(
+        attempts_of(&outcome)
+            .iter()
+            .all(|a| a.generation.is_some_and(|g| g >= 1)),
+        "{:?}",
+        attempts_of(&outcome)
+    );
+    assert_eq!(
+        broken(&judged),
+        [("effectively-once".to_string(), vec!["evt-1".to_string()])],
+        "{timeline}"
+    );
+    let at_least = judge_process_run(Semantics::AtLeastOnce, &case, &outcome, &email());
+    assert!(at_least.violations.is_empty(), "{:?}", at_least.violations);
+    // The timeline tells the story: the fault, the crash, the restart, the second email.
+    for told in [
+        "fault",
+        "crash",
+        "fetched task-events[0]@1",
+        "commit (seen on the wire) task-events[0]=2 ok",
+        "email(evt-1)",
+    ] {
+        assert!(
+            timeline.contains(told),
+            "{told:?} missing from:\n{timeline}"
+        );
+    }
+}
+
+#[test]
+fn a_python_consumer_killed_after_committing_before_its_email_breaks_at_least_once() {
+    let Some(python) = python() else { return };
+    let faults = [(("OffsetCommit".to_string(), 2), Fault::CrashAfter)].into();
+    let (_dir, case, outcome) = run(&python, "commit_before.py", EffectFaults::new(), faults);
+    let judged = judge_process_run(Semantics::AtLeastOnce, &case, &outcome, &email());
+    assert_eq!(
+        broken(&judged),
+        [("at-least-once".to_string(), vec!["evt-1".to_string()])],
+        "{}",
+        judged.history
+    );
+}
+
+#[test]
+fn the_idempotency_key_consumer_holds_effectively_once_through_the_same_kill() {
+    let Some(python) = python() else { return };
+    let faults = [(("evt-1".to_string(), 1), Fault::CrashAfter)].into();
+    let (_dir, case, outcome) = run(&python, "idempotency_key.py", faults, WireFaults::new());
+    let judged = judge_process_run(Semantics::EffectivelyOnce, &case, &outcome, &email());
+    assert!(
+        judged.violations.is_empty(),
+        "{:?}\n{}",
+        judged.violations,
+        judged.history
+    );
+}
+
+#[test]
+fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no_loss() {
+    let Some(python) = python() else { return };
+    let dir = crate::process::tests::tempdir::Dir::new();
+    let case = BlackBoxCase {
+        command: fixture(&python, "commit_after.py"),
+        instances: 1,
+        topic: "task-events".into(),
+        group: "notification-service".into(),
+        events: task_events(3),
+        effect_faults: EffectFaults::new(),
+        wire_faults: WireFaults::new(),
+        time_limit: Duration::from_secs(90),
+        settle: Duration::from_millis(500),
+        restart_after: Duration::from_millis(100),
+        ledger: dir.path("ledger.db"),
+    };
+    let broker = || {
+        let running = BrokerProvider::MockCluster
+            .start(&[("task-events".to_string(), 1)])
+            .map_err(|e| ProcessError::Broker(e.to_string()))?;
+        let bootstrap = running.bootstrap().to_string();
+        Ok((running, bootstrap))
+    };
+    let started = std::time::Instant::now();
+    let pilot = pilot(&case, &broker).unwrap();
+    let probes = probes(&case, &pilot, &broker, 4).unwrap();
+    let took = started.elapsed();
+    let points = crash_points(&pilot);
+    assert_eq!(
+        points
+            .iter()
+            .filter(|p| matches!(p, CrashPoint::Effect { .. }))
+            .count(),
+        3
+    );
+    assert!(
+        points
+            .iter()
+            .any(|p| matches!(p, CrashPoint::Wire { api, .. } if api == "OffsetCommit"))
+    );
+    let mut lines = Vec::new();
+    for p in &probes {
+        assert_eq!(
+            p.outcome.ending,
+            Ending::CaughtUp,
+            "{}: {}",
+            p.point,
+            explain(&p.outcome)
+        );
+        assert!(
+            p.lost(&case).is_empty(),
+            "{} {:?} lost an event: {}",
+            p.point,
+            p.fault,
+            explain(&p.outcome)
+        );
+        lines.push(format!(
+            "{} {:?}: duplicated {:?}",
+            p.point,
+            p.fault,
+            p.duplicated()
+        ));
+    }
+    let duplicating: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| !p.duplicated().is_empty())
+        .collect();
+    assert!(
+        duplicating
+            .iter()
+            .any(|p| p.fault == Fault::CrashAfter && matches!(p.point, CrashPoint::Effect { .. })),
+        "{lines:#?}"
+    );
+    println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
+}
