@@ -217,7 +217,18 @@ fn watch(
 
 /// Whether `group`'s latest successful commit of each partition of `topic` is at its end.
 fn caught_up(wire: &[WireEvent], group: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
-    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let committed = committed_offsets(wire, group, topic);
+    ends.iter()
+        .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end))
+}
+
+/// `group`'s latest successful commit of each partition of `topic`, as the wire showed it.
+pub(crate) fn committed_offsets(
+    wire: &[WireEvent],
+    group: &str,
+    topic: &str,
+) -> BTreeMap<i32, i64> {
+    let mut committed = BTreeMap::new();
     for e in wire {
         if let WireEvent::Committed {
             group: g,
@@ -233,8 +244,7 @@ fn caught_up(wire: &[WireEvent], group: &str, topic: &str, ends: &BTreeMap<i32, 
             committed.insert(*partition, *offset);
         }
     }
-    ends.iter()
-        .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end))
+    committed
 }
 
 /// Where the input record of an index landed (partition, offset), or why it did not.

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{Callers, ProcessError};
+use super::{Callers, ProcessError, lock};
 use crate::history::{EffectOutcome, Fault, InstanceId};
 use crate::ledger::{EffectRecord, SqliteLedger};
 
@@ -196,10 +196,6 @@ impl Drop for EffectService {
             let _ = thread.join();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A JSON error response.

@@ -3,10 +3,10 @@
 //! cluster's records at time zero. The invariants and the report read it as they read a
 //! simulated run's.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::black_box::committed_offsets;
 use super::{BlackBoxCase, BlackBoxOutcome, Ended, Ending, WireEvent};
 use crate::history::{
     CommitKind, Fault, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag,
@@ -269,22 +269,7 @@ fn exit_error(code: Option<i32>, output: &str) -> String {
 
 /// The group's lag on each partition when the run stopped.
 fn lag_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Vec<Lag> {
-    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
-    for e in &outcome.wire {
-        if let WireEvent::Committed {
-            group,
-            topic,
-            partition,
-            offset,
-            error: 0,
-            ..
-        } = e
-            && *group == case.group
-            && *topic == case.topic
-        {
-            committed.insert(*partition, *offset);
-        }
-    }
+    let committed = committed_offsets(&outcome.wire, &case.group, &case.topic);
     outcome
         .ends
         .iter()

@@ -23,6 +23,12 @@ pub(crate) use wire_proxy::{WireEvent, WireFaults, WireProxy};
 
 use crate::history::{Incarnation, InstanceId};
 
+/// Locks `m`; a thread that panicked while holding it left data the parts still read (logs,
+/// counters), so the lock is taken anyway.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What the effect service and the wire proxy ask of whoever runs the consumer processes.
 pub(crate) trait Callers: Send + Sync {
     /// The incarnation of `instance` running now.

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -22,7 +22,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Callers, ProcessError};
+use super::{Callers, ProcessError, lock};
 use crate::history::{Fault, InstanceId};
 
 /// What the proxy saw on the wire, in the order it saw it.
@@ -100,10 +100,6 @@ struct Shared {
     /// How many requests of each api the instances sent.
     requests: Mutex<HashMap<String, u32>>,
     callers: Arc<dyn Callers>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl WireProxy {
