@@ -57,6 +57,11 @@ enum Command {
         /// "data":{"value":0}}.
         #[arg(long)]
         payload: Option<String>,
+        /// Sets a variable the program reads, NAME=VALUE, with {bootstrap}, {effects_url},
+        /// {instance}, {topic} and {group} filled in (repeat for several), e.g.
+        /// --env KAFKA_BROKERS={bootstrap} --env EMAIL_API_URL={effects_url}/effects/email.
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        environment: Vec<String>,
         /// The consumer program and its arguments.
         #[arg(last = true, required = true)]
         program: Vec<String>,
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         time_limit,
         at_once,
         payload,
+        environment,
         program,
     } = Cli::parse().command;
     let mut black_box = BlackBox::command(program);
@@ -104,6 +110,13 @@ fn main() -> ExitCode {
         .sinks(sinks)
         .time_limit(Duration::from_secs(time_limit))
         .at_once(at_once);
+    for assignment in environment {
+        let Some((name, value)) = assignment.split_once('=') else {
+            eprintln!("effectively-once: --env {assignment:?} is not NAME=VALUE");
+            return ExitCode::from(2);
+        };
+        black_box.env(name, value);
+    }
     if let Some(template) = payload {
         black_box.encode(move |event| {
             let n = event.event_id.trim_start_matches("evt-");

@@ -14,8 +14,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::{
-    Callers, ConsumerCommand, EffectFaults, EffectService, FiredEffectFault, Life, Malformed,
-    ProcessError, Supervisor, WireEvent, WireFaults, WireProxy,
+    Callers, ConsumerCommand, EffectFaults, EffectService, EnvTemplate, FiredEffectFault,
+    InstanceAddresses, Life, Malformed, ProcessError, Supervisor, WireEvent, WireFaults, WireProxy,
+    environment_of,
 };
 use crate::history::{Incarnation, InstanceId};
 use crate::ledger::EffectRecord;
@@ -33,6 +34,8 @@ pub(crate) struct InputEvent {
 #[derive(Clone, Debug)]
 pub(crate) struct BlackBoxCase {
     pub command: ConsumerCommand,
+    /// The program's own variables, besides the standard ones.
+    pub environment: Vec<EnvTemplate>,
     pub instances: u32,
     /// The topic the input is written to (`KAFKA_TOPIC`); it must exist.
     pub topic: String,
@@ -131,13 +134,14 @@ pub(crate) fn run_black_box(
         callers.clone(),
     )?;
     let environment = |i: InstanceId| {
-        vec![
-            ("KAFKA_BOOTSTRAP_SERVERS".to_string(), proxy.bootstrap(i)),
-            ("EFFECTS_URL".to_string(), service.url(i).to_string()),
-            ("INSTANCE".to_string(), i.0.to_string()),
-            ("KAFKA_TOPIC".to_string(), case.topic.clone()),
-            ("KAFKA_GROUP_ID".to_string(), case.group.clone()),
-        ]
+        let at = InstanceAddresses {
+            bootstrap: proxy.bootstrap(i),
+            effects_url: service.url(i).trim_end_matches('/').to_string(),
+            instance: i.0,
+            topic: case.topic.clone(),
+            group: case.group.clone(),
+        };
+        environment_of(&at, &case.environment)
     };
     let supervisor = Arc::new(Supervisor::start(
         t0,

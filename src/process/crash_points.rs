@@ -43,7 +43,14 @@ const EFFECT_FAULTS: &[Fault] = &[
     Fault::Fail,
     Fault::Ambiguous,
 ];
-const WIRE_FAULTS: &[Fault] = &[Fault::CrashBefore, Fault::CrashAfter];
+const WIRE_FAULTS: &[Fault] = &[Fault::CrashBefore, Fault::CrashAfter, Fault::Ambiguous];
+/// An offset commit can also be refused (the wire proxy answers for the broker).
+const COMMIT_FAULTS: &[Fault] = &[
+    Fault::CrashBefore,
+    Fault::CrashAfter,
+    Fault::Fail,
+    Fault::Ambiguous,
+];
 
 /// The interception points of `pilot`, in the order it passed them.
 pub(crate) fn crash_points(pilot: &BlackBoxOutcome) -> Vec<CrashPoint> {
@@ -132,57 +139,91 @@ pub(crate) fn pilot<B>(
     run_black_box(&case, &bootstrap)
 }
 
+/// Whether a run broke what is checked: `case` ran and ended as the outcome says.
+pub(crate) type Fails<'a> = dyn Fn(&BlackBoxCase, &BlackBoxOutcome) -> bool + Sync + 'a;
+
 /// One run per crash point of `pilot` and fault kind, `at_once` runs at a time, each on a
-/// fresh broker, in the order of the points.
+/// fresh broker, in the order of the points, until the first run that `fails` (in that
+/// order: every earlier run finished and passed): the runs made up to it, that one last.
 pub(crate) fn probes<B>(
     case: &BlackBoxCase,
     pilot: &BlackBoxOutcome,
     broker: &FreshBroker<'_, B>,
     at_once: usize,
+    fails: &Fails<'_>,
 ) -> Result<Vec<Probe>, ProcessError> {
     let mut plans: Vec<(CrashPoint, Fault)> = Vec::new();
     for point in crash_points(pilot) {
-        let kinds = match point {
+        let kinds = match &point {
             CrashPoint::Effect { .. } => EFFECT_FAULTS,
+            CrashPoint::Wire { api, .. } if api == "OffsetCommit" => COMMIT_FAULTS,
             CrashPoint::Wire { .. } => WIRE_FAULTS,
         };
         plans.extend(kinds.iter().map(|k| (point.clone(), *k)));
     }
-    let results: Vec<Mutex<Option<Result<Probe, ProcessError>>>> =
-        plans.iter().map(|_| Mutex::new(None)).collect();
+    in_order_until(
+        &plans,
+        at_once,
+        |i, (point, fault)| probe(case, broker, &format!("probe-{i}"), point, *fault),
+        |_, p| fails(case, &p.outcome),
+    )
+    .into_iter()
+    .collect()
+}
+
+/// Runs `run` on `items`, `at_once` at a time, taken in order, until one gives an error or a
+/// result that `stops` (given the item's index): the results of every item up to and including the first such one in
+/// the items' order (none of them is left out; the ones after it are not started or, if
+/// already running, their results dropped). Without such an item, every result.
+pub(super) fn in_order_until<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    at_once: usize,
+    run: impl Fn(usize, &T) -> Result<R, E> + Sync,
+    stops: impl Fn(usize, &R) -> bool + Sync,
+) -> Vec<Result<R, E>> {
+    let results: Vec<Mutex<Option<Result<R, E>>>> =
+        items.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
+    // The lowest index that stopped the runs so far.
+    let first_stop = AtomicUsize::new(usize::MAX);
     std::thread::scope(|scope| {
-        for _ in 0..at_once.max(1).min(plans.len()) {
+        for _ in 0..at_once.max(1).min(items.len()) {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((point, fault)) = plans.get(i) else {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= items.len() || i > first_stop.load(Ordering::SeqCst) {
                         break;
-                    };
-                    let probe = probe(case, broker, i, point, *fault);
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+                    }
+                    let result = run(i, &items[i]);
+                    if result.as_ref().map_or(true, |r| stops(i, r)) {
+                        first_stop.fetch_min(i, Ordering::SeqCst);
+                    }
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                 }
             });
         }
     });
+    let last = first_stop.into_inner().min(items.len().saturating_sub(1));
     results
         .into_iter()
+        .take(last + 1)
         .map(|r| {
             r.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .expect("every plan ran")
+                .expect("every item up to the first stop ran")
         })
         .collect()
 }
 
-fn probe<B>(
+/// One run of `case` with one fault, `fault` at `point`; `run` names its ledger file.
+pub(super) fn probe<B>(
     case: &BlackBoxCase,
     broker: &FreshBroker<'_, B>,
-    n: usize,
+    run: &str,
     point: &CrashPoint,
     fault: Fault,
 ) -> Result<Probe, ProcessError> {
-    let mut case = with_ledger(case, &format!("probe-{n}"));
+    let mut case = with_ledger(case, run);
     case.effect_faults = EffectFaults::new();
     case.wire_faults = WireFaults::new();
     match point {
@@ -211,4 +252,37 @@ fn with_ledger(case: &BlackBoxCase, run: &str) -> BlackBoxCase {
         .map_or_else(|| "ledger".into(), |s| s.to_string_lossy().into_owned());
     case.ledger.set_file_name(format!("{stem}-{run}.db"));
     case
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::in_order_until;
+
+    /// Later items finish first: the answer is still every item up to the first stop in
+    /// the items' order, and items well after it are never started.
+    #[test]
+    fn runs_stop_at_the_first_stopping_item_in_order_whatever_finishes_first() {
+        let items: Vec<u64> = (0..12).collect();
+        let started = AtomicUsize::new(0);
+        let run = |i: usize, item: &u64| -> Result<u64, String> {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5 * (12 - *item)));
+            if i == 6 { Err("six".into()) } else { Ok(*item) }
+        };
+        let results = in_order_until(&items, 3, run, |_, r| *r == 3 || *r == 4);
+        let got: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert!(started.load(Ordering::SeqCst) <= 4 + 3, "{started:?}");
+
+        let results = in_order_until(&items, 3, run, |_, _| false);
+        assert_eq!(results.len(), 7);
+        assert_eq!(results[6], Err("six".to_string()));
+
+        let results = in_order_until(&items[..5], 8, run, |_, _| false);
+        let got: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+    }
 }

@@ -75,8 +75,9 @@ struct Listener {
 }
 
 impl EffectService {
-    /// Starts the service for `instances` instances (numbered from 1), recording into the
-    /// ledger file at `ledger` with times since `t0`.
+    /// Starts the service for `instances` instances (numbered from 1), recording into a new
+    /// ledger file at `ledger` (refused when it exists: a run's ledger holds that run's
+    /// attempts only) with times since `t0`.
     pub(crate) fn start(
         t0: Instant,
         instances: u32,
@@ -94,6 +95,12 @@ impl EffectService {
                 "the effect service cannot fire {fault:?} (at effect call {call} of {event_id}): \
                  it fires CrashBefore, CrashAfter, Fail and Ambiguous"
             )));
+        }
+        if ledger.exists() {
+            return Err(ProcessError::Ledger {
+                path: ledger.to_path_buf(),
+                why: "it exists already; each run needs a ledger of its own".into(),
+            });
         }
         let ledger_file = SqliteLedger::open(ledger).map_err(|e| ProcessError::Ledger {
             path: ledger.to_path_buf(),

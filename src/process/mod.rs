@@ -8,7 +8,9 @@
 mod black_box;
 mod crash_points;
 mod effect_service;
+mod environment;
 mod history_of;
+mod shrink;
 mod supervisor;
 mod wire_proxy;
 
@@ -17,7 +19,9 @@ pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, ru
 pub(crate) use crash_points::{CrashPoint, Probe, crash_points};
 pub(crate) use crash_points::{pilot, probes};
 pub(crate) use effect_service::{EffectFaults, EffectService, FiredEffectFault, Malformed};
+pub(crate) use environment::{EnvTemplate, InstanceAddresses, environment_of};
 pub(crate) use history_of::{attempts_of, history_of, published_of};
+pub(crate) use shrink::{Shrunk, shrink_events};
 pub(crate) use supervisor::{ConsumerCommand, Ended, Life, Supervisor};
 pub(crate) use wire_proxy::{WireEvent, WireFaults, WireProxy};
 
@@ -55,6 +59,9 @@ pub enum ProcessError {
     /// A loopback listener could not be opened.
     #[error("could not listen on loopback: {0}")]
     Listen(String),
+    /// An environment variable for the instances makes no sense.
+    #[error("environment: {0}")]
+    Environment(String),
     /// A fault the part it was given to cannot fire.
     #[error("{0}")]
     Fault(String),

@@ -61,6 +61,7 @@ pub(crate) fn run(
     mock.create_topic("task-events", 1, 1).unwrap();
     let dir = tempdir::Dir::new();
     let case = BlackBoxCase {
+        environment: Vec::new(),
         command: fixture(python, script),
         instances: 1,
         topic: "task-events".into(),
@@ -167,4 +168,67 @@ fn commit_before_processing_loses_an_email_when_killed_after_the_commit_answer()
         WireEvent::Fault { api, fault: Fault::CrashAfter, instance: InstanceId(1), .. }
             if api == "OffsetCommit"
     )));
+}
+
+/// The first commit's request and answer on the wire: (asked at, answered at, error code).
+fn first_commit(outcome: &BlackBoxOutcome) -> Option<(Duration, Duration, i16)> {
+    let asked = outcome.wire.iter().find_map(|e| match e {
+        WireEvent::Request { at, api, .. } if api == "OffsetCommit" => Some(*at),
+        _ => None,
+    })?;
+    outcome.wire.iter().find_map(|e| match e {
+        WireEvent::Committed { at, error, .. } => Some((asked, *at, *error)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_refused_commit_reaches_the_program_as_an_error_and_the_redelivery_emails_again() {
+    let Some(python) = python() else { return };
+    let faults = [(("OffsetCommit".to_string(), 1), Fault::Fail)].into();
+    let (_dir, _, outcome) = run(&python, "commit_after.py", EffectFaults::new(), faults);
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    // The proxy answered for the broker: nothing was committed by that request.
+    let (_, _, error) = first_commit(&outcome).expect("a commit");
+    assert_eq!(error, 27, "REBALANCE_IN_PROGRESS: {}", explain(&outcome));
+    // commit_after.py raises on it, is started again and emails evt-0 a second time.
+    let first = &outcome.lives[0];
+    assert!(
+        first.output.contains("REBALANCE_IN_PROGRESS"),
+        "{}",
+        explain(&outcome)
+    );
+    let mut expected = once_each(3);
+    expected.insert("evt-0".into(), 2);
+    assert_eq!(effective(&outcome), expected, "{}", explain(&outcome));
+}
+
+#[test]
+fn an_ambiguous_commit_is_applied_though_its_answer_is_lost_with_the_connection() {
+    let Some(python) = python() else { return };
+    let faults = [(("OffsetCommit".to_string(), 1), Fault::Ambiguous)].into();
+    let (_dir, _, outcome) = run(&python, "commit_after.py", EffectFaults::new(), faults);
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    // The broker answered (error 0) before the proxy dropped the connection.
+    let (_, _, error) = first_commit(&outcome).expect("a commit");
+    assert_eq!(error, 0, "{}", explain(&outcome));
+    assert!(outcome.wire.iter().any(|e| matches!(
+        e,
+        WireEvent::Fault { api, fault: Fault::Ambiguous, .. } if api == "OffsetCommit"
+    )));
+    // Applied: evt-0 is not delivered again, whatever the client made of the lost answer.
+    assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
+}
+
+#[test]
+fn a_stalled_commit_is_held_before_it_is_forwarded() {
+    let Some(python) = python() else { return };
+    let stall = Duration::from_millis(1500);
+    let faults = [(("OffsetCommit".to_string(), 1), Fault::Stall(stall))].into();
+    let (_dir, _, outcome) = run(&python, "commit_after.py", EffectFaults::new(), faults);
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    let (asked, answered, error) = first_commit(&outcome).expect("a commit");
+    assert_eq!(error, 0, "{}", explain(&outcome));
+    assert!(answered - asked >= stall, "{asked:?} → {answered:?}");
+    assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
 }

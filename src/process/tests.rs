@@ -214,7 +214,13 @@ fn faults_a_part_cannot_fire_are_refused_by_name() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("cannot fire Stall"), "{e}");
-    let fail: WireFaults = [(("OffsetCommit".to_string(), 1), Fault::Fail)].into();
+    // A refusal is an OffsetCommit answer; other requests cannot be refused, nor their acks lost.
+    let fail: WireFaults = [
+        (("Heartbeat".to_string(), 1), Fault::Fail),
+        (("OffsetCommit".to_string(), 1), Fault::Fail),
+        (("Produce".to_string(), 1), Fault::LoseAck),
+    ]
+    .into();
     let e = WireProxy::start(
         Instant::now(),
         1,
@@ -226,7 +232,7 @@ fn faults_a_part_cannot_fire_are_refused_by_name() {
     .unwrap();
     assert!(
         e.to_string()
-            .contains("cannot fire Fail (at OffsetCommit request 1)"),
+            .contains("cannot fire Fail (at Heartbeat request 1)"),
         "{e}"
     );
 }

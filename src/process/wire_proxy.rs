@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, FetchResponse, FindCoordinatorResponse, JoinGroupResponse, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, RequestHeader, ResponseHeader,
@@ -75,8 +78,14 @@ pub(crate) enum WireEvent {
 }
 
 /// The faults to fire: by api name (`OffsetCommit`) and request (1 for the first such request
-/// from any instance), a crash of the sender right before the request is forwarded or right
-/// after its response arrived (which the sender then never gets).
+/// from any instance). [`Fault::CrashBefore`]: the sender is killed right before the request
+/// is forwarded; [`Fault::CrashAfter`]: right after its response arrived (which it then never
+/// gets); [`Fault::Ambiguous`]: the request is forwarded and applied, then the connection is
+/// dropped before the response reaches the sender; [`Fault::Stall`]: the request is held that
+/// long before it is forwarded (the connection's later requests wait behind it);
+/// [`Fault::Fail`] (OffsetCommit only): the proxy answers for the broker, refusing every
+/// partition with `REBALANCE_IN_PROGRESS`, which librdkafka hands to the application (the
+/// error the simulator's failed commit returns), and nothing is forwarded.
 pub(crate) type WireFaults = BTreeMap<(String, u32), Fault>;
 
 /// The running proxy; it stops when dropped.
@@ -112,13 +121,15 @@ impl WireProxy {
         faults: WireFaults,
         callers: Arc<dyn Callers>,
     ) -> Result<Self, ProcessError> {
-        if let Some(((api, n), fault)) = faults
-            .iter()
-            .find(|(_, f)| !matches!(f, Fault::CrashBefore | Fault::CrashAfter))
-        {
+        if let Some(((api, n), fault)) = faults.iter().find(|((api, _), f)| match f {
+            Fault::CrashBefore | Fault::CrashAfter | Fault::Ambiguous | Fault::Stall(_) => false,
+            Fault::Fail => api != "OffsetCommit",
+            _ => true,
+        }) {
             return Err(ProcessError::Fault(format!(
                 "the wire proxy cannot fire {fault:?} (at {api} request {n}): it fires \
-                 CrashBefore and CrashAfter"
+                 CrashBefore, CrashAfter, Ambiguous and Stall at any request, and Fail at \
+                 OffsetCommit"
             )));
         }
         let listen = |e: std::io::Error| ProcessError::Listen(e.to_string());
@@ -204,8 +215,22 @@ impl Drop for WireProxy {
     }
 }
 
-/// A request in flight: api key, version, its bytes, whether its sender dies at the response.
-type Asked = (i16, i16, Bytes, bool);
+/// What becomes of a response when it arrives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AtResponse {
+    /// It is passed on.
+    Deliver,
+    /// Its reader is killed ([`Fault::CrashAfter`]).
+    Kill,
+    /// The connection is dropped ([`Fault::Ambiguous`]).
+    Drop,
+}
+
+/// A request in flight: api key, version, its bytes, what becomes of its response.
+type Asked = (i16, i16, Bytes, AtResponse);
+
+/// Kafka's `REBALANCE_IN_PROGRESS`, a refused offset commit's error.
+const REBALANCE_IN_PROGRESS: i16 = 27;
 
 /// One listener: an instance's connections to one upstream address.
 #[derive(Clone)]
@@ -245,24 +270,41 @@ impl Route {
         let upstream = upstream?;
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
-        let (mut client_in, mut client_out) = client.into_split();
+        let (mut client_in, client_out) = client.into_split();
         let (mut upstream_in, mut upstream_out) = upstream.into_split();
-        // The api, version and bytes of each request in flight by correlation id, and whether
-        // its sender dies when the response arrives.
+        // Responses go back from the relay of responses and, for a refused commit, from the
+        // relay of requests.
+        let client_out = tokio::sync::Mutex::new(client_out);
+        // The api, version and bytes of each request in flight by correlation id, and what
+        // becomes of its response.
         let asked: Arc<Mutex<HashMap<i32, Asked>>> = Arc::default();
         let requests = async {
             while let Some(frame) = read_frame(&mut client_in).await? {
                 let Some((api, version, correlation)) = request_ids(&frame) else {
                     return Err("a request too short for its header".to_string());
                 };
-                let fault = self.seen_request(api, version);
-                if fault == Some(Fault::CrashBefore) {
-                    // The request dies with its sender.
-                    self.shared.callers.kill(self.instance);
-                    return Ok(());
-                }
-                let crash_after = fault == Some(Fault::CrashAfter);
-                lock(&asked).insert(correlation, (api, version, frame.clone(), crash_after));
+                let at_response = match self.seen_request(api, version) {
+                    Some(Fault::CrashBefore) => {
+                        // The request dies with its sender.
+                        self.shared.callers.kill(self.instance);
+                        return Ok(());
+                    }
+                    Some(Fault::Fail) => {
+                        let refusal = self.refused_commit(version, &frame)?;
+                        if !write_frame(&mut *client_out.lock().await, &refusal).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Some(Fault::Stall(d)) => {
+                        tokio::time::sleep(d).await;
+                        AtResponse::Deliver
+                    }
+                    Some(Fault::CrashAfter) => AtResponse::Kill,
+                    Some(Fault::Ambiguous) => AtResponse::Drop,
+                    _ => AtResponse::Deliver,
+                };
+                lock(&asked).insert(correlation, (api, version, frame.clone(), at_response));
                 let forwarded: bool = write_frame(&mut upstream_out, &frame).await?;
                 if !forwarded {
                     return Ok(());
@@ -278,18 +320,22 @@ impl Route {
                 let correlation = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
                 let request = lock(&asked).remove(&correlation);
                 let frame = match request {
-                    Some((api, version, request, crash_after)) => {
+                    Some((api, version, request, at_response)) => {
                         let frame = self.seen_response(api, version, &request, frame)?;
-                        if crash_after {
-                            // The response arrived; its reader is gone.
-                            self.shared.callers.kill(self.instance);
-                            return Ok(());
+                        match at_response {
+                            AtResponse::Deliver => frame,
+                            AtResponse::Kill => {
+                                // The response arrived; its reader is gone.
+                                self.shared.callers.kill(self.instance);
+                                return Ok(());
+                            }
+                            // The request was applied; its answer is lost with the connection.
+                            AtResponse::Drop => return Ok(()),
                         }
-                        frame
                     }
                     None => frame,
                 };
-                let delivered: bool = write_frame(&mut client_out, &frame).await?;
+                let delivered: bool = write_frame(&mut *client_out.lock().await, &frame).await?;
                 if !delivered {
                     return Ok(());
                 }
@@ -489,6 +535,39 @@ impl Route {
                 }
             }
         }
+    }
+
+    /// The answer the broker would give refusing `frame`, an OffsetCommit request, because
+    /// the group is rebalancing (recorded as the commit's answer).
+    fn refused_commit(&self, version: i16, frame: &Bytes) -> Result<Bytes, String> {
+        let key = ApiKey::OffsetCommit;
+        let mut body = frame.clone();
+        let header = RequestHeader::decode(&mut body, key.request_header_version(version))
+            .map_err(|e| format!("OffsetCommit v{version}: undecodable request header: {e}"))?;
+        let asked = OffsetCommitRequest::decode(&mut body, version)
+            .map_err(|e| format!("OffsetCommit v{version}: undecodable request: {e}"))?;
+        let mut answer = OffsetCommitResponse::default();
+        for topic in &asked.topics {
+            let mut refused = OffsetCommitResponseTopic::default();
+            refused.name = topic.name.clone();
+            refused.topic_id = topic.topic_id;
+            for p in &topic.partitions {
+                let mut partition = OffsetCommitResponsePartition::default();
+                partition.partition_index = p.partition_index;
+                partition.error_code = REBALANCE_IN_PROGRESS;
+                refused.partitions.push(partition);
+            }
+            answer.topics.push(refused);
+        }
+        self.committed(key, version, frame, &answer)?;
+        let mut response = ResponseHeader::default();
+        response.correlation_id = header.correlation_id;
+        reencode(
+            &response,
+            key.response_header_version(version),
+            &answer,
+            version,
+        )
     }
 
     fn committed(

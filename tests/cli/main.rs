@@ -69,7 +69,7 @@ fn a_violation_prints_the_report_and_exits_1() {
         &script,
     ]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("held at-least-once in 7 runs"), "{stdout}");
+    assert!(stdout.contains("held at-least-once in 9 runs"), "{stdout}");
 }
 
 #[test]
@@ -83,4 +83,20 @@ fn a_program_that_cannot_start_exits_2_and_says_why() {
     let (code, _, stderr) = check(&[]);
     assert_eq!(code, Some(2), "clap's usage error: {stderr}");
     assert!(stderr.contains("<PROGRAM>"), "{stderr}");
+}
+
+#[test]
+fn a_nonsense_environment_variable_exits_2_before_anything_runs() {
+    let (code, stdout, stderr) = check(&["--env", "NOVALUE", "--", "/bin/true"]);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("--env \"NOVALUE\" is not NAME=VALUE"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = check(&["--env", "URL={effects}/x", "--", "/bin/true"]);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("invalid black-box setting: environment: URL={effects}/x: unknown placeholder \"{effects}\""),
+        "{stderr}"
+    );
 }

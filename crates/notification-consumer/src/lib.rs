@@ -43,14 +43,14 @@ pub struct Settings {
 
 impl Settings {
     /// The settings from the environment (`KAFKA_BROKERS`, `NOTIFICATION_GROUP`,
-    /// `TASK_TOPIC`), with local defaults.
+    /// `TASK_TOPIC`, `EMAIL_IDEMPOTENCY_KEYS`: `false` turns them off), with local defaults.
     pub fn from_env() -> Self {
         let var = |name: &str, default: &str| std::env::var(name).unwrap_or(default.to_string());
         Settings {
             brokers: var("KAFKA_BROKERS", "localhost:9092"),
             group_id: var("NOTIFICATION_GROUP", "notification-service"),
             topic: var("TASK_TOPIC", "task-events"),
-            idempotency_keys: true,
+            idempotency_keys: var("EMAIL_IDEMPOTENCY_KEYS", "true") != "false",
         }
     }
 }

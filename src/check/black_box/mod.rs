@@ -15,8 +15,9 @@ use crate::history::{ClusterSnapshot, History};
 use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::Ledger;
 use crate::process::{
-    BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, InputEvent, ProcessError,
-    WireEvent, WireFaults, attempts_of, history_of, pilot, probes, published_of,
+    BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, EnvTemplate, InputEvent,
+    ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, history_of, pilot, probes,
+    published_of, shrink_events,
 };
 use crate::scenario::Event;
 
@@ -55,6 +56,8 @@ pub struct BlackBox {
     at_once: usize,
     workdir: Option<PathBuf>,
     broker: BrokerProvider,
+    environment: Vec<(String, String)>,
+    shrink: bool,
 }
 
 impl fmt::Debug for BlackBox {
@@ -69,6 +72,8 @@ impl fmt::Debug for BlackBox {
             .field("time_limit", &self.time_limit)
             .field("at_once", &self.at_once)
             .field("broker", &self.broker)
+            .field("environment", &self.environment)
+            .field("shrink", &self.shrink)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +100,8 @@ impl BlackBox {
             at_once: 8,
             workdir: None,
             broker: BrokerProvider::MockCluster,
+            environment: Vec::new(),
+            shrink: true,
         }
     }
 
@@ -160,6 +167,31 @@ impl BlackBox {
         self
     }
 
+    /// Sets `name` in every instance's environment to `template`, with `{bootstrap}`,
+    /// `{effects_url}`, `{instance}`, `{topic}` and `{group}` filled in: a program that reads
+    /// its own names (`KAFKA_BROKERS`, an email API's URL) runs unchanged. Set after the
+    /// standard variables, so it can also replace one of them.
+    ///
+    /// ```no_run
+    /// use effectively_once::check::BlackBox;
+    ///
+    /// let mut service = BlackBox::command(["target/release/notification-consumer"]);
+    /// service
+    ///     .env("KAFKA_BROKERS", "{bootstrap}")
+    ///     .env("EMAIL_API_URL", "{effects_url}/effects/email");
+    /// ```
+    pub fn env(&mut self, name: impl Into<String>, template: impl Into<String>) -> &mut Self {
+        self.environment.push((name.into(), template.into()));
+        self
+    }
+
+    /// Whether a failing run is shrunk by removing input events (default: yes; each round
+    /// costs a few runs).
+    pub fn shrink(&mut self, shrink: bool) -> &mut Self {
+        self.shrink = shrink;
+        self
+    }
+
     /// Where the runs' effect ledgers are written (default: a fresh directory under the
     /// system's temporary directory, removed afterwards).
     pub fn workdir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
@@ -167,7 +199,7 @@ impl BlackBox {
         self
     }
 
-    fn validate(&self) -> Result<ConsumerCommand, BlackBoxError> {
+    fn validate(&self) -> Result<(ConsumerCommand, Vec<EnvTemplate>), BlackBoxError> {
         let invalid = |why: &str| Err(BlackBoxError::InvalidConfig(why.to_string()));
         if self.instances == 0 {
             return invalid("instances must be at least 1");
@@ -184,13 +216,25 @@ impl BlackBox {
         if self.time_limit.is_zero() || self.at_once == 0 {
             return invalid("the time limit and runs at once must be above zero");
         }
-        ConsumerCommand::new(&self.command).map_err(|e| BlackBoxError::InvalidConfig(e.to_string()))
+        let invalid = |e: ProcessError| BlackBoxError::InvalidConfig(e.to_string());
+        let environment = self
+            .environment
+            .iter()
+            .map(|(name, template)| EnvTemplate::new(name, template))
+            .collect::<Result<_, _>>()
+            .map_err(invalid)?;
+        Ok((
+            ConsumerCommand::new(&self.command).map_err(invalid)?,
+            environment,
+        ))
     }
 
     /// Runs the pilot and one run per crash point and fault kind, and judges each for
-    /// `semantics`; the first run that breaks it is the counterexample.
+    /// `semantics` as it finishes; the first run that breaks it, in the points' order, is the
+    /// counterexample (the runs after it are not made), shrunk by removing input events while
+    /// the same invariant stays broken (see [`BlackBox::shrink`]).
     pub fn check(&self, semantics: Semantics) -> Result<BlackBoxPassed, BlackBoxError> {
-        let command = self.validate()?;
+        let (command, environment) = self.validate()?;
         let started = Instant::now();
         let workdir = Workdir::new(self.workdir.clone())?;
         let events = (0..self.events)
@@ -209,6 +253,7 @@ impl BlackBox {
             .collect();
         let case = BlackBoxCase {
             command,
+            environment,
             instances: self.instances,
             topic: self.topic.clone(),
             group: self.group.clone(),
@@ -237,28 +282,74 @@ impl BlackBox {
         self.usable(&pilot)?;
         let judged = judge_process_run(semantics, &case, &pilot, &self.sinks);
         if let Some(violation) = judged.violations.first() {
-            return Err(self.violated(
+            let mut counterexample = self.counterexample(
                 semantics,
                 "none (the pilot run)",
                 violation,
                 &judged,
                 &pilot,
-            ));
+            );
+            counterexample.events = case.events.iter().map(|e| e.event_id.clone()).collect();
+            counterexample.shrunk_from = case.events.len();
+            counterexample.runs = 1;
+            return Err(BlackBoxError::Violated(Box::new(counterexample)));
         }
-        let probes = probes(&case, &pilot, &broker, self.at_once)?;
-        for p in &probes {
-            let judged = judge_process_run(semantics, &case, &p.outcome, &self.sinks);
-            if let Some(violation) = judged.violations.first() {
-                let fault = format!("{:?} at {}", p.fault, p.point);
-                return Err(self.violated(semantics, &fault, violation, &judged, &p.outcome));
+        let fails = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {
+            !judge_process_run(semantics, case, outcome, &self.sinks)
+                .violations
+                .is_empty()
+        };
+        let mut probes = probes(&case, &pilot, &broker, self.at_once, &fails)?;
+        let runs = probes.len() + 1;
+        let failing = match probes.pop() {
+            Some(p) if fails(&case, &p.outcome) => p,
+            _ => {
+                return Ok(BlackBoxPassed {
+                    semantics,
+                    command: self.command.join(" "),
+                    runs,
+                    took: started.elapsed(),
+                });
             }
-        }
-        Ok(BlackBoxPassed {
-            semantics,
-            command: self.command.join(" "),
-            runs: probes.len() + 1,
-            took: started.elapsed(),
-        })
+        };
+        let fault = format!("{:?} at {}", failing.fault, failing.point);
+        let broken = judge_process_run(semantics, &case, &failing.outcome, &self.sinks)
+            .violations
+            .swap_remove(0)
+            .invariant;
+        let shrunk = if self.shrink {
+            // The same invariant broken, not merely any.
+            let same = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {
+                judge_process_run(semantics, case, outcome, &self.sinks)
+                    .violations
+                    .iter()
+                    .any(|v| v.invariant == broken)
+            };
+            shrink_events(&case, failing, &broker, self.at_once, &same)?
+        } else {
+            Shrunk {
+                case: case.clone(),
+                probe: failing,
+                runs: 0,
+            }
+        };
+        let judged = judge_process_run(semantics, &shrunk.case, &shrunk.probe.outcome, &self.sinks);
+        let violation = judged
+            .violations
+            .iter()
+            .find(|v| v.invariant == broken)
+            .unwrap_or(&judged.violations[0]);
+        let mut counterexample =
+            self.counterexample(semantics, &fault, violation, &judged, &shrunk.probe.outcome);
+        counterexample.events = shrunk
+            .case
+            .events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect();
+        counterexample.shrunk_from = case.events.len();
+        counterexample.runs = runs + shrunk.runs;
+        Err(BlackBoxError::Violated(Box::new(counterexample)))
     }
 
     /// Refuses a pilot run that says the program cannot be verified as configured.
@@ -297,22 +388,25 @@ impl BlackBox {
         Ok(())
     }
 
-    fn violated(
+    fn counterexample(
         &self,
         semantics: Semantics,
         fault: &str,
         violation: &Violation,
         judged: &JudgedProcessRun,
         outcome: &BlackBoxOutcome,
-    ) -> BlackBoxError {
-        BlackBoxError::Violated(Box::new(BlackBoxCounterexample {
+    ) -> BlackBoxCounterexample {
+        BlackBoxCounterexample {
             semantics,
             command: self.command.join(" "),
             fault: fault.to_string(),
             violation: violation.clone(),
+            events: Vec::new(),
+            shrunk_from: 0,
+            runs: 0,
             timeline: judged.history.to_string(),
             output: outputs(outcome),
-        }))
+        }
     }
 }
 
@@ -403,6 +497,12 @@ pub struct BlackBoxCounterexample {
     pub fault: String,
     /// The broken invariant.
     pub violation: Violation,
+    /// The failing run's input events, after shrinking.
+    pub events: Vec<String>,
+    /// How many events the input held before shrinking.
+    pub shrunk_from: usize,
+    /// How many runs the check made (the pilot, the crash points up to this one, shrinking).
+    pub runs: usize,
     /// The run's timeline (the history's text).
     pub timeline: String,
     /// Each incarnation's output.
@@ -417,6 +517,11 @@ impl fmt::Display for BlackBoxCounterexample {
             self.command, self.semantics
         )?;
         writeln!(f, "fault: {}", self.fault)?;
+        write!(f, "input: {}", self.events.join(", "))?;
+        if self.events.len() < self.shrunk_from {
+            write!(f, " (shrunk from {} events)", self.shrunk_from)?;
+        }
+        writeln!(f, "; found in {} runs", self.runs)?;
         write!(f, "{}", self.violation)?;
         writeln!(f, "\ntimeline:\n{}", self.timeline)?;
         write!(f, "output:\n{}", self.output)
@@ -487,5 +592,6 @@ pub(crate) fn judge_process_run(
     }
 }
 
+mod cargo_bin;
 #[cfg(test)]
 mod tests;

@@ -34,8 +34,19 @@ fn the_black_box_check_reports_the_duplicate_of_commit_after_processing() {
     };
     assert_eq!(c.violation.invariant, "effectively-once", "{c}");
     assert_eq!(c.fault, "CrashAfter at effect call 1 of evt-0", "{c}");
+    // The runs stopped at the first failing one (the pilot, CrashBefore, CrashAfter), then
+    // shrinking kept the one event the fault hits.
+    assert_eq!(c.events, ["evt-0"], "{c}");
+    assert_eq!(c.shrunk_from, 3, "{c}");
+    assert!(c.runs >= 3, "{c}");
     let report = c.to_string();
-    for told in ["FAILED", "1 duplicated", "timeline:", "--- i1#2 ---"] {
+    for told in [
+        "FAILED",
+        "1 duplicated",
+        "input: evt-0 (shrunk from 3 events)",
+        "timeline:",
+        "--- i1#2 ---",
+    ] {
         assert!(report.contains(told), "{told:?} missing from:\n{report}");
     }
 }
@@ -50,8 +61,8 @@ fn two_instances_of_commit_after_processing_hold_at_least_once_at_every_crash_po
         .events(4)
         .check(Semantics::AtLeastOnce)
         .unwrap_or_else(|e| panic!("{e}"));
-    // The pilot, 4 faults at each of 4 effect calls, 2 at each commit request.
-    assert!(passed.runs >= 1 + 16 + 8, "{passed}");
+    // The pilot, 4 faults at each of 4 effect calls, 4 at each commit request.
+    assert!(passed.runs >= 1 + 16 + 16, "{passed}");
 }
 
 #[test]
@@ -78,12 +89,12 @@ fn the_black_box_check_passes_the_idempotency_key_consumer_after_every_crash_poi
     let passed = black_box(&python, "idempotency_key.py")
         .check(Semantics::EffectivelyOnce)
         .unwrap_or_else(|e| panic!("{e}"));
-    // The pilot, 4 faults at each of 3 effect calls, 2 at each of 3 commits.
-    assert_eq!(passed.runs, 1 + 12 + 6, "{passed}");
+    // The pilot, 4 faults at each of 3 effect calls, 4 at each of 3 commits.
+    assert_eq!(passed.runs, 1 + 12 + 12, "{passed}");
     assert!(
         passed
             .to_string()
-            .contains("held effectively-once in 19 runs"),
+            .contains("held effectively-once in 25 runs"),
         "{passed}"
     );
 }
@@ -197,6 +208,7 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
     let Some(python) = python() else { return };
     let dir = crate::process::tests::tempdir::Dir::new();
     let case = BlackBoxCase {
+        environment: Vec::new(),
         command: fixture(&python, "commit_after.py"),
         instances: 1,
         topic: "task-events".into(),
@@ -218,7 +230,7 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
     };
     let started = std::time::Instant::now();
     let pilot = pilot(&case, &broker).unwrap();
-    let probes = probes(&case, &pilot, &broker, 4).unwrap();
+    let probes = probes(&case, &pilot, &broker, 4, &|_, _| false).unwrap();
     let took = started.elapsed();
     let points = crash_points(&pilot);
     assert_eq!(
