@@ -327,6 +327,7 @@ impl Counterexample {
                 published: &c.published,
                 history: c.history.as_ref().unwrap_or(&empty),
                 violations: &c.violations,
+                real_time: false,
             })
             .collect();
         let replay = format!(
@@ -379,6 +380,7 @@ impl Counterexample {
             published: &self.published,
             history,
             violations: &self.violations,
+            real_time: false,
         })
     }
 

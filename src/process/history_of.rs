@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::black_box::committed_offsets;
 use super::{BlackBoxCase, BlackBoxOutcome, Ended, Ending, WireEvent};
 use crate::history::{
-    CommitKind, Fault, History, HistoryEntry, HistoryEvent, Incarnation, InstanceId, Lag,
-    Operation, PublishedEvent, RecordPosition, TopicPartition,
+    AutoOffsetReset, CommitKind, Fault, History, HistoryEntry, HistoryEvent, Incarnation,
+    InstanceId, Lag, Operation, PublishedEvent, RecordPosition, TopicPartition,
 };
 use crate::ledger::EffectRecord;
 
@@ -60,6 +60,54 @@ pub(crate) fn attempts_of(outcome: &BlackBoxOutcome) -> Vec<EffectRecord> {
             }
         })
         .collect()
+}
+
+/// The assignment of `partitions` to `instance` as the history has it: each partition with
+/// where its consumption started, read from what the proxy saw next (`after`, up to the
+/// instance's next assignment): the group's committed offset, or where `auto.offset.reset`
+/// put it. Partitions whose start was never seen are left out; `None` when none was seen.
+fn assignment(
+    after: &[WireEvent],
+    instance: InstanceId,
+    partitions: &[(String, i32)],
+    group: &str,
+    generation: i32,
+) -> Option<HistoryEvent> {
+    let mut starts: Vec<(TopicPartition, i64)> = Vec::new();
+    let mut resets: Vec<(TopicPartition, AutoOffsetReset)> = Vec::new();
+    for e in after {
+        match e {
+            WireEvent::Assigned { instance: i, .. } if *i == instance => break,
+            WireEvent::Positioned {
+                instance: i,
+                topic,
+                partition,
+                offset,
+                reset,
+                ..
+            } if *i == instance && partitions.contains(&(topic.clone(), *partition)) => {
+                let tp = TopicPartition::new(topic.as_str(), *partition);
+                if starts.iter().any(|(seen, _)| *seen == tp) {
+                    continue;
+                }
+                if let Some(how) = reset {
+                    resets.push((tp.clone(), *how));
+                }
+                starts.push((tp, *offset));
+            }
+            _ => {}
+        }
+    }
+    if starts.is_empty() {
+        return None;
+    }
+    starts.sort();
+    Some(HistoryEvent::PartitionsAssigned {
+        group: group.to_string(),
+        generation,
+        partitions: starts,
+        resets,
+    })
 }
 
 /// The history of the run `outcome` of `case`.
@@ -121,7 +169,7 @@ pub(crate) fn history_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Hist
             event,
         });
     }
-    for e in &outcome.wire {
+    for (i, e) in outcome.wire.iter().enumerate() {
         let entry = match e {
             WireEvent::Request { .. } => continue,
             WireEvent::Fetched {
@@ -188,7 +236,25 @@ pub(crate) fn history_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Hist
                     member: member.clone(),
                 },
             ),
-            WireEvent::Joined { .. } => continue,
+            WireEvent::Joined { .. } | WireEvent::Positioned { .. } => continue,
+            WireEvent::Assigned {
+                at,
+                instance,
+                group,
+                generation,
+                partitions,
+            } => {
+                let Some(assigned) = assignment(
+                    &outcome.wire[i + 1..],
+                    *instance,
+                    partitions,
+                    group,
+                    *generation,
+                ) else {
+                    continue;
+                };
+                of(*instance, *at, assigned)
+            }
             WireEvent::Fault {
                 at,
                 instance,

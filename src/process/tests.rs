@@ -379,7 +379,7 @@ mod wire {
     use std::sync::Arc;
 
     use super::KillLog;
-    use crate::history::InstanceId;
+    use crate::history::{AutoOffsetReset, InstanceId};
     use crate::process::{WireEvent, WireFaults, WireProxy};
 
     /// Five keyed records in `topic` of `mock`, written directly (not through the proxy).
@@ -507,6 +507,42 @@ mod wire {
             e,
             WireEvent::Request { api, .. } if api == "Metadata"
         )));
+        // The SyncGroup answer's assignment: both partitions, in the generation joined.
+        let assigned: Vec<&WireEvent> = log
+            .iter()
+            .filter(|e| matches!(e, WireEvent::Assigned { .. }))
+            .collect();
+        assert!(
+            assigned.iter().any(|e| matches!(
+                e,
+                WireEvent::Assigned { instance: InstanceId(2), group, generation, partitions, .. }
+                    if group == "wire-test" && *generation >= 1
+                        && partitions.len() == 2 && partitions.iter().all(|(t, _)| t == "orders")
+            )),
+            "{assigned:?}"
+        );
+        // A new group: no committed offsets, so both partitions were reset to the earliest.
+        let mut positioned: Vec<(i32, i64, Option<AutoOffsetReset>)> = log
+            .iter()
+            .filter_map(|e| match e {
+                WireEvent::Positioned {
+                    partition,
+                    offset,
+                    reset,
+                    ..
+                } => Some((*partition, *offset, *reset)),
+                _ => None,
+            })
+            .collect();
+        positioned.sort();
+        positioned.dedup();
+        assert_eq!(
+            positioned,
+            [
+                (0, 0, Some(AutoOffsetReset::Earliest)),
+                (1, 0, Some(AutoOffsetReset::Earliest))
+            ]
+        );
     }
 
     #[test]

@@ -22,4 +22,30 @@ pub(crate) struct Case<'a> {
     pub history: &'a History,
     /// The invariants it broke, most telling first.
     pub violations: &'a [Violation],
+    /// The history's times are wall-clock time since a run of real processes started (a
+    /// black-box run), not the simulation's virtual time; its scenario has no seed.
+    pub real_time: bool,
+}
+
+impl Case<'_> {
+    /// What the history's times are, for a label.
+    pub(crate) fn clock(&self) -> &'static str {
+        if self.real_time {
+            "seconds since the run started"
+        } else {
+            "virtual time"
+        }
+    }
+
+    /// The scenario as text, its events' positions filled in; a black-box run's without the
+    /// simulation seed it does not have.
+    pub(crate) fn scenario_text(&self) -> String {
+        let text = self.scenario.with_positions(self.published).to_string();
+        if self.real_time {
+            let seed = format!(", simulation seed {}", self.scenario.seed);
+            text.replacen(&seed, "", 1)
+        } else {
+            text
+        }
+    }
 }

@@ -173,6 +173,7 @@ mod tests {
             published: &published,
             history: &history,
             violations: &violations,
+            real_time: false,
         };
         render(&[case], "replay: seed 0")
     }

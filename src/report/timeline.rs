@@ -39,6 +39,15 @@ pub(crate) fn lanes(case: &Case<'_>) -> String {
 }
 
 fn render(history: &History, instances: u32) -> String {
+    // A lane for every instance the history names, as the picture has (a black-box run
+    // numbers its instances from 1).
+    let instances = history
+        .entries()
+        .iter()
+        .filter_map(|e| e.incarnation.map(|i| i.instance.0 + 1))
+        .max()
+        .unwrap_or(0)
+        .max(instances);
     let mut out = format!("{:>14}  {:<WIDTH$}", "time", "cluster");
     for i in 0..instances {
         out.push_str(&format!("{:<WIDTH$}", InstanceId(i).to_string()));

@@ -9,6 +9,7 @@ mod notes;
 
 mod aborted_read;
 mod base_producer;
+mod black_box;
 mod cancel_safety;
 mod close_during_outage;
 mod commit_errors;

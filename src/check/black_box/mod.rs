@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::config::Encoder;
 use crate::broker::BrokerProvider;
-use crate::history::{ClusterSnapshot, History};
+use crate::history::{ClusterSnapshot, History, PublishedEvent};
 use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::Ledger;
 use crate::process::{
@@ -58,6 +58,7 @@ pub struct BlackBox {
     broker: BrokerProvider,
     environment: Vec<(String, String)>,
     shrink: bool,
+    picture: bool,
 }
 
 impl fmt::Debug for BlackBox {
@@ -74,6 +75,7 @@ impl fmt::Debug for BlackBox {
             .field("broker", &self.broker)
             .field("environment", &self.environment)
             .field("shrink", &self.shrink)
+            .field("picture", &self.picture)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +104,7 @@ impl BlackBox {
             broker: BrokerProvider::MockCluster,
             environment: Vec::new(),
             shrink: true,
+            picture: true,
         }
     }
 
@@ -189,6 +192,14 @@ impl BlackBox {
     /// costs a few runs).
     pub fn shrink(&mut self, shrink: bool) -> &mut Self {
         self.shrink = shrink;
+        self
+    }
+
+    /// Whether a counterexample's picture is drawn: a self-contained HTML page of the failing
+    /// run's timeline under `<target dir>/effectively-once/`, as for a simulated check
+    /// (default: yes).
+    pub fn picture(&mut self, draw: bool) -> &mut Self {
+        self.picture = draw;
         self
     }
 
@@ -282,17 +293,20 @@ impl BlackBox {
         self.usable(&pilot)?;
         let judged = judge_process_run(semantics, &case, &pilot, &self.sinks);
         if let Some(violation) = judged.violations.first() {
-            let mut counterexample = self.counterexample(
+            let failing = FailingRun {
                 semantics,
-                "none (the pilot run)",
-                violation,
-                &judged,
-                &pilot,
-            );
-            counterexample.events = case.events.iter().map(|e| e.event_id.clone()).collect();
-            counterexample.shrunk_from = case.events.len();
-            counterexample.runs = 1;
-            return Err(BlackBoxError::Violated(Box::new(counterexample)));
+                command: self.command.join(" "),
+                case: &case,
+                outcome: &pilot,
+                judged: &judged,
+                invariant: &violation.invariant,
+                fault: None,
+                shrunk_from: case.events.len(),
+                runs: 1,
+            };
+            return Err(BlackBoxError::Violated(Box::new(
+                failing.report(self.picture),
+            )));
         }
         let fails = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {
             !judge_process_run(semantics, case, outcome, &self.sinks)
@@ -312,7 +326,6 @@ impl BlackBox {
                 });
             }
         };
-        let fault = format!("{:?} at {}", failing.fault, failing.point);
         let broken = judge_process_run(semantics, &case, &failing.outcome, &self.sinks)
             .violations
             .swap_remove(0)
@@ -334,21 +347,18 @@ impl BlackBox {
             }
         };
         let judged = judge_process_run(semantics, &shrunk.case, &shrunk.probe.outcome, &self.sinks);
-        let violation = judged
-            .violations
-            .iter()
-            .find(|v| v.invariant == broken)
-            .unwrap_or(&judged.violations[0]);
-        let mut counterexample =
-            self.counterexample(semantics, &fault, violation, &judged, &shrunk.probe.outcome);
-        counterexample.events = shrunk
-            .case
-            .events
-            .iter()
-            .map(|e| e.event_id.clone())
-            .collect();
-        counterexample.shrunk_from = case.events.len();
-        counterexample.runs = runs + shrunk.runs;
+        let failing = FailingRun {
+            semantics,
+            command: self.command.join(" "),
+            case: &shrunk.case,
+            outcome: &shrunk.probe.outcome,
+            judged: &judged,
+            invariant: &broken,
+            fault: Some((&shrunk.probe.point, shrunk.probe.fault)),
+            shrunk_from: case.events.len(),
+            runs: runs + shrunk.runs,
+        };
+        let counterexample = failing.report(self.picture);
         Err(BlackBoxError::Violated(Box::new(counterexample)))
     }
 
@@ -387,39 +397,6 @@ impl BlackBox {
         }
         Ok(())
     }
-
-    fn counterexample(
-        &self,
-        semantics: Semantics,
-        fault: &str,
-        violation: &Violation,
-        judged: &JudgedProcessRun,
-        outcome: &BlackBoxOutcome,
-    ) -> BlackBoxCounterexample {
-        BlackBoxCounterexample {
-            semantics,
-            command: self.command.join(" "),
-            fault: fault.to_string(),
-            violation: violation.clone(),
-            events: Vec::new(),
-            shrunk_from: 0,
-            runs: 0,
-            timeline: judged.history.to_string(),
-            output: outputs(outcome),
-        }
-    }
-}
-
-/// Each incarnation's output, headed by its name.
-fn outputs(outcome: &BlackBoxOutcome) -> String {
-    let mut text = String::new();
-    for life in &outcome.lives {
-        text.push_str(&format!("--- {} ---\n{}", life.incarnation, life.output));
-        if !life.output.ends_with('\n') && !life.output.is_empty() {
-            text.push('\n');
-        }
-    }
-    text
 }
 
 /// The runs' directory: the one given, or a temporary one removed when dropped.
@@ -457,77 +434,6 @@ impl Drop for Workdir {
     }
 }
 
-/// A black-box check that found nothing.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct BlackBoxPassed {
-    /// The semantics checked.
-    pub semantics: Semantics,
-    /// The program, as one line.
-    pub command: String,
-    /// How many runs were judged (the pilot and one per crash point and fault kind).
-    pub runs: usize,
-    /// How long the check took.
-    pub took: Duration,
-}
-
-impl fmt::Display for BlackBoxPassed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "effectively-once black-box check passed: `{}` held {} in {} runs (a pilot and one \
-             per crash point and fault kind) in {:.1} s",
-            self.command,
-            self.semantics,
-            self.runs,
-            self.took.as_secs_f64()
-        )
-    }
-}
-
-/// What a black-box check found wrong: the run that broke the semantics.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct BlackBoxCounterexample {
-    /// The semantics checked.
-    pub semantics: Semantics,
-    /// The program, as one line.
-    pub command: String,
-    /// The fault the run fired, and where.
-    pub fault: String,
-    /// The broken invariant.
-    pub violation: Violation,
-    /// The failing run's input events, after shrinking.
-    pub events: Vec<String>,
-    /// How many events the input held before shrinking.
-    pub shrunk_from: usize,
-    /// How many runs the check made (the pilot, the crash points up to this one, shrinking).
-    pub runs: usize,
-    /// The run's timeline (the history's text).
-    pub timeline: String,
-    /// Each incarnation's output.
-    pub output: String,
-}
-
-impl fmt::Display for BlackBoxCounterexample {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "effectively-once black-box check FAILED: `{}` is not {}",
-            self.command, self.semantics
-        )?;
-        writeln!(f, "fault: {}", self.fault)?;
-        write!(f, "input: {}", self.events.join(", "))?;
-        if self.events.len() < self.shrunk_from {
-            write!(f, " (shrunk from {} events)", self.shrunk_from)?;
-        }
-        writeln!(f, "; found in {} runs", self.runs)?;
-        write!(f, "{}", self.violation)?;
-        writeln!(f, "\ntimeline:\n{}", self.timeline)?;
-        write!(f, "output:\n{}", self.output)
-    }
-}
-
 /// Why a black-box check did not pass.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -557,6 +463,8 @@ impl From<ProcessError> for BlackBoxError {
 /// A black-box run, told and judged.
 #[derive(Debug)]
 pub(crate) struct JudgedProcessRun {
+    /// Where the input landed.
+    pub published: Vec<PublishedEvent>,
     pub history: History,
     /// The broken invariants, liveness last.
     pub violations: Vec<Violation>,
@@ -587,11 +495,16 @@ pub(crate) fn judge_process_run(
         .collect();
     violations.sort_by_key(|v| v.invariant == "liveness");
     JudgedProcessRun {
+        published,
         history,
         violations,
     }
 }
 
 mod cargo_bin;
+mod report;
+
+pub use report::{BlackBoxCounterexample, BlackBoxPassed};
+use report::{FailingRun, outputs};
 #[cfg(test)]
 mod tests;

@@ -44,11 +44,34 @@ fn the_black_box_check_reports_the_duplicate_of_commit_after_processing() {
         "FAILED",
         "1 duplicated",
         "input: evt-0 (shrunk from 3 events)",
-        "timeline:",
+        "timeline (seconds since the run started",
         "--- i1#2 ---",
+        "picture: ",
     ] {
         assert!(report.contains(told), "{told:?} missing from:\n{report}");
     }
+    // The timeline in lanes: the instance's own column, both incarnations' emails in it.
+    let header = c.timeline.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("cluster") && header.contains("i1"),
+        "{header}"
+    );
+    let emails: Vec<&str> = c
+        .timeline
+        .lines()
+        .filter(|l| l.contains("effect email(evt-0): performed"))
+        .collect();
+    assert_eq!(emails.len(), 2, "{c}");
+    assert!(
+        emails[0].contains("#1 ") && emails[1].contains("#2 "),
+        "{c}"
+    );
+    // The picture is a page of that run.
+    let page = std::fs::read_to_string(c.picture.as_ref().expect("a picture")).expect("written");
+    assert!(
+        page.contains("<svg") && page.contains("evt-0"),
+        "{page:.300}"
+    );
 }
 
 /// No false alarm with two instances: commit after processing is at-least-once through
@@ -279,4 +302,43 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
         "{lines:#?}"
     );
     println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
+}
+
+/// A new group left at librdkafka's default `auto.offset.reset=latest` starts past the input
+/// (written before the consumers start): the pilot never catches up, and the report names
+/// the anti-pattern from what the wire showed (no committed offset, then a ListOffsets for
+/// the latest offset).
+#[test]
+fn a_consumer_starting_at_latest_loses_the_input_and_the_report_says_why() {
+    let Some(python) = python() else { return };
+    let e = black_box(&python, "started_at_latest.py")
+        .time_limit(Duration::from_secs(15))
+        .check(Semantics::AtLeastOnce)
+        .unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert_eq!(c.fault, "none (the pilot run)", "{c}");
+    // Nothing is lost yet (nothing was committed past the events): the group is stuck.
+    assert_eq!(c.violation.invariant, "liveness", "{c}");
+    assert!(
+        c.timeline.contains(
+            "assigned task-events[0] from 3 (no committed offset: auto.offset.reset=latest)"
+        ),
+        "{c}"
+    );
+    let kinds: Vec<_> = c.diagnoses.iter().map(|d| (d.kind, d.likely)).collect();
+    assert_eq!(
+        kinds,
+        [(
+            crate::report::diagnosis::DiagnosisKind::StartedAtLatest,
+            false
+        )],
+        "{c}"
+    );
+    assert!(
+        c.to_string()
+            .contains("diagnosis:\n  - a new group starting at `latest`: task-events[0] had no"),
+        "{c}"
+    );
 }

@@ -282,6 +282,7 @@ mod tests {
             published: &published,
             history: &h,
             violations: &violations,
+            real_time: false,
         })
     }
 
@@ -351,6 +352,36 @@ mod tests {
         // Started from earliest: nothing skipped by the reset.
         let earliest = vec![assigned(1, vec![(tp(), AutoOffsetReset::Earliest)])];
         assert_eq!(diagnoses_of(1, earliest, "at-least-once", &lost), []);
+    }
+
+    #[test]
+    fn a_group_stuck_at_the_end_after_a_latest_reset_is_named_only_when_the_reset_was_seen() {
+        let latest = vec![assigned(3, vec![(tp(), AutoOffsetReset::Latest)])];
+        let named = diagnoses_of(3, latest, "liveness", &[]);
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].kind, DiagnosisKind::StartedAtLatest);
+        assert!(!named[0].likely);
+        assert!(
+            named[0].sentence.contains("past evt-0, evt-1 and evt-2")
+                && named[0]
+                    .sentence
+                    .contains("lost as soon as it commits anything"),
+            "{}",
+            named[0].sentence
+        );
+        // Where the start came from unsaid: a stuck group proves nothing about a reset.
+        assert_eq!(
+            diagnoses_of(3, vec![assigned(3, vec![])], "liveness", &[]),
+            []
+        );
+        // Records handed over before the start (a seek forward, say): not skipped by a reset.
+        let handed = vec![
+            recv(0),
+            recv(1),
+            recv(2),
+            assigned(3, vec![(tp(), AutoOffsetReset::Latest)]),
+        ];
+        assert_eq!(diagnoses_of(3, handed, "liveness", &[]), []);
     }
 
     #[test]

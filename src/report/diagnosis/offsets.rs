@@ -14,8 +14,10 @@ pub(super) fn in_partition(position: &RecordPosition, tp: &TopicPartition) -> bo
 /// A partition assigned without a committed offset, started past records produced before the
 /// assignment that no one was ever handed and that are lost. Observed when the backend
 /// recorded the `latest` reset; inferred ("likely") when it did not say where the start came
-/// from but nothing was committed before.
-pub(super) fn started_at_latest(facts: &Facts<'_>) -> Vec<Diagnosis> {
+/// from but nothing was committed before. A group that never caught up after a recorded
+/// `latest` reset, with such records pending behind it, is named too: they are lost as soon
+/// as it commits (a black-box run, whose input is written before the consumers start).
+pub(super) fn started_at_latest<'a>(facts: &Facts<'a>) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let mut seen: Vec<&TopicPartition> = Vec::new();
     let commits = facts.commits();
@@ -47,19 +49,27 @@ pub(super) fn started_at_latest(facts: &Facts<'_>) -> Vec<Diagnosis> {
                     true
                 }
             };
-            let skipped: Vec<&str> = facts
-                .lost
-                .iter()
-                .copied()
-                .filter(|id| {
+            let skipped_of = |ids: &mut dyn Iterator<Item = &'a str>| -> Vec<&'a str> {
+                ids.filter(|id| {
                     facts.positions.get(id).is_some_and(|at| {
                         at.iter().any(|p| {
                             in_partition(p, tp) && p.offset < *start && !delivered(facts, p)
                         })
                     })
                 })
-                .collect();
-            if skipped.is_empty() {
+                .collect()
+            };
+            let skipped = skipped_of(&mut facts.lost.iter().copied());
+            // A group stuck at the end of a partition it started at `latest` (the reset
+            // recorded, not inferred): the records before the start were never handed over
+            // and never will be; nothing is lost yet only because nothing was committed.
+            let pending =
+                if skipped.is_empty() && facts.stuck && reset == Some(AutoOffsetReset::Latest) {
+                    skipped_of(&mut facts.positions.keys().copied())
+                } else {
+                    Vec::new()
+                };
+            if skipped.is_empty() && pending.is_empty() {
                 continue;
             }
             seen.push(tp);
@@ -68,7 +78,22 @@ pub(super) fn started_at_latest(facts: &Facts<'_>) -> Vec<Diagnosis> {
             } else {
                 ("were", "they are")
             };
-            let sentence = if likely {
+            let sentence = if !pending.is_empty() {
+                let (were, them) = if pending.len() == 1 {
+                    ("was", "it is")
+                } else {
+                    ("were", "they are")
+                };
+                format!(
+                    "a new group starting at `latest`: {tp} had no committed offset, so \
+                     auto.offset.reset=latest (librdkafka's default) started it at its end, \
+                     offset {start} {}, past {} produced before the consumer joined, which \
+                     {were} never handed to it: the group waits at the end and {them} lost as \
+                     soon as it commits anything (set auto.offset.reset=earliest)",
+                    facts.cite(index),
+                    list(&pending),
+                )
+            } else if likely {
                 format!(
                     "likely a new group starting at `latest`: {tp} was assigned from {start} \
                      with no offset committed for it before {}, past {} produced before the \
@@ -99,12 +124,15 @@ pub(super) fn started_at_latest(facts: &Facts<'_>) -> Vec<Diagnosis> {
     out
 }
 
-/// Whether any consumer was handed the record at `position`.
+/// Whether any consumer was handed the record at `position` (or, in a black-box run, its
+/// client fetched it from the broker).
 fn delivered(facts: &Facts<'_>, position: &RecordPosition) -> bool {
-    facts
-        .entries
-        .iter()
-        .any(|e| matches!(&e.event, HistoryEvent::Delivered { position: p, .. } if p == position))
+    facts.entries.iter().any(|e| match &e.event {
+        HistoryEvent::Delivered { position: p, .. } | HistoryEvent::Fetched { position: p, .. } => {
+            p == position
+        }
+        _ => false,
+    })
 }
 
 /// Every commit an instance made of a partition it had been handed records from names the

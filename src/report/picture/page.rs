@@ -262,7 +262,7 @@ fn case_section(out: &mut String, index: usize, case: &Case<'_>) {
     writeln!(
         out,
         r#"<pre class="scenario">{}</pre>"#,
-        escape(&case.scenario.with_positions(case.published).to_string())
+        escape(&case.scenario_text())
     )
     .ok();
     let offending: Vec<&String> = case
@@ -298,12 +298,19 @@ fn case_section(out: &mut String, index: usize, case: &Case<'_>) {
              run was abandoned.</p>\n",
         );
     } else {
-        out.push_str(
+        writeln!(
+            out,
             "<p class=\"hint\">Columns follow the history's order; each tick is an instant of \
-             virtual time. Hover a mark for its timeline line; every mark of the same event \
-             lights up with it (add <code>#event=&lt;id&gt;</code> to the address to keep one \
-             lit).</p>\n<div class=\"scroll\">\n",
-        );
+             {}. Hover a mark for its timeline line; every mark of the same event lights up \
+             with it (add <code>#event=&lt;id&gt;</code> to the address to keep one \
+             lit).</p>\n<div class=\"scroll\">",
+            if case.real_time {
+                "the run (seconds since it started)"
+            } else {
+                "virtual time"
+            }
+        )
+        .ok();
         out.push_str(&svg::timeline(case, index));
         out.push_str("</div>\n<details><summary>the timeline as text</summary><pre>");
         out.push_str(&escape(&case.history.to_string()));

@@ -219,8 +219,9 @@ pub(super) fn timeline(case: &Case<'_>, index: usize) -> String {
     }
     writeln!(
         out,
-        r#"<text class="axis-name" x="10" y="{}">virtual time</text></g>"#,
-        TOP - 12
+        r#"<text class="axis-name" x="10" y="{}">{}</text></g>"#,
+        TOP - 12,
+        case.clock()
     )
     .ok();
     // A new generation: a line across every lane.

@@ -13,20 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::{
-    ApiKey, FetchResponse, FindCoordinatorResponse, JoinGroupResponse, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, RequestHeader, ResponseHeader,
+    ApiKey, FetchResponse, FindCoordinatorResponse, JoinGroupResponse, ListOffsetsResponse,
+    MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ResponseHeader, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod recorded;
+
 use super::{Callers, ProcessError, lock};
-use crate::history::{Fault, InstanceId};
+use crate::history::{AutoOffsetReset, Fault, InstanceId};
 
 /// What the proxy saw on the wire, in the order it saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +64,25 @@ pub(crate) enum WireEvent {
         instance: InstanceId,
         api: String,
         fault: Fault,
+    },
+    /// An instance's group gave it partitions (a SyncGroup answer).
+    Assigned {
+        at: Duration,
+        instance: InstanceId,
+        group: String,
+        generation: i32,
+        partitions: Vec<(String, i32)>,
+    },
+    /// Where an instance's consumption of a partition starts: its group's committed offset
+    /// (an OffsetFetch answer; `reset` is `None`), or where `auto.offset.reset` put it (a
+    /// ListOffsets answer to a request for the earliest or the latest offset).
+    Positioned {
+        at: Duration,
+        instance: InstanceId,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reset: Option<AutoOffsetReset>,
     },
     /// An instance joined its group.
     Joined {
@@ -457,6 +474,27 @@ impl Route {
                 self.committed(key, version, request, &answer)?;
                 Ok(response)
             }
+            // Read for the timeline and the diagnoses only: an answer that does not decode
+            // (librdkafka's mock cluster sends a null assignment with an error) is passed on
+            // unrecorded.
+            ApiKey::SyncGroup => {
+                if let Ok(answer) = SyncGroupResponse::decode(&mut body, version) {
+                    self.assigned(version, request, &answer);
+                }
+                Ok(response)
+            }
+            ApiKey::OffsetFetch => {
+                if let Ok(answer) = OffsetFetchResponse::decode(&mut body, version) {
+                    self.committed_read(&answer);
+                }
+                Ok(response)
+            }
+            ApiKey::ListOffsets => {
+                if let Ok(answer) = ListOffsetsResponse::decode(&mut body, version) {
+                    self.reset(version, request, &answer);
+                }
+                Ok(response)
+            }
             ApiKey::JoinGroup => {
                 let j =
                     JoinGroupResponse::decode(&mut body, version).map_err(|e| undecodable(&e))?;
@@ -496,139 +534,6 @@ impl Route {
         routes.insert((self.instance, node), addr);
         Ok(addr)
     }
-
-    fn topic_name(&self, name: &str, id: &[u8; 16]) -> String {
-        if !name.is_empty() {
-            return name.to_string();
-        }
-        lock(&self.shared.topics)
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| format!("topic id {}", hex(id)))
-    }
-
-    fn fetched(&self, response: &FetchResponse) {
-        for topic in &response.responses {
-            let name = self.topic_name(&topic.topic.0, topic.topic_id.as_bytes());
-            for p in &topic.partitions {
-                let Some(records) = &p.records else { continue };
-                for batch in whole_batches(records.clone()) {
-                    let mut batch = batch;
-                    match RecordBatchDecoder::decode(&mut batch) {
-                        Ok(set) => {
-                            for r in set.records.iter().filter(|r| !r.control) {
-                                self.record(WireEvent::Fetched {
-                                    at: self.at(),
-                                    instance: self.instance,
-                                    topic: name.clone(),
-                                    partition: p.partition_index,
-                                    offset: r.offset,
-                                    key: r.key.as_ref().map(|k| k.to_vec()),
-                                });
-                            }
-                        }
-                        Err(e) => lock(&self.shared.problems).push(format!(
-                            "{}: a fetched batch of {name}[{}] could not be decoded: {e}",
-                            self.instance, p.partition_index
-                        )),
-                    }
-                }
-            }
-        }
-    }
-
-    /// The answer the broker would give refusing `frame`, an OffsetCommit request, because
-    /// the group is rebalancing (recorded as the commit's answer).
-    fn refused_commit(&self, version: i16, frame: &Bytes) -> Result<Bytes, String> {
-        let key = ApiKey::OffsetCommit;
-        let mut body = frame.clone();
-        let header = RequestHeader::decode(&mut body, key.request_header_version(version))
-            .map_err(|e| format!("OffsetCommit v{version}: undecodable request header: {e}"))?;
-        let asked = OffsetCommitRequest::decode(&mut body, version)
-            .map_err(|e| format!("OffsetCommit v{version}: undecodable request: {e}"))?;
-        let mut answer = OffsetCommitResponse::default();
-        for topic in &asked.topics {
-            let mut refused = OffsetCommitResponseTopic::default();
-            refused.name = topic.name.clone();
-            refused.topic_id = topic.topic_id;
-            for p in &topic.partitions {
-                let mut partition = OffsetCommitResponsePartition::default();
-                partition.partition_index = p.partition_index;
-                partition.error_code = REBALANCE_IN_PROGRESS;
-                refused.partitions.push(partition);
-            }
-            answer.topics.push(refused);
-        }
-        self.committed(key, version, frame, &answer)?;
-        let mut response = ResponseHeader::default();
-        response.correlation_id = header.correlation_id;
-        reencode(
-            &response,
-            key.response_header_version(version),
-            &answer,
-            version,
-        )
-    }
-
-    fn committed(
-        &self,
-        key: ApiKey,
-        version: i16,
-        request: &Bytes,
-        answer: &OffsetCommitResponse,
-    ) -> Result<(), String> {
-        let mut body = request.clone();
-        RequestHeader::decode(&mut body, key.request_header_version(version))
-            .map_err(|e| format!("OffsetCommit v{version}: undecodable request header: {e}"))?;
-        let asked = OffsetCommitRequest::decode(&mut body, version)
-            .map_err(|e| format!("OffsetCommit v{version}: undecodable request: {e}"))?;
-        for topic in &asked.topics {
-            let name = self.topic_name(&topic.name.0, topic.topic_id.as_bytes());
-            for p in &topic.partitions {
-                let error = answer
-                    .topics
-                    .iter()
-                    .filter(|t| t.name == topic.name && t.topic_id == topic.topic_id)
-                    .flat_map(|t| &t.partitions)
-                    .find(|r| r.partition_index == p.partition_index)
-                    .map_or(-1, |r| r.error_code);
-                self.record(WireEvent::Committed {
-                    at: self.at(),
-                    instance: self.instance,
-                    group: asked.group_id.0.to_string(),
-                    generation: asked.generation_id_or_member_epoch,
-                    member: asked.member_id.to_string(),
-                    topic: name.clone(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    error,
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The complete record batches in a fetched partition's records (a fetch may end with part of
-/// a batch, which the client discards too).
-fn whole_batches(mut records: Bytes) -> Vec<Bytes> {
-    let mut batches = Vec::new();
-    // A batch starts with its base offset (8 bytes) and the length of the rest (4 bytes).
-    while records.len() >= 12 {
-        let length = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
-        let Ok(rest) = usize::try_from(length) else {
-            break;
-        };
-        if records.len() < 12 + rest {
-            break;
-        }
-        batches.push(records.split_to(12 + rest));
-    }
-    batches
 }
 
 fn reencode<T: Encodable>(
