@@ -226,26 +226,56 @@ fn caught_up(wire: &[WireEvent], group: &str, topic: &str, ends: &BTreeMap<i32, 
         .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end))
 }
 
-/// `group`'s latest successful commit of each partition of `topic`, as the wire showed it.
+/// `group`'s latest successful commit of each partition of `topic`, as the wire showed it:
+/// an OffsetCommit the broker accepted, or offsets sent to a transaction that then committed.
 pub(crate) fn committed_offsets(
     wire: &[WireEvent],
     group: &str,
     topic: &str,
 ) -> BTreeMap<i32, i64> {
     let mut committed = BTreeMap::new();
+    // Offsets taken into each open transaction, by `transactional.id`.
+    let mut pending: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
     for e in wire {
-        if let WireEvent::Committed {
-            group: g,
-            topic: t,
-            partition,
-            offset,
-            error: 0,
-            ..
-        } = e
-            && g == group
-            && t == topic
-        {
-            committed.insert(*partition, *offset);
+        match e {
+            WireEvent::Committed {
+                group: g,
+                topic: t,
+                partition,
+                offset,
+                error: 0,
+                ..
+            } if g == group && t == topic => {
+                committed.insert(*partition, *offset);
+            }
+            WireEvent::TxnOffsets {
+                transactional_id,
+                group: g,
+                offsets,
+                ..
+            } if g == group => {
+                pending.entry(transactional_id).or_default().extend(
+                    offsets
+                        .iter()
+                        .filter(|(t, _, _)| t == topic)
+                        .map(|(_, p, o)| (*p, *o)),
+                );
+            }
+            // An end the broker refused leaves the transaction open (librdkafka retries it).
+            WireEvent::TxnEnded {
+                transactional_id,
+                committed: commit,
+                error: 0,
+                ..
+            } => {
+                let taken = pending
+                    .remove(transactional_id.as_str())
+                    .unwrap_or_default();
+                if *commit {
+                    committed.extend(taken);
+                }
+            }
+            _ => {}
         }
     }
     committed

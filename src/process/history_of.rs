@@ -110,6 +110,81 @@ fn assignment(
     })
 }
 
+/// The end of `transactional_id`'s transaction as the history has it: what it wrote and the
+/// offsets it took, read from what the proxy saw `before` it since that id's previous end.
+fn transaction_end(
+    before: &[WireEvent],
+    transactional_id: &str,
+    committed: bool,
+    error: i16,
+) -> HistoryEvent {
+    let call = if committed {
+        "commit_transaction"
+    } else {
+        "abort_transaction"
+    };
+    if error != 0 {
+        return HistoryEvent::TransactionCallFailed {
+            transactional_id: transactional_id.to_string(),
+            call: call.to_string(),
+            error: format!("Kafka error code {error}"),
+        };
+    }
+    let mut partitions: Vec<TopicPartition> = Vec::new();
+    let mut offsets: Vec<(String, TopicPartition, i64)> = Vec::new();
+    for e in before.iter().rev() {
+        match e {
+            // The previous end the broker accepted (a refused one left the transaction open).
+            WireEvent::TxnEnded {
+                transactional_id: t,
+                error: 0,
+                ..
+            } if t == transactional_id => break,
+            WireEvent::Produced {
+                transactional_id: Some(t),
+                topic,
+                partition,
+                ..
+            } if t == transactional_id => {
+                let tp = TopicPartition::new(topic.as_str(), *partition);
+                if !partitions.contains(&tp) {
+                    partitions.push(tp);
+                }
+            }
+            WireEvent::TxnOffsets {
+                transactional_id: t,
+                group,
+                offsets: taken,
+                ..
+            } if t == transactional_id => {
+                for (topic, partition, offset) in taken {
+                    let tp = TopicPartition::new(topic.as_str(), *partition);
+                    // The latest offset sent for a partition is the one that counts.
+                    if !offsets.iter().any(|(g, p, _)| g == group && *p == tp) {
+                        offsets.push((group.clone(), tp, *offset));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    partitions.sort();
+    offsets.sort();
+    if committed {
+        HistoryEvent::TransactionCommitted {
+            transactional_id: transactional_id.to_string(),
+            partitions,
+            offsets,
+        }
+    } else {
+        HistoryEvent::TransactionAborted {
+            transactional_id: transactional_id.to_string(),
+            partitions,
+            reason: "the application aborted".into(),
+        }
+    }
+}
+
 /// The history of the run `outcome` of `case`.
 pub(crate) fn history_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> History {
     let mut entries: Vec<HistoryEntry> = Vec::new();
@@ -236,7 +311,39 @@ pub(crate) fn history_of(case: &BlackBoxCase, outcome: &BlackBoxOutcome) -> Hist
                     member: member.clone(),
                 },
             ),
-            WireEvent::Joined { .. } | WireEvent::Positioned { .. } => continue,
+            WireEvent::Joined { .. }
+            | WireEvent::Positioned { .. }
+            | WireEvent::TxnOffsets { .. } => continue,
+            WireEvent::Produced {
+                at,
+                instance,
+                topic,
+                partition,
+                offset,
+                key,
+                ..
+            } => of(
+                *instance,
+                *at,
+                HistoryEvent::RecordProduced {
+                    position: TopicPartition::new(topic.as_str(), *partition).at(*offset),
+                    key: key
+                        .as_ref()
+                        .map(|k| Arc::from(String::from_utf8_lossy(k).as_ref())),
+                    retry: false,
+                },
+            ),
+            WireEvent::TxnEnded {
+                at,
+                instance,
+                transactional_id,
+                committed,
+                error,
+            } => of(
+                *instance,
+                *at,
+                transaction_end(&outcome.wire[..i], transactional_id, *committed, *error),
+            ),
             WireEvent::Assigned {
                 at,
                 instance,

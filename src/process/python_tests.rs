@@ -232,3 +232,43 @@ fn a_stalled_commit_is_held_before_it_is_forwarded() {
     assert!(answered - asked >= stall, "{asked:?} → {answered:?}");
     assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
 }
+
+/// Offsets committed through transactions count as the group's progress: the run catches up
+/// on them, and the history tells the transactions with what they wrote and committed.
+#[test]
+fn a_transactional_consumer_catches_up_through_its_transactions_offsets() {
+    let Some(python) = python() else { return };
+    let (_dir, case, outcome) = run(
+        &python,
+        "transactional_email.py",
+        EffectFaults::new(),
+        WireFaults::new(),
+    );
+    assert_eq!(outcome.ending, Ending::CaughtUp, "{}", explain(&outcome));
+    assert_eq!(effective(&outcome), once_each(3), "{}", explain(&outcome));
+    let produced = outcome
+        .wire
+        .iter()
+        .filter(|e| {
+            matches!(e, WireEvent::Produced { topic, transactional_id: Some(t), .. }
+            if topic == "email-sent" && t == "notifier-1")
+        })
+        .count();
+    assert_eq!(produced, 3, "{:?}", outcome.wire);
+    assert!(
+        !outcome
+            .wire
+            .iter()
+            .any(|e| matches!(e, WireEvent::Committed { .. })),
+        "no plain offset commit"
+    );
+    let timeline = history_of(&case, &outcome).to_string();
+    let last = timeline
+        .lines()
+        .rfind(|l| l.contains("transaction \"notifier-1\" committed"))
+        .unwrap_or_else(|| panic!("no committed transaction in:\n{timeline}"));
+    assert!(
+        last.contains("offset task-events[0]=3 for group"),
+        "{timeline}"
+    );
+}

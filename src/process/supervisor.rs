@@ -311,13 +311,33 @@ fn spawn(
                     break;
                 }
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                shared.lock().lives[life].output.push_str(&text);
+                keep_tail(&mut shared.lock().lives[life].output, &text);
                 shared.changed.notify_all();
             }
         });
     }
     shared.changed.notify_all();
     Ok(child)
+}
+
+/// The most output kept of one incarnation: a program that logs without end keeps its
+/// latest output, not all of it.
+const MAX_OUTPUT: usize = 256 * 1024;
+
+/// What an incarnation's output starts with once its beginning was dropped.
+const DROPPED: &str = "[... earlier output dropped ...]\n";
+
+/// Appends `text` to `output`, dropping the oldest half when it grows past [`MAX_OUTPUT`].
+fn keep_tail(output: &mut String, text: &str) {
+    output.push_str(text);
+    if output.len() > MAX_OUTPUT {
+        let mut cut = output.len() - MAX_OUTPUT / 2;
+        while !output.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let tail = output.split_off(cut);
+        *output = format!("{DROPPED}{tail}");
+    }
 }
 
 /// Watches one instance: records each incarnation's end and starts the next one.
@@ -402,5 +422,24 @@ fn monitor(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::{DROPPED, MAX_OUTPUT, keep_tail};
+
+    #[test]
+    fn endless_output_keeps_its_latest_part_and_says_the_rest_was_dropped() {
+        let mut output = String::new();
+        for n in 0..100_000 {
+            keep_tail(&mut output, &format!("line {n} é\n"));
+        }
+        assert!(output.len() <= MAX_OUTPUT, "{}", output.len());
+        assert!(output.starts_with(DROPPED));
+        assert!(output.ends_with("line 99999 é\n"));
+        let mut short = String::new();
+        keep_tail(&mut short, "hello\n");
+        assert_eq!(short, "hello\n");
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::config::Encoder;
 use crate::broker::BrokerProvider;
+use crate::broker::self_check::Capability;
 use crate::history::{ClusterSnapshot, History, PublishedEvent};
 use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::Ledger;
@@ -388,6 +389,25 @@ impl BlackBox {
                 "the effect service refused the consumer's calls: {}",
                 calls.join("; ")
             )));
+        }
+        // Offsets sent to transactions are the group's progress only on a broker that stores
+        // them: librdkafka's mock cluster does not, so a restarted instance would start over
+        // and the verdicts would blame the program for the broker's stub.
+        let transactional = pilot
+            .wire
+            .iter()
+            .any(|e| matches!(e, WireEvent::TxnOffsets { .. }));
+        if transactional {
+            let check = self.broker.self_check().map_err(|e| {
+                BlackBoxError::Process(format!("the broker's self-check failed: {e}"))
+            })?;
+            if let Some(why) = check.shortfall(Capability::StoresTransactionalOffsets) {
+                return Err(BlackBoxError::Unusable(format!(
+                    "the consumer commits its offsets through transactions \
+                     (send_offsets_to_transaction), which this broker cannot verify: {why}; \
+                     run it on a broker container (BlackBox::broker)"
+                )));
+            }
         }
         if pilot.attempts.is_empty() && pilot.ending == Ending::CaughtUp {
             return Err(BlackBoxError::Unusable(format!(

@@ -211,12 +211,35 @@ fn scenario_of(case: &BlackBoxCase, fault: Option<(&CrashPoint, Fault)>) -> Scen
     }
 }
 
-/// Each incarnation's output, headed by its name.
+/// The most lines of one incarnation's output a report shows (its last ones).
+const OUTPUT_LINES: usize = 50;
+
+/// The most incarnations whose output a report shows: the first and the last halves.
+const OUTPUT_LIVES: usize = 10;
+
+/// Each incarnation's output, headed by its name: its last [`OUTPUT_LINES`] lines, of the
+/// first and last incarnations when there are more than [`OUTPUT_LIVES`] (a crash loop).
 pub(super) fn outputs(outcome: &BlackBoxOutcome) -> String {
     let mut text = String::new();
-    for life in &outcome.lives {
-        text.push_str(&format!("--- {} ---\n{}", life.incarnation, life.output));
-        if !life.output.ends_with('\n') && !life.output.is_empty() {
+    let lives = &outcome.lives;
+    for (n, life) in lives.iter().enumerate() {
+        let left_out = lives.len().saturating_sub(OUTPUT_LIVES);
+        if left_out > 0 && n >= OUTPUT_LIVES / 2 && n < OUTPUT_LIVES / 2 + left_out {
+            if n == OUTPUT_LIVES / 2 {
+                text.push_str(&format!(
+                    "--- ... {left_out} incarnations left out ... ---\n"
+                ));
+            }
+            continue;
+        }
+        text.push_str(&format!("--- {} ---\n", life.incarnation));
+        let lines: Vec<&str> = life.output.lines().collect();
+        let hidden = lines.len().saturating_sub(OUTPUT_LINES);
+        if hidden > 0 {
+            text.push_str(&format!("[... {hidden} earlier lines ...]\n"));
+        }
+        for line in &lines[hidden..] {
+            text.push_str(line);
             text.push('\n');
         }
     }
@@ -258,5 +281,58 @@ impl fmt::Display for BlackBoxCounterexample {
             writeln!(f, "{line}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::outputs;
+    use crate::history::{Incarnation, InstanceId};
+    use crate::process::{BlackBoxOutcome, Ending, Life};
+
+    fn outcome(lives: usize, lines: usize) -> BlackBoxOutcome {
+        BlackBoxOutcome {
+            ending: Ending::CaughtUp,
+            attempts: Vec::new(),
+            wire: Vec::new(),
+            lives: (1..=lives as u32)
+                .map(|number| Life {
+                    incarnation: Incarnation {
+                        instance: InstanceId(1),
+                        number,
+                    },
+                    started: Duration::ZERO,
+                    ended_at: None,
+                    output: (0..lines)
+                        .map(|n| format!("{number}: line {n}\n"))
+                        .collect(),
+                    ended: None,
+                })
+                .collect(),
+            malformed: Vec::new(),
+            problems: Vec::new(),
+            ends: BTreeMap::new(),
+            landed: Vec::new(),
+            effect_faults_fired: Vec::new(),
+            stopped_at: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_crash_loops_output_shows_its_first_and_last_incarnations_and_their_last_lines() {
+        let text = outputs(&outcome(50, 80));
+        assert!(text.starts_with("--- i1#1 ---\n[... 30 earlier lines ...]\n1: line 30\n"));
+        assert!(text.contains("--- i1#5 ---") && !text.contains("--- i1#6 ---"));
+        assert!(text.contains("--- ... 40 incarnations left out ... ---\n--- i1#46 ---"));
+        assert!(text.ends_with("50: line 79\n"));
+        assert_eq!(text.lines().count(), 10 * (1 + 1 + 50) + 1);
+        // Short outputs as they are.
+        assert_eq!(
+            outputs(&outcome(1, 2)),
+            "--- i1#1 ---\n1: line 0\n1: line 1\n"
+        );
     }
 }

@@ -342,3 +342,21 @@ fn a_consumer_starting_at_latest_loses_the_input_and_the_report_says_why() {
         "{c}"
     );
 }
+
+/// librdkafka's mock cluster does not store offsets sent to transactions: a program that
+/// commits through transactions is refused there, with the reason, rather than blamed for the
+/// duplicates the stub would cause.
+#[test]
+fn a_transactional_consumer_is_refused_on_a_broker_that_drops_transactional_offsets() {
+    let Some(python) = python() else { return };
+    let e = black_box(&python, "transactional_email.py")
+        .check(Semantics::AtLeastOnce)
+        .unwrap_err();
+    assert!(matches!(e, BlackBoxError::Unusable(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("commits its offsets through transactions")
+            && text.contains("not honoured: transactional offsets are stored"),
+        "{text}"
+    );
+}

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     ApiKey, FetchResponse, FindCoordinatorResponse, JoinGroupResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ResponseHeader, SyncGroupResponse,
 };
+use kafka_protocol::messages::{EndTxnResponse, ProduceResponse, TxnOffsetCommitResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,6 +84,35 @@ pub(crate) enum WireEvent {
         partition: i32,
         offset: i64,
         reset: Option<AutoOffsetReset>,
+    },
+    /// A record an instance produced was appended (a Produce answer).
+    Produced {
+        at: Duration,
+        instance: InstanceId,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        /// The producer's `transactional.id`, when it writes in transactions.
+        transactional_id: Option<String>,
+    },
+    /// The broker took an instance's consumer offsets into a transaction (a TxnOffsetCommit
+    /// answer): they become the group's committed offsets when the transaction commits.
+    TxnOffsets {
+        at: Duration,
+        instance: InstanceId,
+        transactional_id: String,
+        group: String,
+        offsets: Vec<(String, i32, i64)>,
+    },
+    /// The broker answered an instance's EndTxn: a commit (`committed`) or an abort.
+    TxnEnded {
+        at: Duration,
+        instance: InstanceId,
+        transactional_id: String,
+        committed: bool,
+        /// Kafka's error code (0: done).
+        error: i16,
     },
     /// An instance joined its group.
     Joined {
@@ -492,6 +522,24 @@ impl Route {
             ApiKey::ListOffsets => {
                 if let Ok(answer) = ListOffsetsResponse::decode(&mut body, version) {
                     self.reset(version, request, &answer);
+                }
+                Ok(response)
+            }
+            ApiKey::Produce => {
+                if let Ok(answer) = ProduceResponse::decode(&mut body, version) {
+                    self.produced(version, request, &answer);
+                }
+                Ok(response)
+            }
+            ApiKey::TxnOffsetCommit => {
+                if let Ok(answer) = TxnOffsetCommitResponse::decode(&mut body, version) {
+                    self.txn_offsets(version, request, &answer);
+                }
+                Ok(response)
+            }
+            ApiKey::EndTxn => {
+                if let Ok(answer) = EndTxnResponse::decode(&mut body, version) {
+                    self.txn_ended(version, request, &answer);
                 }
                 Ok(response)
             }

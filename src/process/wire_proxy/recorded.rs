@@ -10,6 +10,10 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchResponse, RequestHeader, ResponseHeader,
     SyncGroupRequest, SyncGroupResponse,
 };
+use kafka_protocol::messages::{
+    EndTxnRequest, EndTxnResponse, ProduceRequest, ProduceResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -17,7 +21,108 @@ use super::{REBALANCE_IN_PROGRESS, Route, WireEvent, reencode};
 use crate::history::AutoOffsetReset;
 use crate::process::lock;
 
+/// A request's body, its header skipped; `None` when it does not decode (the answer is then
+/// passed on unrecorded: these records are for the timeline and the run's progress only).
+fn request_of<T: Decodable>(key: ApiKey, version: i16, request: &Bytes) -> Option<T> {
+    let mut body = request.clone();
+    RequestHeader::decode(&mut body, key.request_header_version(version)).ok()?;
+    T::decode(&mut body, version).ok()
+}
+
 impl Route {
+    /// Records the records a Produce answer says were appended (acks=0 gets no answer, and a
+    /// compressed batch, which the proxy cannot read, is left out).
+    pub(super) fn produced(&self, version: i16, request: &Bytes, answer: &ProduceResponse) {
+        let Some(asked) = request_of::<ProduceRequest>(ApiKey::Produce, version, request) else {
+            return;
+        };
+        let transactional_id = asked.transactional_id.as_ref().map(|t| t.0.to_string());
+        for topic in &asked.topic_data {
+            let name = self.topic_name(&topic.name.0, topic.topic_id.as_bytes());
+            for p in &topic.partition_data {
+                let appended = answer
+                    .responses
+                    .iter()
+                    .filter(|t| t.name == topic.name && t.topic_id == topic.topic_id)
+                    .flat_map(|t| &t.partition_responses)
+                    .find(|r| r.index == p.index && r.error_code == 0);
+                let (Some(appended), Some(records)) = (appended, &p.records) else {
+                    continue;
+                };
+                let mut offset = appended.base_offset;
+                for batch in whole_batches(records.clone()) {
+                    let mut batch = batch;
+                    let Ok(set) = RecordBatchDecoder::decode(&mut batch) else {
+                        break;
+                    };
+                    for r in &set.records {
+                        self.record(WireEvent::Produced {
+                            at: self.at(),
+                            instance: self.instance,
+                            topic: name.clone(),
+                            partition: p.index,
+                            offset,
+                            key: r.key.as_ref().map(|k| k.to_vec()),
+                            transactional_id: transactional_id.clone(),
+                        });
+                        offset += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the consumer offsets a TxnOffsetCommit answer took into a transaction.
+    pub(super) fn txn_offsets(
+        &self,
+        version: i16,
+        request: &Bytes,
+        answer: &TxnOffsetCommitResponse,
+    ) {
+        let key = ApiKey::TxnOffsetCommit;
+        let Some(asked) = request_of::<TxnOffsetCommitRequest>(key, version, request) else {
+            return;
+        };
+        let mut offsets = Vec::new();
+        for topic in &asked.topics {
+            for p in &topic.partitions {
+                let taken = answer
+                    .topics
+                    .iter()
+                    .filter(|t| t.name == topic.name)
+                    .flat_map(|t| &t.partitions)
+                    .any(|r| r.partition_index == p.partition_index && r.error_code == 0);
+                if taken {
+                    offsets.push((
+                        topic.name.0.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                    ));
+                }
+            }
+        }
+        self.record(WireEvent::TxnOffsets {
+            at: self.at(),
+            instance: self.instance,
+            transactional_id: asked.transactional_id.0.to_string(),
+            group: asked.group_id.0.to_string(),
+            offsets,
+        });
+    }
+
+    /// Records how an EndTxn (a commit or an abort) was answered.
+    pub(super) fn txn_ended(&self, version: i16, request: &Bytes, answer: &EndTxnResponse) {
+        let Some(asked) = request_of::<EndTxnRequest>(ApiKey::EndTxn, version, request) else {
+            return;
+        };
+        self.record(WireEvent::TxnEnded {
+            at: self.at(),
+            instance: self.instance,
+            transactional_id: asked.transactional_id.0.to_string(),
+            committed: asked.committed,
+            error: answer.error_code,
+        });
+    }
     pub(super) fn topic_name(&self, name: &str, id: &[u8; 16]) -> String {
         if !name.is_empty() {
             return name.to_string();
