@@ -348,7 +348,20 @@ fn a_member_with_an_empty_assignment_gets_empty_assign_and_revoke_callbacks() {
         // partition may be the one that had it before the rebalance).
         let seen = empty_notes.all();
         let from = seen.iter().position(|n| n == "assign []").unwrap_or(0);
-        notes.push(format!("empty member: {:?}", &seen[from..]));
+        // Each generation in which the member stays empty gives the same pair of callbacks;
+        // on a loaded machine the mock cluster can go through one more such generation (a
+        // slow join starts another rebalance): one pair stands for them all.
+        let mut empty_member: Vec<String> = Vec::new();
+        for note in &seen[from..] {
+            empty_member.push(note.clone());
+            let n = empty_member.len();
+            if n >= 4
+                && empty_member[n - 4..] == ["assign []", "revoke []", "assign []", "revoke []"]
+            {
+                empty_member.truncate(n - 2);
+            }
+        }
+        notes.push(format!("empty member: {empty_member:?}"));
         notes.push(format!("assigned {}", empty.assignment()?.count()));
         Ok::<(), BoxError>(())
     });
