@@ -84,7 +84,7 @@ features=(--features effectively-once/containers)
 # `brokers` (the globs leave out names starting with "br"; a second such target fails here).
 others=$(find tests crates/*/tests -maxdepth 1 -name 'br*' ! -name brokers 2>/dev/null || true)
 [ -z "$others" ] || { echo "ci/test.sh: test targets named br* would run nowhere: $others" >&2; exit 1; }
-( "${test_env[@]}" cargo test "${features[@]}" --test brokers > target/brokers.out 2>&1 ) &
+( "${test_env[@]}" cargo test --workspace "${features[@]}" --test brokers > target/brokers.out 2>&1 ) &
 brokers=$!
 trap 'kill "$brokers" 2>/dev/null || true' EXIT
 "${test_env[@]}" cargo test --workspace "${features[@]}" --lib --bins --examples --benches \

@@ -1,5 +1,6 @@
 //! Black-box verification of consumer *programs*: the notification service written in Python
-//! with confluent-kafka (`fixtures/python/`) and in Rust with plain rdkafka (the binary of
+//! with confluent-kafka (`fixtures/python/`, and a pipeline whose effects are output records)
+//! and in Rust with plain rdkafka (the binary of
 //! `crates/notification-consumer`, built as production builds it), each variant run as a
 //! process against librdkafka's mock cluster through the kit's wire proxy and effect service,
 //! through every crash point of a fault-free run. Prints each verdict and how long it took.
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use effectively_once::Semantics;
 use effectively_once::check::{BlackBox, BlackBoxError};
+use effectively_once::ledger::OutputTopic;
 use effectively_once::scenario::Event;
 
 /// The Task API's `task.created` payload, which the Python service parses.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         ("commit_before.py", Semantics::AtLeastOnce, "LOST"),
         ("auto_commit_slow.py", Semantics::AtLeastOnce, "LOST"),
         ("idempotency_key.py", Semantics::EffectivelyOnce, "holds"),
+        ("summarize.py", Semantics::EffectivelyOnce, "DUPLICATED"),
         (
             "rust: without idempotency keys",
             Semantics::EffectivelyOnce,
@@ -66,6 +69,14 @@ fn main() -> ExitCode {
                 let path = format!("{fixtures}/{variant}");
                 let mut black_box = BlackBox::command([python.as_str(), "-u", path.as_str()]);
                 black_box.encode(task_created);
+                if variant == "summarize.py" {
+                    // A pipeline: its effects are its output records.
+                    black_box.output_topic(OutputTopic::new("task-summaries", 1, |record| {
+                        let payload = record.payload.as_deref()?;
+                        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+                        Some(value.get("event_id")?.as_str()?.to_string())
+                    }));
+                }
                 Ok(black_box)
             }
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use effectively_once::Semantics;
 use effectively_once::check::{BlackBox, BlackBoxError};
+use effectively_once::ledger::OutputTopic;
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +24,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the consumer program through every crash point of a fault-free run and judges
-    /// each run. The program gets KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID,
-    /// EFFECTS_URL and INSTANCE in its environment and performs each event's side effect with
-    /// POST $EFFECTS_URL/effects/<sink> and a JSON body carrying the event's "event_id".
+    /// each run; the first failing one is shrunk and reported. The program gets
+    /// KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC, KAFKA_GROUP_ID, EFFECTS_URL and INSTANCE in its
+    /// environment (or under its own names, with --env) and performs each event's side effect
+    /// with POST $EFFECTS_URL/effects/<sink> and a JSON body carrying the event's "event_id".
     Check {
         /// The delivery semantics the program must have.
         #[arg(long, value_enum, default_value = "effectively-once")]
@@ -42,8 +44,9 @@ enum Command {
         /// The consumer group the instances are told to use (KAFKA_GROUP_ID).
         #[arg(long, default_value = "notification-service")]
         group: String,
-        /// An effect sink every event must take effect on (repeat for several).
-        #[arg(long = "sink", default_value = "email")]
+        /// An effect sink every event must take effect on (repeat for several; default: email,
+        /// or none with --output-topic).
+        #[arg(long = "sink")]
         sinks: Vec<String>,
         /// The longest one run may take, in seconds.
         #[arg(long, default_value_t = 90)]
@@ -52,7 +55,7 @@ enum Command {
         /// wait for group rebalances, so more than the cores).
         #[arg(long, default_value_t = 8)]
         at_once: usize,
-        /// Each record's payload, with {event_id}, {key} and {n} replaced by the event's id
+        /// Each record's payload, with {event_id}, {key} and {number} replaced by the event's id
         /// (evt-0, ...), key (k0, ...) and number. Default: {"event_id":"evt-0","key":"k0",
         /// "data":{"value":0}}.
         #[arg(long)]
@@ -62,6 +65,15 @@ enum Command {
         /// --env KAFKA_BROKERS={bootstrap} --env EMAIL_API_URL={effects_url}/effects/email.
         #[arg(long = "env", value_name = "NAME=VALUE")]
         environment: Vec<String>,
+        /// A topic the program writes its effects to (repeat for several): each event must
+        /// have exactly one record there whose JSON payload's "event_id" names it, as a
+        /// read_committed consumer reads the topic after each run. Without --sink, the
+        /// effect service's sinks are then not counted.
+        #[arg(long = "output-topic", value_name = "TOPIC")]
+        output_topics: Vec<String>,
+        /// Report the first failing run as found, without shrinking its input.
+        #[arg(long)]
+        no_shrink: bool,
         /// The consumer program and its arguments.
         #[arg(last = true, required = true)]
         program: Vec<String>,
@@ -99,6 +111,8 @@ fn main() -> ExitCode {
         at_once,
         payload,
         environment,
+        output_topics,
+        no_shrink,
         program,
     } = Cli::parse().command;
     let mut black_box = BlackBox::command(program);
@@ -107,9 +121,19 @@ fn main() -> ExitCode {
         .events(events)
         .topic(topic)
         .group(group)
-        .sinks(sinks)
         .time_limit(Duration::from_secs(time_limit))
-        .at_once(at_once);
+        .at_once(at_once)
+        .shrink(!no_shrink);
+    if !sinks.is_empty() {
+        black_box.sinks(sinks);
+    }
+    for topic in output_topics {
+        black_box.output_topic(OutputTopic::new(topic, 1, |record| {
+            let value: serde_json::Value =
+                serde_json::from_slice(record.payload.as_deref()?).ok()?;
+            Some(value.get("event_id")?.as_str()?.to_string())
+        }));
+    }
     for assignment in environment {
         let Some((name, value)) = assignment.split_once('=') else {
             eprintln!("effectively-once: --env {assignment:?} is not NAME=VALUE");
@@ -123,6 +147,8 @@ fn main() -> ExitCode {
             template
                 .replace("{event_id}", &event.event_id)
                 .replace("{key}", &event.key)
+                .replace("{number}", n)
+                // The short form (clap's help cannot show it: it reads `{n}` as a line break).
                 .replace("{n}", n)
                 .into_bytes()
         });

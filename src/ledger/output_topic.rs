@@ -73,8 +73,17 @@ impl OutputTopic {
 
     /// How many committed records each event has on the topic in `cluster`.
     pub fn observe(&self, cluster: &ClusterSnapshot) -> BTreeMap<String, usize> {
+        self.count(cluster.committed_records(&self.topic))
+    }
+
+    /// How many of `records` (the topic's committed records, with their partitions) each
+    /// event has.
+    pub(crate) fn count<'a>(
+        &self,
+        records: impl IntoIterator<Item = (i32, &'a LoggedRecord)>,
+    ) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
-        for (partition, record) in cluster.committed_records(&self.topic) {
+        for (partition, record) in records {
             let event_id = (self.event_id)(record)
                 .or_else(|| {
                     let payload = record.payload.as_deref()?;

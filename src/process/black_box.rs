@@ -15,8 +15,8 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::{
     Callers, ConsumerCommand, EffectFaults, EffectService, EnvTemplate, FiredEffectFault,
-    InstanceAddresses, Life, Malformed, ProcessError, Supervisor, WireEvent, WireFaults, WireProxy,
-    environment_of,
+    InstanceAddresses, LeftBehind, Life, Malformed, ProcessError, Supervisor, WireEvent,
+    WireFaults, WireProxy, environment_of, read_left_behind,
 };
 use crate::history::{Incarnation, InstanceId};
 use crate::ledger::EffectRecord;
@@ -42,6 +42,9 @@ pub(crate) struct BlackBoxCase {
     /// The consumer group the instances are told to use (`KAFKA_GROUP_ID`).
     pub group: String,
     pub events: Vec<InputEvent>,
+    /// The topics whose records are effects, read after the run as `read_committed`
+    /// consumers read them.
+    pub outputs: Vec<String>,
     pub effect_faults: EffectFaults,
     pub wire_faults: WireFaults,
     /// The longest the run may take once the instances started.
@@ -86,6 +89,8 @@ pub(crate) struct BlackBoxOutcome {
     pub effect_faults_fired: Vec<FiredEffectFault>,
     /// When the kit stopped the instances (the run's end), since its start.
     pub stopped_at: Duration,
+    /// What the run left on the broker (read only when the case has output topics).
+    pub left_behind: LeftBehind,
 }
 
 /// The supervisor, once started: the effect service and the proxy start before it (its
@@ -155,6 +160,11 @@ pub(crate) fn run_black_box(
     let ending = watch(case, &ends, &proxy, &service, &supervisor);
     let stopped_at = t0.elapsed();
     supervisor.stop();
+    let left_behind = if case.outputs.is_empty() {
+        LeftBehind::default()
+    } else {
+        read_left_behind(bootstrap, &case.outputs, &case.group, &case.topic)?
+    };
     Ok(BlackBoxOutcome {
         ending,
         attempts: service.attempts()?,
@@ -174,6 +184,7 @@ pub(crate) fn run_black_box(
         landed,
         effect_faults_fired: service.fired(),
         stopped_at,
+        left_behind,
     })
 }
 

@@ -62,6 +62,7 @@ pub(crate) fn run(
     let dir = tempdir::Dir::new();
     let case = BlackBoxCase {
         environment: Vec::new(),
+        outputs: Vec::new(),
         command: fixture(python, script),
         instances: 1,
         topic: "task-events".into(),

@@ -100,3 +100,29 @@ fn a_nonsense_environment_variable_exits_2_before_anything_runs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn output_topics_count_a_pipelines_records_as_its_effects() {
+    let Some(python) = python() else { return };
+    let script = format!(
+        "{}/fixtures/python/summarize.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, stdout, stderr) = check(&[
+        "--semantics",
+        "at-least-once",
+        "--events",
+        "1",
+        "--output-topic",
+        "task-summaries",
+        "--payload",
+        TASK_CREATED,
+        "--",
+        &python,
+        "-u",
+        &script,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    // The pilot and 4 faults at the one commit; no effect service calls expected.
+    assert!(stdout.contains("held at-least-once in 5 runs"), "{stdout}");
+}

@@ -1,8 +1,9 @@
 //! Verifying a consumer *program*, in any language, as a black box: [`BlackBox`] runs the
-//! command's instances against librdkafka's mock cluster through the kit's wire proxy, with
-//! their side effects going to the kit's HTTP effect service, first without faults and then
-//! once per crash point of that pilot run and fault kind; each run's history and ledger go
-//! through the same invariants as a simulated run's.
+//! command's instances against a broker (librdkafka's mock cluster by default) through the
+//! kit's wire proxy, with their side effects going to the kit's HTTP effect service, first
+//! without faults and then once per crash point of that pilot run and fault kind; each run's
+//! history and ledger go through the same invariants as a simulated run's, and the first
+//! failing run is shrunk and reported as a simulated check's counterexample is.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use crate::broker::BrokerProvider;
 use crate::broker::self_check::Capability;
 use crate::history::{ClusterSnapshot, History, PublishedEvent};
 use crate::invariant::{RunRecord, Semantics, Violation};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Observed, OutputTopic};
 use crate::process::{
     BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, EnvTemplate, InputEvent,
     ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, history_of, pilot, probes,
@@ -31,8 +32,11 @@ use crate::scenario::Event;
 /// body carrying the event's `event_id` and, optionally, an `Idempotency-Key` header (a key
 /// that already took effect on the sink is not applied again: the answer says
 /// `{"outcome":"deduplicated"}`). Faults kill the process (SIGKILL) right before or after an
-/// effect or an offset commit, or fail an effect (503: not applied; 504 after applying it);
-/// a killed instance is started again, as a process supervisor would.
+/// effect, an offset commit or a transaction's offsets or end; fail an effect (503: not
+/// applied; 504 after applying it); refuse an offset commit (`REBALANCE_IN_PROGRESS`), or
+/// apply a commit and drop the connection before its answer. A killed instance is started
+/// again, as a process supervisor would. [`BlackBox::env`] passes the kit's addresses under
+/// the program's own variable names; [`BlackBox::cargo_bin`] builds a Rust workspace binary.
 ///
 /// ```no_run
 /// use effectively_once::check::BlackBox;
@@ -51,7 +55,9 @@ pub struct BlackBox {
     events: usize,
     topic: String,
     group: String,
-    sinks: Vec<String>,
+    /// `None`: `email`, or nothing when output topics are named.
+    sinks: Option<Vec<String>>,
+    outputs: Vec<OutputTopic>,
     encode: Encoder,
     time_limit: Duration,
     at_once: usize,
@@ -97,7 +103,8 @@ impl BlackBox {
             events: 3,
             topic: "task-events".into(),
             group: "notification-service".into(),
-            sinks: vec!["email".into()],
+            sinks: None,
+            outputs: Vec::new(),
             encode: Arc::new(Event::to_json),
             time_limit: Duration::from_secs(90),
             at_once: 8,
@@ -133,14 +140,49 @@ impl BlackBox {
         self
     }
 
-    /// The effect sinks every event must take effect on (replaces the default `email`).
+    /// The effect sinks every event must take effect on (replaces the default: `email`, or
+    /// none when output topics are named).
     pub fn sinks<I, S>(&mut self, sinks: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.sinks = sinks.into_iter().map(Into::into).collect();
+        self.sinks = Some(sinks.into_iter().map(Into::into).collect());
         self
+    }
+
+    /// A topic the program writes its effects to: each input event must have exactly one
+    /// record there, as a `read_committed` consumer reads the topic after the run (see
+    /// [`OutputTopic`]). The kit creates the topic on each run's broker. A program that
+    /// writes the topic in transactions is verified only on a broker that hides aborted
+    /// records from `read_committed` consumers (`apache/kafka`; not the mock cluster).
+    ///
+    /// ```no_run
+    /// use effectively_once::check::BlackBox;
+    /// use effectively_once::ledger::OutputTopic;
+    ///
+    /// let mut pipeline = BlackBox::command(["python3", "summarize.py"]);
+    /// pipeline.output_topic(OutputTopic::new("task-summaries", 1, |record| {
+    ///     let value: serde_json::Value = serde_json::from_slice(record.payload.as_deref()?).ok()?;
+    ///     Some(value.get("event_id")?.as_str()?.to_string())
+    /// }));
+    /// ```
+    pub fn output_topic(&mut self, output: OutputTopic) -> &mut Self {
+        self.outputs.push(output);
+        self
+    }
+
+    /// Where effects are counted.
+    fn effects(&self) -> Effects {
+        let sinks = match &self.sinks {
+            Some(sinks) => sinks.clone(),
+            None if self.outputs.is_empty() => vec!["email".into()],
+            None => Vec::new(),
+        };
+        Effects {
+            sinks,
+            outputs: self.outputs.clone(),
+        }
     }
 
     /// How an event becomes a record's payload (the key is the event's key).
@@ -219,8 +261,8 @@ impl BlackBox {
         if self.events == 0 {
             return invalid("events must be at least 1");
         }
-        if self.sinks.is_empty() {
-            return invalid("name at least one effect sink");
+        if self.effects().sinks.is_empty() && self.outputs.is_empty() {
+            return invalid("name at least one effect sink or output topic");
         }
         if self.topic.is_empty() || self.group.is_empty() {
             return invalid("the topic and the group need names");
@@ -264,6 +306,7 @@ impl BlackBox {
             })
             .collect();
         let case = BlackBoxCase {
+            outputs: self.outputs.iter().map(|o| o.topic().to_string()).collect(),
             command,
             environment,
             instances: self.instances,
@@ -278,10 +321,15 @@ impl BlackBox {
             ledger: workdir.path.join("ledger.db"),
         };
         // One partition per instance, so that every instance has work.
-        let topics = [(
+        let mut topics = vec![(
             self.topic.clone(),
             i32::try_from(self.instances).unwrap_or(i32::MAX),
         )];
+        topics.extend(
+            self.outputs
+                .iter()
+                .map(|o| (o.topic().to_string(), o.partitions())),
+        );
         let provider = self.broker.clone();
         let broker = move || {
             let running = provider
@@ -292,7 +340,7 @@ impl BlackBox {
         };
         let pilot = pilot(&case, &broker)?;
         self.usable(&pilot)?;
-        let judged = judge_process_run(semantics, &case, &pilot, &self.sinks);
+        let judged = judge_process_run(semantics, &case, &pilot, &self.effects());
         if let Some(violation) = judged.violations.first() {
             let failing = FailingRun {
                 semantics,
@@ -310,7 +358,7 @@ impl BlackBox {
             )));
         }
         let fails = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {
-            !judge_process_run(semantics, case, outcome, &self.sinks)
+            !judge_process_run(semantics, case, outcome, &self.effects())
                 .violations
                 .is_empty()
         };
@@ -327,14 +375,14 @@ impl BlackBox {
                 });
             }
         };
-        let broken = judge_process_run(semantics, &case, &failing.outcome, &self.sinks)
+        let broken = judge_process_run(semantics, &case, &failing.outcome, &self.effects())
             .violations
             .swap_remove(0)
             .invariant;
         let shrunk = if self.shrink {
             // The same invariant broken, not merely any.
             let same = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {
-                judge_process_run(semantics, case, outcome, &self.sinks)
+                judge_process_run(semantics, case, outcome, &self.effects())
                     .violations
                     .iter()
                     .any(|v| v.invariant == broken)
@@ -347,7 +395,12 @@ impl BlackBox {
                 runs: 0,
             }
         };
-        let judged = judge_process_run(semantics, &shrunk.case, &shrunk.probe.outcome, &self.sinks);
+        let judged = judge_process_run(
+            semantics,
+            &shrunk.case,
+            &shrunk.probe.outcome,
+            &self.effects(),
+        );
         let failing = FailingRun {
             semantics,
             command: self.command.join(" "),
@@ -409,11 +462,34 @@ impl BlackBox {
                 )));
             }
         }
-        if pilot.attempts.is_empty() && pilot.ending == Ending::CaughtUp {
+        let wrote_outputs = pilot.left_behind.outputs.values().any(|r| !r.is_empty());
+        if pilot.attempts.is_empty() && !wrote_outputs && pilot.ending == Ending::CaughtUp {
+            let outputs = if self.outputs.is_empty() {
+                String::new()
+            } else {
+                " nor wrote to its output topics".to_string()
+            };
             return Err(BlackBoxError::Unusable(format!(
                 "the consumer committed its input but never called the effect service \
-                 (POST {{EFFECTS_URL}}/effects/{{sink}}); its output:\n{output}"
+                 (POST {{EFFECTS_URL}}/effects/{{sink}}){outputs}; its output:\n{output}"
             )));
+        }
+        // Outputs written in transactions are counted as `read_committed` reads them: on a
+        // broker that hands aborted records to such readers, an aborted attempt would count.
+        let transactional_outputs = pilot.wire.iter().any(|e| {
+            matches!(e, WireEvent::Produced { topic, transactional_id: Some(_), .. }
+                if self.outputs.iter().any(|o| o.topic() == topic))
+        });
+        if transactional_outputs {
+            let check = self.broker.self_check().map_err(|e| {
+                BlackBoxError::Process(format!("the broker's self-check failed: {e}"))
+            })?;
+            if let Some(why) = check.shortfall(Capability::HidesAbortedRecords) {
+                return Err(BlackBoxError::Unusable(format!(
+                    "the consumer writes its output topics in transactions, which this broker \
+                     cannot verify: {why}; run it on an apache/kafka container (BlackBox::broker)"
+                )));
+            }
         }
         Ok(())
     }
@@ -490,22 +566,37 @@ pub(crate) struct JudgedProcessRun {
     pub violations: Vec<Violation>,
 }
 
-/// Judges `outcome`, the run of `case`, for `semantics`, counting the effects on `sinks`.
+/// Where a program's effects are counted: calls to the effect service's sinks, and records
+/// of output topics.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Effects {
+    pub sinks: Vec<String>,
+    pub outputs: Vec<OutputTopic>,
+}
+
+/// Judges `outcome`, the run of `case`, for `semantics`, counting `effects`.
 pub(crate) fn judge_process_run(
     semantics: Semantics,
     case: &BlackBoxCase,
     outcome: &BlackBoxOutcome,
-    sinks: &[String],
+    effects: &Effects,
 ) -> JudgedProcessRun {
     let published = published_of(case, outcome);
     let history = history_of(case, outcome);
-    let ledger = Ledger::new(attempts_of(outcome));
-    let cluster = ClusterSnapshot::default();
+    let mut ledger = Ledger::new(attempts_of(outcome));
+    let left = &outcome.left_behind;
+    let cluster = ClusterSnapshot::from_parts(left.outputs.clone(), left.committed.clone());
+    let mut sinks = effects.sinks.clone();
+    for output in &effects.outputs {
+        let counts = output.count(cluster.committed_records(output.topic()));
+        ledger.observe(output.topic(), Observed::Topic, Ok(counts));
+        sinks.push(output.topic().to_string());
+    }
     let record = RunRecord {
         published: &published,
         history: &history,
         ledger: &ledger,
-        sinks,
+        sinks: &sinks,
         cluster: &cluster,
     };
     let mut violations: Vec<Violation> = semantics

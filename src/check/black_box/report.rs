@@ -318,6 +318,7 @@ mod tests {
             landed: Vec::new(),
             effect_faults_fired: Vec::new(),
             stopped_at: Duration::ZERO,
+            left_behind: Default::default(),
         }
     }
 

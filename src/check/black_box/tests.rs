@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::history::Fault;
+use crate::ledger::OutputTopic;
 use crate::process::python_tests::{explain, fixture, python, run, task_events};
 use crate::process::{CrashPoint, Probe, crash_points};
 
@@ -150,8 +151,11 @@ fn a_program_that_cannot_be_verified_gets_an_error_that_says_why() {
     assert!(matches!(e, BlackBoxError::InvalidConfig(_)), "{e}");
 }
 
-fn email() -> Vec<String> {
-    vec!["email".to_string()]
+fn email() -> Effects {
+    Effects {
+        sinks: vec!["email".to_string()],
+        outputs: Vec::new(),
+    }
 }
 
 fn broken(run: &JudgedProcessRun) -> Vec<(String, Vec<String>)> {
@@ -232,6 +236,7 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
     let dir = crate::process::tests::tempdir::Dir::new();
     let case = BlackBoxCase {
         environment: Vec::new(),
+        outputs: Vec::new(),
         command: fixture(&python, "commit_after.py"),
         instances: 1,
         topic: "task-events".into(),
@@ -359,4 +364,43 @@ fn a_transactional_consumer_is_refused_on_a_broker_that_drops_transactional_offs
             && text.contains("not honoured: transactional offsets are stored"),
         "{text}"
     );
+}
+
+/// A summary record per event on an output topic, read after each run as `read_committed`
+/// reads it.
+fn summaries() -> OutputTopic {
+    OutputTopic::new("task-summaries", 1, |record| {
+        let value: serde_json::Value = serde_json::from_slice(record.payload.as_deref()?).ok()?;
+        Some(value.get("event_id")?.as_str()?.to_string())
+    })
+}
+
+/// A pipeline whose effects are records on an output topic: a crash between the output and
+/// the commit writes it again (found), and nothing is lost at any crash point.
+#[test]
+fn a_pipelines_outputs_are_its_effects() {
+    let Some(python) = python() else { return };
+    let mut pipeline = black_box(&python, "summarize.py");
+    pipeline.output_topic(summaries());
+    let e = pipeline.check(Semantics::EffectivelyOnce).unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert!(
+        c.violation.summary.contains("(0 lost, 1 duplicated)"),
+        "{c}"
+    );
+    assert!(
+        c.violation
+            .details
+            .iter()
+            .any(|d| d.contains("output topic task-summaries holds 2 committed records")),
+        "{c}"
+    );
+    assert!(c.fault.contains("OffsetCommit request"), "{c}");
+    let held = pipeline
+        .check(Semantics::AtLeastOnce)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The pilot and 4 faults at each of the 3 commits (no effect calls).
+    assert_eq!(held.runs, 1 + 3 * 4, "{held}");
 }
