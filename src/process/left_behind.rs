@@ -21,10 +21,14 @@ pub(crate) struct LeftBehind {
     pub committed: BTreeMap<(String, TopicPartition), i64>,
 }
 
-/// How long reading may go without a new record before the rest counts as unreadable: the
-/// records of a transaction left open by a killed instance, which `read_committed` does not
-/// get past until the broker times the transaction out.
+/// How long reading may go without moving once it moved, before the rest counts as
+/// unreadable: the records of a transaction left open by a killed instance, which
+/// `read_committed` does not get past until the broker times the transaction out.
 const QUIET: Duration = Duration::from_secs(2);
+
+/// How long the reader may take to move at all (connect, look the offsets up, first fetch)
+/// on a loaded machine.
+const FIRST_FETCH: Duration = Duration::from_secs(20);
 
 /// Reads `outputs` and `group`'s committed offsets of `input` from the broker at `bootstrap`.
 pub(crate) fn read_left_behind(
@@ -65,28 +69,44 @@ pub(crate) fn read_left_behind(
         reader
             .assign(&wanted)
             .map_err(|e| broker("could not read the outputs", &e))?;
-        let mut last_record = Instant::now();
-        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        while ends
-            .iter()
-            .any(|(tp, end)| next.get(tp).is_none_or(|n| n < end))
-            && last_record.elapsed() < QUIET
-        {
-            let Some(polled) = reader.poll(Duration::from_millis(100)) else {
-                continue;
+        let started = Instant::now();
+        let mut moved_at: Option<Instant> = None;
+        let mut positions: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        loop {
+            let done = ends
+                .iter()
+                .all(|(tp, end)| positions.get(tp).is_some_and(|p| p >= end));
+            let stalled = match moved_at {
+                Some(at) => at.elapsed() >= QUIET,
+                None => started.elapsed() >= FIRST_FETCH,
             };
-            let m = polled.map_err(|e| broker("could not read the outputs", &e))?;
-            let tp = TopicPartition::new(m.topic(), m.partition());
-            next.insert(tp.clone(), m.offset() + 1);
-            last_record = Instant::now();
-            left.outputs.entry(tp).or_default().push(LoggedRecord {
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-                control: false,
-                aborted: false,
-                open: false,
-            });
+            if done || stalled {
+                break;
+            }
+            if let Some(polled) = reader.poll(Duration::from_millis(100)) {
+                let m = polled.map_err(|e| broker("could not read the outputs", &e))?;
+                let tp = TopicPartition::new(m.topic(), m.partition());
+                left.outputs.entry(tp).or_default().push(LoggedRecord {
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    control: false,
+                    aborted: false,
+                    open: false,
+                });
+            }
+            // Where the reader is: past aborted records and markers too, which it skips.
+            let now = reader
+                .position()
+                .map_err(|e| broker("could not read the outputs", &e))?;
+            for e in now.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    let tp = TopicPartition::new(e.topic(), e.partition());
+                    if positions.insert(tp, o) != Some(o) {
+                        moved_at = Some(Instant::now());
+                    }
+                }
+            }
         }
     }
     let mut inputs = TopicPartitionList::new();

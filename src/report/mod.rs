@@ -28,13 +28,35 @@ pub(crate) struct Case<'a> {
 }
 
 impl Case<'_> {
-    /// What the history's times are, for a label.
+    /// What the history's times are, for the time axis' label.
     pub(crate) fn clock(&self) -> &'static str {
         if self.real_time {
-            "seconds since the run started"
+            "wall time"
         } else {
             "virtual time"
         }
+    }
+
+    /// The instances the lanes stand for: the first one's number and how many. A simulated
+    /// run's lanes are `i0`, `i1`, ... for the scenario's instances and any the history
+    /// names; a black-box run numbers its instances from 1, so its lanes start there.
+    pub(crate) fn lanes(&self) -> (u32, u32) {
+        let ids = || {
+            self.history
+                .entries()
+                .iter()
+                .filter_map(|e| e.incarnation.map(|i| i.instance.0))
+        };
+        let first = if self.real_time {
+            ids().min().unwrap_or(0)
+        } else {
+            0
+        };
+        let last = ids().max().map_or(0, |id| id + 1);
+        (
+            first,
+            (last.saturating_sub(first)).max(self.scenario.instances),
+        )
     }
 
     /// The scenario as text, its events' positions filled in; a black-box run's without the

@@ -35,21 +35,13 @@ fn shown(entry: &HistoryEntry) -> bool {
 /// The case's history with one lane per instance: each event is printed in its instance's
 /// column (the cluster's own events in the first), repeated cycles folded.
 pub(crate) fn lanes(case: &Case<'_>) -> String {
-    render(case.history, case.scenario.instances)
+    render(case.history, case.lanes())
 }
 
-fn render(history: &History, instances: u32) -> String {
-    // A lane for every instance the history names, as the picture has (a black-box run
-    // numbers its instances from 1).
-    let instances = history
-        .entries()
-        .iter()
-        .filter_map(|e| e.incarnation.map(|i| i.instance.0 + 1))
-        .max()
-        .unwrap_or(0)
-        .max(instances);
+/// The timeline of `history` with lanes for the instances `first..first + count`.
+fn render(history: &History, (first_instance, count): (u32, u32)) -> String {
     let mut out = format!("{:>14}  {:<WIDTH$}", "time", "cluster");
-    for i in 0..instances {
+    for i in first_instance..first_instance + count {
         out.push_str(&format!("{:<WIDTH$}", InstanceId(i).to_string()));
     }
     let mut out = out.trim_end().to_string() + "\n";
@@ -59,11 +51,11 @@ fn render(history: &History, instances: u32) -> String {
     let mut at = 0;
     for fold in folds(&keys, &times) {
         for entry in &entries[at..fold.start] {
-            out.push_str(&line(entry));
+            out.push_str(&line(entry, first_instance));
         }
         let cycle = |n: usize| &entries[fold.start + n * fold.period..][..fold.period];
         for entry in cycle(0) {
-            out.push_str(&line(entry));
+            out.push_str(&line(entry, first_instance));
         }
         let hidden = fold.hidden();
         let (first, last) = (cycle(1)[0].at, cycle(hidden)[fold.period - 1].at);
@@ -82,21 +74,24 @@ fn render(history: &History, instances: u32) -> String {
         ));
         if fold.last_shown {
             for entry in cycle(fold.copies - 1) {
-                out.push_str(&line(entry));
+                out.push_str(&line(entry, first_instance));
             }
         }
         at = fold.end();
     }
     for entry in &entries[at..] {
-        out.push_str(&line(entry));
+        out.push_str(&line(entry, first_instance));
     }
     out
 }
 
-/// One timeline line: the time, then the event in its instance's lane.
-fn line(entry: &HistoryEntry) -> String {
+/// One timeline line: the time, then the event in its instance's lane (the first lane's
+/// instance is `first`).
+fn line(entry: &HistoryEntry, first: u32) -> String {
     let micros = entry.at.as_micros();
-    let lane = entry.incarnation.map_or(0, |i| i.instance.0 as usize + 1);
+    let lane = entry
+        .incarnation
+        .map_or(0, |i| (i.instance.0 - first) as usize + 1);
     let mut line = format!("{:>6}.{:06}s  ", micros / 1_000_000, micros % 1_000_000);
     line.push_str(&" ".repeat(WIDTH * lane));
     if let Some(inc) = entry.incarnation {
@@ -360,7 +355,7 @@ mod tests {
             None,
             HistoryEvent::AllInstancesStopped { lag: Vec::new() },
         ));
-        render(&history(entries), 1)
+        render(&history(entries), (0, 1))
     }
 
     fn folded(timeline: &str) -> Vec<&str> {
@@ -447,7 +442,7 @@ mod tests {
             entries.extend(cycle(n, 0));
         }
         entries.push((9000, Some(4), seek(3)));
-        let timeline = render(&history(entries), 1);
+        let timeline = render(&history(entries), (0, 1));
         let lines: Vec<&str> = timeline.lines().collect();
         // The cluster's own produce is not shown; the seek before and after the cycles are.
         assert!(lines[1].ends_with("#1 seek t[0] to 0"), "{timeline}");
@@ -473,7 +468,7 @@ mod tests {
             .map(|n| (n * 5000, Some(1), commit(n as i32, 1)))
             .collect();
         entries.push((20_000, Some(1), commit(9, 2)));
-        let timeline = render(&history(entries), 1);
+        let timeline = render(&history(entries), (0, 1));
         assert_eq!(timeline.lines().count(), 4, "{timeline}");
         assert!(
             folded(&timeline)[0].contains("... 3 more identical lines (5s to 15s;"),

@@ -92,14 +92,9 @@ impl<'a> Layout<'a> {
     pub(super) fn new(case: &Case<'a>) -> Self {
         let records = Records::new(case.published);
         let entries = case.history.entries();
-        let instances = entries
-            .iter()
-            .filter_map(|e| e.incarnation.map(|i| i.instance.0 + 1))
-            .max()
-            .unwrap_or(0)
-            .max(case.scenario.instances);
+        let (first, count) = case.lanes();
         let mut lanes = vec!["cluster".to_string()];
-        lanes.extend((0..instances).map(|i| format!("i{i}")));
+        lanes.extend((first..first + count).map(|i| format!("i{i}")));
         let mut placed = Vec::new();
         let mut instants: Vec<(usize, Duration)> = Vec::new();
         let mut instant_of = Vec::new();
@@ -109,7 +104,9 @@ impl<'a> Layout<'a> {
             let Some(mark) = marks::mark(entry, &records) else {
                 continue;
             };
-            let lane = entry.incarnation.map_or(0, |i| i.instance.0 as usize + 1);
+            let lane = entry
+                .incarnation
+                .map_or(0, |i| (i.instance.0 - first) as usize + 1);
             if instants.last().is_none_or(|(_, at)| *at != entry.at) {
                 instants.push((instant_of.len(), entry.at));
             }
