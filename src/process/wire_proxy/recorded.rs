@@ -203,10 +203,7 @@ impl Route {
         if answer.error_code != 0 || answer.assignment.len() < 2 {
             return;
         }
-        let key = ApiKey::SyncGroup;
-        let mut body = request.clone();
-        let Ok(asked) = RequestHeader::decode(&mut body, key.request_header_version(version))
-            .and_then(|_| SyncGroupRequest::decode(&mut body, version))
+        let Some(asked) = request_of::<SyncGroupRequest>(ApiKey::SyncGroup, version, request)
         else {
             return;
         };
@@ -265,10 +262,7 @@ impl Route {
     /// only, so a request that does not decode is not recorded.
     pub(super) fn reset(&self, version: i16, request: &Bytes, answer: &ListOffsetsResponse) {
         let key = ApiKey::ListOffsets;
-        let mut body = request.clone();
-        let Ok(asked) = RequestHeader::decode(&mut body, key.request_header_version(version))
-            .and_then(|_| ListOffsetsRequest::decode(&mut body, version))
-        else {
+        let Some(asked) = request_of::<ListOffsetsRequest>(key, version, request) else {
             return;
         };
         for topic in &asked.topics {
