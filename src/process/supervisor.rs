@@ -93,6 +93,8 @@ struct State {
     killed: Vec<InstanceId>,
     /// The first error starting a process.
     failed: Option<ProcessError>,
+    /// For each life (by index in `lives`), how many of its output pipes are still read.
+    open_pipes: Vec<u8>,
 }
 
 /// How often a monitor looks whether its child died.
@@ -290,6 +292,7 @@ fn spawn(
             output: String::new(),
             ended: None,
         });
+        state.open_pipes.push(0);
         state.lives.len() - 1
     };
     let pipes: [Option<Box<dyn Read + Send>>; 2] = [
@@ -304,6 +307,7 @@ fn spawn(
     ];
     for mut pipe in pipes.into_iter().flatten() {
         let shared = shared.clone();
+        shared.lock().open_pipes[life] += 1;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
@@ -314,6 +318,8 @@ fn spawn(
                 keep_tail(&mut shared.lock().lives[life].output, &text);
                 shared.changed.notify_all();
             }
+            shared.lock().open_pipes[life] -= 1;
+            shared.changed.notify_all();
         });
     }
     shared.changed.notify_all();
@@ -382,18 +388,10 @@ fn monitor(
             std::thread::sleep(LOOK);
         };
         let finished = ended == Ended::Exited(Some(0));
-        {
-            let mut state = shared.lock();
-            if let Some(life) = state
-                .lives
-                .iter_mut()
-                .rev()
-                .find(|l| l.incarnation.instance == instance)
-            {
-                life.ended = Some(ended);
-                life.ended_at = Some(shared.t0.elapsed());
-            }
-        }
+        let at = shared.t0.elapsed();
+        let mut state = output_read(shared, instance);
+        record_end(&mut state, instance, ended, at);
+        drop(state);
         shared.changed.notify_all();
         if finished || number > max_restarts || shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -408,10 +406,15 @@ fn monitor(
             Ok(child) => {
                 let mut state = shared.lock();
                 if shared.stopping.load(Ordering::SeqCst) {
+                    // The stop came while this incarnation was starting: it did not see it
+                    // running, so its end is recorded here.
                     drop(state);
                     let mut child = child;
                     let _ = child.kill();
                     let _ = child.wait();
+                    let at = shared.t0.elapsed();
+                    record_end(&mut shared.lock(), instance, Ended::Killed, at);
+                    shared.changed.notify_all();
                     return;
                 }
                 state.running.insert(instance, child);
@@ -422,6 +425,50 @@ fn monitor(
                 return;
             }
         }
+    }
+}
+
+/// How long an ended incarnation's output is still read: its last lines are usually in the
+/// pipes when its end is seen. A process it started may keep the pipes open; that one is not
+/// waited for.
+const OUTPUT_AFTER_END: Duration = Duration::from_secs(2);
+
+/// The state once the latest incarnation of `instance` has no output left to read (or after
+/// [`OUTPUT_AFTER_END`]).
+fn output_read(shared: &Shared, instance: InstanceId) -> MutexGuard<'_, State> {
+    let deadline = Instant::now() + OUTPUT_AFTER_END;
+    let mut state = shared.lock();
+    let Some(life) = state
+        .lives
+        .iter()
+        .rposition(|l| l.incarnation.instance == instance)
+    else {
+        return state;
+    };
+    while state.open_pipes[life] > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        state = shared
+            .changed
+            .wait_timeout(state, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    state
+}
+
+/// Records how the latest incarnation of `instance` ended, and when (since the run's start).
+fn record_end(state: &mut State, instance: InstanceId, ended: Ended, at: Duration) {
+    if let Some(life) = state
+        .lives
+        .iter_mut()
+        .rev()
+        .find(|l| l.incarnation.instance == instance)
+    {
+        life.ended = Some(ended);
+        life.ended_at = Some(at);
     }
 }
 

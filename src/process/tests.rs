@@ -293,6 +293,27 @@ fn instances_start_with_their_environment_and_restart_after_a_kill() {
 }
 
 #[test]
+fn a_stop_while_an_instance_restarts_records_the_end_of_every_incarnation() {
+    // The window: a restarted incarnation's life exists before the monitor holds its child.
+    for _ in 0..20 {
+        let supervisor = Supervisor::start(
+            Instant::now(),
+            &sh("exec sleep 30"),
+            1,
+            instance_env,
+            Duration::ZERO,
+            5,
+        )
+        .unwrap();
+        supervisor.kill(InstanceId(1));
+        assert!(supervisor.wait_until(Duration::from_secs(20), |lives| lives.len() == 2));
+        supervisor.stop();
+        let ends: Vec<Option<Ended>> = supervisor.lives().iter().map(|l| l.ended.clone()).collect();
+        assert_eq!(ends, [Some(Ended::Killed), Some(Ended::Killed)]);
+    }
+}
+
+#[test]
 fn an_instance_that_fails_is_restarted_up_to_the_limit_and_one_that_finishes_is_not() {
     let supervisor = Supervisor::start(
         Instant::now(),
