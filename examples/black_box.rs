@@ -71,11 +71,7 @@ fn main() -> ExitCode {
                 black_box.encode(task_created);
                 if variant == "summarize.py" {
                     // A pipeline: its effects are its output records.
-                    black_box.output_topic(OutputTopic::new("task-summaries", 1, |record| {
-                        let payload = record.payload.as_deref()?;
-                        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
-                        Some(value.get("event_id")?.as_str()?.to_string())
-                    }));
+                    black_box.output_topic(OutputTopic::json_event_id("task-summaries", 1));
                 }
                 Ok(black_box)
             }

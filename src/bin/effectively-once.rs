@@ -128,11 +128,7 @@ fn main() -> ExitCode {
         black_box.sinks(sinks);
     }
     for topic in output_topics {
-        black_box.output_topic(OutputTopic::new(topic, 1, |record| {
-            let value: serde_json::Value =
-                serde_json::from_slice(record.payload.as_deref()?).ok()?;
-            Some(value.get("event_id")?.as_str()?.to_string())
-        }));
+        black_box.output_topic(OutputTopic::json_event_id(topic, 1));
     }
     for assignment in environment {
         let Some((name, value)) = assignment.split_once('=') else {

@@ -465,7 +465,8 @@ pub enum HistoryEvent {
         /// Each group's lag when the last instance stopped.
         lag: Vec<Lag>,
     },
-    /// The run hit its virtual-time limit before it quiesced.
+    /// The run hit its time limit before it quiesced (virtual time in a simulated run, wall
+    /// time in a black-box one).
     TimeLimitReached {
         /// Each group's lag at that moment.
         lag: Vec<Lag>,
@@ -788,7 +789,7 @@ impl fmt::Display for HistoryEvent {
                 write_lag(f, lag)
             }
             TimeLimitReached { lag } => {
-                f.write_str("virtual-time limit reached: ")?;
+                f.write_str("time limit reached: ")?;
                 write_lag(f, lag)
             }
         }

@@ -61,6 +61,24 @@ impl OutputTopic {
         }
     }
 
+    /// The output topic `topic` whose records are JSON objects carrying the input's
+    /// `event_id` as a string field, the shape the kit's own payloads have (the black box's
+    /// default payload, the CLI's `--output-topic`).
+    ///
+    /// ```
+    /// use effectively_once::ledger::OutputTopic;
+    ///
+    /// let outputs = OutputTopic::json_event_id("task-summaries", 1);
+    /// assert_eq!(outputs.topic(), "task-summaries");
+    /// ```
+    pub fn json_event_id(topic: impl Into<String>, partitions: i32) -> Self {
+        OutputTopic::new(topic, partitions, |record| {
+            let value: serde_json::Value =
+                serde_json::from_slice(record.payload.as_deref()?).ok()?;
+            Some(value.get("event_id")?.as_str()?.to_string())
+        })
+    }
+
     /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic

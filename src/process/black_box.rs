@@ -368,15 +368,8 @@ fn write_input(case: &BlackBoxCase, bootstrap: &str) -> Result<Written, ProcessE
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(|e| broker("could not read the topic's end offsets", &e))?;
-    let metadata = reader
-        .fetch_metadata(Some(&case.topic), Duration::from_secs(10))
+    let partitions = super::left_behind::partitions(&reader, &case.topic)
         .map_err(|e| broker("could not read the topic's metadata", &e))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == case.topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         return Err(ProcessError::Broker(format!(
             "the topic {:?} does not exist at {bootstrap}",

@@ -131,7 +131,10 @@ pub(crate) fn read_left_behind(
 }
 
 /// The partitions of `topic`.
-fn partitions(reader: &BaseConsumer, topic: &str) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+pub(super) fn partitions(
+    reader: &BaseConsumer,
+    topic: &str,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
     let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     Ok(metadata
         .topics()

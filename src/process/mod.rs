@@ -11,6 +11,7 @@ mod effect_service;
 mod environment;
 mod history_of;
 mod left_behind;
+mod process_tree;
 mod shrink;
 mod supervisor;
 mod wire_proxy;

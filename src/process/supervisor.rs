@@ -1,6 +1,6 @@
 //! The supervisor: starts the instances of a consumer command, captures their output, restarts
-//! them after they die as a process supervisor would, and kills every child when dropped (also
-//! when the kit panics).
+//! them after they die as a process supervisor would, and kills every child (with the
+//! processes it started) when dropped, also when the kit panics.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::process_tree::kill_tree;
 use super::{Callers, ProcessError};
 use crate::history::{Incarnation, InstanceId};
 
@@ -126,21 +127,27 @@ impl Supervisor {
         for i in 1..=instances {
             let instance = InstanceId(i);
             let env = environment(instance);
-            // The first start is checked here: a command that cannot start is an error now.
-            let child = spawn(
-                command,
-                &env,
-                Incarnation {
-                    instance,
-                    number: 1,
-                },
-                &shared,
-            )?;
-            shared.lock().running.insert(instance, child);
             let (command, shared) = (command.clone(), shared.clone());
+            let (started, first_start) = std::sync::mpsc::channel();
             let monitor = std::thread::Builder::new()
                 .name(format!("effectively-once-supervise-{i}"))
                 .spawn(move || {
+                    // Every incarnation starts on its monitor's thread, which outlives it: a
+                    // child dies with the thread that started it (see `spawn`).
+                    let first = Incarnation {
+                        instance,
+                        number: 1,
+                    };
+                    match spawn(&command, &env, first, &shared) {
+                        Ok(child) => {
+                            shared.lock().running.insert(instance, child);
+                            let _ = started.send(Ok(()));
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    }
                     monitor(
                         &command,
                         instance,
@@ -156,6 +163,12 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(monitor);
+            // The first start is checked here: a command that cannot start is an error now.
+            first_start.recv().unwrap_or_else(|_| {
+                Err(ProcessError::Command(
+                    "the thread starting the consumer ended".into(),
+                ))
+            })?;
         }
         Ok(supervisor)
     }
@@ -259,30 +272,34 @@ impl Shared {
 
 fn kill_locked(state: &mut State, instance: InstanceId) {
     if let Some(child) = state.running.get_mut(&instance) {
-        // `Child::kill` sends SIGKILL on Unix: no handler runs, as in a crash.
-        let _ = child.kill();
+        // SIGKILL: no handler runs, as in a crash; the processes it started die with it.
+        kill_tree(child);
         state.killed.push(instance);
     }
 }
 
-/// Starts one incarnation, its output read into its [`Life`] by two threads.
+/// Starts one incarnation, its output read into its [`Life`] by two threads. On Linux the child
+/// is killed when the thread that started it ends, so a kit killed outright (a CI job's
+/// timeout, `kill -9`) leaves no consumer behind; the monitors' threads outlive their children.
 fn spawn(
     command: &ConsumerCommand,
     env: &[(String, String)],
     incarnation: Incarnation,
     shared: &Arc<Shared>,
 ) -> Result<Child, ProcessError> {
-    let mut child = Command::new(&command.program)
+    let mut process = Command::new(&command.program);
+    process
         .args(&command.args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ProcessError::Spawn {
-            command: command.to_string(),
-            why: e.to_string(),
-        })?;
+        .stderr(Stdio::piped());
+    #[cfg(target_os = "linux")]
+    die_with_the_kit(&mut process);
+    let mut child = process.spawn().map_err(|e| ProcessError::Spawn {
+        command: command.to_string(),
+        why: e.to_string(),
+    })?;
     let life = {
         let mut state = shared.lock();
         state.lives.push(Life {
@@ -324,6 +341,29 @@ fn spawn(
     }
     shared.changed.notify_all();
     Ok(child)
+}
+
+/// Has the child started by `process` receive SIGKILL when the thread starting it ends (with
+/// the kit or not), and not start at all if the kit is gone already.
+#[cfg(target_os = "linux")]
+fn die_with_the_kit(process: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let kit = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the forked child before `exec` and calls only
+    // async-signal-safe functions (`prctl`, `getppid`); it allocates nothing.
+    unsafe {
+        process.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The kit died between the fork and the `prctl`: the child was adopted already.
+            if libc::getppid() != kit {
+                // (An OS error code: nothing may be allocated here.)
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The most output kept of one incarnation: a program that logs without end keeps its
@@ -410,7 +450,7 @@ fn monitor(
                     // running, so its end is recorded here.
                     drop(state);
                     let mut child = child;
-                    let _ = child.kill();
+                    kill_tree(&mut child);
                     let _ = child.wait();
                     let at = shared.t0.elapsed();
                     record_end(&mut shared.lock(), instance, Ended::Killed, at);

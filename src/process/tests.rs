@@ -374,18 +374,119 @@ fn dropping_the_supervisor_kills_every_child() {
         0,
     )
     .unwrap();
-    let mut pid = String::new();
+    let pid = pid_in(&pid_file);
+    assert!(alive(&pid), "the child runs: {pid}");
+    drop(supervisor);
+    assert!(!alive(&pid), "the child is gone after the drop");
+}
+
+#[test]
+fn a_crash_kills_what_the_instance_started_and_so_does_the_end_of_the_run() {
+    let dir = tempdir::Dir::new();
+    // A launcher that does not `exec`: the consumer is its child (as under `npm start`).
+    let launcher = |name: &str| {
+        sh(&format!(
+            "sleep 30 & echo $! > {}; wait",
+            dir.path(&format!("{name}-$INSTANCE")).display()
+        ))
+    };
+    let supervisor = Supervisor::start(
+        Instant::now(),
+        &launcher("crashed"),
+        1,
+        instance_env,
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
+    let consumer = pid_in(&dir.path("crashed-1"));
+    assert!(alive(&consumer), "the launched consumer runs: {consumer}");
+    supervisor.kill(InstanceId(1));
+    assert!(supervisor.wait_until(Duration::from_secs(20), |lives| lives[0].ended.is_some()));
+    assert!(
+        !alive(&consumer),
+        "the crash killed the launched consumer too"
+    );
+
+    let supervisor = Supervisor::start(
+        Instant::now(),
+        &launcher("stopped"),
+        1,
+        instance_env,
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
+    let consumer = pid_in(&dir.path("stopped-1"));
+    drop(supervisor);
+    assert!(
+        !alive(&consumer),
+        "the end of the run killed the launched consumer too"
+    );
+}
+
+#[test]
+fn a_consumer_dies_with_a_kit_killed_outright() {
+    let dir = tempdir::Dir::new();
+    let pid_file = dir.path("pid");
+    let mut kit = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "process::tests::a_kit_that_gets_killed",
+            "--ignored",
+        ])
+        .env(KILLED_KIT_PID_FILE, &pid_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let consumer = pid_in(&pid_file);
+    assert!(alive(&consumer), "the consumer runs: {consumer}");
+    kit.kill().unwrap();
+    kit.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(&consumer) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(&consumer), "the consumer died with the kit");
+}
+
+/// Where [`a_kit_that_gets_killed`] writes its consumer's pid.
+const KILLED_KIT_PID_FILE: &str = "EFFECTIVELY_ONCE_TEST_KILLED_KIT_PID_FILE";
+
+#[test]
+#[ignore = "a helper: `a_consumer_dies_with_a_kit_killed_outright` runs it in a process of its own"]
+fn a_kit_that_gets_killed() {
+    let pid_file = std::env::var(KILLED_KIT_PID_FILE).expect("run by another test");
+    let _supervisor = Supervisor::start(
+        Instant::now(),
+        &sh(&format!("echo $$ > {pid_file}; exec sleep 60")),
+        1,
+        instance_env,
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// The pid a test's shell wrote to `file`, waited for up to 20 s.
+fn pid_in(file: &std::path::Path) -> String {
     for _ in 0..2000 {
-        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let pid = std::fs::read_to_string(file).unwrap_or_default();
         if pid.ends_with('\n') {
-            break;
+            return pid.trim().to_string();
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
-    assert!(proc_dir.exists(), "the child runs: {proc_dir:?}");
-    drop(supervisor);
-    assert!(!proc_dir.exists(), "the child is gone after the drop");
+    panic!("no pid in {file:?} after 20 s");
+}
+
+/// Whether process `pid` exists and is not a zombie (a killed orphan stays one until its new
+/// parent reaps it).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat[stat.rfind(')').unwrap_or(0)..].starts_with(") Z"))
 }
 
 mod wire {

@@ -60,12 +60,7 @@ fn a_run_that_never_commits_stops_at_the_virtual_time_limit_with_the_lag() {
         }
     );
     assert!(!outcome.history().quiesced());
-    assert!(
-        outcome
-            .history()
-            .to_string()
-            .contains("virtual-time limit reached")
-    );
+    assert!(outcome.history().to_string().contains("time limit reached"));
 }
 
 #[test]

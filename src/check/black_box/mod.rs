@@ -34,8 +34,10 @@ use crate::scenario::Event;
 /// `{"outcome":"deduplicated"}`). Faults kill the process (SIGKILL) right before or after an
 /// effect, an offset commit or a transaction's offsets or end; fail an effect (503: not
 /// applied; 504 after applying it); refuse an offset commit (`REBALANCE_IN_PROGRESS`), or
-/// apply a commit and drop the connection before its answer. A killed instance is started
-/// again, as a process supervisor would. [`BlackBox::env`] passes the kit's addresses under
+/// apply a commit and drop the connection before its answer. A crash kills the instance
+/// with every process it started (a launcher such as `npm start` or a shell script does not
+/// keep the consumer alive), and the instance is started again, as a process supervisor would.
+/// On Linux an instance also dies when the kit does, even killed outright. [`BlackBox::env`] passes the kit's addresses under
 /// the program's own variable names; [`BlackBox::cargo_bin`] builds a Rust workspace binary.
 ///
 /// ```no_run
@@ -162,10 +164,8 @@ impl BlackBox {
     /// use effectively_once::ledger::OutputTopic;
     ///
     /// let mut pipeline = BlackBox::command(["python3", "summarize.py"]);
-    /// pipeline.output_topic(OutputTopic::new("task-summaries", 1, |record| {
-    ///     let value: serde_json::Value = serde_json::from_slice(record.payload.as_deref()?).ok()?;
-    ///     Some(value.get("event_id")?.as_str()?.to_string())
-    /// }));
+    /// // Its summaries are JSON objects that carry their input's `event_id`.
+    /// pipeline.output_topic(OutputTopic::json_event_id("task-summaries", 1));
     /// ```
     pub fn output_topic(&mut self, output: OutputTopic) -> &mut Self {
         self.outputs.push(output);

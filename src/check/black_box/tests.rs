@@ -75,6 +75,41 @@ fn the_black_box_check_reports_the_duplicate_of_commit_after_processing() {
     );
 }
 
+/// A consumer started by a launcher that stays its parent (`npm start`, a shell script without
+/// `exec`) is crashed as a whole: the same duplicate as when it is started directly, emailed by
+/// its first incarnation and again by its second, none by a survivor of the first.
+#[test]
+fn a_consumer_behind_a_launcher_crashes_with_it() {
+    let Some(python) = python() else { return };
+    let script = format!(
+        "{}/fixtures/python/commit_after.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut launched = BlackBox::command([
+        "sh",
+        "-c",
+        r#""$0" -u "$1"; echo "the consumer exited with $?""#,
+        &python,
+        &script,
+    ]);
+    launched.encode(task_created).events(1).shrink(false);
+    let e = launched.check(Semantics::EffectivelyOnce).unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert_eq!(c.fault, "CrashAfter at effect call 1 of evt-0", "{c}");
+    let emails: Vec<&str> = c
+        .timeline
+        .lines()
+        .filter(|l| l.contains("effect email(evt-0): performed"))
+        .collect();
+    assert_eq!(emails.len(), 2, "{c}");
+    assert!(
+        emails[0].contains("#1 ") && emails[1].contains("#2 "),
+        "{c}"
+    );
+}
+
 /// No false alarm with two instances: commit after processing is at-least-once through
 /// every crash point, while the group rebalances around each killed instance.
 #[test]
@@ -369,10 +404,7 @@ fn a_transactional_consumer_is_refused_on_a_broker_that_drops_transactional_offs
 /// A summary record per event on an output topic, read after each run as `read_committed`
 /// reads it.
 fn summaries() -> OutputTopic {
-    OutputTopic::new("task-summaries", 1, |record| {
-        let value: serde_json::Value = serde_json::from_slice(record.payload.as_deref()?).ok()?;
-        Some(value.get("event_id")?.as_str()?.to_string())
-    })
+    OutputTopic::json_event_id("task-summaries", 1)
 }
 
 /// A pipeline whose effects are records on an output topic: a crash between the output and
