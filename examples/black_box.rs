@@ -3,7 +3,8 @@
 //! and in Rust with plain rdkafka (the binary of
 //! `crates/notification-consumer`, built as production builds it), each variant run as a
 //! process against librdkafka's mock cluster through the kit's wire proxy and effect service,
-//! through every crash point of a fault-free run. Prints each verdict and how long it took.
+//! through every crash point of a fault-free run, an outage of each effect and random two-fault
+//! runs. Prints each verdict and how long it took.
 //!
 //! Needs a Python with confluent-kafka: `EFFECTIVELY_ONCE_PYTHON` names it (`ci/test.sh`
 //! makes one in `target/python-venv`), else `python3` is tried. Run it from the repository.
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         ("commit_before.py", Semantics::AtLeastOnce, "LOST"),
         ("auto_commit_slow.py", Semantics::AtLeastOnce, "LOST"),
         ("idempotency_key.py", Semantics::EffectivelyOnce, "holds"),
+        ("retry_then_skip.py", Semantics::AtLeastOnce, "LOST"),
         ("summarize.py", Semantics::EffectivelyOnce, "DUPLICATED"),
         (
             "rust: without idempotency keys",

@@ -53,7 +53,7 @@ enum Command {
         time_limit: u64,
         /// How many runs go at once (each with its own broker and processes; they mostly
         /// wait for group rebalances, so more than the cores).
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 16)]
         at_once: usize,
         /// Each record's payload, with {event_id}, {key} and {number} replaced by the event's id
         /// (evt-0, ...), key (k0, ...) and number. Default: {"event_id":"evt-0","key":"k0",
@@ -74,6 +74,13 @@ enum Command {
         /// Report the first failing run as found, without shrinking its input.
         #[arg(long)]
         no_shrink: bool,
+        /// How many random runs with two faults follow the one-fault runs (0 for none).
+        #[arg(long, default_value_t = 8)]
+        random_runs: usize,
+        /// The seed the random runs' faults are drawn from (default: EFFECTIVELY_ONCE_SEED,
+        /// or 0).
+        #[arg(long)]
+        seed: Option<u64>,
         /// The consumer program and its arguments.
         #[arg(last = true, required = true)]
         program: Vec<String>,
@@ -113,6 +120,8 @@ fn main() -> ExitCode {
         environment,
         output_topics,
         no_shrink,
+        random_runs,
+        seed,
         program,
     } = Cli::parse().command;
     let mut black_box = BlackBox::command(program);
@@ -123,7 +132,11 @@ fn main() -> ExitCode {
         .group(group)
         .time_limit(Duration::from_secs(time_limit))
         .at_once(at_once)
-        .shrink(!no_shrink);
+        .shrink(!no_shrink)
+        .random_runs(random_runs);
+    if let Some(seed) = seed {
+        black_box.seed(seed);
+    }
     if !sinks.is_empty() {
         black_box.sinks(sinks);
     }

@@ -81,7 +81,7 @@ impl fmt::Debug for Verifier {
     }
 }
 
-fn env_u64(name: &str) -> Result<Option<u64>, String> {
+pub(super) fn env_u64(name: &str) -> Result<Option<u64>, String> {
     match std::env::var(name) {
         Ok(value) => value.trim().parse::<u64>().map(Some).map_err(|_| {
             format!("invalid value {value:?} for `{name}`: expected an unsigned integer")

@@ -1,8 +1,11 @@
 //! Search fit for slow runs: crash-point enumeration. A real run takes seconds, so instead of
 //! hundreds of random scenarios, a fault-free pilot run records the interception points the
 //! consumer passed (each effect call, each offset commit), and then one run per point and
-//! fault kind fires that one fault there. Runs go on several threads at once, each on its own
-//! broker.
+//! fault kind fires that one fault there. Where that showed the program retrying a failed
+//! effect in the same process, one more run has the effect fail [`OUTAGE_CALLS`] times in a
+//! row (a service down for a while: a consumer that gives up after a few retries loses the
+//! event). Further plans (the check's random ones) run the same way. Runs go on several
+//! threads at once, each on its own broker.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::Ending;
 use super::{BlackBoxCase, BlackBoxOutcome, EffectFaults, ProcessError, WireEvent};
 use super::{WireFaults, run_black_box};
-use crate::history::Fault;
+use crate::history::{EffectOutcome, Fault};
 
 /// Where one fault fires.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,6 +26,31 @@ pub(crate) enum CrashPoint {
     Wire { api: String, request: u32 },
 }
 
+impl CrashPoint {
+    /// The same place one call or request later: where a retry (or the next commit) passes.
+    pub(crate) fn next(&self) -> CrashPoint {
+        match self {
+            CrashPoint::Effect { event_id, call } => CrashPoint::Effect {
+                event_id: event_id.clone(),
+                call: call + 1,
+            },
+            CrashPoint::Wire { api, request } => CrashPoint::Wire {
+                api: api.clone(),
+                request: request + 1,
+            },
+        }
+    }
+
+    /// The fault kinds worth a run here.
+    pub(crate) fn faults(&self) -> &'static [Fault] {
+        match self {
+            CrashPoint::Effect { .. } => EFFECT_FAULTS,
+            CrashPoint::Wire { api, .. } if api == "OffsetCommit" => COMMIT_FAULTS,
+            CrashPoint::Wire { .. } => WIRE_FAULTS,
+        }
+    }
+}
+
 impl std::fmt::Display for CrashPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -31,6 +59,92 @@ impl std::fmt::Display for CrashPoint {
         }
     }
 }
+
+/// The faults of one run, each at its point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FaultPlan(pub Vec<(CrashPoint, Fault)>);
+
+impl FaultPlan {
+    /// One fault.
+    pub(crate) fn one(point: CrashPoint, fault: Fault) -> Self {
+        FaultPlan(vec![(point, fault)])
+    }
+
+    /// The faults of the plan that fired in `outcome` (a run ends before some points a plan
+    /// names: the retry a fault was waiting for never came).
+    pub(crate) fn fired(&self, outcome: &BlackBoxOutcome) -> FaultPlan {
+        let reached = |point: &CrashPoint| match point {
+            CrashPoint::Effect { event_id, call } => outcome
+                .effect_faults_fired
+                .iter()
+                .any(|f| &f.event_id == event_id && f.call == *call),
+            CrashPoint::Wire { api, request } => {
+                let seen = outcome
+                    .wire
+                    .iter()
+                    .filter(|e| matches!(e, WireEvent::Request { api: a, .. } if a == api))
+                    .count();
+                seen >= *request as usize
+            }
+        };
+        FaultPlan(
+            self.0
+                .iter()
+                .filter(|(point, _)| reached(point))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The events whose effect calls the faults target, in the plan's order.
+    pub(crate) fn events(&self) -> Vec<&str> {
+        let mut events: Vec<&str> = Vec::new();
+        for (point, _) in &self.0 {
+            if let CrashPoint::Effect { event_id, .. } = point
+                && !events.contains(&event_id.as_str())
+            {
+                events.push(event_id);
+            }
+        }
+        events
+    }
+}
+
+impl std::fmt::Display for FaultPlan {
+    /// `CrashAfter at effect call 1 of evt-0`; a run of the same fault on one event's calls in
+    /// a row as `Fail at effect calls 1 to 5 of evt-0`; faults joined by `, then `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut i = 0;
+        while i < self.0.len() {
+            if i > 0 {
+                f.write_str(", then ")?;
+            }
+            let (point, fault) = &self.0[i];
+            let mut last = i;
+            while let Some((next, next_fault)) = self.0.get(last + 1)
+                && next_fault == fault
+                && *next == self.0[last].0.next()
+                && matches!(next, CrashPoint::Effect { .. })
+            {
+                last += 1;
+            }
+            match (point, &self.0[last].0) {
+                (CrashPoint::Effect { event_id, call }, CrashPoint::Effect { call: to, .. })
+                    if last > i =>
+                {
+                    write!(f, "{fault:?} at effect calls {call} to {to} of {event_id}")?;
+                }
+                _ => write!(f, "{fault:?} at {point}")?,
+            }
+            i = last + 1;
+        }
+        Ok(())
+    }
+}
+
+/// How many effect calls in a row fail in an outage run: more retries than a consumer that
+/// gives up makes, few enough that one that retries with backoff gets through in a run.
+pub(crate) const OUTAGE_CALLS: u32 = 5;
 
 /// The requests on the wire whose faults are worth a run: the ones that move a consumer's
 /// progress (fetches are many and their loss is only a delay).
@@ -80,11 +194,10 @@ pub(crate) fn crash_points(pilot: &BlackBoxOutcome) -> Vec<CrashPoint> {
     points
 }
 
-/// One run of the enumeration: the fault, and what the run found.
+/// One run: its faults, and what the run found.
 #[derive(Clone, Debug)]
 pub(crate) struct Probe {
-    pub point: CrashPoint,
-    pub fault: Fault,
+    pub plan: FaultPlan,
     pub outcome: BlackBoxOutcome,
 }
 
@@ -142,29 +255,73 @@ pub(crate) fn pilot<B>(
 /// Whether a run broke what is checked: `case` ran and ended as the outcome says.
 pub(crate) type Fails<'a> = dyn Fn(&BlackBoxCase, &BlackBoxOutcome) -> bool + Sync + 'a;
 
-/// One run per crash point of `pilot` and fault kind, `at_once` runs at a time, each on a
-/// fresh broker, in the order of the points, until the first run that `fails` (in that
-/// order: every earlier run finished and passed): the runs made up to it, that one last.
+/// The enumeration's plans for the points `pilot` passed: one per point and fault kind, in
+/// the points' order.
+pub(crate) fn enumeration(pilot: &BlackBoxOutcome) -> Vec<FaultPlan> {
+    let mut plans: Vec<FaultPlan> = Vec::new();
+    for point in crash_points(pilot) {
+        plans.extend(
+            point
+                .faults()
+                .iter()
+                .map(|k| FaultPlan::one(point.clone(), *k)),
+        );
+    }
+    plans
+}
+
+/// An outage plan for each event whose first effect call failed in one of `probes` and was
+/// tried again by the same process: its effect fails [`OUTAGE_CALLS`] times in a row. A
+/// program that lets a failure crash it is redelivered the event after its restart; an
+/// outage would only repeat that, so it gets none.
+pub(crate) fn outages(probes: &[Probe]) -> Vec<FaultPlan> {
+    let mut plans = Vec::new();
+    for probe in probes {
+        let [(CrashPoint::Effect { event_id, call: 1 }, Fault::Fail)] = probe.plan.0.as_slice()
+        else {
+            continue;
+        };
+        let calls: Vec<_> = probe
+            .outcome
+            .attempts
+            .iter()
+            .filter(|a| &a.event_id == event_id)
+            .collect();
+        let retried_in_process = calls.first().is_some_and(|failed| {
+            failed.outcome == EffectOutcome::Failed
+                && calls[1..]
+                    .iter()
+                    .any(|a| a.incarnation == failed.incarnation)
+        });
+        if retried_in_process {
+            plans.push(FaultPlan(
+                (1..=OUTAGE_CALLS)
+                    .map(|call| {
+                        let event_id = event_id.clone();
+                        (CrashPoint::Effect { event_id, call }, Fault::Fail)
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    plans
+}
+
+/// One run per plan, `at_once` runs at a time, each on a fresh broker, in the plans' order,
+/// until the first run that `fails` (in that order: every earlier run finished and passed):
+/// the runs made up to it, that one last. Run `i`'s ledger is named `<stage>-<i>`.
 pub(crate) fn probes<B>(
     case: &BlackBoxCase,
-    pilot: &BlackBoxOutcome,
+    stage: &str,
+    plans: &[FaultPlan],
     broker: &FreshBroker<'_, B>,
     at_once: usize,
     fails: &Fails<'_>,
 ) -> Result<Vec<Probe>, ProcessError> {
-    let mut plans: Vec<(CrashPoint, Fault)> = Vec::new();
-    for point in crash_points(pilot) {
-        let kinds = match &point {
-            CrashPoint::Effect { .. } => EFFECT_FAULTS,
-            CrashPoint::Wire { api, .. } if api == "OffsetCommit" => COMMIT_FAULTS,
-            CrashPoint::Wire { .. } => WIRE_FAULTS,
-        };
-        plans.extend(kinds.iter().map(|k| (point.clone(), *k)));
-    }
     in_order_until(
-        &plans,
+        plans,
         at_once,
-        |i, (point, fault)| probe(case, broker, &format!("probe-{i}"), point, *fault),
+        |i, plan| probe(case, broker, &format!("{stage}-{i}"), plan),
         |_, p| fails(case, &p.outcome),
     )
     .into_iter()
@@ -215,30 +372,30 @@ pub(super) fn in_order_until<T: Sync, R: Send, E: Send>(
         .collect()
 }
 
-/// One run of `case` with one fault, `fault` at `point`; `run` names its ledger file.
+/// One run of `case` with the faults of `plan`; `run` names its ledger file.
 pub(super) fn probe<B>(
     case: &BlackBoxCase,
     broker: &FreshBroker<'_, B>,
     run: &str,
-    point: &CrashPoint,
-    fault: Fault,
+    plan: &FaultPlan,
 ) -> Result<Probe, ProcessError> {
     let mut case = with_ledger(case, run);
     case.effect_faults = EffectFaults::new();
     case.wire_faults = WireFaults::new();
-    match point {
-        CrashPoint::Effect { event_id, call } => {
-            case.effect_faults.insert((event_id.clone(), *call), fault);
-        }
-        CrashPoint::Wire { api, request } => {
-            case.wire_faults.insert((api.clone(), *request), fault);
+    for (point, fault) in &plan.0 {
+        match point {
+            CrashPoint::Effect { event_id, call } => {
+                case.effect_faults.insert((event_id.clone(), *call), *fault);
+            }
+            CrashPoint::Wire { api, request } => {
+                case.wire_faults.insert((api.clone(), *request), *fault);
+            }
         }
     }
     let (_broker, bootstrap) = broker()?;
     let outcome = run_black_box(&case, &bootstrap)?;
     Ok(Probe {
-        point: point.clone(),
-        fault,
+        plan: plan.clone(),
         outcome,
     })
 }
@@ -259,7 +416,94 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use super::in_order_until;
+    use super::{CrashPoint, FaultPlan, in_order_until};
+    use crate::history::Fault;
+
+    #[test]
+    fn a_plan_reads_as_its_faults_with_an_outage_as_one() {
+        let effect = |event: &str, call| CrashPoint::Effect {
+            event_id: event.into(),
+            call,
+        };
+        let commit = CrashPoint::Wire {
+            api: "OffsetCommit".into(),
+            request: 2,
+        };
+        let one = FaultPlan::one(effect("evt-0", 1), Fault::CrashAfter);
+        assert_eq!(one.to_string(), "CrashAfter at effect call 1 of evt-0");
+        let outage = FaultPlan((1..=3).map(|c| (effect("evt-1", c), Fault::Fail)).collect());
+        assert_eq!(outage.to_string(), "Fail at effect calls 1 to 3 of evt-1");
+        let two = FaultPlan(vec![
+            (effect("evt-1", 1), Fault::Fail),
+            (effect("evt-1", 2), Fault::CrashBefore),
+            (commit.clone(), Fault::Fail),
+            (commit.next(), Fault::Fail),
+            (effect("evt-0", 2), Fault::Fail),
+        ]);
+        assert_eq!(
+            two.to_string(),
+            "Fail at effect call 1 of evt-1, then CrashBefore at effect call 2 of evt-1, then \
+             Fail at OffsetCommit request 2, then Fail at OffsetCommit request 3, then Fail at \
+             effect call 2 of evt-0"
+        );
+        assert_eq!(two.events(), ["evt-1", "evt-0"]);
+        assert!(FaultPlan::one(commit, Fault::Ambiguous).events().is_empty());
+    }
+
+    #[test]
+    fn a_plan_fired_the_faults_whose_call_or_request_came() {
+        use std::time::Duration;
+
+        use crate::history::InstanceId;
+        use crate::process::{BlackBoxOutcome, Ending, FiredEffectFault, WireEvent};
+
+        let effect = |call| CrashPoint::Effect {
+            event_id: "evt-0".into(),
+            call,
+        };
+        let commit = |request| CrashPoint::Wire {
+            api: "OffsetCommit".into(),
+            request,
+        };
+        let request = || WireEvent::Request {
+            at: Duration::ZERO,
+            instance: InstanceId(1),
+            api: "OffsetCommit".into(),
+            version: 8,
+        };
+        let outcome = BlackBoxOutcome {
+            ending: Ending::CaughtUp,
+            attempts: Vec::new(),
+            wire: vec![request(), request()],
+            lives: Vec::new(),
+            malformed: Vec::new(),
+            problems: Vec::new(),
+            ends: Default::default(),
+            landed: Vec::new(),
+            effect_faults_fired: vec![FiredEffectFault {
+                at: Duration::ZERO,
+                instance: InstanceId(1),
+                event_id: "evt-0".into(),
+                call: 1,
+                fault: Fault::Fail,
+            }],
+            stopped_at: Duration::ZERO,
+            left_behind: Default::default(),
+        };
+        let plan = FaultPlan(vec![
+            (effect(1), Fault::Fail),
+            (effect(2), Fault::Fail),
+            (commit(2), Fault::CrashAfter),
+            (commit(3), Fault::Fail),
+        ]);
+        assert_eq!(
+            plan.fired(&outcome),
+            FaultPlan(vec![
+                (effect(1), Fault::Fail),
+                (commit(2), Fault::CrashAfter)
+            ])
+        );
+    }
 
     /// Later items finish first: the answer is still every item up to the first stop in
     /// the items' order, and items well after it are never started.

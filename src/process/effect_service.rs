@@ -39,6 +39,8 @@ pub(crate) struct FiredEffectFault {
     pub at: Duration,
     pub instance: InstanceId,
     pub event_id: String,
+    /// Which of the event's effect calls it fired at (1 for its first).
+    pub call: u32,
     pub fault: Fault,
 }
 
@@ -266,6 +268,7 @@ async fn effect(
             at: shared.started.elapsed(),
             instance,
             event_id: event_id.clone(),
+            call,
             fault,
         });
     };

@@ -1,10 +1,10 @@
-//! Shrinking a failing black-box run by removing input events: the same fault at the same
-//! point, fewer events, as long as the run still fails. Each round tries, several runs at
-//! once, the smallest input first (the one event the fault targets, or the first event), then
+//! Shrinking a failing black-box run by removing input events: the same faults at the same
+//! points, fewer events, as long as the run still fails. Each round tries, several runs at
+//! once, the smallest input first (the events the faults target, or the first event), then
 //! the input without one of its events (in the events' order), and keeps the first that still
-//! fails; it ends when none does or one event is left. The event a fault targets stays.
+//! fails; it ends when none does or one event is left. The events faults target stay.
 
-use super::crash_points::{CrashPoint, Fails, FreshBroker, Probe, in_order_until, probe};
+use super::crash_points::{Fails, FreshBroker, Probe, in_order_until, probe};
 use super::{BlackBoxCase, ProcessError};
 
 /// The smallest failing run found.
@@ -34,27 +34,26 @@ pub(crate) fn shrink_events<B>(
     let mut round = 0;
     loop {
         round += 1;
-        let target = match &shrunk.probe.point {
-            CrashPoint::Effect { event_id, .. } => Some(event_id.clone()),
-            CrashPoint::Wire { .. } => None,
-        };
+        let plan = shrunk.probe.plan.clone();
+        let targets = plan.events();
         let events = &shrunk.case.events;
         let mut candidates: Vec<BlackBoxCase> = Vec::new();
-        if events.len() > 2 {
+        if events.len() > targets.len().max(1) + 1 {
             let mut smallest = shrunk.case.clone();
-            smallest.events = match &target {
-                Some(id) => events
+            smallest.events = if targets.is_empty() {
+                events[..1].to_vec()
+            } else {
+                events
                     .iter()
-                    .filter(|e| &e.event_id == id)
+                    .filter(|e| targets.contains(&e.event_id.as_str()))
                     .cloned()
-                    .collect(),
-                None => events[..1].to_vec(),
+                    .collect()
             };
             candidates.push(smallest);
         }
         candidates.extend(
             (0..events.len())
-                .filter(|i| Some(&events[*i].event_id) != target.as_ref())
+                .filter(|i| !targets.contains(&events[*i].event_id.as_str()))
                 .map(|i| {
                     let mut smaller = shrunk.case.clone();
                     smaller.events.remove(i);
@@ -65,11 +64,10 @@ pub(crate) fn shrink_events<B>(
         if candidates.is_empty() {
             return Ok(shrunk);
         }
-        let (point, fault) = (shrunk.probe.point.clone(), shrunk.probe.fault);
         let mut results = in_order_until(
             &candidates,
             at_once,
-            |i, c| probe(c, broker, &format!("shrink-{round}-{i}"), &point, fault),
+            |i, c| probe(c, broker, &format!("shrink-{round}-{i}"), &plan),
             |i, p| fails(&candidates[i], &p.outcome),
         );
         shrunk.runs += results.len();

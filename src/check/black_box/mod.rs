@@ -1,7 +1,8 @@
 //! Verifying a consumer *program*, in any language, as a black box: [`BlackBox`] runs the
 //! command's instances against a broker (librdkafka's mock cluster by default) through the
 //! kit's wire proxy, with their side effects going to the kit's HTTP effect service, first
-//! without faults and then once per crash point of that pilot run and fault kind; each run's
+//! without faults, then once per crash point of that pilot run and fault kind, once per
+//! effect failing several times in a row, and with two faults drawn from a seed; each run's
 //! history and ledger go through the same invariants as a simulated run's, and the first
 //! failing run is shrunk and reported as a simulated check's counterexample is.
 
@@ -10,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::Encoder;
+use super::SEED_ENV;
+use super::config::{Encoder, env_u64};
 use crate::broker::BrokerProvider;
 use crate::broker::self_check::Capability;
 use crate::history::{ClusterSnapshot, History, PublishedEvent};
@@ -18,10 +20,11 @@ use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::{Ledger, Observed, OutputTopic};
 use crate::process::{
     BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, EnvTemplate, InputEvent,
-    ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, history_of, pilot, probes,
-    published_of, shrink_events,
+    ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, crash_points, enumeration,
+    history_of, outages, pilot, probes, published_of, shrink_events,
 };
 use crate::scenario::Event;
+use random_plans::random_plans;
 
 /// A consumer program to verify as a black box.
 ///
@@ -68,6 +71,9 @@ pub struct BlackBox {
     environment: Vec<(String, String)>,
     shrink: bool,
     picture: bool,
+    random_runs: usize,
+    /// `None`: `EFFECTIVELY_ONCE_SEED`, or 0.
+    seed: Option<u64>,
 }
 
 impl fmt::Debug for BlackBox {
@@ -85,6 +91,8 @@ impl fmt::Debug for BlackBox {
             .field("environment", &self.environment)
             .field("shrink", &self.shrink)
             .field("picture", &self.picture)
+            .field("random_runs", &self.random_runs)
+            .field("seed", &self.seed)
             .finish_non_exhaustive()
     }
 }
@@ -92,8 +100,10 @@ impl fmt::Debug for BlackBox {
 impl BlackBox {
     /// The program to verify: its words, the program first (`["python3", "consumer.py"]`).
     /// Defaults: 1 instance, 3 events, topic `task-events`, group `notification-service`,
-    /// sink `email`, events encoded as [`Event::to_json`], 90 s per run, 8 runs at once, on
-    /// librdkafka's mock cluster (a fresh one per run).
+    /// sink `email`, events encoded as [`Event::to_json`], 90 s per run, 16 runs at once
+    /// (they mostly wait on group rebalances and session timeouts, not on the cores), on
+    /// librdkafka's mock cluster (a fresh one per run), 8 random two-fault runs from seed 0
+    /// (or `EFFECTIVELY_ONCE_SEED`).
     pub fn command<I, S>(words: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -109,12 +119,14 @@ impl BlackBox {
             outputs: Vec::new(),
             encode: Arc::new(Event::to_json),
             time_limit: Duration::from_secs(90),
-            at_once: 8,
+            at_once: 16,
             workdir: None,
             broker: BrokerProvider::MockCluster,
             environment: Vec::new(),
             shrink: true,
             picture: true,
+            random_runs: 8,
+            seed: None,
         }
     }
 
@@ -200,7 +212,8 @@ impl BlackBox {
         self
     }
 
-    /// How many runs go at once (each with its own broker and processes).
+    /// How many runs go at once (each with its own broker and processes; default 16). A
+    /// fresh broker container per run costs memory: a container provider wants fewer.
     pub fn at_once(&mut self, n: usize) -> &mut Self {
         self.at_once = n;
         self
@@ -231,6 +244,23 @@ impl BlackBox {
         self
     }
 
+    /// How many random runs with two faults follow the enumeration's one-fault runs (default
+    /// 8; 0 for none). Their plans are drawn from [`BlackBox::seed`]: a fault the pilot could
+    /// meet, then, half of the time, a fault where the first one's recovery passes next (the
+    /// retry of a failed effect, the next commit), otherwise anywhere.
+    pub fn random_runs(&mut self, n: usize) -> &mut Self {
+        self.random_runs = n;
+        self
+    }
+
+    /// The seed the random runs' plans are drawn from (default: `EFFECTIVELY_ONCE_SEED`, or
+    /// 0). The same seed and program draw the same plans; the runs themselves are real
+    /// processes, whose timings differ.
+    pub fn seed(&mut self, seed: u64) -> &mut Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Whether a failing run is shrunk by removing input events (default: yes; each round
     /// costs a few runs).
     pub fn shrink(&mut self, shrink: bool) -> &mut Self {
@@ -251,6 +281,16 @@ impl BlackBox {
     pub fn workdir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.workdir = Some(dir.into());
         self
+    }
+
+    /// The seed the random plans are drawn from.
+    fn drawn_from(&self) -> Result<u64, BlackBoxError> {
+        match self.seed {
+            Some(seed) => Ok(seed),
+            None => Ok(env_u64(SEED_ENV)
+                .map_err(BlackBoxError::InvalidConfig)?
+                .unwrap_or(0)),
+        }
     }
 
     fn validate(&self) -> Result<(ConsumerCommand, Vec<EnvTemplate>), BlackBoxError> {
@@ -283,12 +323,16 @@ impl BlackBox {
         ))
     }
 
-    /// Runs the pilot and one run per crash point and fault kind, and judges each for
-    /// `semantics` as it finishes; the first run that breaks it, in the points' order, is the
-    /// counterexample (the runs after it are not made), shrunk by removing input events while
-    /// the same invariant stays broken (see [`BlackBox::shrink`]).
+    /// Runs the pilot, one run per crash point and fault kind and the random two-fault runs
+    /// ([`BlackBox::random_runs`]); once those passed, one run per effect the program retried
+    /// in the same process, with the effect failing 5 times in a row (an outage longer than a
+    /// bounded retry). Each run is judged for `semantics` as it finishes; the first run that
+    /// breaks it, in that order, is the counterexample (the runs after it are not made),
+    /// shrunk by removing input events while the same invariant stays broken (see
+    /// [`BlackBox::shrink`]).
     pub fn check(&self, semantics: Semantics) -> Result<BlackBoxPassed, BlackBoxError> {
         let (command, environment) = self.validate()?;
+        let seed = self.drawn_from()?;
         let started = Instant::now();
         let workdir = Workdir::new(self.workdir.clone())?;
         let events = (0..self.events)
@@ -350,6 +394,7 @@ impl BlackBox {
                 judged: &judged,
                 invariant: &violation.invariant,
                 fault: None,
+                seed: None,
                 shrunk_from: case.events.len(),
                 runs: 1,
             };
@@ -362,15 +407,34 @@ impl BlackBox {
                 .violations
                 .is_empty()
         };
-        let mut probes = probes(&case, &pilot, &broker, self.at_once, &fails)?;
-        let runs = probes.len() + 1;
-        let failing = match probes.pop() {
+        // One fault per run, then the random two-fault runs; once they all passed, the
+        // outages of the effects the program retried.
+        let mut plans = enumeration(&pilot);
+        let random = random_plans(&crash_points(&pilot), &plans, self.random_runs, seed);
+        let enumerated = plans.len();
+        let random_runs = random.len();
+        plans.extend(random);
+        let mut made = probes(&case, "probe", &plans, &broker, self.at_once, &fails)?;
+        let mut runs = made.len() + 1;
+        let mut drawn = (made.len() > enumerated).then_some(seed);
+        let mut outage_runs = 0;
+        if !made.last().is_some_and(|p| fails(&case, &p.outcome)) {
+            let outages = outages(&made);
+            outage_runs = outages.len();
+            made = probes(&case, "outage", &outages, &broker, self.at_once, &fails)?;
+            runs += made.len();
+            drawn = None;
+        }
+        let failing = match made.pop() {
             Some(p) if fails(&case, &p.outcome) => p,
             _ => {
                 return Ok(BlackBoxPassed {
                     semantics,
                     command: self.command.join(" "),
                     runs,
+                    outage_runs,
+                    random_runs,
+                    seed,
                     took: started.elapsed(),
                 });
             }
@@ -408,7 +472,8 @@ impl BlackBox {
             outcome: &shrunk.probe.outcome,
             judged: &judged,
             invariant: &broken,
-            fault: Some((&shrunk.probe.point, shrunk.probe.fault)),
+            fault: Some(&shrunk.probe.plan),
+            seed: drawn,
             shrunk_from: case.events.len(),
             runs: runs + shrunk.runs,
         };
@@ -613,6 +678,7 @@ pub(crate) fn judge_process_run(
 }
 
 mod cargo_bin;
+mod random_plans;
 mod report;
 
 pub use report::{BlackBoxCounterexample, BlackBoxPassed};

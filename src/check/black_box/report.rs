@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::JudgedProcessRun;
-use crate::history::{Fault, Operation};
+use crate::check::SEED_ENV;
+use crate::history::Operation;
 use crate::invariant::{Semantics, Violation};
-use crate::process::{BlackBoxCase, BlackBoxOutcome, CrashPoint};
+use crate::process::{BlackBoxCase, BlackBoxOutcome, CrashPoint, FaultPlan};
 use crate::report::Case;
 use crate::report::diagnosis::{Diagnosis, diagnose};
 use crate::report::picture;
@@ -26,8 +27,15 @@ pub struct BlackBoxPassed {
     pub semantics: Semantics,
     /// The program, as one line.
     pub command: String,
-    /// How many runs were judged (the pilot and one per crash point and fault kind).
+    /// How many runs were judged: the pilot, the enumeration's and the random ones.
     pub runs: usize,
+    /// How many of them were outages: an effect the program retried in the same process
+    /// failing several times in a row.
+    pub outage_runs: usize,
+    /// How many of them were random two-fault runs.
+    pub random_runs: usize,
+    /// The seed the random runs' plans were drawn from.
+    pub seed: u64,
     /// How long the check took.
     pub took: Duration,
 }
@@ -36,11 +44,15 @@ impl fmt::Display for BlackBoxPassed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "effectively-once black-box check passed: `{}` held {} in {} runs (a pilot and one \
-             per crash point and fault kind) in {:.1} s",
+            "effectively-once black-box check passed: `{}` held {} in {} runs (a pilot, one \
+             per crash point and fault kind, {} outages of a retried effect, {} random two-fault \
+             runs from seed {}) in {:.1} s",
             self.command,
             self.semantics,
             self.runs,
+            self.outage_runs,
+            self.random_runs,
+            self.seed,
             self.took.as_secs_f64()
         )
     }
@@ -54,8 +66,10 @@ pub struct BlackBoxCounterexample {
     pub semantics: Semantics,
     /// The program, as one line.
     pub command: String,
-    /// The fault the run fired, and where.
+    /// The faults the run fired, and where.
     pub fault: String,
+    /// The seed of the random plan that found it (`None`: the enumeration found it).
+    pub seed: Option<u64>,
     /// The broken invariant.
     pub violation: Violation,
     /// The other invariants the run broke.
@@ -89,8 +103,10 @@ pub(super) struct FailingRun<'a> {
     pub judged: &'a JudgedProcessRun,
     /// The broken invariant to lead with.
     pub invariant: &'a str,
-    /// The fault the run fired and where (`None`: the pilot).
-    pub fault: Option<(&'a CrashPoint, Fault)>,
+    /// The faults the run fired and where (`None`: the pilot).
+    pub fault: Option<&'a FaultPlan>,
+    /// The seed of the random plan it ran (`None`: an enumerated plan or the pilot).
+    pub seed: Option<u64>,
     /// The events before shrinking, and the runs made.
     pub shrunk_from: usize,
     pub runs: usize,
@@ -99,7 +115,9 @@ pub(super) struct FailingRun<'a> {
 impl FailingRun<'_> {
     /// The counterexample, with its picture drawn when `draw`.
     pub(super) fn report(&self, draw: bool) -> BlackBoxCounterexample {
-        let scenario = scenario_of(self.case, self.fault);
+        // What fired, of what was planned: a plan's later point may never be reached.
+        let fired = self.fault.map(|plan| plan.fired(self.outcome));
+        let scenario = scenario_of(self.case, fired.as_ref());
         let mut violations = self.judged.violations.clone();
         if let Some(i) = violations
             .iter()
@@ -119,10 +137,14 @@ impl FailingRun<'_> {
         BlackBoxCounterexample {
             semantics: self.semantics,
             command: self.command.clone(),
-            fault: match self.fault {
-                Some((point, fault)) => format!("{fault:?} at {point}"),
-                None => "none (the pilot run)".into(),
+            fault: match (self.fault, &fired) {
+                (Some(plan), Some(fired)) if fired.0.is_empty() => {
+                    format!("none fired (planned: {plan})")
+                }
+                (_, Some(fired)) => fired.to_string(),
+                _ => "none (the pilot run)".into(),
             },
+            seed: self.seed,
             violation: violations[0].clone(),
             also: violations[1..].to_vec(),
             diagnoses: diagnose(&case),
@@ -169,7 +191,7 @@ impl FailingRun<'_> {
 /// The run's input as a scenario (what the report's parts read): one partition per instance,
 /// the events with their payloads, and the fault when it is anchored to an event's effect
 /// (a fault at the n-th request of an api is the history's to tell).
-fn scenario_of(case: &BlackBoxCase, fault: Option<(&CrashPoint, Fault)>) -> Scenario {
+fn scenario_of(case: &BlackBoxCase, plan: Option<&FaultPlan>) -> Scenario {
     let events: Vec<StreamEvent> = case
         .events
         .iter()
@@ -186,21 +208,24 @@ fn scenario_of(case: &BlackBoxCase, fault: Option<(&CrashPoint, Fault)>) -> Scen
             aborted_first: false,
         })
         .collect();
-    let faults = match fault {
-        Some((CrashPoint::Effect { event_id, call }, fault)) => case
-            .events
-            .iter()
-            .position(|e| &e.event_id == event_id)
-            .map(|event| ScenarioFault {
-                event,
-                operation: Operation::Effect,
-                occurrence: *call,
-                fault,
-            })
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    };
+    let faults = plan
+        .map(|plan| plan.0.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(point, fault)| match point {
+            CrashPoint::Effect { event_id, call } => case
+                .events
+                .iter()
+                .position(|e| &e.event_id == event_id)
+                .map(|event| ScenarioFault {
+                    event,
+                    operation: Operation::Effect,
+                    occurrence: *call,
+                    fault: *fault,
+                }),
+            CrashPoint::Wire { .. } => None,
+        })
+        .collect();
     Scenario {
         seed: 0,
         partitions: i32::try_from(case.instances).unwrap_or(i32::MAX),
@@ -254,6 +279,13 @@ impl fmt::Display for BlackBoxCounterexample {
             self.command, self.semantics
         )?;
         writeln!(f, "fault: {}", self.fault)?;
+        if let Some(seed) = self.seed {
+            writeln!(
+                f,
+                "found by a random plan from seed {seed} (`{SEED_ENV}={seed}` or \
+                 `BlackBox::seed({seed})` draws the same plans)"
+            )?;
+        }
         write!(f, "input: {}", self.events.join(", "))?;
         if self.events.len() < self.shrunk_from {
             write!(f, " (shrunk from {} events)", self.shrunk_from)?;

@@ -5,7 +5,7 @@ use super::*;
 use crate::history::Fault;
 use crate::ledger::OutputTopic;
 use crate::process::python_tests::{explain, fixture, python, run, task_events};
-use crate::process::{CrashPoint, Probe, crash_points};
+use crate::process::{CrashPoint, Probe, crash_points, enumeration};
 
 /// The Task API's payload for `event`, which the Python fixtures parse.
 fn task_created(event: &Event) -> Vec<u8> {
@@ -110,6 +110,31 @@ fn a_consumer_behind_a_launcher_crashes_with_it() {
     );
 }
 
+/// A bounded retry survives every single fault (the key deduplicates an ambiguous email, a
+/// retry gets past a failed one, a crash redelivers); an email API down for longer than its
+/// tries loses the event, and the outage run finds it.
+#[test]
+fn an_outage_longer_than_a_bounded_retry_loses_the_event() {
+    let Some(python) = python() else { return };
+    let e = black_box(&python, "retry_then_skip.py")
+        .random_runs(0)
+        .check(Semantics::AtLeastOnce)
+        .unwrap_err();
+    let BlackBoxError::Violated(c) = &e else {
+        panic!("expected a violation: {e}");
+    };
+    assert_eq!(c.violation.invariant, "at-least-once", "{c}");
+    // The outage would fail 5 calls; the report names the ones that fired: the program's
+    // three tries.
+    assert_eq!(c.fault, "Fail at effect calls 1 to 3 of evt-0", "{c}");
+    assert_eq!(c.seed, None, "{c}");
+    assert_eq!(c.events, ["evt-0"], "{c}");
+    // Every one-fault run passed first: the pilot, 4 faults at each of 3 effect calls and at
+    // each of 3 commits; then the outage of the first email the program retried.
+    assert!(c.runs > 1 + 12 + 12, "{c}");
+    assert!(c.output.contains("giving up on the email for evt-0"), "{c}");
+}
+
 /// No false alarm with two instances: commit after processing is at-least-once through
 /// every crash point, while the group rebalances around each killed instance.
 #[test]
@@ -148,12 +173,14 @@ fn the_black_box_check_passes_the_idempotency_key_consumer_after_every_crash_poi
     let passed = black_box(&python, "idempotency_key.py")
         .check(Semantics::EffectivelyOnce)
         .unwrap_or_else(|e| panic!("{e}"));
-    // The pilot, 4 faults at each of 3 effect calls, 4 at each of 3 commits.
-    assert_eq!(passed.runs, 1 + 12 + 12, "{passed}");
+    // The pilot, 4 faults at each of 3 effect calls, 4 at each of 3 commits, the random
+    // runs; no outage: a failed email crashes the program, which is not a retry.
+    assert_eq!((passed.outage_runs, passed.random_runs), (0, 8), "{passed}");
+    assert_eq!(passed.runs, 1 + 12 + 12 + 8, "{passed}");
     assert!(
         passed
             .to_string()
-            .contains("held effectively-once in 25 runs"),
+            .contains("held effectively-once in 33 runs"),
         "{passed}"
     );
 }
@@ -293,7 +320,10 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
     };
     let started = std::time::Instant::now();
     let pilot = pilot(&case, &broker).unwrap();
-    let probes = probes(&case, &pilot, &broker, 4, &|_, _| false).unwrap();
+    let probes = probes(&case, "probe", &enumeration(&pilot), &broker, 4, &|_, _| {
+        false
+    })
+    .unwrap();
     let took = started.elapsed();
     let points = crash_points(&pilot);
     assert_eq!(
@@ -314,31 +344,26 @@ fn crash_point_enumeration_finds_the_duplicate_of_commit_after_processing_and_no
             p.outcome.ending,
             Ending::CaughtUp,
             "{}: {}",
-            p.point,
+            p.plan,
             explain(&p.outcome)
         );
         assert!(
             p.lost(&case).is_empty(),
-            "{} {:?} lost an event: {}",
-            p.point,
-            p.fault,
+            "{} lost an event: {}",
+            p.plan,
             explain(&p.outcome)
         );
-        lines.push(format!(
-            "{} {:?}: duplicated {:?}",
-            p.point,
-            p.fault,
-            p.duplicated()
-        ));
+        lines.push(format!("{}: duplicated {:?}", p.plan, p.duplicated()));
     }
     let duplicating: Vec<&Probe> = probes
         .iter()
         .filter(|p| !p.duplicated().is_empty())
         .collect();
     assert!(
-        duplicating
-            .iter()
-            .any(|p| p.fault == Fault::CrashAfter && matches!(p.point, CrashPoint::Effect { .. })),
+        duplicating.iter().any(|p| matches!(
+            p.plan.0.as_slice(),
+            [(CrashPoint::Effect { .. }, Fault::CrashAfter)]
+        )),
         "{lines:#?}"
     );
     println!("{} probes in {took:?}:\n{}", probes.len(), lines.join("\n"));
@@ -433,6 +458,8 @@ fn a_pipelines_outputs_are_its_effects() {
     let held = pipeline
         .check(Semantics::AtLeastOnce)
         .unwrap_or_else(|e| panic!("{e}"));
-    // The pilot and 4 faults at each of the 3 commits (no effect calls).
-    assert_eq!(held.runs, 1 + 3 * 4, "{held}");
+    // The pilot, 4 faults at each of the 3 commits (no effect calls, so no outage), the
+    // random runs.
+    assert_eq!(held.random_runs, 8, "{held}");
+    assert_eq!(held.runs, 1 + 3 * 4 + 8, "{held}");
 }
