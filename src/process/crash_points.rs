@@ -61,7 +61,7 @@ impl std::fmt::Display for CrashPoint {
 }
 
 /// The faults of one run, each at its point.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FaultPlan(pub Vec<(CrashPoint, Fault)>);
 
 impl FaultPlan {

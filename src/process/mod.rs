@@ -17,11 +17,11 @@ mod supervisor;
 mod wire_proxy;
 
 pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, run_black_box};
+#[cfg(test)]
+pub(crate) use crash_points::Probe;
 pub(crate) use crash_points::{
     CrashPoint, FaultPlan, crash_points, enumeration, outages, pilot, probes,
 };
-#[cfg(test)]
-pub(crate) use crash_points::Probe;
 pub(crate) use effect_service::{EffectFaults, EffectService, FiredEffectFault, Malformed};
 pub(crate) use environment::{EnvTemplate, InstanceAddresses, environment_of};
 pub(crate) use history_of::{attempts_of, history_of, published_of};

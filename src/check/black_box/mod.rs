@@ -1,10 +1,10 @@
 //! Verifying a consumer *program*, in any language, as a black box: [`BlackBox`] runs the
 //! command's instances against a broker (librdkafka's mock cluster by default) through the
 //! kit's wire proxy, with their side effects going to the kit's HTTP effect service, first
-//! without faults, then once per crash point of that pilot run and fault kind, once per
-//! effect failing several times in a row, and with two faults drawn from a seed; each run's
-//! history and ledger go through the same invariants as a simulated run's, and the first
-//! failing run is shrunk and reported as a simulated check's counterexample is.
+//! without faults, then once per crash point of that pilot run and fault kind, with two
+//! faults drawn from a seed, and once per retried effect failing several times in a row; each
+//! run's history and ledger go through the same invariants as a simulated run's, and the
+//! first failing run is shrunk and reported as a simulated check's counterexample is.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -39,9 +39,10 @@ use random_plans::random_plans;
 /// applied; 504 after applying it); refuse an offset commit (`REBALANCE_IN_PROGRESS`), or
 /// apply a commit and drop the connection before its answer. A crash kills the instance
 /// with every process it started (a launcher such as `npm start` or a shell script does not
-/// keep the consumer alive), and the instance is started again, as a process supervisor would.
-/// On Linux an instance also dies when the kit does, even killed outright. [`BlackBox::env`] passes the kit's addresses under
-/// the program's own variable names; [`BlackBox::cargo_bin`] builds a Rust workspace binary.
+/// keep the consumer alive), and the instance is started again, as a process supervisor
+/// would. On Linux an instance also dies when the kit does, even killed outright.
+/// [`BlackBox::env`] passes the kit's addresses under the program's own variable names;
+/// [`BlackBox::cargo_bin`] builds a Rust workspace binary.
 ///
 /// ```no_run
 /// use effectively_once::check::BlackBox;

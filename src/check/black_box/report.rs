@@ -42,17 +42,30 @@ pub struct BlackBoxPassed {
 
 impl fmt::Display for BlackBoxPassed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut made = vec![
+            "a pilot".to_string(),
+            "one per crash point and fault kind".into(),
+        ];
+        if self.outage_runs > 0 {
+            made.push(format!(
+                "{} outage{} of a retried effect",
+                self.outage_runs,
+                if self.outage_runs == 1 { "" } else { "s" }
+            ));
+        }
+        if self.random_runs > 0 {
+            made.push(format!(
+                "{} random two-fault runs from seed {}",
+                self.random_runs, self.seed
+            ));
+        }
         write!(
             f,
-            "effectively-once black-box check passed: `{}` held {} in {} runs (a pilot, one \
-             per crash point and fault kind, {} outages of a retried effect, {} random two-fault \
-             runs from seed {}) in {:.1} s",
+            "effectively-once black-box check passed: `{}` held {} in {} runs ({}) in {:.1} s",
             self.command,
             self.semantics,
             self.runs,
-            self.outage_runs,
-            self.random_runs,
-            self.seed,
+            made.join(", "),
             self.took.as_secs_f64()
         )
     }
