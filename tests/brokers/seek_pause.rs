@@ -44,10 +44,18 @@ fn a_seek_beyond_the_end_applies_auto_offset_reset() {
 
 #[test]
 fn a_seek_of_a_partition_not_assigned_fails() {
-    assert_eq!(
-        run(&simulation(1, 6), mock(), cases::not_assigned),
-        cases::NOT_ASSIGNED
-    );
+    let seen = run(&simulation(1, 6), mock(), cases::not_assigned);
+    // The seek before any assignment fails either way, with an error that depends on timing:
+    // `Unknown partition` while the client does not know the topic's partitions yet,
+    // `Erroneous state` once a metadata answer told it (seen once on a loaded machine; the
+    // later seeks of `u/0` show both in one run). The simulator answers the first.
+    let mut expected: Vec<String> = cases::NOT_ASSIGNED.iter().map(|s| s.to_string()).collect();
+    if seen.first().map(String::as_str)
+        == Some("seek t/0 to Offset(1): Seek error: Local: Erroneous state")
+    {
+        expected[0] = seen[0].clone();
+    }
+    assert_eq!(seen, expected);
 }
 
 #[test]
