@@ -112,12 +112,12 @@ impl FaultPlan {
 
 impl std::fmt::Display for FaultPlan {
     /// `CrashAfter at effect call 1 of evt-0`; a run of the same fault on one event's calls in
-    /// a row as `Fail at effect calls 1 to 5 of evt-0`; faults joined by `, then `.
+    /// a row as `Fail at effect calls 1 to 5 of evt-0`; faults joined by `, and `.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut i = 0;
         while i < self.0.len() {
             if i > 0 {
-                f.write_str(", then ")?;
+                f.write_str(", and ")?;
             }
             let (point, fault) = &self.0[i];
             let mut last = i;
@@ -442,8 +442,8 @@ mod tests {
         ]);
         assert_eq!(
             two.to_string(),
-            "Fail at effect call 1 of evt-1, then CrashBefore at effect call 2 of evt-1, then \
-             Fail at OffsetCommit request 2, then Fail at OffsetCommit request 3, then Fail at \
+            "Fail at effect call 1 of evt-1, and CrashBefore at effect call 2 of evt-1, and \
+             Fail at OffsetCommit request 2, and Fail at OffsetCommit request 3, and Fail at \
              effect call 2 of evt-0"
         );
         assert_eq!(two.events(), ["evt-1", "evt-0"]);

@@ -48,7 +48,10 @@ pub(super) fn random_plans(
             if second.0 == first.0 {
                 continue;
             }
-            let plan = FaultPlan(vec![first, second]);
+            // In the points' order: the same two faults make the same run whichever came first.
+            let mut faults = vec![first, second];
+            faults.sort_by(|a, b| a.0.cmp(&b.0));
+            let plan = FaultPlan(faults);
             if !known.contains(&plan) && !plans.contains(&plan) {
                 plans.push(plan);
                 break;
