@@ -17,10 +17,8 @@ mod supervisor;
 mod wire_proxy;
 
 pub(crate) use black_box::{BlackBoxCase, BlackBoxOutcome, Ending, InputEvent, run_black_box};
-#[cfg(test)]
-pub(crate) use crash_points::Probe;
 pub(crate) use crash_points::{
-    CrashPoint, FaultPlan, crash_points, enumeration, outages, pilot, probes,
+    CrashPoint, FaultPlan, Probe, crash_points, enumeration, outages, pilot, probes,
 };
 pub(crate) use effect_service::{EffectFaults, EffectService, FiredEffectFault, Malformed};
 pub(crate) use environment::{EnvTemplate, InstanceAddresses, environment_of};

@@ -20,7 +20,7 @@ use crate::invariant::{RunRecord, Semantics, Violation};
 use crate::ledger::{Ledger, Observed, OutputTopic};
 use crate::process::{
     BlackBoxCase, BlackBoxOutcome, ConsumerCommand, EffectFaults, Ending, EnvTemplate, InputEvent,
-    ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, crash_points, enumeration,
+    Probe, ProcessError, Shrunk, WireEvent, WireFaults, attempts_of, crash_points, enumeration,
     history_of, outages, pilot, probes, published_of, shrink_events,
 };
 use crate::scenario::Event;
@@ -415,35 +415,38 @@ impl BlackBox {
         let enumerated = plans.len();
         let random_runs = random.len();
         plans.extend(random);
+        // The invariant a run broke first, if any: judged once for the last run of a stage.
+        let broken_by = |p: &Probe| {
+            judge_process_run(semantics, &case, &p.outcome, &self.effects())
+                .violations
+                .into_iter()
+                .next()
+                .map(|v| v.invariant)
+        };
         let mut made = probes(&case, "probe", &plans, &broker, self.at_once, &fails)?;
         let mut runs = made.len() + 1;
         let mut drawn = (made.len() > enumerated).then_some(seed);
+        let mut broken = made.last().and_then(broken_by);
         let mut outage_runs = 0;
-        if !made.last().is_some_and(|p| fails(&case, &p.outcome)) {
+        if broken.is_none() {
             let outages = outages(&made);
             outage_runs = outages.len();
             made = probes(&case, "outage", &outages, &broker, self.at_once, &fails)?;
             runs += made.len();
             drawn = None;
+            broken = made.last().and_then(broken_by);
         }
-        let failing = match made.pop() {
-            Some(p) if fails(&case, &p.outcome) => p,
-            _ => {
-                return Ok(BlackBoxPassed {
-                    semantics,
-                    command: self.command.join(" "),
-                    runs,
-                    outage_runs,
-                    random_runs,
-                    seed,
-                    took: started.elapsed(),
-                });
-            }
+        let (Some(broken), Some(failing)) = (broken, made.pop()) else {
+            return Ok(BlackBoxPassed {
+                semantics,
+                command: self.command.join(" "),
+                runs,
+                outage_runs,
+                random_runs,
+                seed,
+                took: started.elapsed(),
+            });
         };
-        let broken = judge_process_run(semantics, &case, &failing.outcome, &self.effects())
-            .violations
-            .swap_remove(0)
-            .invariant;
         let shrunk = if self.shrink {
             // The same invariant broken, not merely any.
             let same = |case: &BlackBoxCase, outcome: &BlackBoxOutcome| {

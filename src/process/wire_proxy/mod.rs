@@ -507,42 +507,30 @@ impl Route {
             // Read for the timeline and the diagnoses only: an answer that does not decode
             // (librdkafka's mock cluster sends a null assignment with an error) is passed on
             // unrecorded.
-            ApiKey::SyncGroup => {
-                if let Ok(answer) = SyncGroupResponse::decode(&mut body, version) {
-                    self.assigned(version, request, &answer);
-                }
-                Ok(response)
-            }
+            ApiKey::SyncGroup => record_only(body, version, response, |a: &SyncGroupResponse| {
+                self.assigned(version, request, a);
+            }),
             ApiKey::OffsetFetch => {
-                if let Ok(answer) = OffsetFetchResponse::decode(&mut body, version) {
-                    self.committed_read(&answer);
-                }
-                Ok(response)
+                record_only(body, version, response, |a: &OffsetFetchResponse| {
+                    self.committed_read(a);
+                })
             }
             ApiKey::ListOffsets => {
-                if let Ok(answer) = ListOffsetsResponse::decode(&mut body, version) {
-                    self.reset(version, request, &answer);
-                }
-                Ok(response)
+                record_only(body, version, response, |a: &ListOffsetsResponse| {
+                    self.reset(version, request, a);
+                })
             }
-            ApiKey::Produce => {
-                if let Ok(answer) = ProduceResponse::decode(&mut body, version) {
-                    self.produced(version, request, &answer);
-                }
-                Ok(response)
-            }
+            ApiKey::Produce => record_only(body, version, response, |a: &ProduceResponse| {
+                self.produced(version, request, a);
+            }),
             ApiKey::TxnOffsetCommit => {
-                if let Ok(answer) = TxnOffsetCommitResponse::decode(&mut body, version) {
-                    self.txn_offsets(version, request, &answer);
-                }
-                Ok(response)
+                record_only(body, version, response, |a: &TxnOffsetCommitResponse| {
+                    self.txn_offsets(version, request, a);
+                })
             }
-            ApiKey::EndTxn => {
-                if let Ok(answer) = EndTxnResponse::decode(&mut body, version) {
-                    self.txn_ended(version, request, &answer);
-                }
-                Ok(response)
-            }
+            ApiKey::EndTxn => record_only(body, version, response, |a: &EndTxnResponse| {
+                self.txn_ended(version, request, a);
+            }),
             ApiKey::JoinGroup => {
                 let j =
                     JoinGroupResponse::decode(&mut body, version).map_err(|e| undecodable(&e))?;
@@ -582,6 +570,20 @@ impl Route {
         routes.insert((self.instance, node), addr);
         Ok(addr)
     }
+}
+
+/// Hands the answer in `body` to `record` when it decodes as a `T`, and passes `response` on
+/// either way: the answers read only for the timeline and the diagnoses.
+fn record_only<T: Decodable>(
+    mut body: Bytes,
+    version: i16,
+    response: Bytes,
+    record: impl FnOnce(&T),
+) -> Result<Bytes, String> {
+    if let Ok(answer) = T::decode(&mut body, version) {
+        record(&answer);
+    }
+    Ok(response)
 }
 
 fn reencode<T: Encodable>(
